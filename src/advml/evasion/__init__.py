@@ -1,0 +1,13 @@
+"""Evasion attacks: adversarial examples at prediction time.
+
+Every attack is a class holding settings; ``generate(model, x, y=None)`` returns an
+:class:`AdversarialResult`. Attacks register under short names (``"fgsm"``, ``"bim"``,
+``"pgd"``) for the CLI and the audit.
+"""
+
+from advml.evasion.base import AdversarialResult, EvasionAttack, project
+from advml.evasion.bim import BIM
+from advml.evasion.fgsm import FGSM
+from advml.evasion.pgd import PGD
+
+__all__ = ["BIM", "FGSM", "PGD", "AdversarialResult", "EvasionAttack", "project"]

@@ -1,0 +1,149 @@
+"""The gradient-step loop shared by FGSM, BIM and PGD.
+
+Kept lean on purpose: per step one forward and one backward pass with respect to the
+input (``torch.autograd.grad``, so the model's parameter gradients are untouched), then
+three in-place tensor operations. The cost over the raw gradient work is measured in
+``benchmarks/evasion_speed.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from advml.models.base import Classifier
+
+Loss = Literal["ce", "margin"]
+
+
+def loss_per_sample(logits: Tensor, y: Tensor, loss: Loss, targeted: bool) -> Tensor:
+    """The objective each step ascends, per sample.
+
+    ``"ce"``: cross-entropy of the label (negated when targeted). ``"margin"``: the
+    logit margin of Carlini & Wagner (2017, eq. 6 without the clamp), best other class
+    minus the label's class (reversed when targeted).
+    """
+    if loss == "ce":
+        ce = F.cross_entropy(logits, y, reduction="none")
+        return -ce if targeted else ce
+    own = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return own - other if targeted else other - own
+
+
+def _ascent_direction(grad: Tensor, norm: str) -> Tensor:
+    if norm == "inf":
+        return grad.sign_()
+    flat = grad.flatten(1)
+    return (flat / flat.norm(p=2, dim=1, keepdim=True).clamp_min(1e-12)).view_as(grad)
+
+
+def _random_start(x: Tensor, eps: float, norm: str, generator: torch.Generator) -> Tensor:
+    if norm == "inf":
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x + (2 * noise - 1) * eps
+    # Uniform in the L2 ball: a Gaussian direction, radius eps * U^(1/d).
+    d = x[0].numel()
+    direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype).flatten(1)
+    direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    radius = torch.rand(x.shape[0], 1, generator=generator, device=x.device, dtype=x.dtype) ** (
+        1 / d
+    )
+    return x + (eps * radius * direction).view_as(x)
+
+
+def iterate(
+    model: Classifier,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: str,
+    step_size: float,
+    steps: int,
+    targeted: bool,
+    loss: Loss,
+    random_start: bool,
+    early_stop: bool,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """Run ``steps`` projected gradient steps from ``x``; return ``x_adv`` and queries."""
+    low, high = model.bounds
+    queries = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    if eps == 0 or steps == 0:
+        return x.clone(), queries
+    if norm == "inf":
+        lo = (x - eps).clamp_(min=low)
+        hi = (x + eps).clamp_(max=high)
+    x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
+    x_adv = x_adv.clamp_(lo, hi) if norm == "inf" else _project_l2(x_adv, x, eps, low, high)
+    if early_stop:
+        return _iterate_early_stop(
+            model,
+            x,
+            y,
+            x_adv,
+            queries,
+            eps=eps,
+            norm=norm,
+            step_size=step_size,
+            steps=steps,
+            targeted=targeted,
+            loss=loss,
+        )
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        objective = loss_per_sample(model.logits(x_adv), y, loss, targeted).sum()
+        (grad,) = torch.autograd.grad(objective, x_adv)
+        x_adv = x_adv.detach().add_(_ascent_direction(grad, norm), alpha=step_size)
+        x_adv = x_adv.clamp_(lo, hi) if norm == "inf" else _project_l2(x_adv, x, eps, low, high)
+    queries += steps
+    return x_adv, queries
+
+
+def _project_l2(x_adv: Tensor, x: Tensor, eps: float, low: float, high: float) -> Tensor:
+    delta = (x_adv - x).flatten(1)
+    scale = (eps / delta.norm(p=2, dim=1).clamp_min(1e-12)).clamp_(max=1.0)
+    return (x + (delta * scale[:, None]).view_as(x)).clamp_(low, high)
+
+
+def _iterate_early_stop(
+    model: Classifier,
+    x: Tensor,
+    y: Tensor,
+    x_adv: Tensor,
+    queries: Tensor,
+    *,
+    eps: float,
+    norm: str,
+    step_size: float,
+    steps: int,
+    targeted: bool,
+    loss: Loss,
+) -> tuple[Tensor, Tensor]:
+    """As :func:`iterate`, but a sample stops moving once the model is fooled."""
+    low, high = model.bounds
+    active = torch.arange(x.shape[0], device=x.device)
+    for _ in range(steps):
+        xa = x_adv[active].requires_grad_(True)
+        logits = model.logits(xa)
+        queries[active] += 1
+        pred = logits.detach().argmax(1)
+        done = (pred == y[active]) if targeted else (pred != y[active])
+        objective = loss_per_sample(logits, y[active], loss, targeted).sum()
+        (grad,) = torch.autograd.grad(objective, xa)
+        keep = ~done
+        active, xa, grad = active[keep], xa.detach()[keep], grad[keep]
+        if active.numel() == 0:
+            break
+        xa = xa.add_(_ascent_direction(grad, norm), alpha=step_size)
+        x0 = x[active]
+        if norm == "inf":
+            xa = torch.max(torch.min(xa, x0 + eps), x0 - eps).clamp_(low, high)
+        else:
+            xa = _project_l2(xa, x0, eps, low, high)
+        x_adv[active] = xa
+    return x_adv, queries

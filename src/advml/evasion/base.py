@@ -1,0 +1,252 @@
+"""The evasion family: ``generate(model, x, y=None) -> AdversarialResult``.
+
+:class:`EvasionAttack` holds the public method; each attack implements the small
+``_run`` hook on tensors. ``generate`` validates the input once, runs the hook in
+chunks, and *always* projects onto the attack's threat model (ε-ball, then the model's
+bounds) afterwards, so no attack can forget to.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advml import registry
+from advml.base import Component
+from advml.errors import UnsupportedModelError
+from advml.metrics.norms import perturbation_norms
+from advml.models.base import Classifier
+from advml.runtime.seeding import make_generator
+from advml.validation import check_in_bounds, check_labels, check_number
+
+__all__ = ["AdversarialResult", "EvasionAttack", "Norm", "project"]
+
+Norm = Literal["inf", "2"]
+
+
+@dataclass(frozen=True)
+class AdversarialResult:
+    """What an evasion attack produced, per sample and in total.
+
+    ``x_adv`` has the type of the ``x`` given to ``generate`` (numpy in, numpy out;
+    tensor in, tensor out); every other array is numpy with one entry per sample.
+    """
+
+    x_adv: np.ndarray | Tensor
+    """Adversarial inputs, same shape and dtype as ``x``, inside the threat model."""
+    y: np.ndarray
+    """Labels attacked: the true labels (or the model's predictions when ``y`` was not
+    given) for untargeted attacks, the target labels for targeted ones."""
+    y_adv: np.ndarray
+    """The model's predictions on ``x_adv``."""
+    success: np.ndarray
+    """Boolean: ``y_adv != y`` (untargeted) or ``y_adv == y`` (targeted)."""
+    l0: np.ndarray
+    """Number of input features changed (by more than 1e-7)."""
+    l2: np.ndarray
+    linf: np.ndarray
+    queries: np.ndarray
+    """Model evaluations the attack spent on each sample (the final check excluded)."""
+    seconds: float
+    attack: str
+    targeted: bool
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.success.shape[0])
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of samples on which the attack reached its goal."""
+        return float(self.success.mean()) if self.n else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for reports: success rate, median norms of successes, queries."""
+        ok = self.success
+
+        def med(a: np.ndarray) -> float:
+            return float(np.median(a[ok])) if ok.any() else math.nan
+
+        return {
+            "attack": self.attack,
+            "targeted": self.targeted,
+            "n": self.n,
+            "success_rate": self.success_rate,
+            "median_l0": med(self.l0),
+            "median_l2": med(self.l2),
+            "median_linf": med(self.linf),
+            "mean_queries": float(self.queries.mean()) if self.n else 0.0,
+            "seconds": self.seconds,
+        }
+
+
+def project(x_adv: Tensor, x: Tensor, eps: float, norm: Norm) -> Tensor:
+    """Project ``x_adv`` onto the ``norm``-ball of radius ``eps`` around ``x``."""
+    if norm == "inf":
+        return torch.max(torch.min(x_adv, x + eps), x - eps)
+    delta = (x_adv - x).flatten(1)
+    scale = (eps / delta.norm(p=2, dim=1).clamp_min(1e-12)).clamp(max=1.0)
+    return x + (delta * scale[:, None]).view_as(x)
+
+
+class EvasionAttack(Component):
+    """Base of evasion attacks.
+
+    Subclasses implement :meth:`_run` and set the capabilities they need
+    (``needs_gradients``, ``needs_scores``). Norm-bounded attacks have ``eps`` and
+    ``norm`` settings; ``generate`` projects their output onto that ball.
+    """
+
+    family: ClassVar[str] = "evasion"
+    needs_gradients: ClassVar[bool] = True
+    needs_scores: ClassVar[bool] = True
+
+    targeted: bool
+    batch_size: int | None
+
+    # -- the public verb -------------------------------------------------------------
+    def generate(
+        self,
+        model: Classifier,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor | None = None,
+    ) -> AdversarialResult:
+        """Craft adversarial examples for ``x``.
+
+        Parameters
+        ----------
+        model : Classifier
+            The model under attack (any advml adapter).
+        x : array of shape (n, *model.input_shape)
+            Inputs within ``model.bounds``. Not modified.
+        y : array of shape (n,), optional
+            True labels (untargeted) or target labels (targeted). When omitted, an
+            untargeted attack uses the model's own predictions, so no true label leaks
+            into the attack; a targeted attack raises.
+
+        Returns
+        -------
+        AdversarialResult
+        """
+        self._check_model(model)
+        xt = model.as_tensor(x, name="x")
+        check_in_bounds("x", xt, model.bounds)
+        n = xt.shape[0]
+        if y is None:
+            if self.targeted:
+                raise ValueError("a targeted attack needs y: the target label of each input")
+            with model.evaluating():
+                yt = model.predict_labels(xt)
+        else:
+            y_arr = y if isinstance(y, np.ndarray | Tensor) else np.asarray(y)
+            check_labels("y", y_arr, model.n_classes, n)
+            yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
+            yt = yt.to(device=model.device, dtype=torch.long)
+        generator = make_generator(getattr(self, "seed", None), model.device)
+        chunk = self.batch_size or self._auto_batch_size(model)
+        start = time.perf_counter()
+        x_adv = torch.empty_like(xt)
+        queries = torch.zeros(n, dtype=torch.long, device=model.device)
+        y_adv = torch.empty_like(yt)
+        with model.evaluating():
+            for i in range(0, n, chunk):
+                xc, yc = xt[i : i + chunk], yt[i : i + chunk]
+                xa, q = self._run(model, xc, yc, generator)
+                xa = self._finalise(xa.detach(), xc, model.bounds)
+                x_adv[i : i + chunk] = xa
+                queries[i : i + chunk] = q
+                with torch.no_grad():
+                    y_adv[i : i + chunk] = model.predict_labels(xa)
+        seconds = time.perf_counter() - start
+        success = (y_adv == yt) if self.targeted else (y_adv != yt)
+        l0, l2, linf = perturbation_norms(xt, x_adv)
+        out_x: np.ndarray | Tensor
+        if isinstance(x, Tensor):
+            out_x = x_adv.to(device=x.device, dtype=x.dtype)
+        else:
+            out_x = x_adv.cpu().numpy().astype(np.asarray(x).dtype, copy=False)
+        return AdversarialResult(
+            x_adv=out_x,
+            y=yt.cpu().numpy(),
+            y_adv=y_adv.cpu().numpy(),
+            success=success.cpu().numpy(),
+            l0=l0.cpu().numpy(),
+            l2=l2.cpu().numpy(),
+            linf=linf.cpu().numpy(),
+            queries=queries.cpu().numpy(),
+            seconds=seconds,
+            attack=self.name,
+            targeted=self.targeted,
+            params=self.get_params(),
+        )
+
+    # -- hooks -----------------------------------------------------------------------
+    def _run(
+        self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """Adversarial inputs for one chunk and the queries spent on each sample."""
+        raise NotImplementedError
+
+    def _ball(self) -> tuple[Norm, float] | None:
+        """The norm-ball the output must lie in, or None for unbounded attacks."""
+        eps = getattr(self, "eps", None)
+        return None if eps is None else (getattr(self, "norm", "inf"), float(eps))
+
+    def _finalise(self, x_adv: Tensor, x: Tensor, bounds: tuple[float, float]) -> Tensor:
+        ball = self._ball()
+        if ball is not None:
+            x_adv = project(x_adv, x, ball[1], ball[0])
+        return x_adv.clamp(*bounds)
+
+    def _auto_batch_size(self, model: Classifier) -> int:
+        # Chunks of about 64k input values keep a small CNN's activations in cache
+        # (measured in benchmarks/evasion_speed.py: 100 MNIST images per pass run faster
+        # per image than 500), while tiny tabular models still get one large batch.
+        numel = math.prod(model.input_shape)
+        return int(min(1024, max(16, 2**16 // numel)))
+
+    def _check_model(self, model: Classifier) -> None:
+        if not isinstance(model, Classifier):
+            raise TypeError(
+                f"model must be an advml Classifier (e.g. TorchClassifier), got "
+                f"{type(model).__name__}; wrap it with an adapter from advml.models"
+            )
+        missing = None
+        if self.needs_gradients and not model.has_gradients:
+            missing = "gradients"
+        elif self.needs_scores and not model.has_scores:
+            missing = "scores"
+        if missing:
+            others = [
+                name
+                for name in registry.available("evasion")
+                if not (registry.get("evasion", name).needs_gradients and not model.has_gradients)  # type: ignore[attr-defined]
+                and not (registry.get("evasion", name).needs_scores and not model.has_scores)  # type: ignore[attr-defined]
+            ]
+            hint = (
+                f" Attacks this model allows: {', '.join(others)}."
+                if others
+                else " No registered attack works with this model's outputs."
+            )
+            raise UnsupportedModelError(
+                f"{type(self).__name__} needs the model's {missing}; "
+                f"{type(model).__name__} does not provide them.{hint}"
+            )
+
+
+def validate_common(*, targeted: bool, batch_size: int | None, seed: int | None = None) -> None:
+    """Checks shared by every attack's ``__init__``."""
+    if not isinstance(targeted, bool):
+        raise TypeError(f"targeted must be True or False, got {targeted!r}")
+    if batch_size is not None:
+        check_number("batch_size", batch_size, low=1, integer=True)
+    if seed is not None:
+        check_number("seed", seed, low=0, integer=True)

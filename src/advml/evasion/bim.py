@@ -1,0 +1,92 @@
+"""Basic Iterative Method / iterative FGSM (Kurakin, Goodfellow & Bengio, 2017)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from advml import registry
+from advml.evasion._gradient import Loss, iterate
+from advml.evasion.base import EvasionAttack, Norm, validate_common
+from advml.models.base import Classifier
+from advml.validation import check_choice, check_number
+
+__all__ = ["BIM"]
+
+
+@registry.register("evasion", "bim")
+class BIM(EvasionAttack):
+    """FGSM repeated in small steps from the clean input, projected after each step.
+
+    ``x_{k+1} = Clip_{x,eps}(x_k + alpha * sign(∇x L(f(x_k), y)))`` (Kurakin et al.
+    2017, "Adversarial examples in the physical world", eq. 2). Unlike PGD it starts at
+    ``x`` itself, with no random start and no restarts.
+
+    Parameters
+    ----------
+    eps : float
+        Radius of the allowed perturbation (>= 0).
+    steps : int
+        Number of iterations (>= 1).
+    step_size : float, optional
+        Step per iteration; default ``2.5 * eps / steps``, enough to reach and move
+        along the boundary of the ε-ball.
+    norm : {"inf", "2"}
+        Norm of the ε-ball and of the steps.
+    targeted : bool
+        Move towards the labels given as ``y``.
+    loss : {"ce", "margin"}
+        Cross-entropy, or the Carlini–Wagner logit margin.
+    early_stop : bool
+        Stop moving each sample once the model is fooled (fewer queries, smaller
+        perturbations, weaker confidence).
+    batch_size : int, optional
+        Inputs per chunk; default sized to the input.
+    """
+
+    def __init__(
+        self,
+        *,
+        eps: float = 0.3,
+        steps: int = 10,
+        step_size: float | None = None,
+        norm: Norm = "inf",
+        targeted: bool = False,
+        loss: Loss = "ce",
+        early_stop: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        check_number("eps", eps, low=0)
+        check_number("steps", steps, low=1, integer=True)
+        if step_size is not None:
+            check_number("step_size", step_size, low=0, low_inclusive=False)
+        check_choice("norm", norm, ("inf", "2"))
+        check_choice("loss", loss, ("ce", "margin"))
+        validate_common(targeted=targeted, batch_size=batch_size)
+        self.eps = eps
+        self.steps = steps
+        self.step_size = step_size
+        self.norm = norm
+        self.targeted = targeted
+        self.loss = loss
+        self.early_stop = early_stop
+        self.batch_size = batch_size
+
+    def _run(
+        self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        step = self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        return iterate(
+            model,
+            x,
+            y,
+            eps=self.eps,
+            norm=self.norm,
+            step_size=step,
+            steps=self.steps,
+            targeted=self.targeted,
+            loss=self.loss,
+            random_start=False,
+            early_stop=self.early_stop,
+            generator=generator,
+        )

@@ -1,0 +1,80 @@
+"""Fast Gradient Sign Method (Goodfellow, Shlens & Szegedy, ICLR 2015)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from advml import registry
+from advml.evasion._gradient import Loss, iterate
+from advml.evasion.base import EvasionAttack, Norm, validate_common
+from advml.models.base import Classifier
+from advml.validation import check_choice, check_number
+
+__all__ = ["FGSM"]
+
+
+@registry.register("evasion", "fgsm")
+class FGSM(EvasionAttack):
+    """One step of size ``eps`` along the sign of the loss gradient.
+
+    ``x_adv = clip(x + eps * sign(∇x L(f(x), y)))`` (Goodfellow et al. 2015, eq. 3).
+    With ``norm="2"`` the step follows the L2-normalised gradient instead (the "fast
+    gradient method").
+
+    Parameters
+    ----------
+    eps : float
+        Size of the perturbation in the chosen norm (>= 0); 0.3 is the MNIST L∞ convention.
+    norm : {"inf", "2"}
+        Norm of the perturbation.
+    targeted : bool
+        Move towards the labels given as ``y`` instead of away from them.
+    loss : {"ce", "margin"}
+        Cross-entropy, or the Carlini–Wagner logit margin.
+    batch_size : int, optional
+        Inputs per chunk; default sized to the input (see the user guide).
+
+    Examples
+    --------
+    >>> from advml.evasion import FGSM
+    >>> result = FGSM(eps=0.1).generate(model, x_test, y_test)  # doctest: +SKIP
+    >>> result.success_rate  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        eps: float = 0.3,
+        norm: Norm = "inf",
+        targeted: bool = False,
+        loss: Loss = "ce",
+        batch_size: int | None = None,
+    ) -> None:
+        check_number("eps", eps, low=0)
+        check_choice("norm", norm, ("inf", "2"))
+        check_choice("loss", loss, ("ce", "margin"))
+        validate_common(targeted=targeted, batch_size=batch_size)
+        self.eps = eps
+        self.norm = norm
+        self.targeted = targeted
+        self.loss = loss
+        self.batch_size = batch_size
+
+    def _run(
+        self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        return iterate(
+            model,
+            x,
+            y,
+            eps=self.eps,
+            norm=self.norm,
+            step_size=self.eps,
+            steps=1,
+            targeted=self.targeted,
+            loss=self.loss,
+            random_start=False,
+            early_stop=False,
+            generator=generator,
+        )

@@ -1,0 +1,6 @@
+"""Numbers that say how a model fares: accuracy, robust accuracy, success rate, norms."""
+
+from advml.metrics.classification import accuracy, attack_success_rate, robust_accuracy
+from advml.metrics.norms import perturbation_norms
+
+__all__ = ["accuracy", "attack_success_rate", "perturbation_norms", "robust_accuracy"]

@@ -1,0 +1,252 @@
+"""The model seam: the one protocol every attack, defence and watermark talks to.
+
+A :class:`Classifier` maps a batch of inputs ``x`` of shape ``(n, *input_shape)`` with
+values in ``bounds`` to scores over ``n_classes`` classes. Adapters
+(:class:`~advml.models.TorchClassifier`, :class:`~advml.models.SklearnClassifier`,
+:class:`~advml.models.CallableClassifier`) implement it for one framework each, by
+subclassing :class:`BaseClassifier`.
+
+Inside advml, components call ``logits`` on torch tensors already on ``device``; numpy
+is accepted and returned only by the public ``predict``/``predict_proba``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Protocol, overload, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advml.errors import QueryBudgetExceededError, UnsupportedModelError
+from advml.validation import (
+    check_bounds,
+    check_finite,
+    check_input_shape,
+    check_not_empty,
+    check_number,
+)
+
+__all__ = ["BaseClassifier", "Classifier"]
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """What advml needs of a model (DESIGN.md §3).
+
+    Attributes
+    ----------
+    n_classes : int
+        Number of classes; labels are indices in ``[0, n_classes)``.
+    input_shape : tuple of int
+        Shape of one input, without the batch dimension.
+    bounds : (float, float)
+        Minimum and maximum valid input value.
+    device : torch.device
+        Where tensors given to :meth:`logits` must live.
+    has_gradients : bool
+        ``logits`` is differentiable with respect to its input.
+    has_scores : bool
+        The model reveals scores; ``False`` for a label-only API.
+    query_count : int
+        Number of inputs evaluated so far (every input of every call counts once).
+    """
+
+    n_classes: int
+    input_shape: tuple[int, ...]
+    bounds: tuple[float, float]
+    device: torch.device
+    has_gradients: bool
+    has_scores: bool
+
+    @property
+    def query_count(self) -> int: ...
+
+    def as_tensor(self, x: np.ndarray | Tensor, *, name: str = "x") -> Tensor:
+        """Validate a batch of inputs; return it as a float32 tensor on ``device``."""
+        ...
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Class scores of shape ``(n, n_classes)`` whose softmax is the probabilities."""
+        ...
+
+    def predict_labels(self, x: Tensor) -> Tensor:
+        """Predicted class indices of shape ``(n,)`` (works for label-only models too)."""
+        ...
+
+    def predict_proba(
+        self, x: np.ndarray | Tensor, *, batch_size: int | None = None
+    ) -> np.ndarray | Tensor: ...
+
+    def predict(
+        self, x: np.ndarray | Tensor, *, batch_size: int | None = None
+    ) -> np.ndarray | Tensor: ...
+
+    def evaluating(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which the model is in inference mode (restored afterwards)."""
+        ...
+
+
+class BaseClassifier:
+    """Shared behaviour of the adapters: the numpy/tensor boundary, batching, queries.
+
+    Subclasses implement :meth:`_logits` (scores or log-probabilities as a tensor) or,
+    for label-only models, :meth:`_labels`.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        Shape of one input, without the batch dimension.
+    n_classes : int
+        Number of classes (>= 2).
+    bounds : (float, float)
+        Minimum and maximum valid input value.
+    device : torch.device or str, optional
+        Device of the tensors the model computes on; CPU by default.
+    query_budget : int, optional
+        Maximum number of inputs the model may evaluate; exceeding it raises
+        :class:`~advml.errors.QueryBudgetExceededError`. ``None`` means unlimited.
+    batch_size : int
+        Inputs per forward pass in ``predict``/``predict_proba``.
+    """
+
+    has_gradients: bool = False
+    has_scores: bool = True
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, ...],
+        n_classes: int,
+        bounds: tuple[float, float],
+        device: torch.device | str | None = None,
+        query_budget: int | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        try:
+            shape = tuple(int(d) for d in input_shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"input_shape must be a tuple of ints, got {input_shape!r}") from None
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"input_shape must hold positive sizes, got {input_shape!r}")
+        check_number("n_classes", n_classes, low=2, integer=True)
+        if query_budget is not None:
+            check_number("query_budget", query_budget, low=0, integer=True)
+        check_number("batch_size", batch_size, low=1, integer=True)
+        self.input_shape = shape
+        self.n_classes = int(n_classes)
+        self.bounds = check_bounds("bounds", bounds)
+        self.device = torch.device(device if device is not None else "cpu")
+        self.query_budget = None if query_budget is None else int(query_budget)
+        self.batch_size = int(batch_size)
+        self._queries = 0
+
+    # -- queries -------------------------------------------------------------------
+    @property
+    def query_count(self) -> int:
+        """Inputs evaluated so far through this adapter."""
+        return self._queries
+
+    def reset_queries(self) -> None:
+        """Set the query count back to zero (the budget applies afresh)."""
+        self._queries = 0
+
+    def _count(self, n: int) -> None:
+        if self.query_budget is not None and self._queries + n > self.query_budget:
+            raise QueryBudgetExceededError(
+                f"query budget exhausted: {self._queries} of query_budget={self.query_budget} "
+                f"inputs used and this call needs {n} more; raise query_budget or call "
+                f"reset_queries()"
+            )
+        self._queries += n
+
+    # -- the tensor interface used inside advml -----------------------------------
+    def logits(self, x: Tensor) -> Tensor:
+        """Class scores for a tensor batch on :attr:`device` (counted as queries)."""
+        if not self.has_scores:
+            raise UnsupportedModelError(
+                f"{type(self).__name__} answers labels only, so it has no scores; use a "
+                f"label-only attack such as 'hopskipjump'"
+            )
+        self._count(x.shape[0])
+        return self._logits(x)
+
+    def predict_labels(self, x: Tensor) -> Tensor:
+        """Predicted labels for a tensor batch on :attr:`device` (counted as queries)."""
+        self._count(x.shape[0])
+        if self.has_scores:
+            with torch.no_grad():
+                return self._logits(x).argmax(dim=1)
+        return self._labels(x)
+
+    def _logits(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _labels(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Inference mode for the duration of the block; a no-op for stateless models."""
+        yield
+
+    # -- the public numpy/tensor boundary -----------------------------------------
+    def as_tensor(self, x: np.ndarray | Tensor, *, name: str = "x") -> Tensor:
+        """Validate a batch of inputs and return it as a float32 tensor on :attr:`device`."""
+        if not isinstance(x, np.ndarray | Tensor):
+            x = np.asarray(x)
+        check_input_shape(name, x, self.input_shape)
+        check_not_empty(name, x)
+        check_finite(name, x)
+        t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x.detach()
+        return t.to(device=self.device, dtype=torch.float32)
+
+    @overload
+    def predict_proba(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray: ...
+    @overload
+    def predict_proba(self, x: Tensor, *, batch_size: int | None = None) -> Tensor: ...
+    def predict_proba(
+        self, x: np.ndarray | Tensor, *, batch_size: int | None = None
+    ) -> np.ndarray | Tensor:
+        """Class probabilities, shape ``(n, n_classes)``; numpy in, numpy out."""
+        if not self.has_scores:
+            raise UnsupportedModelError(
+                f"{type(self).__name__} answers labels only; use predict() instead"
+            )
+        t = self.as_tensor(x)
+        out = self._batched(t, lambda b: torch.softmax(self.logits(b), dim=1), batch_size)
+        return _like(out, x)
+
+    @overload
+    def predict(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray: ...
+    @overload
+    def predict(self, x: Tensor, *, batch_size: int | None = None) -> Tensor: ...
+    def predict(
+        self, x: np.ndarray | Tensor, *, batch_size: int | None = None
+    ) -> np.ndarray | Tensor:
+        """Predicted class indices, shape ``(n,)``; numpy in, numpy out."""
+        t = self.as_tensor(x)
+        out = self._batched(t, self.predict_labels, batch_size)
+        return _like(out, x)
+
+    def _batched(self, x: Tensor, fn: object, batch_size: int | None) -> Tensor:
+        size = self.batch_size if batch_size is None else int(batch_size)
+        parts = []
+        with torch.no_grad(), self.evaluating():
+            for start in range(0, x.shape[0], size):
+                parts.append(fn(x[start : start + size]))  # type: ignore[operator]
+        return torch.cat(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(input_shape={self.input_shape}, n_classes={self.n_classes}, "
+            f"bounds={self.bounds})"
+        )
+
+
+def _like(out: Tensor, template: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    if isinstance(template, Tensor):
+        return out.to(template.device) if template.device != out.device else out
+    return out.cpu().numpy()

@@ -1,0 +1,215 @@
+"""PyTorch adapter: any ``nn.Module`` that maps inputs to logits."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from advml.errors import UnsupportedModelError
+from advml.models.base import BaseClassifier, _like
+
+__all__ = ["TorchClassifier"]
+
+
+class TorchClassifier(BaseClassifier):
+    """White-box adapter for a PyTorch module that returns logits.
+
+    Normalisation belongs here, never to an attack: inputs stay in ``bounds`` (for
+    images usually ``[0, 1]``) and ``(x - mean) / std`` is applied inside :meth:`logits`.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Maps a batch ``(n, *input_shape)`` to logits ``(n, n_classes)``.
+    input_shape : tuple of int
+        Shape of one input, e.g. ``(1, 28, 28)``.
+    n_classes : int
+        Number of classes.
+    bounds : (float, float)
+        Valid input range before normalisation; default ``(0.0, 1.0)``.
+    preprocessing : (mean, std), optional
+        Normalisation applied inside the adapter. Scalars, or one value per channel
+        (the first axis of ``input_shape``), or arrays of ``input_shape``.
+    device : torch.device or str, optional
+        Where to run. Defaults to the device of the module's parameters; when given and
+        different, the module is moved there (``module.to(device)``).
+    query_budget : int, optional
+        Maximum number of inputs the model may evaluate.
+    batch_size : int
+        Inputs per forward pass in ``predict``/``predict_proba``/``activations``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from advml.models import TorchClassifier
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    >>> model = TorchClassifier(net, input_shape=(4,), n_classes=3, bounds=(0, 1))
+    >>> model.predict(torch.zeros(2, 4)).shape
+    torch.Size([2])
+    """
+
+    has_gradients = True
+    has_scores = True
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        input_shape: tuple[int, ...],
+        n_classes: int,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        preprocessing: tuple[
+            float | Sequence[float] | np.ndarray, float | Sequence[float] | np.ndarray
+        ]
+        | None = None,
+        device: torch.device | str | None = None,
+        query_budget: int | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        if device is None:
+            param = next(iter(module.parameters()), None)
+            device = param.device if param is not None else torch.device("cpu")
+        super().__init__(
+            input_shape=input_shape,
+            n_classes=n_classes,
+            bounds=bounds,
+            device=device,
+            query_budget=query_budget,
+            batch_size=batch_size,
+        )
+        self.module = module.to(self.device)
+        self.preprocessing = preprocessing
+        self._mean: Tensor | None = None
+        self._std: Tensor | None = None
+        if preprocessing is not None:
+            try:
+                mean, std = preprocessing
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"preprocessing must be a pair (mean, std), got {preprocessing!r}"
+                ) from None
+            self._mean = self._broadcastable("preprocessing mean", mean)
+            self._std = self._broadcastable("preprocessing std", std)
+            if bool((self._std <= 0).any()):
+                raise ValueError("preprocessing std must be > 0 everywhere")
+        self._masks: dict[str, Tensor] = {}
+        self._mask_hooks: dict[str, torch.utils.hooks.RemovableHandle] = {}
+
+    def _broadcastable(self, name: str, value: object) -> Tensor:
+        t = torch.as_tensor(np.asarray(value, dtype=np.float32), device=self.device)
+        if t.ndim == 0 or t.shape == self.input_shape:
+            return t
+        if t.ndim == 1 and t.shape[0] == self.input_shape[0]:
+            return t.reshape(-1, *([1] * (len(self.input_shape) - 1)))
+        raise ValueError(
+            f"{name} must be a scalar, one value per channel ({self.input_shape[0]}) or of "
+            f"shape {self.input_shape}; got shape {tuple(t.shape)}"
+        )
+
+    # -- scores ----------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise and run the module, without counting a query (for training)."""
+        if self._mean is not None:
+            x = (x - self._mean) / self._std  # type: ignore[operator]
+        out: Tensor = self.module(x)
+        return out
+
+    _logits = forward
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode (dropout off, batch-norm statistics frozen), then the caller's modes."""
+        modes = [(m, m.training) for m in self.module.modules()]
+        self.module.eval()
+        try:
+            yield
+        finally:
+            for m, training in modes:
+                m.training = training
+
+    # -- layers ------------------------------------------------------------------------
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the module's sub-layers, as ``module.named_modules()`` gives them."""
+        return [name for name, _ in self.module.named_modules() if name]
+
+    def _layer(self, layer: str) -> nn.Module:
+        modules = dict(self.module.named_modules())
+        if layer not in modules or not layer:
+            raise UnsupportedModelError(
+                f"layer {layer!r} not found; available layers: {', '.join(self.layer_names)}"
+            )
+        return modules[layer]
+
+    def activations(
+        self, x: np.ndarray | Tensor, layer: str, *, batch_size: int | None = None
+    ) -> np.ndarray | Tensor:
+        """Outputs of ``layer`` for inputs ``x`` (with any unit masks applied).
+
+        Returns an array of shape ``(n, *layer_output_shape)``; numpy in, numpy out.
+        Activations are computed in eval mode without gradients and count as queries.
+        """
+        module = self._layer(layer)
+        t = self.as_tensor(x)
+        captured: list[Tensor] = []
+
+        def hook(_m: nn.Module, _i: object, output: Tensor) -> None:
+            captured.append(output.detach())
+
+        handle = module.register_forward_hook(hook)
+        try:
+            self._batched(t, self.logits, batch_size)
+        finally:
+            handle.remove()
+        return _like(torch.cat(captured), x)
+
+    def n_units(self, layer: str) -> int:
+        """Number of units of ``layer``: channels of a conv output, features of a linear one."""
+        zero = torch.full((1, *self.input_shape), self.bounds[0], device=self.device)
+        out = self.activations(zero, layer)
+        self._queries -= 1  # a shape probe is not a query of the model's decisions
+        return int(out.shape[1])
+
+    def set_unit_mask(self, layer: str, keep: np.ndarray | Tensor | Sequence[bool]) -> None:
+        """Zero the outputs of the units of ``layer`` where ``keep`` is False (pruning).
+
+        ``keep`` has one boolean per unit (channel for conv layers). The mask stays in
+        force for every later call until :meth:`clear_unit_masks`; the module's weights
+        are not changed.
+        """
+        module = self._layer(layer)
+        mask = torch.as_tensor(
+            np.asarray(keep, dtype=bool) if not isinstance(keep, Tensor) else keep
+        )
+        units = self.n_units(layer) if layer not in self._masks else self._masks[layer].numel()
+        if mask.ndim != 1 or mask.numel() != units:
+            raise ValueError(
+                f"keep must have one boolean per unit of {layer!r} ({units}), "
+                f"got shape {tuple(mask.shape)}"
+            )
+        self._masks[layer] = mask.to(device=self.device, dtype=torch.float32)
+        if layer not in self._mask_hooks:
+
+            def hook(_m: nn.Module, _i: object, output: Tensor) -> Tensor:
+                m = self._masks[layer]
+                return output * m.reshape(1, -1, *([1] * (output.ndim - 2)))
+
+            self._mask_hooks[layer] = module.register_forward_hook(hook)
+
+    def unit_mask(self, layer: str) -> Tensor | None:
+        """The keep-mask in force on ``layer``, or None."""
+        mask = self._masks.get(layer)
+        return None if mask is None else mask.bool()
+
+    def clear_unit_masks(self) -> None:
+        """Remove every unit mask."""
+        for handle in self._mask_hooks.values():
+            handle.remove()
+        self._mask_hooks.clear()
+        self._masks.clear()

@@ -1,0 +1,133 @@
+"""Checks of user input at the public boundary, with errors that name the parameter.
+
+These run once per public call, never inside an attack's loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ArrayLike",
+    "check_bounds",
+    "check_choice",
+    "check_finite",
+    "check_in_bounds",
+    "check_input_shape",
+    "check_labels",
+    "check_not_empty",
+    "check_number",
+]
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    integer: bool = False,
+) -> None:
+    """Raise ``ValueError``/``TypeError`` unless ``value`` is a number within the range."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{name} must be {kind}, got {value!r}")
+    if integer and not float(value).is_integer():
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {low}, got {value!r}")
+    if high is not None and (value > high or (value == high and not high_inclusive)):
+        op = "<=" if high_inclusive else "<"
+        raise ValueError(f"{name} must be {op} {high}, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}; got {value!r}")
+
+
+def check_bounds(name: str, bounds: Any) -> tuple[float, float]:
+    """Validate a ``(min, max)`` pair of valid input values and return it as floats."""
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (min, max) of numbers, got {bounds!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high)) or low >= high:
+        raise ValueError(f"{name} must be finite with min < max, got {bounds!r}")
+    return low, high
+
+
+def check_not_empty(name: str, x: ArrayLike) -> None:
+    if x.shape[0] == 0 if x.ndim else True:
+        raise ValueError(f"{name} is empty: give at least one sample (got shape {tuple(x.shape)})")
+
+
+def check_input_shape(name: str, x: ArrayLike, input_shape: tuple[int, ...]) -> None:
+    """``x`` must be a batch of inputs of ``input_shape``: shape ``(n, *input_shape)``."""
+    if tuple(x.shape[1:]) != tuple(input_shape) or x.ndim != len(input_shape) + 1:
+        hint = ""
+        if x.ndim == len(input_shape) and tuple(x.shape) == tuple(input_shape):
+            hint = f"; for one sample use {name}[None]"
+        elif int(np.prod(x.shape[1:], dtype=np.int64)) == int(np.prod(input_shape)):
+            hint = f"; reshape it with {name}.reshape(-1, *{tuple(input_shape)})"
+        raise ValueError(
+            f"{name} must have shape (n, {', '.join(map(str, input_shape))}), "
+            f"got {tuple(x.shape)}{hint}"
+        )
+
+
+def check_finite(name: str, x: ArrayLike) -> None:
+    finite = torch.isfinite(x).all() if isinstance(x, torch.Tensor) else np.isfinite(x).all()
+    if not bool(finite):
+        raise ValueError(f"{name} contains NaN or infinite values; clean or drop those samples")
+
+
+def check_in_bounds(
+    name: str, x: ArrayLike, bounds: tuple[float, float], *, tol: float = 1e-6
+) -> None:
+    low, high = bounds
+    xmin, xmax = float(x.min()), float(x.max())
+    if xmin < low - tol or xmax > high + tol:
+        raise ValueError(
+            f"{name} has values in [{xmin:g}, {xmax:g}], outside the model's bounds "
+            f"[{low:g}, {high:g}]; scale the data to the bounds or pass bounds=({xmin:g}, {xmax:g})"
+        )
+
+
+def check_labels(name: str, y: ArrayLike, n_classes: int, n_samples: int | None = None) -> None:
+    """Labels must be a 1-d integer array of class indices in ``[0, n_classes)``."""
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-d array of class indices, got shape {tuple(y.shape)}"
+            + ("; for one-hot labels pass y.argmax(1)" if y.ndim == 2 else "")
+        )
+    if n_samples is not None and y.shape[0] != n_samples:
+        raise ValueError(f"{name} has {y.shape[0]} labels for {n_samples} samples")
+    if isinstance(y, torch.Tensor):
+        is_int = not (y.is_floating_point() or y.is_complex())
+        integral = bool((y == y.round()).all()) if y.is_floating_point() else is_int
+    else:
+        is_int = np.issubdtype(y.dtype, np.integer)
+        integral = is_int or (
+            np.issubdtype(y.dtype, np.floating) and bool(np.all(np.mod(y, 1) == 0))
+        )
+    if not integral:
+        raise ValueError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.shape[0] and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(
+            f"{name} has labels in [{int(y.min())}, {int(y.max())}], "
+            f"outside [0, {n_classes}) for a model with {n_classes} classes"
+        )
