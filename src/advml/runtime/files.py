@@ -1,0 +1,40 @@
+"""Writing files so that an interruption never leaves a half-written one behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write"]
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | str | Callable[[BinaryIO], object]
+) -> Path:
+    """Write ``data`` (bytes, text, or a function writing to a binary file) to ``path``.
+
+    The content goes to a temporary file in the same folder, which then replaces
+    ``path`` in one rename: readers see the old file or the new one, never a part.
+    The file gets the usual permissions (0o666 less the umask).
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, str):
+                f.write(data.encode("utf-8"))
+            elif isinstance(data, bytes):
+                f.write(data)
+            else:
+                data(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
