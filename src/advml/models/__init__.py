@@ -2,14 +2,21 @@
 
 from advml.models.architectures import build as build_architecture
 from advml.models.base import BaseClassifier, Classifier
+from advml.models.callable import CallableClassifier
+from advml.models.io import load_model, save_model
+from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import History, train
 
 __all__ = [
     "BaseClassifier",
+    "CallableClassifier",
     "Classifier",
     "History",
+    "SklearnClassifier",
     "TorchClassifier",
     "build_architecture",
+    "load_model",
+    "save_model",
     "train",
 ]

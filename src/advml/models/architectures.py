@@ -109,4 +109,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         raise ValueError(
             f"unknown architecture {name!r}; available: {', '.join(sorted(ARCHITECTURES))}"
         ) from None
-    return factory(**kwargs)
+    module = factory(**kwargs)
+    # save_model reads this to write a file that rebuilds the network without pickle.
+    module.__dict__["advml_architecture"] = (name, dict(kwargs))
+    return module
