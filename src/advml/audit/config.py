@@ -1,0 +1,95 @@
+"""What an audit runs: a plain, validated description that can be written and re-read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from advml.validation import check_choice, check_number
+
+__all__ = ["AuditConfig"]
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Settings of an audit; defaults audit a reference CNN on ``mnist-5k``.
+
+    Parameters
+    ----------
+    dataset : str
+        Dataset name (``advml datasets`` lists them).
+    model : str, optional
+        Path of a model file (``.pt`` written by advml, ``.skops``); ``None`` trains (or
+        reuses, from ``$ADVML_HOME/models``) a reference model for ``dataset``.
+    trust_model_file : bool
+        Allow pickle-based model files, which can run code when loaded.
+    architecture : {"cnn", "mlp"}, optional
+        Reference architecture; default ``cnn`` for images of 16 pixels and more, else ``mlp``.
+    n_samples : int
+        Test inputs attacked (a stratified, seeded subset of the test split).
+    attacks : tuple of str
+        Evasion attacks to run over ``eps``.
+    eps : tuple of float
+        Perturbation sizes (L∞, in the units of the input bounds).
+    reference_eps : float
+        The ε at which the verdict is stated (0.1: a tenth of the pixel range).
+    attack_settings : dict
+        Extra settings per attack, e.g. ``{"pgd": {"steps": 40, "restarts": 1}}``.
+    seed : int
+        Seed of the subset, the reference model and the attacks.
+    examples : int
+        Number of clean/adversarial pairs shown in the report.
+    """
+
+    dataset: str = "mnist-5k"
+    model: str | None = None
+    trust_model_file: bool = False
+    architecture: str | None = None
+    n_samples: int = 500
+    attacks: tuple[str, ...] = ("fgsm", "pgd")
+    eps: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+    reference_eps: float = 0.1
+    attack_settings: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"pgd": {"steps": 40}}
+    )
+    seed: int = 0
+    examples: int = 8
+
+    def __post_init__(self) -> None:
+        check_number("n_samples", self.n_samples, low=1, integer=True)
+        check_number("seed", self.seed, low=0, integer=True)
+        check_number("examples", self.examples, low=0, integer=True)
+        check_number("reference_eps", self.reference_eps, low=0)
+        if self.architecture is not None:
+            check_choice("architecture", self.architecture, ("cnn", "mlp"))
+        if not self.attacks:
+            raise ValueError("attacks must name at least one attack")
+        if not self.eps:
+            raise ValueError("eps must hold at least one value")
+        for e in self.eps:
+            check_number("eps", e, low=0)
+        object.__setattr__(self, "attacks", tuple(self.attacks))
+        object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> AuditConfig:
+        """A one-minute audit: the digits MLP, 200 inputs, PGD-20."""
+        settings: dict[str, Any] = dict(
+            dataset="digits",
+            n_samples=200,
+            eps=(0.0, 0.05, 0.1, 0.2, 0.3),
+            attack_settings={"pgd": {"steps": 20}},
+        )
+        settings.update(overrides)
+        return cls(**settings)
+
+    def with_(self, **changes: Any) -> AuditConfig:
+        """A copy with some settings changed."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists for tuples) for the report and for re-running."""
+        d = asdict(self)
+        d["attacks"] = list(self.attacks)
+        d["eps"] = list(self.eps)
+        return d

@@ -1,0 +1,109 @@
+"""Reference models the audit trains (once) when the user brings none."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advml.data import Dataset, advml_home
+from advml.models import TorchClassifier, build_architecture, train
+from advml.models.io import load_model, save_model
+
+__all__ = ["TRAINING", "default_architecture", "reference_model"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    epochs: int
+    batch_size: int
+    lr: float
+    patience: int
+    arch_kwargs: dict[str, Any]
+
+
+TRAINING: dict[str, TrainingRecipe] = {
+    "cnn": TrainingRecipe(epochs=15, batch_size=64, lr=1e-3, patience=3, arch_kwargs={}),
+    "mlp": TrainingRecipe(epochs=60, batch_size=64, lr=1e-3, patience=5, arch_kwargs={}),
+}
+
+
+def default_architecture(dataset: Dataset) -> str:
+    """``cnn`` for images of at least 16x16 pixels, else ``mlp``."""
+    if dataset.is_image and min(dataset.input_shape[1:]) >= 16:
+        return "cnn"
+    return "mlp"
+
+
+def reference_model(
+    dataset: Dataset,
+    *,
+    architecture: str | None = None,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    show_progress: bool = True,
+) -> tuple[TorchClassifier, dict[str, Any]]:
+    """A reference network for ``dataset``, trained with the shared loop or loaded.
+
+    The trained weights are kept under ``$ADVML_HOME/models`` (or ``cache_dir``) and
+    reused by later audits with the same dataset, architecture and seed.
+
+    Returns
+    -------
+    (TorchClassifier, dict)
+        The model and a description: architecture, file, whether it was trained now,
+        and the training history when it was.
+    """
+    arch = architecture or default_architecture(dataset)
+    recipe = TRAINING[arch]
+    folder = cache_dir if cache_dir is not None else advml_home() / "models"
+    path = folder / f"reference-{dataset.name}-{arch}-seed{seed}.pt"
+    info: dict[str, Any] = {"architecture": arch, "file": str(path), "seed": seed}
+    if path.exists():
+        try:
+            model = load_model(path)
+        except (ValueError, OSError) as err:
+            log.warning("ignoring unreadable cached reference model %s: %s", path, err)
+        else:
+            if isinstance(model, TorchClassifier) and model.input_shape == dataset.input_shape:
+                info["trained_now"] = False
+                return model, info
+    # Seed the initial weights too, not just the training loop.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module = build_architecture(
+            arch,
+            input_shape=dataset.input_shape,
+            n_classes=dataset.n_classes,
+            **recipe.arch_kwargs,
+        )
+    model = TorchClassifier(
+        module, input_shape=dataset.input_shape, n_classes=dataset.n_classes, bounds=dataset.bounds
+    )
+    history = train(
+        model,
+        dataset.x_train,
+        dataset.y_train,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        patience=recipe.patience,
+        seed=seed,
+        show_progress=show_progress,
+        desc=f"training reference {arch} on {dataset.name}",
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(model, path)
+    info.update(
+        trained_now=True,
+        epochs_run=history.epochs_run,
+        best_epoch=history.best_epoch,
+        val_accuracy=history.val_accuracy[history.best_epoch - 1] if history.val_accuracy else None,
+        training_seconds=round(history.seconds, 2),
+    )
+    return model, info
