@@ -13,6 +13,7 @@ import torch
 
 __all__ = [
     "ArrayLike",
+    "check_bool",
     "check_bounds",
     "check_choice",
     "check_finite",
@@ -50,6 +51,12 @@ def check_number(
     if high is not None and (value > high or (value == high and not high_inclusive)):
         op = "<=" if high_inclusive else "<"
         raise ValueError(f"{name} must be {op} {high}, got {value!r}")
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raise ``TypeError`` unless ``value`` is ``True`` or ``False`` (not merely truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:

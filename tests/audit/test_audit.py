@@ -63,6 +63,11 @@ def test_report_follows_schema_and_numbers_are_consistent(
     for attack in evasion["attacks"]:
         accs = {p["eps"]: p["robust_accuracy"] for p in attack["points"]}
         assert accs[0.0] == pytest.approx(clean)  # ε = 0 changes nothing
+        assert attack["points"][0]["success_rate"] == 0.0
+        # success counts only inputs that were right: those not fooled stay right
+        for p in attack["points"]:
+            kept = clean * (1 - p["success_rate"])
+            assert kept - 1e-9 <= p["robust_accuracy"] <= kept + (1 - clean) + 1e-9
         assert accs[0.3] < accs[0.1] < clean
         assert attack["points"][1]["median_linf"] <= 0.1 + 1e-5
     pgd = {p["eps"]: p["robust_accuracy"] for p in evasion["attacks"][1]["points"]}
@@ -96,11 +101,11 @@ def test_interrupted_audit_resumes_and_ends_with_the_same_report(
     calls: list[str] = []
     real_step = audit_run._attack_step
 
-    def dying_step(attack, model, x, y):  # type: ignore[no-untyped-def]
+    def dying_step(attack, *args):  # type: ignore[no-untyped-def]
         if len(calls) == 3:
             raise KeyboardInterrupt  # killed during the fourth step
         calls.append(attack.name)
-        return real_step(attack, model, x, y)
+        return real_step(attack, *args)
 
     monkeypatch.setattr(audit_run, "_attack_step", dying_step)
     with pytest.raises(KeyboardInterrupt):

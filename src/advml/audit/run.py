@@ -22,6 +22,7 @@ from advml.audit.config import AuditConfig
 from advml.audit.reference import reference_model
 from advml.data import Dataset, load_dataset
 from advml.evasion.base import EvasionAttack
+from advml.metrics import attack_success_rate
 from advml.models.base import Classifier
 from advml.models.io import load_model
 from advml.models.torch import TorchClassifier
@@ -111,7 +112,9 @@ def run_audit(
         key = f"{attack_name}-eps{eps:g}-" + fingerprint(
             [model_fp, data_fp, attack.get_params(), SCHEMA_VERSION]
         )
-        meta, arrays = _cached(cache, key, lambda a=attack: _attack_step(a, model, x, y))
+        meta, arrays = _cached(
+            cache, key, lambda a=attack: _attack_step(a, model, x, y, clean[1]["pred"])
+        )
         points[attack_name].append(meta)
         step_arrays[(attack_name, eps)] = arrays
 
@@ -245,7 +248,7 @@ def _clean_step(
 
 
 def _attack_step(
-    attack: EvasionAttack, model: Classifier, x: np.ndarray, y: np.ndarray
+    attack: EvasionAttack, model: Classifier, x: np.ndarray, y: np.ndarray, clean_pred: np.ndarray
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     result = attack.generate(model, x, y)
     x_adv = np.asarray(result.x_adv)
@@ -259,7 +262,8 @@ def _attack_step(
     meta = {
         "eps": float(attack.get_params()["eps"]),
         "robust_accuracy": float((result.y_adv == y).mean()),
-        "success_rate": summary["success_rate"],
+        # Among inputs the model got right before the attack, so ε = 0 gives 0.
+        "success_rate": _finite(attack_success_rate(y, clean_pred, result.y_adv)) or 0.0,
         "median_l2": _finite(summary["median_l2"]),
         "median_linf": _finite(summary["median_linf"]),
         "mean_queries": summary["mean_queries"],

@@ -24,7 +24,7 @@ from advml.errors import UnsupportedModelError
 from advml.metrics.norms import perturbation_norms
 from advml.models.base import Classifier
 from advml.runtime.seeding import make_generator
-from advml.validation import check_in_bounds, check_labels, check_number
+from advml.validation import check_bool, check_in_bounds, check_labels, check_number
 
 __all__ = ["AdversarialResult", "EvasionAttack", "Norm", "project"]
 
@@ -244,8 +244,7 @@ class EvasionAttack(Component):
 
 def validate_common(*, targeted: bool, batch_size: int | None, seed: int | None = None) -> None:
     """Checks shared by every attack's ``__init__``."""
-    if not isinstance(targeted, bool):
-        raise TypeError(f"targeted must be True or False, got {targeted!r}")
+    check_bool("targeted", targeted)
     if batch_size is not None:
         check_number("batch_size", batch_size, low=1, integer=True)
     if seed is not None:

@@ -9,7 +9,7 @@ from advml import registry
 from advml.evasion._gradient import Loss, iterate
 from advml.evasion.base import EvasionAttack, Norm, validate_common
 from advml.models.base import Classifier
-from advml.validation import check_choice, check_number
+from advml.validation import check_bool, check_choice, check_number
 
 __all__ = ["BIM"]
 
@@ -62,6 +62,7 @@ class BIM(EvasionAttack):
             check_number("step_size", step_size, low=0, low_inclusive=False)
         check_choice("norm", norm, ("inf", "2"))
         check_choice("loss", loss, ("ce", "margin"))
+        check_bool("early_stop", early_stop)
         validate_common(targeted=targeted, batch_size=batch_size)
         self.eps = eps
         self.steps = steps

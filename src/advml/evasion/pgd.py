@@ -9,7 +9,7 @@ from advml import registry
 from advml.evasion._gradient import Loss, iterate, loss_per_sample
 from advml.evasion.base import EvasionAttack, Norm, validate_common
 from advml.models.base import Classifier
-from advml.validation import check_choice, check_number
+from advml.validation import check_bool, check_choice, check_number
 
 __all__ = ["PGD"]
 
@@ -79,6 +79,8 @@ class PGD(EvasionAttack):
         check_choice("norm", norm, ("inf", "2"))
         check_choice("loss", loss, ("ce", "margin"))
         check_number("restarts", restarts, low=1, integer=True)
+        check_bool("random_start", random_start)
+        check_bool("early_stop", early_stop)
         if restarts > 1 and not random_start:
             raise ValueError(
                 f"restarts={restarts} repeats the same deterministic run unless "

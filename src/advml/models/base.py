@@ -154,13 +154,16 @@ class BaseClassifier:
         self._queries = 0
 
     def _count(self, n: int) -> None:
+        self._check_budget(n)
+        self._queries += n
+
+    def _check_budget(self, n: int) -> None:
         if self.query_budget is not None and self._queries + n > self.query_budget:
             raise QueryBudgetExceededError(
                 f"query budget exhausted: {self._queries} of query_budget={self.query_budget} "
                 f"inputs used and this call needs {n} more; raise query_budget or call "
                 f"reset_queries()"
             )
-        self._queries += n
 
     # -- the tensor interface used inside advml -----------------------------------
     def logits(self, x: Tensor) -> Tensor:
@@ -232,7 +235,12 @@ class BaseClassifier:
         return _like(out, x)
 
     def _batched(self, x: Tensor, fn: object, batch_size: int | None) -> Tensor:
+        if batch_size is not None:
+            check_number("batch_size", batch_size, low=1, integer=True)
         size = self.batch_size if batch_size is None else int(batch_size)
+        # Refuse a call the budget cannot cover before its first batch, so that a refused
+        # call spends nothing.
+        self._check_budget(x.shape[0])
         parts = []
         with torch.no_grad(), self.evaluating():
             for start in range(0, x.shape[0], size):

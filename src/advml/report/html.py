@@ -29,6 +29,7 @@ h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margi
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}
 th{background:#f6f6f6} td:first-child,th:first-child{text-align:left}
+table.kv td{text-align:left}
 figure{margin:1em 0} figcaption{color:#555;font-size:.9em;margin-top:.3em}
 img{max-width:100%} code{background:#f4f4f4;padding:0 .2em}
 """
@@ -67,7 +68,7 @@ def render_html(report: dict[str, Any], *, examples: dict[str, np.ndarray] | Non
         f"<p>{e(verdict['text'])}</p></div>",
         "<p>Confidentiality (membership inference, inversion, extraction), poisoning and "
         "ownership checks are not part of this audit yet.</p></section>",
-        "<section id='model'><h2>Model and data</h2><table>",
+        "<section id='model'><h2>Model and data</h2><table class='kv'>",
         f"<tr><th>model</th><td>{e(model['description'])}</td></tr>",
         f"<tr><th>source</th><td>{e(str(model.get('file', model['source'])))}</td></tr>",
         f"<tr><th>capabilities</th><td>gradients: {model['has_gradients']}, "
@@ -96,7 +97,8 @@ def render_html(report: dict[str, Any], *, examples: dict[str, np.ndarray] | Non
         params = ", ".join(f"{k}={v}" for k, v in attack["params"].items() if k != "eps")
         parts += [
             f"<h3>{e(attack['name'].upper())}</h3><p class='sub'>settings: {e(params)}</p>",
-            "<table><tr><th>ε</th><th>accuracy under attack</th><th>success rate</th>"
+            "<table><tr><th>ε</th><th>accuracy under attack</th>"
+            "<th title='among inputs classified correctly without attack'>success rate</th>"
             "<th>median L2</th><th>median L∞</th><th>queries / input</th><th>seconds</th></tr>",
         ]
         for p in attack["points"]:
