@@ -124,7 +124,7 @@ def check_labels(name: str, y: ArrayLike, n_classes: int, n_samples: int | None 
     if n_samples is not None and y.shape[0] != n_samples:
         raise ValueError(f"{name} has {y.shape[0]} labels for {n_samples} samples")
     if isinstance(y, torch.Tensor):
-        is_int = not (y.is_floating_point() or y.is_complex())
+        is_int = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
         integral = bool((y == y.round()).all()) if y.is_floating_point() else is_int
     else:
         is_int = np.issubdtype(y.dtype, np.integer)

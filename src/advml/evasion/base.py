@@ -40,7 +40,8 @@ class AdversarialResult:
     """
 
     x_adv: np.ndarray | Tensor
-    """Adversarial inputs, same shape and dtype as ``x``, inside the threat model."""
+    """Adversarial inputs, same shape and dtype as ``x`` (float32 for integer ``x``),
+    inside the threat model."""
     y: np.ndarray
     """Labels attacked: the true labels (or the model's predictions when ``y`` was not
     given) for untargeted attacks, the target labels for targeted ones."""
@@ -170,9 +171,17 @@ class EvasionAttack(Component):
         l0, l2, linf = perturbation_norms(xt, x_adv)
         out_x: np.ndarray | Tensor
         if isinstance(x, Tensor):
-            out_x = x_adv.to(device=x.device, dtype=x.dtype)
+            out_x = x_adv.to(
+                device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32
+            )
         else:
-            out_x = x_adv.cpu().numpy().astype(np.asarray(x).dtype, copy=False)
+            dtype = np.asarray(x).dtype
+            # Integer inputs (e.g. uint8 pixels) would be truncated: return float32 then.
+            out_x = (
+                x_adv.cpu()
+                .numpy()
+                .astype(dtype if np.issubdtype(dtype, np.floating) else np.float32, copy=False)
+            )
         return AdversarialResult(
             x_adv=out_x,
             y=yt.cpu().numpy(),

@@ -105,11 +105,14 @@ class TorchClassifier(BaseClassifier):
         t = torch.as_tensor(np.asarray(value, dtype=np.float32), device=self.device)
         if t.ndim == 0 or t.shape == self.input_shape:
             return t
+        per_channel = (self.input_shape[0], *([1] * (len(self.input_shape) - 1)))
         if t.ndim == 1 and t.shape[0] == self.input_shape[0]:
-            return t.reshape(-1, *([1] * (len(self.input_shape) - 1)))
+            return t.reshape(per_channel)
+        if tuple(t.shape) == per_channel:  # torchvision's (C, 1, 1) habit
+            return t
         raise ValueError(
-            f"{name} must be a scalar, one value per channel ({self.input_shape[0]}) or of "
-            f"shape {self.input_shape}; got shape {tuple(t.shape)}"
+            f"{name} must be a scalar, one value per channel ({self.input_shape[0]}, or shape "
+            f"{per_channel}) or of shape {self.input_shape}; got shape {tuple(t.shape)}"
         )
 
     # -- scores ----------------------------------------------------------------------
@@ -120,7 +123,8 @@ class TorchClassifier(BaseClassifier):
         out: Tensor = self.module(x)
         return out
 
-    _logits = forward
+    def _logits(self, x: Tensor) -> Tensor:
+        return self.forward(x)
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -171,10 +175,17 @@ class TorchClassifier(BaseClassifier):
 
     def n_units(self, layer: str) -> int:
         """Number of units of ``layer``: channels of a conv output, features of a linear one."""
+        module = self._layer(layer)
         zero = torch.full((1, *self.input_shape), self.bounds[0], device=self.device)
-        out = self.activations(zero, layer)
-        self._queries -= 1  # a shape probe is not a query of the model's decisions
-        return int(out.shape[1])
+        shapes: list[int] = []
+        handle = module.register_forward_hook(lambda _m, _i, out: shapes.append(out.shape[1]))
+        try:
+            # A shape probe, not a query of the model's decisions: not counted.
+            with torch.no_grad(), self.evaluating():
+                self.forward(zero)
+        finally:
+            handle.remove()
+        return int(shapes[0])
 
     def set_unit_mask(self, layer: str, keep: np.ndarray | Tensor | Sequence[bool]) -> None:
         """Zero the outputs of the units of ``layer`` where ``keep`` is False (pruning).

@@ -175,7 +175,7 @@ def train(
                 xb, yb = xt[idx], yt[idx]
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model, xb, yb)
-                loss.backward()
+                loss.backward(inputs=trainable)
                 opt.step()
                 total_loss += float(loss.detach()) * idx.numel()
             history["tl"].append(total_loss / xt.shape[0])
