@@ -8,9 +8,12 @@ second on two CPU cores). Tests that change a model (masks, training, modes) tak
 from __future__ import annotations
 
 import os
+import tempfile
 
-# Silence every progress bar before advml is imported anywhere.
+# Silence every progress bar before advml is imported anywhere, and keep every file the
+# tests make (reference models, downloads) out of the user's own $ADVML_HOME.
 os.environ["ADVML_QUIET"] = "1"
+os.environ["ADVML_HOME"] = tempfile.mkdtemp(prefix="advml-test-home-")
 
 from collections.abc import Callable
 from dataclasses import dataclass
