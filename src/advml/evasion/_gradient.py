@@ -15,8 +15,27 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml.models.base import Classifier
+from advml.validation import check_choice, check_number
 
 Loss = Literal["ce", "margin"]
+
+
+def check_settings(
+    *, eps: float, norm: str, loss: str, steps: int = 1, step_size: float | None = None
+) -> None:
+    """Validate the settings every gradient attack shares (names the bad one)."""
+    check_number("eps", eps, low=0)
+    check_number("steps", steps, low=1, integer=True)
+    if step_size is not None:
+        check_number("step_size", step_size, low=0, low_inclusive=False)
+    check_choice("norm", norm, ("inf", "2"))
+    check_choice("loss", loss, ("ce", "margin"))
+
+
+def step_size_for(eps: float, steps: int, step_size: float | None) -> float:
+    """``step_size``, or Madry et al.'s ``2.5 * eps / steps``: enough to reach the ball's
+    boundary from anywhere inside it and then move along it."""
+    return step_size if step_size is not None else 2.5 * eps / steps
 
 
 def loss_per_sample(logits: Tensor, y: Tensor, loss: Loss, targeted: bool) -> Tensor:

@@ -6,10 +6,10 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion._gradient import Loss, iterate
+from advml.evasion._gradient import Loss, check_settings, iterate, step_size_for
 from advml.evasion.base import EvasionAttack, Norm, validate_common
 from advml.models.base import Classifier
-from advml.validation import check_bool, check_choice, check_number
+from advml.validation import check_bool
 
 __all__ = ["BIM"]
 
@@ -56,12 +56,7 @@ class BIM(EvasionAttack):
         early_stop: bool = False,
         batch_size: int | None = None,
     ) -> None:
-        check_number("eps", eps, low=0)
-        check_number("steps", steps, low=1, integer=True)
-        if step_size is not None:
-            check_number("step_size", step_size, low=0, low_inclusive=False)
-        check_choice("norm", norm, ("inf", "2"))
-        check_choice("loss", loss, ("ce", "margin"))
+        check_settings(eps=eps, norm=norm, loss=loss, steps=steps, step_size=step_size)
         check_bool("early_stop", early_stop)
         validate_common(targeted=targeted, batch_size=batch_size)
         self.eps = eps
@@ -76,7 +71,7 @@ class BIM(EvasionAttack):
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
-        step = self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        step = step_size_for(self.eps, self.steps, self.step_size)
         return iterate(
             model,
             x,

@@ -6,10 +6,9 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion._gradient import Loss, iterate
+from advml.evasion._gradient import Loss, check_settings, iterate
 from advml.evasion.base import EvasionAttack, Norm, validate_common
 from advml.models.base import Classifier
-from advml.validation import check_choice, check_number
 
 __all__ = ["FGSM"]
 
@@ -51,9 +50,7 @@ class FGSM(EvasionAttack):
         loss: Loss = "ce",
         batch_size: int | None = None,
     ) -> None:
-        check_number("eps", eps, low=0)
-        check_choice("norm", norm, ("inf", "2"))
-        check_choice("loss", loss, ("ce", "margin"))
+        check_settings(eps=eps, norm=norm, loss=loss)
         validate_common(targeted=targeted, batch_size=batch_size)
         self.eps = eps
         self.norm = norm
