@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -201,7 +201,7 @@ ART_INSTALL = "pip install 'adversarial-robustness-toolbox>=1.17' (or `make benc
 TA_INSTALL = "pip install --no-deps 'torchattacks>=3.5' (or `make bench`)"
 
 
-def art_classifier(art: ModuleType, module: nn.Module, input_shape: Sequence[int]) -> Any:
+def art_classifier(module: nn.Module, input_shape: Sequence[int]) -> Any:
     """ART's PyTorchClassifier around the raw module: inputs in [0, 1], no normalisation."""
     from art.estimators.classification import PyTorchClassifier
 
@@ -224,7 +224,7 @@ def set_threads() -> int:
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], object]], *, runs: int, warmup: int = 1
+    fns: Mapping[str, Callable[[], object]], *, runs: int, warmup: int = 1
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, ``runs`` rounds, the functions taking turns.
 
@@ -249,7 +249,11 @@ def median(values: Sequence[float]) -> float:
 
 def environment(threads: int) -> dict[str, Any]:
     """What the numbers were measured on."""
-    versions = {"advml": advml.__version__, "torch": torch.__version__, "numpy": np.__version__}
+    versions: dict[str, str | None] = {
+        "advml": advml.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
     for name, module in (("art", "art"), ("torchattacks", "torchattacks")):
         try:
             versions[name] = importlib.import_module(module).__version__

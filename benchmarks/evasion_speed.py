@@ -7,8 +7,9 @@ mnist-5k CNN (eps 0.3), all L∞, step size 0.01, PGD with 40 steps and a random
   passes (cross-entropy, ``torch.autograd.grad`` w.r.t. the input, model in eval mode),
   at batch 500 and in chunks of 50/100/200/250 and advml's default chunk. FGSM's are
   measured at the inputs, PGD's at a random start in the ε-ball, where PGD computes its
-  gradients (on the CNN a pass costs 7-10 % more there than at clean MNIST digits; one
-  row at the clean inputs shows it). The raw work at batch 500 is the reference;
+  gradients (on the CNN a pass costs about 5-10 % more there than at clean MNIST digits; one
+  row at the clean inputs shows it; another, the cost of also computing the parameters'
+  gradients, as ART does). The raw work at batch 500 is the reference;
 - **advml** ``FGSM`` / ``PGD`` with their default internal batching and with
   ``batch_size=500``;
 - **torchattacks** ``FGSM`` / ``PGD`` on the raw ``nn.Module`` (inputs already in [0, 1]);
@@ -73,11 +74,27 @@ def raw_work(module: nn.Module, x: Tensor, y: Tensor, *, steps: int, chunk: int)
     return run
 
 
+def raw_work_with_parameter_gradients(
+    module: nn.Module, x: Tensor, y: Tensor, *, steps: int
+) -> Contender:
+    """As :func:`raw_work` at one batch, but through ``loss.backward()``, which also
+    computes every parameter's gradient, as ART's ``PyTorchClassifier.loss_gradient`` does."""
+
+    def run() -> None:
+        for _ in range(steps):
+            xc = x.detach().requires_grad_(True)
+            module.zero_grad(set_to_none=True)
+            F.cross_entropy(module(xc), y, reduction="sum").backward()
+        module.zero_grad(set_to_none=True)
+
+    return run
+
+
 def random_start(x: Tensor, eps: float, seed: int = 0) -> Tensor:
     """A uniform random point of the L∞ ball, clipped to [0, 1], as PGD starts from.
 
     The raw work of PGD is measured here, not at ``x``: the small CNN's forward and
-    backward passes cost 7-10 % more on these points than on clean MNIST digits, whose
+    backward passes cost about 5-10 % more on these points than on clean MNIST digits, whose
     pixels are 80 % exact zeros (the benchmark shows both).
     """
     noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed))
@@ -131,6 +148,9 @@ def contenders(
         fns[f"raw {steps}x fwd+bwd at the clean inputs, batch {n}"] = raw_work(
             module, x, y, steps=steps, chunk=n
         )
+        fns[f"raw {steps}x fwd+bwd with parameter gradients, batch {n}"] = (
+            raw_work_with_parameter_gradients(module, x_raw, y, steps=steps)
+        )
 
     def advml_attack(batch_size: int | None) -> Contender:
         attack: FGSM | PGD
@@ -157,7 +177,7 @@ def contenders(
     if art is not None:
         from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
 
-        clf = common.art_classifier(art, module, model.input_shape)
+        clf = common.art_classifier(module, model.input_shape)
         art_attack = (
             FastGradientMethod(estimator=clf, norm=np.inf, eps=eps, batch_size=N_INPUTS)
             if fgsm
@@ -244,7 +264,9 @@ def check_targets(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets, judged on the medians; the same ratio of the minimums beside."""
     checks: list[dict[str, Any]] = []
 
-    def add(what: str, value: float, at_min: float, op: str, bound: float) -> None:
+    def add(
+        what: str, value: float, at_min: float, op: str, bound: float, *, info: bool = False
+    ) -> None:
         ok = value <= bound if op == "<=" else value >= bound if op == ">=" else value < bound
         checks.append(
             {
@@ -254,6 +276,8 @@ def check_targets(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "op": op,
                 "bound": bound,
                 "met": ok,
+                # Informational: the same ratio against a reference the target is not about.
+                "information_only": info,
             }
         )
 
@@ -282,7 +306,7 @@ def check_targets(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         g = models["cnn"]["groups"]["pgd"]
         b500 = find(g, f"advml {pgd}, batch_size=500")
         default = find(g, f"advml {pgd}, default")
-        clean = find(g, "raw 40x fwd+bwd at the clean inputs")
+        clean = find(g, f"raw {STEPS}x fwd+bwd at the clean inputs")
         if b500 is not None:
             add(
                 f"cnn: advml {pgd} (batch_size=500) / raw",
@@ -293,11 +317,12 @@ def check_targets(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             )
             if clean is not None:
                 add(
-                    "cnn: same, / raw at the clean inputs",
+                    "cnn: same, / raw at the clean inputs (info)",
                     b500["median_s"] / clean["median_s"],
                     b500["min_s"] / clean["min_s"],
                     "<=",
                     CNN_MAX_OVER_RAW,
+                    info=True,
                 )
         if default is not None:
             add(
@@ -425,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ntargets (judged on medians; the ratio of the minimums in brackets):")
         for c in checks:
             mark = "met" if c["met"] else "NOT met"
+            if c["information_only"]:
+                mark = "within" if c["met"] else "above"
             print(
                 f"  {c['target']:<48} {c['value']:.3f} ({c['value_of_minimums']:.3f}) "
                 f"{c['op']} {c['bound']}: {mark}"

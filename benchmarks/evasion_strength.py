@@ -85,7 +85,7 @@ def attacks(
         from art.attacks.evasion import ProjectedGradientDescent
 
         art_pgd = ProjectedGradientDescent(
-            estimator=common.art_classifier(art, module, model.input_shape),
+            estimator=common.art_classifier(module, model.input_shape),
             norm=np.inf,
             eps=eps,
             eps_step=alpha,
@@ -123,7 +123,7 @@ def robust_accuracy(
 
 def summarise(per_lib: dict[str, list[float]]) -> dict[str, Any]:
     """Mean, std (in points) per library and advml minus each other library."""
-    stats = {
+    stats: dict[str, dict[str, Any]] = {
         lib: {
             "accuracies": accs,
             "mean": 100 * statistics.fmean(accs),
@@ -131,7 +131,7 @@ def summarise(per_lib: dict[str, list[float]]) -> dict[str, Any]:
         }
         for lib, accs in per_lib.items()
     }
-    comparisons = {}
+    comparisons: dict[str, dict[str, Any]] = {}
     a = stats["advml"]
     k = len(a["accuracies"])
     for lib, s in stats.items():
