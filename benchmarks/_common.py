@@ -215,6 +215,30 @@ def art_classifier(module: nn.Module, input_shape: Sequence[int]) -> Any:
     )
 
 
+def art_pgd(
+    module: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    batch_size: int,
+) -> Any:
+    """ART's L-inf PGD with one random start, the settings both benchmarks compare."""
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    return ProjectedGradientDescent(
+        estimator=art_classifier(module, input_shape),
+        norm=np.inf,
+        eps=eps,
+        eps_step=alpha,
+        max_iter=steps,
+        num_random_init=1,
+        batch_size=batch_size,
+        verbose=False,
+    )
+
+
 # -- timing & environment -----------------------------------------------------------------
 def set_threads() -> int:
     """Pin torch's intra-op threads to the machine's default, the same for every library."""

@@ -175,21 +175,18 @@ def contenders(
         )
         fns[f"torchattacks {ta_attack.__class__.__name__}"] = lambda: ta_attack(x, y)
     if art is not None:
-        from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+        from art.attacks.evasion import FastGradientMethod
 
-        clf = common.art_classifier(module, model.input_shape)
         art_attack = (
-            FastGradientMethod(estimator=clf, norm=np.inf, eps=eps, batch_size=N_INPUTS)
-            if fgsm
-            else ProjectedGradientDescent(
-                estimator=clf,
+            FastGradientMethod(
+                estimator=common.art_classifier(module, model.input_shape),
                 norm=np.inf,
                 eps=eps,
-                eps_step=ALPHA,
-                max_iter=steps,
-                num_random_init=1,
                 batch_size=N_INPUTS,
-                verbose=False,
+            )
+            if fgsm
+            else common.art_pgd(
+                module, model.input_shape, eps=eps, alpha=ALPHA, steps=steps, batch_size=N_INPUTS
             )
         )
         x_np, y_np = x.numpy(), y.numpy()

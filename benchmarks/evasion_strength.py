@@ -82,17 +82,8 @@ def attacks(
 
         out["torchattacks"] = run_ta
     if art is not None:
-        from art.attacks.evasion import ProjectedGradientDescent
-
-        art_pgd = ProjectedGradientDescent(
-            estimator=common.art_classifier(module, model.input_shape),
-            norm=np.inf,
-            eps=eps,
-            eps_step=alpha,
-            max_iter=STEPS,
-            num_random_init=1,
-            batch_size=N_INPUTS,
-            verbose=False,
+        art_pgd = common.art_pgd(
+            module, model.input_shape, eps=eps, alpha=alpha, steps=STEPS, batch_size=N_INPUTS
         )
         x_np, y_np = x.numpy(), y.numpy()
 
