@@ -7,7 +7,16 @@ Every attack is a class holding settings; ``generate(model, x, y=None)`` returns
 
 from advml.evasion.base import AdversarialResult, EvasionAttack, project
 from advml.evasion.bim import BIM
+from advml.evasion.constraints import FeatureConstraints
 from advml.evasion.fgsm import FGSM
 from advml.evasion.pgd import PGD
 
-__all__ = ["BIM", "FGSM", "PGD", "AdversarialResult", "EvasionAttack", "project"]
+__all__ = [
+    "BIM",
+    "FGSM",
+    "PGD",
+    "AdversarialResult",
+    "EvasionAttack",
+    "FeatureConstraints",
+    "project",
+]

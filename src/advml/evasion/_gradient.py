@@ -8,6 +8,7 @@ three in-place tensor operations. The cost over the raw gradient work is measure
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -88,8 +89,14 @@ def iterate(
     random_start: bool,
     early_stop: bool,
     generator: torch.Generator,
+    project: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Run ``steps`` projected gradient steps from ``x``; return ``x_adv`` and queries."""
+    """Run ``steps`` projected gradient steps from ``x``; return ``x_adv`` and queries.
+
+    ``project(x_adv, x)``, when given, replaces the loop's own projection onto the ball
+    and the bounds after every step (attacks with feature constraints pass
+    ``EvasionAttack._step_projection``); it must accept any subset of rows.
+    """
     low, high = model.bounds
     queries = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     if eps == 0 or steps == 0:
@@ -98,7 +105,12 @@ def iterate(
         lo = (x - eps).clamp_(min=low)
         hi = (x + eps).clamp_(max=high)
     x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
-    x_adv = x_adv.clamp_(lo, hi) if norm == "inf" else _project_l2(x_adv, x, eps, low, high)
+    if project is not None:
+        x_adv = project(x_adv, x)
+    elif norm == "inf":
+        x_adv = x_adv.clamp_(lo, hi)
+    else:
+        x_adv = _project_l2(x_adv, x, eps, low, high)
     if early_stop:
         return _iterate_early_stop(
             model,
@@ -112,13 +124,19 @@ def iterate(
             steps=steps,
             targeted=targeted,
             loss=loss,
+            project=project,
         )
     for _ in range(steps):
         x_adv.requires_grad_(True)
         objective = loss_per_sample(model.logits(x_adv), y, loss, targeted).sum()
         (grad,) = torch.autograd.grad(objective, x_adv)
         x_adv = x_adv.detach().add_(_ascent_direction(grad, norm), alpha=step_size)
-        x_adv = x_adv.clamp_(lo, hi) if norm == "inf" else _project_l2(x_adv, x, eps, low, high)
+        if project is not None:
+            x_adv = project(x_adv, x)
+        elif norm == "inf":
+            x_adv = x_adv.clamp_(lo, hi)
+        else:
+            x_adv = _project_l2(x_adv, x, eps, low, high)
     queries += steps
     return x_adv, queries
 
@@ -142,6 +160,7 @@ def _iterate_early_stop(
     steps: int,
     targeted: bool,
     loss: Loss,
+    project: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """As :func:`iterate`, but a sample stops moving once the model is fooled."""
     low, high = model.bounds
@@ -160,7 +179,9 @@ def _iterate_early_stop(
             break
         xa = xa.add_(_ascent_direction(grad, norm), alpha=step_size)
         x0 = x[active]
-        if norm == "inf":
+        if project is not None:
+            xa = project(xa, x0)
+        elif norm == "inf":
             xa = torch.max(torch.min(xa, x0 + eps), x0 - eps).clamp_(low, high)
         else:
             xa = _project_l2(xa, x0, eps, low, high)

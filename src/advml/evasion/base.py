@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -21,6 +21,7 @@ from torch import Tensor
 from advml import registry
 from advml.base import Component
 from advml.errors import UnsupportedModelError
+from advml.evasion.constraints import FeatureConstraints
 from advml.metrics.norms import perturbation_norms
 from advml.models.base import Classifier
 from advml.runtime.seeding import make_generator
@@ -140,6 +141,8 @@ class EvasionAttack(Component):
         self._check_model(model)
         xt = model.as_tensor(x, name="x")
         check_in_bounds("x", xt, model.bounds)
+        if self._constraints is not None:
+            self._constraints.check_features(math.prod(model.input_shape))
         n = xt.shape[0]
         if y is None:
             if self.targeted:
@@ -209,10 +212,48 @@ class EvasionAttack(Component):
         eps = getattr(self, "eps", None)
         return None if eps is None else (getattr(self, "norm", "inf"), float(eps))
 
+    @property
+    def _constraints(self) -> FeatureConstraints | None:
+        """The attack's feature constraints (``constraints`` setting), if it has any."""
+        rules = getattr(self, "constraints", None)
+        return None if rules is None or rules.is_empty else rules
+
+    def _project(self, x_adv: Tensor, x: Tensor, bounds: tuple[float, float]) -> Tensor:
+        """The projection iterative attacks apply after each step.
+
+        Onto the ε-ball, then onto what the feature constraints allow (switch-on
+        features may be partly on between steps), then into the model's bounds. Works
+        on any subset of rows as long as ``x_adv`` and ``x`` are the same rows.
+        """
+        ball = self._ball()
+        if ball is not None:
+            x_adv = project(x_adv, x, ball[1], ball[0])
+        rules = self._constraints
+        if rules is not None:
+            x_adv = rules.project(x_adv, x, bounds)
+        return x_adv.clamp(*bounds)
+
+    def _step_projection(
+        self, bounds: tuple[float, float]
+    ) -> Callable[[Tensor, Tensor], Tensor] | None:
+        """``(x_adv, x) -> x_adv`` for the gradient loop when the attack has feature
+        constraints; None otherwise (the loop's own fast projection then applies)."""
+        if self._constraints is None:
+            return None
+        return lambda x_adv, x: self._project(x_adv, x, bounds)
+
     def _finalise(self, x_adv: Tensor, x: Tensor, bounds: tuple[float, float]) -> Tensor:
         ball = self._ball()
         if ball is not None:
             x_adv = project(x_adv, x, ball[1], ball[0])
+        rules = self._constraints
+        if rules is not None:
+            # Round switch-on features to off/on; if that left the ball, project again
+            # and turn off any switch-on feature the projection shrank (off is always
+            # inside the ball, a half-on binary feature is not a valid input).
+            x_adv = rules.project(x_adv, x, bounds, final=True)
+            if ball is not None:
+                x_adv = rules.switch_off_partial(project(x_adv, x, ball[1], ball[0]), x, bounds)
         return x_adv.clamp(*bounds)
 
     def _auto_batch_size(self, model: Classifier) -> int:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings, iterate, step_size_for
 from advml.evasion.base import EvasionAttack, Norm, validate_common
+from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
 from advml.validation import check_bool
 
@@ -40,6 +44,9 @@ class BIM(EvasionAttack):
     early_stop : bool
         Stop moving each sample once the model is fooled (fewer queries, smaller
         perturbations, weaker confidence).
+    constraints : FeatureConstraints or mapping, optional
+        Features the attacker may not change, may only switch on, or may move within a
+        narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
     """
@@ -54,6 +61,7 @@ class BIM(EvasionAttack):
         targeted: bool = False,
         loss: Loss = "ce",
         early_stop: bool = False,
+        constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         batch_size: int | None = None,
     ) -> None:
         check_settings(eps=eps, norm=norm, loss=loss, steps=steps, step_size=step_size)
@@ -66,6 +74,7 @@ class BIM(EvasionAttack):
         self.targeted = targeted
         self.loss = loss
         self.early_stop = early_stop
+        self.constraints = as_constraints("constraints", constraints)
         self.batch_size = batch_size
 
     def _run(
@@ -85,4 +94,5 @@ class BIM(EvasionAttack):
             random_start=False,
             early_stop=self.early_stop,
             generator=generator,
+            project=self._step_projection(model.bounds),
         )

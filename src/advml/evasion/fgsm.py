@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings, iterate
 from advml.evasion.base import EvasionAttack, Norm, validate_common
+from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
 
 __all__ = ["FGSM"]
@@ -31,6 +35,9 @@ class FGSM(EvasionAttack):
         Move towards the labels given as ``y`` instead of away from them.
     loss : {"ce", "margin"}
         Cross-entropy, or the Carlini–Wagner logit margin.
+    constraints : FeatureConstraints or mapping, optional
+        Features the attacker may not change, may only switch on, or may move within a
+        narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
     batch_size : int, optional
         Inputs per chunk; default sized to the input (see the user guide).
 
@@ -48,6 +55,7 @@ class FGSM(EvasionAttack):
         norm: Norm = "inf",
         targeted: bool = False,
         loss: Loss = "ce",
+        constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         batch_size: int | None = None,
     ) -> None:
         check_settings(eps=eps, norm=norm, loss=loss)
@@ -56,6 +64,7 @@ class FGSM(EvasionAttack):
         self.norm = norm
         self.targeted = targeted
         self.loss = loss
+        self.constraints = as_constraints("constraints", constraints)
         self.batch_size = batch_size
 
     def _run(
@@ -74,4 +83,5 @@ class FGSM(EvasionAttack):
             random_start=False,
             early_stop=False,
             generator=generator,
+            project=self._step_projection(model.bounds),
         )

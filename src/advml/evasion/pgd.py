@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings, iterate, loss_per_sample, step_size_for
 from advml.evasion.base import EvasionAttack, Norm, validate_common
+from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
 from advml.validation import check_bool, check_number
 
@@ -46,6 +50,9 @@ class PGD(EvasionAttack):
         Stop moving each sample once the model is fooled.
     seed : int, optional
         Seed of the random starts; the same seed gives the same result.
+    constraints : FeatureConstraints or mapping, optional
+        Features the attacker may not change, may only switch on, or may move within a
+        narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
 
@@ -70,6 +77,7 @@ class PGD(EvasionAttack):
         loss: Loss = "ce",
         early_stop: bool = False,
         seed: int | None = 0,
+        constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         batch_size: int | None = None,
     ) -> None:
         check_settings(eps=eps, norm=norm, loss=loss, steps=steps, step_size=step_size)
@@ -92,6 +100,7 @@ class PGD(EvasionAttack):
         self.loss = loss
         self.early_stop = early_stop
         self.seed = seed
+        self.constraints = as_constraints("constraints", constraints)
         self.batch_size = batch_size
 
     def _run(
@@ -108,6 +117,7 @@ class PGD(EvasionAttack):
             random_start=self.random_start,
             early_stop=self.early_stop,
             generator=generator,
+            project=self._step_projection(model.bounds),
         )
         x_adv, queries = iterate(model, x, y, **settings)  # type: ignore[arg-type]
         if self.restarts == 1:
