@@ -9,11 +9,13 @@ from advml.evasion.base import AdversarialResult, EvasionAttack, project
 from advml.evasion.bim import BIM
 from advml.evasion.constraints import FeatureConstraints
 from advml.evasion.fgsm import FGSM
+from advml.evasion.greedy_pixel import GreedyPixel
 from advml.evasion.pgd import PGD
 
 __all__ = [
     "BIM",
     "FGSM",
+    "GreedyPixel",
     "PGD",
     "AdversarialResult",
     "EvasionAttack",
