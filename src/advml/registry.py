@@ -25,6 +25,8 @@ C = TypeVar("C", bound=type[Component])
 # Families whose components register themselves when their package is imported.
 _FAMILY_MODULES: dict[str, str] = {
     "evasion": "advml.evasion",
+    "watermark": "advml.watermark",
+    "watermark_removal": "advml.watermark",
 }
 _REGISTRY: dict[str, dict[str, type[Component]]] = {}
 
