@@ -8,15 +8,21 @@ Every attack is a class holding settings; ``generate(model, x, y=None)`` returns
 from advml.evasion.base import AdversarialResult, EvasionAttack, project
 from advml.evasion.bim import BIM
 from advml.evasion.constraints import FeatureConstraints
+from advml.evasion.eot import EOT
 from advml.evasion.fgsm import FGSM
 from advml.evasion.greedy_pixel import GreedyPixel
+from advml.evasion.hopskipjump import HopSkipJump
 from advml.evasion.pgd import PGD
+from advml.evasion.square import Square
 
 __all__ = [
     "BIM",
+    "EOT",
     "FGSM",
     "GreedyPixel",
+    "HopSkipJump",
     "PGD",
+    "Square",
     "AdversarialResult",
     "EvasionAttack",
     "FeatureConstraints",
