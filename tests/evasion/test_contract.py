@@ -45,6 +45,8 @@ def build(name: str, **settings: Any) -> EvasionAttack:
     """``name`` with default settings, a small ``steps`` where it exists, and ``settings``."""
     schema = registry.schema("evasion", name)
     quick: dict[str, Any] = {"steps": 5} if "steps" in schema else {}
+    if "max_queries" in schema:  # query-based attacks: a small budget keeps the suite fast
+        quick["max_queries"] = 200
     attack = registry.create("evasion", name, **{**quick, **settings})
     assert isinstance(attack, EvasionAttack)
     return attack
