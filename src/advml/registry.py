@@ -27,6 +27,16 @@ _FAMILY_MODULES: dict[str, str] = {
     "evasion": "advml.evasion",
     "watermark": "advml.watermark",
     "watermark_removal": "advml.watermark",
+    "trigger": "advml.poisoning",
+    "poisoning": "advml.poisoning",
+    "backdoor_defence": "advml.defences.backdoor",
+    "extraction": "advml.extraction",
+    "output_defence": "advml.defences.output",
+    "robust_training": "advml.defences.training",
+    "preprocess": "advml.defences.preprocess",
+    "detection": "advml.defences.detection",
+    "membership": "advml.privacy.membership",
+    "inversion": "advml.privacy.inversion",
 }
 _REGISTRY: dict[str, dict[str, type[Component]]] = {}
 

@@ -72,6 +72,7 @@ def train(
     seed: int = 0,
     show_progress: bool = True,
     desc: str = "training",
+    on_epoch: Callable[[int], None] | None = None,
 ) -> History:
     """Train ``model.module`` in place on ``(x, y)`` and return the history.
 
@@ -113,6 +114,9 @@ def train(
         Show a progress bar over epochs.
     desc : str
         Label of the progress bar.
+    on_epoch : callable, optional
+        Called with the epoch number (1-based) before each epoch: a schedule (e.g. the
+        ε warm-up of adversarial training) updates its state there.
 
     Returns
     -------
@@ -167,6 +171,8 @@ def train(
         torch.manual_seed(seed)
         bar = progress(range(1, epochs + 1), desc=desc, enabled=show_progress, leave=False)
         for epoch in bar:
+            if on_epoch is not None:
+                on_epoch(epoch)
             module.train()
             order = torch.randperm(xt.shape[0], generator=gen).to(model.device)
             total_loss = 0.0

@@ -1,0 +1,22 @@
+"""Robust training: defences that change how a network is trained.
+
+Each is a :class:`RobustTraining` holding settings; ``fit(model, x, y)`` trains a copy
+of the network with the shared training loop and returns a :class:`TrainedModel`.
+Registered in the ``"robust_training"`` family: ``"standard"`` (the baseline),
+``"fgsm_training"``, ``"pgd_training"`` and ``"trades"``.
+"""
+
+from advml.defences.training.adversarial import FGSMTraining, PGDTraining
+from advml.defences.training.base import RobustTraining, TrainedModel, clone_model
+from advml.defences.training.standard import StandardTraining
+from advml.defences.training.trades import TRADES
+
+__all__ = [
+    "TRADES",
+    "FGSMTraining",
+    "PGDTraining",
+    "RobustTraining",
+    "StandardTraining",
+    "TrainedModel",
+    "clone_model",
+]
