@@ -124,6 +124,8 @@ def test_audit_from_the_cli_with_a_model_file(
             "0,0.1",
             "--attacks",
             "fgsm",
+            "--sections",
+            "evasion",
             "--out",
             str(out),
             "--quiet",
@@ -133,7 +135,15 @@ def test_audit_from_the_cli_with_a_model_file(
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["source"] == "file"
     assert [p["eps"] for p in report["sections"]["evasion"]["attacks"][0]["points"]] == [0, 0.1]
-    assert "integrity:" in capsys.readouterr().out
+    assert "integrity · Evasion" in capsys.readouterr().out
+
+
+def test_lists_sections_and_attacks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "--list-sections"]) == 0
+    assert "evasion" in capsys.readouterr().out
+    assert main(["attack", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "pgd" in out and "fgsm" in out and "needs gradients+scores" in out
 
 
 @pytest.mark.parametrize(

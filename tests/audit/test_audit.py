@@ -11,7 +11,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-import advml.audit.run as audit_run
+import advml.audit.sections.evasion as audit_run
 from advml.audit import AuditConfig, plan, run_audit
 from advml.data import load_dataset
 from advml.models import CallableClassifier, TorchClassifier
@@ -25,7 +25,11 @@ def digits():
 
 def _config(**overrides: Any) -> AuditConfig:
     settings: dict[str, Any] = dict(
-        n_samples=60, eps=(0.0, 0.1, 0.3), attack_settings={"pgd": {"steps": 5}}, examples=4
+        n_samples=60,
+        eps=(0.0, 0.1, 0.3),
+        attack_settings={"pgd": {"steps": 5}},
+        examples=4,
+        sections=("evasion",),
     )
     settings.update(overrides)
     return AuditConfig.quick(**settings)
@@ -74,7 +78,10 @@ def test_report_follows_schema_and_numbers_are_consistent(
     assert evasion["verdict"]["robust_accuracy"] == pytest.approx(
         min(pgd[0.1], evasion["attacks"][0]["points"][1]["robust_accuracy"])
     )
-    assert evasion["verdict"]["level"] in ("robust", "partly robust", "not robust")
+    levels = {"pass": "robust", "warn": "partly robust", "fail": "not robust"}
+    assert evasion["verdict"]["label"] == levels[evasion["verdict"]["level"]]
+    assert report["summary"]["integrity"]["level"] == evasion["verdict"]["level"]
+    assert report["summary"]["integrity"]["verdicts"][0]["section"] == "evasion"
     assert f"{clean:.1%}" in evasion["verdict"]["text"]
 
     html = (tmp_path / "report.html").read_text()

@@ -23,14 +23,15 @@ def _report() -> dict[str, Any]:
         "params": {},
     }
     verdict = {
-        "level": "partly robust",
+        "level": "warn",
+        "label": "partly robust",
         "robust_accuracy": 0.5,
         "attack": "pgd",
         "eps": 0.1,
         "text": "accuracy falls from 90.0% to 50.0%.",
     }
     return {
-        "schema_version": "1.0",
+        "schema_version": "2.0",
         "advml_version": "0.1.0",
         "created": "2026-11-29T00:00:00+00:00",
         "seconds": 1.0,
@@ -62,6 +63,9 @@ def _report() -> dict[str, Any]:
         },
         "sections": {
             "evasion": {
+                "title": "Evasion: adversarial examples",
+                "threat": "integrity",
+                "settings": {},
                 "clean_accuracy": 0.9,
                 "reference_eps": 0.1,
                 "skipped": [],
@@ -79,7 +83,34 @@ def _report() -> dict[str, Any]:
                 ],
             }
         },
-        "summary": {"integrity": verdict},
+        "skipped_sections": [
+            {
+                "section": "poisoning",
+                "title": "Poisoning <i>",
+                "threat": "integrity",
+                "reason": "cannot retrain <this> model",
+            }
+        ],
+        "summary": {
+            "integrity": {
+                "question": "Integrity?",
+                "level": "warn",
+                "verdicts": [{"section": "evasion", "title": "Evasion", **verdict}],
+                "not_assessed": [{"section": "poisoning", "reason": "cannot retrain <this> model"}],
+            },
+            "confidentiality": {
+                "question": "Confidentiality?",
+                "level": "unknown",
+                "verdicts": [],
+                "not_assessed": [],
+            },
+            "ownership": {
+                "question": "Ownership?",
+                "level": "unknown",
+                "verdicts": [],
+                "not_assessed": [],
+            },
+        },
     }
 
 
@@ -93,6 +124,14 @@ def test_the_sample_report_is_valid_and_the_schema_rejects_broken_ones() -> None
     del broken["model"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+    no_verdict = copy.deepcopy(_report())
+    no_verdict["sections"]["someday"] = {"title": "x", "threat": "integrity", "settings": {}}
+    with pytest.raises(jsonschema.ValidationError, match="verdict"):
+        jsonschema.validate(no_verdict, schema)
+    bad_level = copy.deepcopy(_report())
+    bad_level["summary"]["ownership"]["level"] = "fine"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad_level, schema)
 
 
 def test_terminal_summary_shows_the_table_and_the_verdict() -> None:
@@ -106,6 +145,7 @@ def test_html_escapes_everything_that_comes_from_data() -> None:
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "net &lt;b&gt;" in page
+    assert "cannot retrain &lt;this&gt; model" in page and "Poisoning &lt;i&gt;" in page
     assert page.count("data:image/png;base64,") == 1  # robustness curve; no examples given
 
 
@@ -122,5 +162,5 @@ def test_html_draws_examples_for_tabular_inputs_too() -> None:
     }
     report = _report()
     report["dataset"]["input_shape"] = [30]
-    page = render_html(report, examples=examples)
+    page = render_html(report, artifacts={"evasion": examples})
     assert page.count("data:image/png;base64,") == 2

@@ -39,6 +39,14 @@ class AuditConfig:
         Seed of the subset, the reference model and the attacks.
     examples : int
         Number of clean/adversarial pairs shown in the report.
+    sections : tuple of str, optional
+        Report sections to run (``advml audit --list-sections``); ``None`` runs every
+        section that applies to the model.
+    section_settings : dict
+        Settings per section, e.g. ``{"poisoning": {"fraction": 0.05}}``; each section
+        documents its keys and rejects unknown ones.
+    profile : {"default", "quick"}
+        ``quick`` makes every section use its one-minute settings.
     """
 
     dataset: str = "mnist-5k"
@@ -54,6 +62,9 @@ class AuditConfig:
     )
     seed: int = 0
     examples: int = 8
+    sections: tuple[str, ...] | None = None
+    section_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profile: str = "default"
 
     def __post_init__(self) -> None:
         check_number("n_samples", self.n_samples, low=1, integer=True)
@@ -68,6 +79,18 @@ class AuditConfig:
             raise ValueError("eps must hold at least one value")
         for e in self.eps:
             check_number("eps", e, low=0)
+        check_choice("profile", self.profile, ("default", "quick"))
+        if self.sections is not None:
+            if not self.sections:
+                raise ValueError("sections must name at least one section, or be None for all")
+            object.__setattr__(self, "sections", tuple(self.sections))
+        if not isinstance(self.section_settings, dict) or not all(
+            isinstance(v, dict) for v in self.section_settings.values()
+        ):
+            raise ValueError(
+                "section_settings must map section names to dicts of settings, e.g. "
+                "{'poisoning': {'fraction': 0.05}}"
+            )
         object.__setattr__(self, "attacks", tuple(self.attacks))
         object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
 
@@ -79,6 +102,7 @@ class AuditConfig:
             n_samples=200,
             eps=(0.0, 0.05, 0.1, 0.2, 0.3),
             attack_settings={"pgd": {"steps": 20}},
+            profile="quick",
         )
         settings.update(overrides)
         return cls(**settings)
@@ -92,4 +116,5 @@ class AuditConfig:
         d = asdict(self)
         d["attacks"] = list(self.attacks)
         d["eps"] = list(self.eps)
+        d["sections"] = None if self.sections is None else list(self.sections)
         return d

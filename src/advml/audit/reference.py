@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from advml.data import Dataset, advml_home
 from advml.models import TorchClassifier, build_architecture, train
 from advml.models.io import load_model, save_model
+from advml.models.training import History
+from advml.validation import check_choice
 
-__all__ = ["TRAINING", "default_architecture", "reference_model"]
+__all__ = ["TRAINING", "default_architecture", "reference_model", "train_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,6 @@ def reference_model(
         and the training history when it was.
     """
     arch = architecture or default_architecture(dataset)
-    recipe = TRAINING[arch]
     folder = cache_dir if cache_dir is not None else advml_home() / "models"
     path = folder / f"reference-{dataset.name}-{arch}-seed{seed}.pt"
     info: dict[str, Any] = {"architecture": arch, "file": str(path), "seed": seed}
@@ -73,27 +75,13 @@ def reference_model(
             if isinstance(model, TorchClassifier) and model.input_shape == dataset.input_shape:
                 info["trained_now"] = False
                 return model, info
-    # Seed the initial weights too, not just the training loop.
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        module = build_architecture(
-            arch,
-            input_shape=dataset.input_shape,
-            n_classes=dataset.n_classes,
-            **recipe.arch_kwargs,
-        )
-    model = TorchClassifier(
-        module, input_shape=dataset.input_shape, n_classes=dataset.n_classes, bounds=dataset.bounds
-    )
-    history = train(
-        model,
+    model, history = _train(
+        dataset,
         dataset.x_train,
         dataset.y_train,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        patience=recipe.patience,
+        architecture=arch,
         seed=seed,
+        epochs=None,
         show_progress=show_progress,
         desc=f"training reference {arch} on {dataset.name}",
     )
@@ -107,3 +95,73 @@ def reference_model(
         training_seconds=round(history.seconds, 2),
     )
     return model, info
+
+
+def train_reference(
+    dataset: Dataset,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    architecture: str,
+    seed: int = 0,
+    epochs: int | None = None,
+    show_progress: bool = True,
+    desc: str = "training",
+) -> TorchClassifier:
+    """A fresh reference network trained on ``x, y`` with the reference recipe.
+
+    For sections that need a copy of the audited model trained on other data (a
+    poisoned training set, a watermark, shadow models). ``dataset`` gives the input
+    shape, classes and bounds; ``epochs`` overrides the recipe's maximum.
+    """
+    check_choice("architecture", architecture, tuple(TRAINING))
+    model, _ = _train(
+        dataset,
+        x,
+        y,
+        architecture=architecture,
+        seed=seed,
+        epochs=epochs,
+        show_progress=show_progress,
+        desc=desc,
+    )
+    return model
+
+
+def _train(
+    dataset: Dataset,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    architecture: str,
+    seed: int,
+    epochs: int | None,
+    show_progress: bool,
+    desc: str,
+) -> tuple[TorchClassifier, History]:
+    recipe = TRAINING[architecture]
+    # Seed the initial weights too, not just the training loop.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module = build_architecture(
+            architecture,
+            input_shape=dataset.input_shape,
+            n_classes=dataset.n_classes,
+            **recipe.arch_kwargs,
+        )
+    model = TorchClassifier(
+        module, input_shape=dataset.input_shape, n_classes=dataset.n_classes, bounds=dataset.bounds
+    )
+    history = train(
+        model,
+        x,
+        y,
+        epochs=epochs if epochs is not None else recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        patience=recipe.patience,
+        seed=seed,
+        show_progress=show_progress,
+        desc=desc,
+    )
+    return model, history

@@ -8,40 +8,54 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
+import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from advml import __version__, registry
+from advml import __version__
 from advml.audit.config import AuditConfig
 from advml.audit.reference import reference_model
+from advml.audit.sections import AuditContext, AuditSection, available_sections
+from advml.audit.sections.base import Threat
+from advml.audit.sections.evasion import plan as evasion_plan
 from advml.data import Dataset, load_dataset
 from advml.evasion.base import EvasionAttack
-from advml.metrics import attack_success_rate
 from advml.models.base import Classifier
 from advml.models.io import load_model
 from advml.models.torch import TorchClassifier
 from advml.runtime.cache import ResultCache, fingerprint
 from advml.runtime.progress import progress
 
-__all__ = ["SCHEMA_VERSION", "AuditResult", "run_audit"]
+__all__ = ["SCHEMA_VERSION", "AuditResult", "load_report", "plan", "run_audit"]
 
-SCHEMA_VERSION = "1.0"
-N_EXAMPLE_CANDIDATES = 64
+log = logging.getLogger("advml.audit")
+
+SCHEMA_VERSION = "2.0"
+THREATS: tuple[Threat, ...] = ("integrity", "confidentiality", "ownership")
+_THREAT_WORDS = {
+    "integrity": "Integrity: can an attacker make the model give wrong answers?",
+    "confidentiality": "Confidentiality: can an attacker learn the training data or the model?",
+    "ownership": "Ownership: can the owner prove the model is theirs?",
+}
 
 
 @dataclass
 class AuditResult:
-    """The report (plain data) and the arrays the HTML report draws."""
+    """The report (plain data) and the arrays the HTML report draws, per section."""
 
     report: dict[str, Any]
-    examples: dict[str, np.ndarray] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     out: Path | None = None
+
+    @property
+    def examples(self) -> dict[str, np.ndarray]:
+        """The evasion section's clean/adversarial example pairs."""
+        return self.artifacts.get("evasion", {})
 
 
 def run_audit(
@@ -52,7 +66,7 @@ def run_audit(
     dataset: Dataset | None = None,
     show_progress: bool = True,
 ) -> AuditResult:
-    """Run every applicable check of ``config`` against a model and collect a report.
+    """Run every applicable section of ``config`` against a model and collect a report.
 
     Parameters
     ----------
@@ -75,6 +89,7 @@ def run_audit(
     """
     config = config or AuditConfig()
     started = time.perf_counter()
+    sections = _chosen_sections(config)
     ds = dataset if dataset is not None else load_dataset(config.dataset)
     model_info: dict[str, Any]
     if model is not None:
@@ -99,27 +114,53 @@ def run_audit(
     cache = ResultCache(out_dir / "steps") if out_dir is not None else None
     model_fp = model_fingerprint(model)
     data_fp = fingerprint([x, y])
-
-    steps, skipped = plan(config, model)
-    clean = _cached(
-        cache, f"clean-{fingerprint([model_fp, data_fp])}", lambda: _clean_step(model, x, y)
+    ctx = AuditContext(
+        config=config,
+        model=model,
+        model_info=model_info,
+        dataset=ds,
+        x=x,
+        y=y,
+        clean_pred=np.empty(0, dtype=np.int64),
+        clean_proba=np.empty((0, model.n_classes), dtype=np.float32),
+        model_fp=model_fp,
+        data_fp=data_fp,
+        cache=cache,
+        show_progress=show_progress,
+        section="clean",
     )
-    bar = progress(steps, desc="audit", total=len(steps), enabled=show_progress, leave=True)
-    points: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in steps_by_attack(steps)}
-    step_arrays: dict[tuple[str, float], dict[str, np.ndarray]] = {}
-    for attack_name, eps, attack in bar:
-        bar.set_postfix_str(f"{attack_name} eps={eps:g}")
-        key = f"{attack_name}-eps{eps:g}-" + fingerprint(
-            [model_fp, data_fp, attack.get_params(), SCHEMA_VERSION]
-        )
-        meta, arrays = _cached(
-            cache, key, lambda a=attack: _attack_step(a, model, x, y, clean[1]["pred"])
-        )
-        points[attack_name].append(meta)
-        step_arrays[(attack_name, eps)] = arrays
+    _, clean = ctx.step("predictions", None, lambda: _clean_step(model, x, y))
+    ctx = replace(ctx, clean_pred=clean["pred"], clean_proba=clean["proba"])
 
-    evasion = _evasion_section(config, clean[0], points, skipped)
-    examples = _examples(config, ds, x, y, clean, step_arrays, evasion)
+    report_sections: dict[str, Any] = {}
+    skipped: list[dict[str, str]] = []
+    artifacts: dict[str, dict[str, np.ndarray]] = {}
+    bar = progress(
+        list(sections.items()), desc="audit", total=len(sections), enabled=show_progress, leave=True
+    )
+    for name, cls in bar:
+        bar.set_postfix_str(name)
+        section = cls()
+        settings = cls.settings_for(config)
+        sctx = ctx.for_section(name)
+        reason = section.skip_reason(sctx, settings)
+        if reason is not None:
+            log.info("section %s skipped: %s", name, reason)
+            skipped.append(
+                {"section": name, "title": cls.title, "threat": cls.threat, "reason": reason}
+            )
+            continue
+        output = section.run(sctx, settings)
+        report_sections[name] = {
+            "title": cls.title,
+            "threat": cls.threat,
+            "settings": _plain(settings),
+            **output.data,
+            "verdict": output.verdict.to_dict(),
+        }
+        if output.artifacts:
+            artifacts[name] = output.artifacts
+
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "advml_version": __version__,
@@ -143,51 +184,60 @@ def run_audit(
             "has_gradients": bool(model.has_gradients),
             "has_scores": bool(model.has_scores),
             "fingerprint": model_fp,
-            "clean_accuracy": clean[0]["accuracy"],
+            "clean_accuracy": ctx.clean_accuracy,
         },
-        "sections": {"evasion": evasion},
-        "summary": {"integrity": evasion["verdict"]},
+        "sections": report_sections,
+        "skipped_sections": skipped,
+        "summary": _summary(report_sections, skipped),
     }
     if out_dir is not None:
         from advml.report import write_report
 
-        write_report(report, out_dir, examples=examples)
-    return AuditResult(report=report, examples=examples, out=out_dir)
+        write_report(report, out_dir, artifacts=artifacts)
+    return AuditResult(report=report, artifacts=artifacts, out=out_dir)
+
+
+def _chosen_sections(config: AuditConfig) -> dict[str, type[AuditSection]]:
+    available = available_sections()
+    if config.sections is None:
+        return available
+    unknown = [n for n in config.sections if n not in available]
+    if unknown:
+        raise ValueError(f"sections has unknown names {unknown}; available: {sorted(available)}")
+    return {n: available[n] for n in available if n in config.sections}
+
+
+def _summary(sections: dict[str, Any], skipped: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
+    """Per threat: the worst level of its sections and each section's verdict."""
+    rank = {"fail": 3, "warn": 2, "pass": 1, "unknown": 0}
+    summary: dict[str, dict[str, Any]] = {}
+    for threat in THREATS:
+        verdicts = [
+            {"section": name, "title": s["title"], **s["verdict"]}
+            for name, s in sections.items()
+            if s["threat"] == threat
+        ]
+        not_run = [s for s in skipped if s["threat"] == threat]
+        level = max((v["level"] for v in verdicts), key=rank.__getitem__, default="unknown")
+        summary[threat] = {
+            "question": _THREAT_WORDS[threat],
+            "level": level,
+            "verdicts": verdicts,
+            "not_assessed": [{"section": s["section"], "reason": s["reason"]} for s in not_run],
+        }
+    return summary
 
 
 def plan(
     config: AuditConfig, model: Classifier
 ) -> tuple[list[tuple[str, float, EvasionAttack]], list[dict[str, str]]]:
-    """The (attack, ε) steps this model allows, and what was skipped with the reason."""
-    steps: list[tuple[str, float, EvasionAttack]] = []
-    skipped: list[dict[str, str]] = []
-    for name in config.attacks:
-        cls = registry.get("evasion", name)
-        assert issubclass(cls, EvasionAttack)
-        if cls.needs_gradients and not model.has_gradients:
-            skipped.append(
-                {"attack": name, "reason": f"{name} needs gradients; the model gives none"}
-            )
-            continue
-        if cls.needs_scores and not model.has_scores:
-            skipped.append(
-                {"attack": name, "reason": f"{name} needs scores; the model returns labels only"}
-            )
-            continue
-        settings = dict(config.attack_settings.get(name, {}))
-        for eps in config.eps:
-            attack = registry.create("evasion", name, **{**settings, "eps": eps})
-            if "seed" in attack.get_params():
-                attack = attack.set_params(seed=config.seed)
-            steps.append((name, eps, attack))  # type: ignore[arg-type]
-    return steps, skipped
+    """The evasion steps (attack, ε) this model allows, and what was skipped and why."""
+    return evasion_plan(config, model)
 
 
-def steps_by_attack(steps: list[tuple[str, float, EvasionAttack]]) -> list[tuple[str, list[float]]]:
-    order: dict[str, list[float]] = {}
-    for name, eps, _ in steps:
-        order.setdefault(name, []).append(eps)
-    return list(order.items())
+def _plain(obj: Any) -> Any:
+    """Settings as JSON data (tuples to lists)."""
+    return json.loads(json.dumps(obj, default=str))
 
 
 def model_fingerprint(model: Classifier) -> str:
@@ -220,17 +270,6 @@ def _describe(model: Classifier) -> str:
     return repr(model)
 
 
-def _cached(cache: ResultCache | None, key: str, compute: Any) -> Any:
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-    meta, arrays = compute()
-    if cache is not None:
-        cache.put(key, meta, arrays)
-    return meta, arrays
-
-
 def _clean_step(
     model: Classifier, x: np.ndarray, y: np.ndarray
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -245,131 +284,6 @@ def _clean_step(
         "pred": pred,
         "proba": proba.astype(np.float32),
     }
-
-
-def _attack_step(
-    attack: EvasionAttack, model: Classifier, x: np.ndarray, y: np.ndarray, clean_pred: np.ndarray
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    result = attack.generate(model, x, y)
-    x_adv = np.asarray(result.x_adv)
-    with model.evaluating():
-        proba = (
-            np.asarray(model.predict_proba(x_adv[:N_EXAMPLE_CANDIDATES]))
-            if model.has_scores
-            else None
-        )
-    summary = result.summary()
-    meta = {
-        "eps": float(attack.get_params()["eps"]),
-        "robust_accuracy": float((result.y_adv == y).mean()),
-        # Among inputs the model got right before the attack, so ε = 0 gives 0.
-        "success_rate": _finite(attack_success_rate(y, clean_pred, result.y_adv)) or 0.0,
-        "median_l2": _finite(summary["median_l2"]),
-        "median_linf": _finite(summary["median_linf"]),
-        "mean_queries": summary["mean_queries"],
-        "seconds": round(result.seconds, 3),
-        "params": {k: v for k, v in attack.get_params().items()},
-    }
-    arrays = {"y_adv": result.y_adv, "x_adv_head": x_adv[:N_EXAMPLE_CANDIDATES].astype(np.float32)}
-    if proba is not None:
-        arrays["proba_head"] = proba.astype(np.float32)
-    return meta, arrays
-
-
-def _finite(v: float) -> float | None:
-    return None if v is None or math.isnan(v) else float(v)
-
-
-def _evasion_section(
-    config: AuditConfig,
-    clean: dict[str, Any],
-    points: dict[str, list[dict[str, Any]]],
-    skipped: list[dict[str, str]],
-) -> dict[str, Any]:
-    attacks = [
-        {"name": name, "norm": "inf", "params": pts[0]["params"] if pts else {}, "points": pts}
-        for name, pts in points.items()
-    ]
-    return {
-        "clean_accuracy": clean["accuracy"],
-        "attacks": attacks,
-        "skipped": skipped,
-        "reference_eps": config.reference_eps,
-        "verdict": _verdict(clean["accuracy"], attacks, config.reference_eps),
-    }
-
-
-def _verdict(clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float) -> dict[str, Any]:
-    """Worst robust accuracy at the largest ε <= ``ref_eps``, stated in plain words."""
-    worst: tuple[float, str, float] | None = None
-    for a in attacks:
-        eligible = [p for p in a["points"] if p["eps"] <= ref_eps + 1e-12 and p["eps"] > 0]
-        if not eligible:
-            continue
-        p = max(eligible, key=lambda q: q["eps"])
-        if worst is None or p["robust_accuracy"] < worst[0]:
-            worst = (p["robust_accuracy"], a["name"].upper(), p["eps"])
-    if worst is None:
-        return {
-            "level": "unknown",
-            "robust_accuracy": None,
-            "text": "No attack could be run at a non-zero ε, so robustness is unknown.",
-        }
-    acc, name, eps = worst
-    ratio = acc / clean_acc if clean_acc > 0 else 0.0
-    level = "robust" if ratio >= 0.8 else "partly robust" if ratio >= 0.5 else "not robust"
-    text = (
-        f"Under {name} with ε = {eps:g} (each input value may move by {eps:g} of its range), "
-        f"accuracy falls from {clean_acc:.1%} to {acc:.1%}. "
-    )
-    text += {
-        "robust": "The model keeps most of its accuracy against this attacker.",
-        "partly robust": "An attacker controls a large share of this model's predictions.",
-        "not robust": "An attacker who can make such small changes controls most of this "
-        "model's predictions.",
-    }[level]
-    return {
-        "level": level,
-        "robust_accuracy": acc,
-        "attack": name.lower(),
-        "eps": eps,
-        "text": text,
-    }
-
-
-def _examples(
-    config: AuditConfig,
-    ds: Dataset,
-    x: np.ndarray,
-    y: np.ndarray,
-    clean: tuple[dict[str, Any], dict[str, np.ndarray]],
-    step_arrays: dict[tuple[str, float], dict[str, np.ndarray]],
-    evasion: dict[str, Any],
-) -> dict[str, np.ndarray]:
-    """Clean/adversarial pairs for the report: successes of the verdict's attack."""
-    verdict = evasion["verdict"]
-    key = (verdict.get("attack"), verdict.get("eps"))
-    if config.examples == 0 or key not in step_arrays:
-        return {}
-    arrays = step_arrays[key]
-    head = arrays["x_adv_head"].shape[0]
-    pred_clean = clean[1]["pred"][:head]
-    y_adv = arrays["y_adv"][:head]
-    chosen = np.flatnonzero((pred_clean == y[:head]) & (y_adv != y[:head]))[: config.examples]
-    if chosen.size == 0:
-        chosen = np.arange(min(config.examples, head))
-    out = {
-        "index": chosen,
-        "x": x[chosen],
-        "x_adv": arrays["x_adv_head"][chosen],
-        "y": y[chosen],
-        "pred": pred_clean[chosen],
-        "pred_adv": y_adv[chosen],
-        "conf": clean[1]["proba"][chosen].max(1),
-    }
-    if "proba_head" in arrays:
-        out["conf_adv"] = arrays["proba_head"][chosen].max(1)
-    return out
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

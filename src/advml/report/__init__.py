@@ -18,9 +18,21 @@ __all__ = ["format_summary", "render_html", "report_schema", "write_report"]
 
 
 def report_schema() -> dict[str, Any]:
-    """The JSON Schema that ``report.json`` follows (``advml/report/schema.json``)."""
-    text = resources.files("advml.report").joinpath("schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
+    """The JSON Schema that ``report.json`` follows.
+
+    ``advml/report/schema.json`` describes the report; each section's fields are in
+    ``advml/report/schemas/<section>.json`` and are merged in under
+    ``properties.sections.properties.<section>``.
+    """
+    root = resources.files("advml.report")
+    schema: dict[str, Any] = json.loads(root.joinpath("schema.json").read_text())
+    sections = schema["properties"]["sections"]["properties"]
+    for entry in sorted(root.joinpath("schemas").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            fragment = json.loads(entry.read_text())
+            sections[entry.name[: -len(".json")]] = {
+                "allOf": [{"$ref": "#/$defs/section"}, fragment]
+            }
     return schema
 
 
@@ -28,12 +40,15 @@ def write_report(
     report: dict[str, Any],
     out: str | os.PathLike[str],
     *,
-    examples: dict[str, np.ndarray] | None = None,
+    artifacts: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Path]:
-    """Write ``report.json`` and ``report.html`` into ``out``; return their paths."""
+    """Write ``report.json`` and ``report.html`` into ``out``; return their paths.
+
+    ``artifacts`` are the sections' arrays for pictures (``AuditResult.artifacts``).
+    """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "report.json", "html": folder / "report.html"}
     atomic_write(paths["json"], json.dumps(report, indent=2, allow_nan=False))
-    atomic_write(paths["html"], render_html(report, examples=examples))
+    atomic_write(paths["html"], render_html(report, artifacts=artifacts))
     return paths

@@ -1,0 +1,195 @@
+"""Evasion: every configured attack over the ε grid, a robustness curve and a verdict."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from advml import registry
+from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.evasion.base import EvasionAttack
+from advml.metrics import attack_success_rate
+from advml.models.base import Classifier
+
+__all__ = ["SECTION", "EvasionSection", "plan"]
+
+N_EXAMPLE_CANDIDATES = 64
+
+
+def plan(
+    config: Any, model: Classifier
+) -> tuple[list[tuple[str, float, EvasionAttack]], list[dict[str, str]]]:
+    """The (attack, ε) steps this model allows, and what was skipped with the reason."""
+    steps: list[tuple[str, float, EvasionAttack]] = []
+    skipped: list[dict[str, str]] = []
+    for name in config.attacks:
+        cls = registry.get("evasion", name)
+        assert issubclass(cls, EvasionAttack)
+        if cls.needs_gradients and not model.has_gradients:
+            skipped.append(
+                {"attack": name, "reason": f"{name} needs gradients; the model gives none"}
+            )
+            continue
+        if cls.needs_scores and not model.has_scores:
+            skipped.append(
+                {"attack": name, "reason": f"{name} needs scores; the model returns labels only"}
+            )
+            continue
+        settings = dict(config.attack_settings.get(name, {}))
+        for eps in config.eps:
+            attack = registry.create("evasion", name, **{**settings, "eps": eps})
+            if "seed" in attack.get_params():
+                attack = attack.set_params(seed=config.seed)
+            steps.append((name, eps, attack))  # type: ignore[arg-type]
+    return steps, skipped
+
+
+class EvasionSection(AuditSection):
+    """Adversarial examples at prediction time (settings: the config's ``attacks``,
+    ``eps``, ``attack_settings``, ``reference_eps``, ``examples``)."""
+
+    name = "evasion"
+    title = "Evasion: adversarial examples"
+    threat = "integrity"
+    order = 10
+
+    def run(self, ctx: AuditContext, settings: Mapping[str, Any]) -> SectionOutput:
+        config = ctx.config
+        steps, skipped = plan(config, ctx.model)
+        points: dict[str, list[dict[str, Any]]] = {}
+        step_arrays: dict[tuple[str, float], dict[str, np.ndarray]] = {}
+        bar = ctx.progress(steps, desc="evasion", total=len(steps))
+        for attack_name, eps, attack in bar:
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(f"{attack_name} eps={eps:g}")
+            meta, arrays = ctx.step(
+                f"{attack_name}-eps{eps:g}",
+                attack.get_params(),
+                partial(_attack_step, attack, ctx.model, ctx.x, ctx.y, ctx.clean_pred),
+            )
+            points.setdefault(attack_name, []).append(meta)
+            step_arrays[(attack_name, eps)] = arrays
+        attacks = [
+            {"name": name, "norm": "inf", "params": pts[0]["params"] if pts else {}, "points": pts}
+            for name, pts in points.items()
+        ]
+        verdict = _verdict(ctx.clean_accuracy, attacks, config.reference_eps)
+        data = {
+            "clean_accuracy": ctx.clean_accuracy,
+            "attacks": attacks,
+            "skipped": skipped,
+            "reference_eps": config.reference_eps,
+        }
+        return SectionOutput(data, verdict, _examples(ctx, step_arrays, verdict))
+
+
+SECTION = EvasionSection
+
+
+def _attack_step(
+    attack: EvasionAttack, model: Classifier, x: np.ndarray, y: np.ndarray, clean_pred: np.ndarray
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    result = attack.generate(model, x, y)
+    x_adv = np.asarray(result.x_adv)
+    with model.evaluating():
+        proba = (
+            np.asarray(model.predict_proba(x_adv[:N_EXAMPLE_CANDIDATES]))
+            if model.has_scores
+            else None
+        )
+    summary = result.summary()
+    meta = {
+        "eps": float(attack.get_params()["eps"]),
+        "robust_accuracy": float((result.y_adv == y).mean()),
+        # Among inputs the model got right before the attack, so ε = 0 gives 0.
+        "success_rate": _finite(attack_success_rate(y, clean_pred, result.y_adv)) or 0.0,
+        "median_l2": _finite(summary["median_l2"]),
+        "median_linf": _finite(summary["median_linf"]),
+        "mean_queries": summary["mean_queries"],
+        "seconds": round(result.seconds, 3),
+        "params": {k: v for k, v in attack.get_params().items()},
+    }
+    arrays = {"y_adv": result.y_adv, "x_adv_head": x_adv[:N_EXAMPLE_CANDIDATES].astype(np.float32)}
+    if proba is not None:
+        arrays["proba_head"] = proba.astype(np.float32)
+    return meta, arrays
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) else float(v)
+
+
+_LABELS = {"pass": "robust", "warn": "partly robust", "fail": "not robust"}
+
+
+def _verdict(clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float) -> Verdict:
+    """Worst robust accuracy at the largest ε <= ``ref_eps``, stated in plain words."""
+    worst: tuple[float, str, float] | None = None
+    for a in attacks:
+        eligible = [p for p in a["points"] if p["eps"] <= ref_eps + 1e-12 and p["eps"] > 0]
+        if not eligible:
+            continue
+        p = max(eligible, key=lambda q: q["eps"])
+        if worst is None or p["robust_accuracy"] < worst[0]:
+            worst = (p["robust_accuracy"], a["name"].upper(), p["eps"])
+    if worst is None:
+        return Verdict(
+            "unknown",
+            "unknown",
+            "No attack could be run at a non-zero ε, so robustness is unknown.",
+            {"robust_accuracy": None},
+        )
+    acc, name, eps = worst
+    ratio = acc / clean_acc if clean_acc > 0 else 0.0
+    level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
+    text = (
+        f"Under {name} with ε = {eps:g} (each input value may move by {eps:g} of its range), "
+        f"accuracy falls from {clean_acc:.1%} to {acc:.1%}. "
+    )
+    text += {
+        "pass": "The model keeps most of its accuracy against this attacker.",
+        "warn": "An attacker controls a large share of this model's predictions.",
+        "fail": "An attacker who can make such small changes controls most of this "
+        "model's predictions.",
+    }[level]
+    return Verdict(
+        level,  # type: ignore[arg-type]
+        _LABELS[level],
+        text,
+        {"robust_accuracy": acc, "attack": name.lower(), "eps": eps},
+    )
+
+
+def _examples(
+    ctx: AuditContext,
+    step_arrays: dict[tuple[str, float], dict[str, np.ndarray]],
+    verdict: Verdict,
+) -> dict[str, np.ndarray]:
+    """Clean/adversarial pairs for the report: successes of the verdict's attack."""
+    key = (verdict.numbers.get("attack"), verdict.numbers.get("eps"))
+    if ctx.config.examples == 0 or key not in step_arrays:
+        return {}
+    arrays = step_arrays[key]
+    x, y = ctx.x, ctx.y
+    head = arrays["x_adv_head"].shape[0]
+    pred_clean = ctx.clean_pred[:head]
+    y_adv = arrays["y_adv"][:head]
+    chosen = np.flatnonzero((pred_clean == y[:head]) & (y_adv != y[:head]))[: ctx.config.examples]
+    if chosen.size == 0:
+        chosen = np.arange(min(ctx.config.examples, head))
+    out = {
+        "index": chosen,
+        "x": x[chosen],
+        "x_adv": arrays["x_adv_head"][chosen],
+        "y": y[chosen],
+        "pred": pred_clean[chosen],
+        "pred_adv": y_adv[chosen],
+        "conf": ctx.clean_proba[chosen].max(1),
+    }
+    if "proba_head" in arrays:
+        out["conf_adv"] = arrays["proba_head"][chosen].max(1)
+    return out

@@ -1,0 +1,72 @@
+"""HTML of the evasion section: robustness curve, per-attack tables, example grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from advml.report.components import esc, figure, num, pct, verdict_badge
+from advml.report.figures import example_grid, robustness_curve
+
+__all__ = ["render"]
+
+
+def render(
+    section: dict[str, Any], artifacts: dict[str, np.ndarray], report: dict[str, Any]
+) -> str:
+    ds = report["dataset"]
+    verdict = section["verdict"]
+    parts = [
+        "<p>An evasion attacker changes an input slightly so that the model labels it "
+        "wrongly. ε is how much each input value may change, in units of the input's range "
+        "(for images, ε = 0.1 is a tenth of the way from black to white).</p>",
+        f"<div class='card'>{verdict_badge(verdict)}</div>",
+    ]
+    if any(a["points"] for a in section["attacks"]):
+        parts.append(
+            figure(
+                robustness_curve(section),
+                alt="accuracy under attack against epsilon",
+                caption="<b>Robustness curve.</b> Accuracy on the evaluated test inputs when "
+                "each attack may change every input value by up to ε. The dashed line is the "
+                "accuracy without attack; the lower a curve falls at small ε, the easier the "
+                "model is to fool. The dotted line marks the ε of the verdict.",
+                fig_id="fig-robustness",
+            )
+        )
+    for attack in section["attacks"]:
+        params = ", ".join(f"{k}={v}" for k, v in attack["params"].items() if k != "eps")
+        parts += [
+            f"<h3>{esc(attack['name'].upper())}</h3><p class='sub'>settings: {esc(params)}</p>",
+            "<table><tr><th>ε</th><th>accuracy under attack</th>"
+            "<th title='among inputs classified correctly without attack'>success rate</th>"
+            "<th>median L2</th><th>median L∞</th><th>queries / input</th><th>seconds</th></tr>",
+        ]
+        for p in attack["points"]:
+            parts.append(
+                f"<tr><td>{p['eps']:g}</td><td>{pct(p['robust_accuracy'])}</td>"
+                f"<td>{pct(p['success_rate'])}</td><td>{num(p['median_l2'])}</td>"
+                f"<td>{num(p['median_linf'])}</td><td>{p['mean_queries']:.0f}</td>"
+                f"<td>{p['seconds']:.2f}</td></tr>"
+            )
+        parts.append("</table>")
+    if artifacts and len(artifacts.get("index", [])):
+        parts.append(
+            figure(
+                example_grid(artifacts, ds["class_names"], ds["bounds"]),
+                alt="clean and adversarial examples",
+                caption="<b>Examples.</b> Top: test inputs with the model's label and "
+                "confidence. Middle: the same inputs after "
+                f"{esc(str(verdict.get('attack', '')).upper())} at ε = "
+                f"{verdict.get('eps', 0):g}, with the model's new label in red. Bottom: the "
+                "change itself, magnified by the factor shown (red up, blue down) so it can "
+                "be seen at all.",
+                fig_id="fig-examples",
+            )
+        )
+    if section["skipped"]:
+        parts.append("<h3>Skipped</h3><ul>")
+        parts += [f"<li>{esc(s['attack'])}: {esc(s['reason'])}</li>" for s in section["skipped"]]
+        parts.append("</ul>")
+    return "\n".join(parts)
