@@ -1,0 +1,2 @@
+"""Privacy attacks: membership inference (:mod:`advml.privacy.membership`) and model
+inversion (:mod:`advml.privacy.inversion`)."""

@@ -1,0 +1,171 @@
+"""What the single-score threshold attacks share: a per-record score and its calibration.
+
+A threshold attack computes one number per record from the target's answer (its loss,
+confidence, entropy, or label robustness) and calls the record a member when the number
+passes a threshold. The threshold is chosen on data the attacker has, never on the
+candidates being judged:
+
+- ``calibration="shadow"``: train a shadow model like the target on a random half of the
+  attacker's data; the threshold with the best balanced accuracy between that shadow's
+  members (its half) and non-members (the other half) is used (Shokri et al. 2017's
+  shadow idea applied to one score, as in Song & Mittal 2021, §3.2).
+- ``calibration="population"``: the attacker's data are taken as non-members of the
+  target; the threshold flags ``population_fpr`` of them (Ye et al. 2022's "population"
+  attack). No training, ``len(x)`` target queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from torch import Tensor
+
+from advml.models.base import Classifier
+from advml.privacy.membership.base import (
+    MapFn,
+    MembershipAttack,
+    ShadowArchitecture,
+    TrainFn,
+    best_threshold,
+    default_train_fn,
+    half_splits,
+    task_seeds,
+    train_shadows,
+)
+from advml.validation import check_choice, check_number
+
+__all__ = ["Calibration", "ThresholdAttack", "check_shadow_settings"]
+
+Calibration = Literal["shadow", "population"]
+
+
+def check_shadow_settings(
+    *,
+    shadow_architecture: str,
+    shadow_epochs: int,
+    shadow_lr: float,
+    shadow_batch_size: int,
+    seed: int,
+) -> None:
+    """Validate the settings every shadow-training attack has."""
+    check_choice("shadow_architecture", shadow_architecture, ("same", "mlp", "cnn"))
+    check_number("shadow_epochs", shadow_epochs, low=1, integer=True)
+    check_number("shadow_lr", shadow_lr, low=0, low_inclusive=False)
+    check_number("shadow_batch_size", shadow_batch_size, low=1, integer=True)
+    check_number("seed", seed, low=0, integer=True)
+
+
+class ThresholdAttack(MembershipAttack):
+    """A membership attack that thresholds one score per record (higher = member).
+
+    Subclasses implement :meth:`record_scores`.
+    """
+
+    calibration: Calibration
+    population_fpr: float
+    shadow_architecture: ShadowArchitecture
+    shadow_epochs: int
+    shadow_lr: float
+    shadow_batch_size: int
+
+    def _store_common(
+        self,
+        *,
+        calibration: Calibration,
+        population_fpr: float,
+        shadow_architecture: ShadowArchitecture,
+        shadow_epochs: int,
+        shadow_lr: float,
+        shadow_batch_size: int,
+        seed: int,
+    ) -> None:
+        check_choice("calibration", calibration, ("shadow", "population"))
+        check_number("population_fpr", population_fpr, low=0, high=1, low_inclusive=False)
+        check_shadow_settings(
+            shadow_architecture=shadow_architecture,
+            shadow_epochs=shadow_epochs,
+            shadow_lr=shadow_lr,
+            shadow_batch_size=shadow_batch_size,
+            seed=seed,
+        )
+        self.calibration = calibration
+        self.population_fpr = population_fpr
+        self.shadow_architecture = shadow_architecture
+        self.shadow_epochs = shadow_epochs
+        self.shadow_lr = shadow_lr
+        self.shadow_batch_size = shadow_batch_size
+        self.seed = seed
+
+    def record_scores(self, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
+        """One score per record from ``model``'s answers (higher = member)."""
+        raise NotImplementedError
+
+    def _fit(
+        self,
+        model: Classifier,
+        x: Tensor,
+        y: Tensor,
+        train_fn: TrainFn | None,
+        shadow_wrapper: Callable[[Classifier], Classifier] | None,
+        map_fn: MapFn,
+    ) -> tuple[None, float]:
+        if self.calibration == "population":
+            scores = self.record_scores(model, x, y)
+            return None, float(np.quantile(scores, 1.0 - self.population_fpr, method="higher"))
+        if x.shape[0] < 4:
+            raise ValueError(
+                f"x has {x.shape[0]} records; shadow calibration needs at least 4 (two "
+                "halves with members and non-members)"
+            )
+        trainer = train_fn or default_train_fn(
+            model,
+            architecture=self.shadow_architecture,
+            epochs=self.shadow_epochs,
+            lr=self.shadow_lr,
+            batch_size=self.shadow_batch_size,
+        )
+        masks = half_splits(x.shape[0], 2, self.seed)[:1]
+        (shadow,) = train_shadows(
+            x, y, masks, task_seeds(self.seed, 1), trainer, shadow_wrapper, map_fn, "shadow"
+        )
+        inside = np.flatnonzero(masks[0])
+        outside = np.flatnonzero(~masks[0])
+        s_in = self.record_scores(shadow, x[inside], y[inside])
+        s_out = self.record_scores(shadow, x[outside], y[outside])
+        return None, best_threshold(s_in, s_out)
+
+    def _score(self, state: None, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
+        return self.record_scores(model, x, y)
+
+
+COMMON_PARAMETERS = """calibration : {"shadow", "population"}
+        How the threshold is chosen on the attacker's data: from one shadow model's
+        members and non-members (default), or as the ``population_fpr`` quantile of
+        the target's scores on the attacker's data, taken as non-members.
+    population_fpr : float
+        With ``calibration="population"``: the fraction of the attacker's records the
+        threshold flags (its false-positive rate on them); default 0.05.
+    shadow_architecture : {"same", "mlp", "cnn"}
+        Network of the calibration shadow: the target's own reference architecture when
+        it has one (``"same"``, else an MLP), or the one named.
+    shadow_epochs : int
+        Training epochs of the shadow model (>= 1); default 30.
+    shadow_lr : float
+        Its learning rate (Adam); default 1e-3.
+    shadow_batch_size : int
+        Its batch size; default 64.
+    seed : int
+        Seeds the shadow's half of the data and its training (>= 0)."""
+
+
+def threshold_doc(summary: str, extra_parameters: str = "") -> str:
+    """The class docstring of a threshold attack: its summary, then every setting."""
+    extra = f"{extra_parameters.rstrip()}\n    " if extra_parameters else ""
+    return f"""{summary.rstrip()}
+
+    Parameters
+    ----------
+    {extra}{COMMON_PARAMETERS}
+    """

@@ -1,0 +1,382 @@
+"""The membership-inference family: ``attack.fit(model, x, y)`` then ``fitted.infer(...)``.
+
+An attack object holds settings only (DESIGN.md §4). :meth:`MembershipAttack.fit` takes
+the target model and the **attacker's own data** (population or shadow data: records the
+attacker may use to calibrate, never the evaluation members' labels) and returns a
+:class:`FittedMembershipAttack`; its :meth:`~FittedMembershipAttack.infer` scores
+candidate records against the target and returns a :class:`MembershipResult` (higher
+score = more likely a member). :func:`~advml.privacy.membership.membership_metrics`
+turns scores and the truth into ROC, AUC, TPR at low FPR and per-record risk.
+
+Attacks that only need a prediction API query the model through
+:meth:`~advml.models.Classifier.logits` or ``predict_labels`` and so work on a
+:class:`~advml.models.CallableClassifier`, whose queries are counted; they use what it
+returns (rounded or top-k probabilities arrive renormalised; a label-only API has no
+scores and is refused by the score-based attacks with a pointer to ``label_only``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advml import registry
+from advml.base import Component
+from advml.errors import UnsupportedModelError
+from advml.models.base import Classifier
+from advml.models.torch import TorchClassifier
+from advml.privacy.membership.metrics import MembershipMetrics, membership_metrics
+from advml.runtime.progress import progress
+from advml.validation import check_in_bounds, check_labels
+
+__all__ = [
+    "FittedMembershipAttack",
+    "MapFn",
+    "MembershipAttack",
+    "MembershipResult",
+    "ShadowArchitecture",
+    "TrainFn",
+]
+
+TrainFn = Callable[[np.ndarray, np.ndarray, int], Classifier]
+"""``train_fn(x, y, seed) -> model``: trains one shadow model like the target."""
+
+MapFn = Callable[[Callable[[Any], Any], Sequence[Any]], Iterable[Any]]
+"""``map_fn(fn, tasks) -> results`` in order; :func:`local_map` runs them in-process."""
+
+
+def local_map(fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Any]:
+    """Run ``fn`` on each task in this process, lazily and in order."""
+    return map(fn, tasks)
+
+
+ShadowArchitecture = Literal["same", "mlp", "cnn"]
+
+# Log-probabilities are floored here so that a probability of 0 (a rounded or top-k API)
+# gives a finite score.
+_LOG_FLOOR = float(np.log(1e-12))
+
+
+@dataclass(frozen=True)
+class MembershipResult:
+    """Scores of one attack on a batch of candidate records."""
+
+    scores: np.ndarray
+    """Per record, higher = more likely a member (float64)."""
+    is_member: np.ndarray
+    """The attack's decision per record: ``scores >= threshold``."""
+    threshold: float
+    """Decision threshold, chosen on the attacker's data (never on the candidates)."""
+    queries: int
+    """Inputs the target model evaluated during ``infer``."""
+    seconds: float
+    attack: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.scores.shape[0])
+
+    def metrics(self, is_member: np.ndarray | Tensor | Sequence[bool]) -> MembershipMetrics:
+        """ROC, AUC, TPR at low FPR, ... against the truth ``is_member``."""
+        return membership_metrics(self.scores, np.asarray(is_member), predicted=self.is_member)
+
+
+class MembershipAttack(Component):
+    """Base of membership inference attacks.
+
+    Subclasses implement :meth:`_fit` (returns the fitted state and a threshold) and
+    :meth:`_score` (per-record scores for a batch), and say which outputs they need with
+    ``needs_scores`` (probabilities) and ``needs_labels`` (true labels of the records).
+    """
+
+    family: ClassVar[str] = "membership"
+    needs_scores: ClassVar[bool] = True
+    seed: int
+
+    # -- the public verbs ------------------------------------------------------------
+    def fit(
+        self,
+        model: Classifier,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor,
+        *,
+        train_fn: TrainFn | None = None,
+        shadow_wrapper: Callable[[Classifier], Classifier] | None = None,
+        map_fn: MapFn | None = None,
+    ) -> FittedMembershipAttack:
+        """Calibrate the attack on the attacker's data ``(x, y)``.
+
+        Parameters
+        ----------
+        model : Classifier
+            The target. Score-based attacks need ``model.has_scores``.
+        x, y : arrays
+            The attacker's data: inputs ``(n, *input_shape)`` in ``model.bounds`` and
+            labels. Shadow-based attacks train shadow models on random halves of it;
+            population-calibrated ones assume its records are not members.
+        train_fn : callable, optional
+            ``train_fn(x, y, seed) -> model`` trains a shadow model "like the target".
+            Default: the target's reference architecture (``shadow_architecture``)
+            trained with advml's training loop and the attack's ``shadow_*`` settings.
+        shadow_wrapper : callable, optional
+            Applied to every shadow model, so that shadows answer in the target API's
+            format (e.g. an output-hardening wrapper the attacker has observed).
+        map_fn : callable, optional
+            Runs the independent, seeded shadow-training tasks: ``map_fn(fn, tasks)``;
+            the built-in ``map`` by default, a cluster executor's map for many shadows.
+
+        Returns
+        -------
+        FittedMembershipAttack
+            Holds the calibration; this attack object is left unchanged.
+        """
+        self._check_model(model)
+        xt, yt = _inputs(model, x, y, "x", "y")
+        start = time.perf_counter()
+        before = model.query_count
+        with model.evaluating():
+            state, threshold = self._fit(
+                model, xt, yt, train_fn, shadow_wrapper, map_fn if map_fn is not None else local_map
+            )
+        return FittedMembershipAttack(
+            attack=self,
+            state=state,
+            threshold=float(threshold),
+            fit_queries=model.query_count - before,
+            fit_seconds=time.perf_counter() - start,
+        )
+
+    # -- hooks -----------------------------------------------------------------------
+    def _fit(
+        self,
+        model: Classifier,
+        x: Tensor,
+        y: Tensor,
+        train_fn: TrainFn | None,
+        shadow_wrapper: Callable[[Classifier], Classifier] | None,
+        map_fn: MapFn,
+    ) -> tuple[Any, float]:
+        raise NotImplementedError
+
+    def _score(self, state: Any, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_model(self, model: Classifier) -> None:
+        if not isinstance(model, Classifier):
+            raise TypeError(
+                f"model must be an advml Classifier (e.g. TorchClassifier), got "
+                f"{type(model).__name__}; wrap it with an adapter from advml.models"
+            )
+        if self.needs_scores and not model.has_scores:
+            others = [
+                n
+                for n in registry.available("membership")
+                if not registry.get("membership", n).needs_scores  # type: ignore[attr-defined]
+            ]
+            raise UnsupportedModelError(
+                f"{type(self).__name__} needs the model's scores; this model answers labels "
+                f"only. Membership attacks that work on labels: {', '.join(others)}."
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class FittedMembershipAttack:
+    """A membership attack calibrated on the attacker's data; call :meth:`infer`."""
+
+    attack: MembershipAttack
+    state: Any = field(repr=False)
+    threshold: float
+    fit_queries: int
+    """Target queries spent calibrating (0 for shadow-calibrated attacks)."""
+    fit_seconds: float
+
+    def infer(
+        self, model: Classifier, x: np.ndarray | Tensor, y: np.ndarray | Tensor
+    ) -> MembershipResult:
+        """Score candidate records ``(x, y)`` against the target ``model``.
+
+        Parameters
+        ----------
+        model : Classifier
+            The target (the one the attack was fitted against, or one answering alike).
+        x : array of shape (n, *model.input_shape)
+            Candidate records, within ``model.bounds``. Not modified.
+        y : array of shape (n,)
+            Their true labels.
+
+        Returns
+        -------
+        MembershipResult
+            ``scores`` (higher = member), decisions, target queries spent.
+        """
+        attack = self.attack
+        attack._check_model(model)
+        xt, yt = _inputs(model, x, y, "x", "y")
+        before = model.query_count
+        start = time.perf_counter()
+        with torch.no_grad(), model.evaluating():
+            scores = np.asarray(attack._score(self.state, model, xt, yt), dtype=np.float64)
+        return MembershipResult(
+            scores=scores,
+            is_member=scores >= self.threshold,
+            threshold=self.threshold,
+            queries=model.query_count - before,
+            seconds=time.perf_counter() - start,
+            attack=attack.name,
+            params=attack.get_params(),
+        )
+
+
+# -- helpers shared by the attacks ----------------------------------------------------------
+
+
+def _inputs(
+    model: Classifier, x: np.ndarray | Tensor, y: np.ndarray | Tensor, name_x: str, name_y: str
+) -> tuple[Tensor, Tensor]:
+    xt = model.as_tensor(x, name=name_x)
+    check_in_bounds(name_x, xt, model.bounds)
+    y_arr = y if isinstance(y, np.ndarray | Tensor) else np.asarray(y)
+    check_labels(name_y, y_arr, model.n_classes, xt.shape[0])
+    yt = torch.as_tensor(y_arr) if isinstance(y_arr, np.ndarray) else y_arr.detach()
+    return xt, yt.to(device=model.device, dtype=torch.long)
+
+
+def log_probs(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Log-probabilities ``(n, n_classes)`` of ``model`` on ``x`` (counted queries), floored
+    at ``log(1e-12)`` so that zeros from rounded or top-k outputs stay finite."""
+    parts = []
+    with torch.no_grad(), model.evaluating():
+        for i in range(0, x.shape[0], batch_size):
+            parts.append(torch.log_softmax(model.logits(x[i : i + batch_size]).float(), dim=1))
+    return torch.cat(parts).clamp_min(_LOG_FLOOR)
+
+
+def predicted_labels(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Labels ``(n,)`` predicted by ``model`` (works for label-only models)."""
+    parts = []
+    with torch.no_grad(), model.evaluating():
+        for i in range(0, x.shape[0], batch_size):
+            parts.append(model.predict_labels(x[i : i + batch_size]))
+    return torch.cat(parts)
+
+
+def best_threshold(scores_in: np.ndarray, scores_out: np.ndarray) -> float:
+    """The threshold on ``score >= t`` with the best balanced accuracy between the two sets
+    (the attacker's shadow members and non-members)."""
+    candidates = np.unique(np.r_[scores_in, scores_out])
+    tpr = 1.0 - np.searchsorted(np.sort(scores_in), candidates, side="left") / scores_in.size
+    tnr = np.searchsorted(np.sort(scores_out), candidates, side="left") / scores_out.size
+    return float(candidates[int(np.argmax(tpr + tnr))])
+
+
+# -- shadow models ------------------------------------------------------------------------------
+
+
+def half_splits(n_records: int, n_shadow: int, seed: int) -> np.ndarray:
+    """Inclusion masks ``(n_shadow, n_records)``: each record is in exactly half of the
+    shadow models (Carlini et al. 2022, §IV-A: balanced random halves)."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7001]))
+    draws = rng.uniform(size=(n_shadow, n_records))
+    ranks = draws.argsort(axis=0).argsort(axis=0)
+    return ranks < n_shadow / 2
+
+
+def task_seeds(seed: int, n: int) -> list[int]:
+    """Independent seeds for ``n`` tasks, derived from ``seed`` (same seed, same tasks)."""
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence([int(seed), 7002]).spawn(n)]
+
+
+def default_train_fn(
+    target: Classifier,
+    *,
+    architecture: ShadowArchitecture,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+) -> TrainFn:
+    """A trainer that builds a reference network like the target's and trains it with
+    advml's training loop (no validation split, all ``epochs``)."""
+    from advml.models.architectures import build
+    from advml.models.training import train
+
+    name: str
+    kwargs: dict[str, Any]
+    recipe = None
+    if isinstance(target, TorchClassifier):
+        recipe = target.module.__dict__.get("advml_architecture")
+    if architecture == "same" and recipe is not None:
+        name, kwargs = recipe[0], dict(recipe[1])
+    else:
+        name = "mlp" if architecture == "same" else architecture
+        kwargs = {"input_shape": target.input_shape, "n_classes": target.n_classes}
+        if name == "cnn" and len(target.input_shape) != 3:
+            raise ValueError(
+                f"shadow_architecture='cnn' needs image inputs (C, H, W), the target takes "
+                f"{target.input_shape}; use 'mlp'"
+            )
+    preprocessing = target.preprocessing if isinstance(target, TorchClassifier) else None
+
+    def train_fn(x: np.ndarray, y: np.ndarray, seed: int) -> Classifier:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = build(name, **kwargs)
+        shadow = TorchClassifier(
+            module,
+            input_shape=target.input_shape,
+            n_classes=target.n_classes,
+            bounds=target.bounds,
+            preprocessing=preprocessing,
+            device=target.device,
+        )
+        train(
+            shadow,
+            x,
+            y,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            val_fraction=0.0,
+            patience=None,
+            seed=seed,
+            show_progress=False,
+        )
+        return shadow
+
+    return train_fn
+
+
+@dataclass(frozen=True)
+class _ShadowTask:
+    index: int
+    seed: int
+    members: np.ndarray
+
+
+def train_shadows(
+    x: Tensor,
+    y: Tensor,
+    masks: np.ndarray,
+    seeds: Sequence[int],
+    train_fn: TrainFn,
+    shadow_wrapper: Callable[[Classifier], Classifier] | None,
+    map_fn: MapFn,
+    desc: str,
+) -> list[Classifier]:
+    """Train one shadow per row of ``masks`` on the records it marks, as independent
+    seeded tasks run through ``map_fn``."""
+    xs, ys = x.cpu().numpy(), y.cpu().numpy()
+    tasks = [_ShadowTask(i, int(seeds[i]), np.flatnonzero(masks[i])) for i in range(masks.shape[0])]
+
+    def run(task: _ShadowTask) -> Classifier:
+        model = train_fn(xs[task.members], ys[task.members], task.seed)
+        return shadow_wrapper(model) if shadow_wrapper is not None else model
+
+    # map is lazy: iterating its results advances the bar as each shadow finishes.
+    return list(progress(map_fn(run, tasks), desc=desc, total=len(tasks)))

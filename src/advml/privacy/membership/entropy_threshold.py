@@ -1,0 +1,49 @@
+"""The entropy-threshold attack (Salem et al. 2019; Song & Mittal, USENIX Security 2021)."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import Tensor
+
+from advml import registry
+from advml.models.base import Classifier
+from advml.privacy.membership._threshold import Calibration, ThresholdAttack, threshold_doc
+from advml.privacy.membership.base import ShadowArchitecture, log_probs
+
+__all__ = ["EntropyThreshold"]
+
+
+@registry.register("membership", "entropy_threshold")
+class EntropyThreshold(ThresholdAttack):
+    __doc__ = threshold_doc(
+        """Member when the prediction's entropy is low (Salem et al. 2019).
+
+    Salem et al., NDSS 2019, §V; Song & Mittal 2021, eq. 5. Score:
+    ``-H(p(x)) = sum_j p_j log p_j``; needs scores, not labels."""
+    )
+
+    def __init__(
+        self,
+        *,
+        calibration: Calibration = "shadow",
+        population_fpr: float = 0.05,
+        shadow_architecture: ShadowArchitecture = "same",
+        shadow_epochs: int = 30,
+        shadow_lr: float = 1e-3,
+        shadow_batch_size: int = 64,
+        seed: int = 0,
+    ) -> None:
+        self._store_common(
+            calibration=calibration,
+            population_fpr=population_fpr,
+            shadow_architecture=shadow_architecture,
+            shadow_epochs=shadow_epochs,
+            shadow_lr=shadow_lr,
+            shadow_batch_size=shadow_batch_size,
+            seed=seed,
+        )
+
+    def record_scores(self, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
+        del y  # label-free by design
+        lp = log_probs(model, x).double()
+        return (lp.exp() * lp).sum(dim=1).cpu().numpy()
