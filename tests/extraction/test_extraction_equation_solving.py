@@ -47,7 +47,7 @@ def test_binary_logistic_exact_with_d_plus_1_queries(
     assert result.fidelity == 1.0 and result.fidelity_random == 1.0 and result.n_random == 10_000
     assert result.accuracy == result.victim_accuracy
     # The parameters themselves: w and b of the victim, class 0's row fixed at 0.
-    layer = result.stolen.module.linear  # type: ignore[attr-defined]
+    layer = result.stolen.module.out  # type: ignore[attr-defined]
     np.testing.assert_allclose(
         layer.weight[1].detach().numpy(), binary_victim.coef_[0], rtol=1e-4, atol=1e-4
     )

@@ -83,6 +83,18 @@ def _report() -> dict[str, Any]:
                 ],
             }
         },
+        "thresholds": {
+            "passed": False,
+            "checks": [
+                {
+                    "figure": "robust_accuracy",
+                    "fail_if": "below",
+                    "threshold": 0.6,
+                    "value": 0.5,
+                    "passed": False,
+                }
+            ],
+        },
         "skipped_sections": [
             {
                 "section": "poisoning",
@@ -145,6 +157,7 @@ def test_html_escapes_everything_that_comes_from_data() -> None:
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "net &lt;b&gt;" in page
+    assert "NOT MET" in page and "fail if below 0.6" in page
     assert "cannot retrain &lt;this&gt; model" in page and "Poisoning &lt;i&gt;" in page
     assert page.count("data:image/png;base64,") == 1  # robustness curve; no examples given
 

@@ -47,6 +47,16 @@ class AuditConfig:
         documents its keys and rejects unknown ones.
     profile : {"default", "quick"}
         ``quick`` makes every section use its one-minute settings.
+    access : {"white-box", "scores", "labels"}
+        What the adversary sees. ``scores`` audits the model as a prediction API that
+        returns scores (no gradients), ``labels`` as one that returns labels only; the
+        audit then runs only what such an adversary can.
+    queries_per_input : int, optional
+        Query budget per attacked input of query-based attacks (their ``max_queries``).
+    fail_under, fail_over : dict
+        Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
+        ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
+        above). Keys are a verdict number (``robust_accuracy``) or ``section.number``.
     """
 
     dataset: str = "mnist-5k"
@@ -65,6 +75,10 @@ class AuditConfig:
     sections: tuple[str, ...] | None = None
     section_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     profile: str = "default"
+    access: str = "white-box"
+    queries_per_input: int | None = None
+    fail_under: dict[str, float] = field(default_factory=dict)
+    fail_over: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_number("n_samples", self.n_samples, low=1, integer=True)
@@ -91,6 +105,17 @@ class AuditConfig:
                 "section_settings must map section names to dicts of settings, e.g. "
                 "{'poisoning': {'fraction': 0.05}}"
             )
+        check_choice("access", self.access, ("white-box", "scores", "labels"))
+        if self.queries_per_input is not None:
+            check_number("queries_per_input", self.queries_per_input, low=1, integer=True)
+        for name in ("fail_under", "fail_over"):
+            thresholds = getattr(self, name)
+            if not isinstance(thresholds, dict):
+                raise ValueError(
+                    f"{name} must map figures to numbers, e.g. {{'robust_accuracy': 0.5}}"
+                )
+            for key, value in thresholds.items():
+                check_number(f"{name}[{key!r}]", value)
         object.__setattr__(self, "attacks", tuple(self.attacks))
         object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
 

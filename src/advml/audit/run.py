@@ -102,6 +102,9 @@ def run_audit(
             ds, architecture=config.architecture, seed=config.seed, show_progress=show_progress
         )
         model_info["source"] = "reference"
+    if config.access != "white-box":
+        model = restrict_access(model, config.access)
+        model_info["access"] = config.access
     if tuple(model.input_shape) != tuple(ds.input_shape) or model.n_classes != ds.n_classes:
         raise ValueError(
             f"the model expects inputs {model.input_shape} and {model.n_classes} classes, but "
@@ -190,11 +193,100 @@ def run_audit(
         "skipped_sections": skipped,
         "summary": _summary(report_sections, skipped),
     }
+    report["thresholds"] = check_thresholds(report, config)
     if out_dir is not None:
         from advml.report import write_report
 
         write_report(report, out_dir, artifacts=artifacts)
     return AuditResult(report=report, artifacts=artifacts, out=out_dir)
+
+
+def restrict_access(model: Classifier, access: str) -> Classifier:
+    """``model`` as an adversary with ``access`` sees it: a prediction API that returns
+    scores (``"scores"``: no gradients) or labels only (``"labels"``)."""
+    from advml.models import CallableClassifier
+
+    if access == "white-box":
+        return model
+    if access == "scores" and not model.has_scores:
+        raise ValueError("access='scores' needs a model that returns scores; this one gives labels")
+
+    def answer(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if access == "scores":
+                return torch.softmax(model.logits(x), dim=1)
+            return model.predict_labels(x)
+
+    return CallableClassifier(
+        answer,
+        input_shape=model.input_shape,
+        n_classes=model.n_classes,
+        bounds=model.bounds,
+        returns="probs" if access == "scores" else "labels",
+        accepts="torch",
+        device=model.device,
+    )
+
+
+def check_thresholds(report: dict[str, Any], config: AuditConfig) -> dict[str, Any]:
+    """Compare the report's figures with ``config.fail_under`` / ``fail_over``.
+
+    A figure is ``section.number`` (a number of that section's verdict, or a top-level
+    number of the section) or a bare verdict number found in exactly one section, or
+    ``clean_accuracy``. A figure the report does not have fails, with the reason.
+    """
+    checks: list[dict[str, Any]] = []
+    for op, table in (("under", config.fail_under), ("over", config.fail_over)):
+        for figure, threshold in table.items():
+            value, problem = _figure(report, figure)
+            passed = value is not None and (
+                value >= threshold if op == "under" else value <= threshold
+            )
+            check: dict[str, Any] = {
+                "figure": figure,
+                "fail_if": "below" if op == "under" else "above",
+                "threshold": float(threshold),
+                "value": value,
+                "passed": bool(passed),
+            }
+            if problem:
+                check["problem"] = problem
+            checks.append(check)
+    return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def _figure(report: dict[str, Any], figure: str) -> tuple[float | None, str | None]:
+    sections = report["sections"]
+    if figure == "clean_accuracy":
+        return float(report["model"]["clean_accuracy"]), None
+    section, dot, number = figure.partition(".")
+    candidates: list[tuple[str, Any]] = []
+    if dot:
+        s = sections.get(section)
+        if s is not None:
+            for source in (s["verdict"], s):
+                if number in source:
+                    candidates.append((section, source[number]))
+                    break
+    else:
+        candidates = [
+            (n, s["verdict"][figure]) for n, s in sections.items() if figure in s["verdict"]
+        ]
+    available = sorted(
+        f"{n}.{k}"
+        for n, s in sections.items()
+        for k, v in s["verdict"].items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    )
+    if not candidates:
+        return None, f"the report has no figure {figure!r}; available: {available}"
+    if len(candidates) > 1:
+        names = [f"{n}.{figure}" for n, _ in candidates]
+        return None, f"{figure!r} is in several sections; write one of {names}"
+    value = candidates[0][1]
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"{figure} was not measured in this audit"
+    return float(value), None
 
 
 def _chosen_sections(config: AuditConfig) -> dict[str, type[AuditSection]]:

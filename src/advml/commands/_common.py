@@ -73,7 +73,9 @@ def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-
         help="allow pickle/joblib model files; they can run code when loaded, so only "
         "for files you made yourself",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of data subset, model, attacks")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of data subset, model, attacks (default 0)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

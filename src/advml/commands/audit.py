@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, floats, names
+from advml.commands._common import add_model_args, floats, names, setting
 
 __all__ = ["add_commands"]
 
@@ -24,6 +24,42 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "an interrupted audit resumes where it stopped.",
     )
     add_model_args(a)
+    a.set_defaults(seed=None)  # None: the config file's seed (or 0)
+    a.add_argument(
+        "--config",
+        metavar="FILE",
+        help="threat-model config (YAML): model, data, adversary, evasion, sections, "
+        "thresholds; options given on the command line override it (see --print-config)",
+    )
+    a.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective config as YAML and exit; save it to repeat a run exactly",
+    )
+    a.add_argument(
+        "--access",
+        choices=("white-box", "scores", "labels"),
+        help="what the adversary sees: the model itself (default), a prediction API with "
+        "scores, or one with labels only",
+    )
+    a.add_argument(
+        "--fail-under",
+        action="append",
+        type=threshold,
+        default=[],
+        metavar="FIGURE=VALUE",
+        help="exit with code 3 when FIGURE is below VALUE, e.g. robust_accuracy=0.5 or "
+        "evasion.robust_accuracy=0.5 (repeatable); for CI pipelines",
+    )
+    a.add_argument(
+        "--fail-over",
+        action="append",
+        type=threshold,
+        default=[],
+        metavar="FIGURE=VALUE",
+        help="exit with code 3 when FIGURE is above VALUE, e.g. an attack's success rate "
+        "or a membership AUC (repeatable)",
+    )
     a.add_argument("--out", default="advml-audit", help="output folder (default: advml-audit)")
     a.add_argument("--quick", action="store_true", help="a one-minute audit on digits (MLP)")
     a.add_argument("--n-samples", type=int, help="test inputs to attack (default 500; quick 200)")
@@ -59,29 +95,84 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     return {"audit": _audit, "train": _train, "datasets": _datasets}
 
 
-def _audit(args: argparse.Namespace) -> int:
-    from advml.audit import AuditConfig, run_audit
-    from advml.audit.sections import available_sections
-    from advml.report import format_summary
+def threshold(text: str) -> tuple[str, float]:
+    """Argument type: ``FIGURE=VALUE`` with a number."""
+    key, value = setting(text)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise argparse.ArgumentTypeError(f"expected FIGURE=NUMBER, got {text!r}")
+    return key, float(value)
 
-    if args.list_sections:
-        for name, cls in available_sections().items():
-            print(f"{name:<18}{cls.threat:<17}{cls.title}")
-        return 0
-    overrides: dict[str, Any] = {"seed": args.seed}
-    for key in ("dataset", "model", "n_samples", "attacks", "eps", "architecture", "sections"):
+
+def effective_config(args: argparse.Namespace) -> Any:
+    """The config file (if any), then ``--quick``, then the command-line options."""
+    from advml.audit import AuditConfig
+    from advml.audit.config_file import load_config
+
+    overrides: dict[str, Any] = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    for key in (
+        "dataset",
+        "model",
+        "n_samples",
+        "attacks",
+        "eps",
+        "architecture",
+        "sections",
+        "access",
+    ):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
     if args.model is not None:
         overrides["trust_model_file"] = args.trust_model_file
-    config = AuditConfig.quick(**overrides) if args.quick else AuditConfig(**overrides)
-    result = run_audit(config, out=args.out, show_progress=not args.quiet and not args.json)
+    base = load_config(args.config) if args.config else None
+    if base is not None:
+        config = base.with_(**overrides)
+    else:
+        config = AuditConfig.quick(**overrides) if args.quick else AuditConfig(**overrides)
+    if args.quick and base is not None:
+        config = AuditConfig.quick(**{**config.to_dict(), **overrides, "profile": "quick"})
+    if args.fail_under:
+        config = config.with_(fail_under={**config.fail_under, **dict(args.fail_under)})
+    if args.fail_over:
+        config = config.with_(fail_over={**config.fail_over, **dict(args.fail_over)})
+    return config
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import sys
+
+    from advml.audit import run_audit
+    from advml.audit.config_file import config_to_yaml
+    from advml.audit.sections import available_sections
+    from advml.report import format_summary
+    from advml.runtime.files import atomic_write
+
+    if args.list_sections:
+        for name, cls in available_sections().items():
+            print(f"{name:<18}{cls.threat:<17}{cls.title}")
+        return 0
+    config = effective_config(args)
+    if args.print_config:
+        print(config_to_yaml(config), end="")
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "config.yaml", config_to_yaml(config))
+    result = run_audit(config, out=out, show_progress=not args.quiet and not args.json)
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:
         print(format_summary(result.report))
-        print(f"\nreport: {Path(args.out) / 'report.html'} and {Path(args.out) / 'report.json'}")
+        print(f"\nreport: {out / 'report.html'} and {out / 'report.json'}")
+    thresholds = result.report["thresholds"]
+    if not thresholds["passed"]:
+        for c in thresholds["checks"]:
+            if not c["passed"]:
+                why = c.get("problem") or f"{c['value']:.4g} is {c['fail_if']} {c['threshold']:g}"
+                print(f"advml audit: threshold not met: {c['figure']}: {why}", file=sys.stderr)
+        return 3
     return 0
 
 

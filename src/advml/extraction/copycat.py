@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -20,6 +20,11 @@ from advml.validation import check_bool, check_choice, check_number
 __all__ = ["Copycat"]
 
 Strategy = Literal["random", "pool", "jacobian", "active"]
+_ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
+    "mlp": ("mlp", {}),
+    "cnn": ("cnn", {}),
+    "small-cnn": ("cnn", {"channels": (16, 32), "hidden": 64}),
+}
 
 
 @registry.register("extraction", "copycat")
@@ -63,9 +68,12 @@ class Copycat(ExtractionAttack):
     outputs : {"auto", "scores", "labels"}
         Use the victim's scores when it gives them (``"auto"``), insist on them, or use
         labels only.
-    architecture : {"auto", "mlp", "cnn"}
-        The copy's network (``advml.models.architectures``); ``"auto"`` is the CNN for
-        images of at least 16x16 pixels and the MLP otherwise.
+    architecture : {"auto", "mlp", "cnn", "small-cnn"}
+        The copy's network: the reference MLP or CNN of ``advml.models.architectures``, or
+        that CNN with a quarter of its convolution filters (16 and 32) and a 64-unit
+        hidden layer, about 2.5x faster to train; ``"auto"`` is ``"small-cnn"`` for
+        images of at least 16x16 pixels and ``"mlp"`` otherwise. The attacker need not
+        know the victim's architecture.
     epochs : int
         Passes over the answered data per round (>= 1); at least ``min_steps`` steps run.
     min_steps : int
@@ -103,7 +111,7 @@ class Copycat(ExtractionAttack):
         queries: int = 1000,
         rounds: int = 4,
         outputs: Literal["auto", "scores", "labels"] = "auto",
-        architecture: Literal["auto", "mlp", "cnn"] = "auto",
+        architecture: Literal["auto", "mlp", "cnn", "small-cnn"] = "auto",
         epochs: int = 30,
         min_steps: int = 300,
         batch_size: int = 64,
@@ -119,7 +127,7 @@ class Copycat(ExtractionAttack):
         check_number("queries", queries, low=1, integer=True)
         check_number("rounds", rounds, low=1, integer=True)
         check_choice("outputs", outputs, ("auto", "scores", "labels"))
-        check_choice("architecture", architecture, ("auto", "mlp", "cnn"))
+        check_choice("architecture", architecture, ("auto", *_ARCHITECTURES))
         check_number("epochs", epochs, low=1, integer=True)
         check_number("min_steps", min_steps, low=0, integer=True)
         check_number("batch_size", batch_size, low=1, integer=True)
@@ -159,7 +167,7 @@ class Copycat(ExtractionAttack):
                 f"outputs='scores' needs the victim's scores; {type(victim).__name__} answers "
                 f"labels only: use outputs='labels' (or 'auto')"
             )
-        if self.architecture == "cnn" and len(victim.input_shape) != 3:
+        if self.architecture in ("cnn", "small-cnn") and len(victim.input_shape) != 3:
             raise ValueError(
                 f"architecture='cnn' needs image inputs (c, h, w); the victim takes "
                 f"{victim.input_shape}: use 'mlp' or 'auto'"
@@ -223,10 +231,13 @@ class Copycat(ExtractionAttack):
         arch = self.architecture
         if arch == "auto":
             shape = victim.input_shape
-            arch = "cnn" if len(shape) == 3 and min(shape[1:]) >= 16 else "mlp"
+            arch = "small-cnn" if len(shape) == 3 and min(shape[1:]) >= 16 else "mlp"
+        name, kwargs = _ARCHITECTURES[arch]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0 if self.seed is None else int(self.seed))
-            module = build(arch, input_shape=victim.input_shape, n_classes=victim.n_classes)
+            module = build(
+                name, input_shape=victim.input_shape, n_classes=victim.n_classes, **kwargs
+            )
         return TorchClassifier(
             module,
             input_shape=victim.input_shape,

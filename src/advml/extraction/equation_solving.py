@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from typing import Literal
 
 import torch
@@ -12,6 +11,7 @@ from torch import Tensor, nn
 from advml import registry
 from advml.errors import UnsupportedModelError
 from advml.extraction.base import Evaluation, ExtractionAttack, _Run
+from advml.models.architectures import build
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.validation import check_choice, check_number
@@ -222,12 +222,15 @@ class EquationSolving(ExtractionAttack):
 
     @staticmethod
     def _linear_model(victim: Classifier, v: Tensor, d: int, k: int) -> TorchClassifier:
-        layer = nn.Linear(d, k)
+        # The reference MLP without hidden layers is flatten + one linear layer ("out"),
+        # which advml.models.save_model can write and read back.
+        module = build("mlp", input_shape=victim.input_shape, n_classes=k, hidden=())
+        layer = module.get_submodule("out")
+        assert isinstance(layer, nn.Linear)
         with torch.no_grad():
             weight = torch.cat([torch.zeros(1, d + 1, dtype=torch.float64), v.cpu()])
             layer.weight.copy_(weight[:, :d].float())
             layer.bias.copy_(weight[:, d].float())
-        module = nn.Sequential(OrderedDict(flatten=nn.Flatten(), linear=layer))
         return TorchClassifier(
             module,
             input_shape=victim.input_shape,

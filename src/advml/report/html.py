@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from advml.report.components import LEVEL_COLOURS, esc, pct
+from advml.report.components import LEVEL_COLOURS, esc, pct, table
 from advml.report.sections import renderer
 
 __all__ = ["render_html"]
@@ -85,8 +85,23 @@ def render_html(
         if not entry["verdicts"] and not entry["not_assessed"]:
             parts.append("<p class='sub'>No check of this threat was part of this audit.</p>")
         parts.append("</div>")
+    parts.append("</div>")
+    checks = report.get("thresholds", {}).get("checks", [])
+    if checks:
+        rows = [
+            (
+                c["figure"],
+                f"fail if {c['fail_if']} {c['threshold']:g}",
+                "–" if c["value"] is None else f"{c['value']:.4g}",
+                "met" if c["passed"] else f"NOT MET {c.get('problem', '')}".strip(),
+            )
+            for c in checks
+        ]
+        parts.append("<div id='thresholds'><h3>Thresholds</h3>")
+        parts.append(table(("figure", "rule", "value", "result"), rows))
+        parts.append("</div>")
     parts += [
-        "</div></section>",
+        "</section>",
         "<section id='model'><h2>Model and data</h2><table class='kv'>",
         f"<tr><th>model</th><td>{esc(model['description'])}</td></tr>",
         f"<tr><th>source</th><td>{esc(str(model.get('file', model['source'])))}</td></tr>",

@@ -40,6 +40,9 @@ def plan(
             )
             continue
         settings = dict(config.attack_settings.get(name, {}))
+        budget = getattr(config, "queries_per_input", None)
+        if budget is not None and "max_queries" in registry.schema("evasion", name):
+            settings.setdefault("max_queries", budget)
         for eps in config.eps:
             attack = registry.create("evasion", name, **{**settings, "eps": eps})
             if "seed" in attack.get_params():

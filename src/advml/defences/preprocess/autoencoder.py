@@ -145,8 +145,8 @@ class Autoencoder(Preprocessor):
         noise: float | None = None,
         channels: int = 8,
         epochs: int = 10,
-        batch_size: int = 128,
-        lr: float = 3e-3,
+        batch_size: int = 64,
+        lr: float = 1e-2,
         seed: int = 0,
     ) -> None:
         check_optional("noise", noise, low=0)

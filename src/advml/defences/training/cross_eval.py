@@ -155,13 +155,15 @@ def cross_evaluate(
 
 
 def default_attacks(
-    *, eps: float = 0.3, steps: int = 20, seed: int = 0, max_queries: int = 1000
+    *, eps: float = 0.3, steps: int = 20, seed: int = 0, max_queries: int = 300
 ) -> dict[str, EvasionAttack]:
     """The evaluation attacks at L∞ radius ``eps``: FGSM, PGD, and others registered.
 
-    FGSM and PGD (``steps`` steps, random start) always; APGD (cross-entropy) and
-    Square (``max_queries`` queries, scores only) when registered in the evasion
-    family. Settings each attack lacks are left out.
+    FGSM and PGD (``steps`` steps, random start) always; APGD with the cross-entropy
+    and the DLR loss (Croce & Hein 2020; DLR sees through some gradient masking) and
+    Square (``max_queries`` queries, scores only: no gradients to mask) when registered
+    in the evasion family. Settings an attack lacks are left out; attacks without an
+    ε (C&W, DeepFool) are not used, as they have no radius to compare at.
     """
     check_number("eps", eps, low=0, low_inclusive=False)
     check_number("steps", steps, low=1, integer=True)
@@ -170,7 +172,8 @@ def default_attacks(
     wanted: list[tuple[str, str, dict[str, Any]]] = [
         ("fgsm", "fgsm", {}),
         (f"pgd-{steps}", "pgd", {"steps": steps}),
-        ("apgd", "apgd", {"steps": steps}),
+        ("apgd-ce", "apgd", {"steps": steps, "loss": "ce"}),
+        ("apgd-dlr", "apgd", {"steps": steps, "loss": "dlr"}),
         ("square", "square", {}),
     ]
     out: dict[str, EvasionAttack] = {}

@@ -1,0 +1,169 @@
+"""The threat-model config file (YAML) of an audit: read with line-exact errors, written back.
+
+The file describes the model, the data, what the adversary can do, which checks to run
+and the thresholds a CI pipeline enforces::
+
+    model:
+      file: model.pt            # omit for a reference model trained on the dataset
+      trust: false              # pickle/joblib files only with trust: true
+      architecture: cnn         # reference architecture (cnn, mlp)
+    data:
+      dataset: mnist-5k
+      n_samples: 500            # test inputs attacked
+    adversary:
+      access: white-box         # white-box, scores (prediction API with scores), labels
+      queries_per_input: 1000   # budget of query-based attacks
+    evasion:
+      attacks: [fgsm, pgd]
+      eps: [0, 0.05, 0.1, 0.2, 0.3]
+      reference_eps: 0.1
+      attack_settings: {pgd: {steps: 40}}
+      examples: 8
+    sections:
+      run: null                 # null: every section the model allows; or a list
+      settings: {poisoning: {fraction: 0.1}}
+    thresholds:
+      fail_under: {robust_accuracy: 0.5}
+      fail_over: {}
+    seed: 0
+    profile: default            # or quick
+
+``advml audit --print-config`` writes the effective config in this form, so a run can be
+repeated exactly with ``advml audit --config FILE``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from advml.audit.config import AuditConfig
+
+__all__ = ["ConfigError", "config_to_yaml", "load_config", "parse_config"]
+
+# YAML path -> AuditConfig field.
+_FIELDS: dict[tuple[str, ...], str] = {
+    ("model", "file"): "model",
+    ("model", "trust"): "trust_model_file",
+    ("model", "architecture"): "architecture",
+    ("data", "dataset"): "dataset",
+    ("data", "n_samples"): "n_samples",
+    ("adversary", "access"): "access",
+    ("adversary", "queries_per_input"): "queries_per_input",
+    ("evasion", "attacks"): "attacks",
+    ("evasion", "eps"): "eps",
+    ("evasion", "reference_eps"): "reference_eps",
+    ("evasion", "attack_settings"): "attack_settings",
+    ("evasion", "examples"): "examples",
+    ("sections", "run"): "sections",
+    ("sections", "settings"): "section_settings",
+    ("thresholds", "fail_under"): "fail_under",
+    ("thresholds", "fail_over"): "fail_over",
+    ("seed",): "seed",
+    ("profile",): "profile",
+}
+_GROUPS = sorted({p[0] for p in _FIELDS})
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file, line and key."""
+
+
+def load_config(path: str | os.PathLike[str]) -> AuditConfig:
+    """Read an audit config file (YAML); see the module docstring for its keys."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {str(p)!r} does not exist")
+    return parse_config(p.read_text(), source=str(p))
+
+
+def parse_config(text: str, *, source: str = "<config>") -> AuditConfig:
+    """An :class:`AuditConfig` from YAML text; errors name ``source``, the line and key."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+    if root is None:
+        return AuditConfig()
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    _walk(root, (), source, values, lines)
+    try:
+        return AuditConfig(**values)
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        # Point at the key the message names, when it names one.
+        for path, field_name in _FIELDS.items():
+            if field_name in lines and (field_name in message or path[-1] in message):
+                raise ConfigError(
+                    f"{source}, line {lines[field_name]}: {'.'.join(path)}: {message}"
+                ) from None
+        raise ConfigError(f"{source}: {message}") from None
+
+
+def _walk(
+    node: yaml.Node,
+    path: tuple[str, ...],
+    source: str,
+    values: dict[str, Any],
+    lines: dict[str, int],
+) -> None:
+    where = f"{source}, line {node.start_mark.line + 1}"
+    if not isinstance(node, yaml.MappingNode):
+        name = ".".join(path) or "the file"
+        raise ConfigError(f"{where}: {name} must be a mapping of keys to values")
+    for key_node, value_node in node.value:
+        key = key_node.value
+        line = key_node.start_mark.line + 1
+        sub = (*path, str(key))
+        if sub in _FIELDS:
+            value = _construct(value_node)
+            field_name = _FIELDS[sub]
+            if isinstance(value, list) and field_name in ("attacks", "eps", "sections"):
+                value = tuple(value)
+            if value is None and field_name in ("attack_settings", "section_settings"):
+                value = {}
+            values[field_name] = value
+            lines[field_name] = line
+        elif not path and key in _GROUPS:
+            _walk(value_node, sub, source, values, lines)
+        else:
+            known = (
+                sorted(p[-1] for p in _FIELDS if p[:-1] == path)
+                if path
+                else sorted({*_GROUPS, "seed", "profile"})
+            )
+            where_key = ".".join(path) or "the top level"
+            raise ConfigError(
+                f"{source}, line {line}: unknown key {key!r} in {where_key}; known: {known}"
+            )
+
+
+def _construct(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def config_to_yaml(config: AuditConfig) -> str:
+    """The config as a YAML file that :func:`load_config` reads back to an equal config."""
+    d = config.to_dict()
+    doc: dict[str, Any] = {}
+    for path, field_name in _FIELDS.items():
+        target = doc
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = d[field_name]
+    header = (
+        "# advml audit config: run it again with `advml audit --config THIS_FILE`.\n"
+        "# Keys: see `advml audit --help` and docs/audit.md.\n"
+    )
+    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=88)

@@ -1,0 +1,163 @@
+"""The audit's YAML config: round trip, line-exact errors, thresholds and access."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from advml.audit import AuditConfig, run_audit
+from advml.audit.config_file import ConfigError, config_to_yaml, load_config, parse_config
+from advml.audit.run import check_thresholds
+from advml.cli import main
+from advml.data import load_dataset
+from advml.models import TorchClassifier
+from advml.models.io import save_model
+
+
+def test_written_config_reads_back_equal() -> None:
+    config = AuditConfig.quick(
+        eps=(0.0, 0.2),
+        attack_settings={"pgd": {"steps": 7, "restarts": 2}},
+        sections=("evasion",),
+        section_settings={"poisoning": {"fraction": 0.05}},
+        access="scores",
+        queries_per_input=500,
+        fail_under={"robust_accuracy": 0.4},
+        fail_over={"membership.auc": 0.6},
+        seed=3,
+    )
+    again = parse_config(config_to_yaml(config))
+    assert again == config
+
+
+def test_empty_file_is_the_default_config() -> None:
+    assert parse_config("") == AuditConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "evasion:\n  atacks: [pgd]\n",
+            r"line 2: unknown key 'atacks' in evasion; known: .*attacks",
+        ),
+        ("seed: 1\nmodle:\n  file: x\n", r"line 2: unknown key 'modle' in the top level"),
+        (
+            "data:\n  dataset: digits\n  n_samples: 0\n",
+            r"line 3: data.n_samples: n_samples must be >= 1",
+        ),
+        ("evasion: 3\n", r"line 1: evasion must be a mapping"),
+        ("adversary:\n  access: root\n", r"line 2: adversary.access: access must be one of"),
+        ("evasion:\n  eps: [0.1, -1]\n", r"line 2: evasion.eps: eps must be >= 0"),
+        ("seed: [1\n", r"not valid YAML"),
+        ("thresholds:\n  fail_under: {robust_accuracy: high}\n", r"line 2: .*fail_under"),
+    ],
+)
+def test_errors_name_the_line_and_key(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(text, source="audit.yaml")
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def _report(verdicts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "model": {"clean_accuracy": 0.9},
+        "sections": {name: {"verdict": v, "auc": 0.7} for name, v in verdicts.items()},
+    }
+
+
+def test_thresholds_compare_figures_and_explain_missing_ones() -> None:
+    report = _report(
+        {
+            "evasion": {"level": "fail", "robust_accuracy": 0.3},
+            "defences": {"level": "warn", "robust_accuracy": 0.6},
+            "membership": {"level": "warn", "tpr_at_1pct_fpr": 0.1},
+        }
+    )
+    config = AuditConfig(
+        fail_under={"evasion.robust_accuracy": 0.5, "clean_accuracy": 0.8, "robust_accuracy": 0.1},
+        fail_over={"membership.auc": 0.6, "tpr_at_1pct_fpr": 0.2, "poisoning.asr": 0.5},
+    )
+    result = check_thresholds(report, config)
+    by = {c["figure"]: c for c in result["checks"]}
+    assert not result["passed"]
+    assert by["evasion.robust_accuracy"]["passed"] is False
+    assert by["evasion.robust_accuracy"]["value"] == 0.3
+    assert by["clean_accuracy"]["passed"] is True
+    assert "several sections" in by["robust_accuracy"]["problem"]
+    assert by["membership.auc"]["passed"] is False  # a top-level number of the section
+    assert by["tpr_at_1pct_fpr"]["passed"] is True
+    assert "no figure 'poisoning.asr'" in by["poisoning.asr"]["problem"]
+    assert check_thresholds(report, AuditConfig())["passed"] is True
+
+
+@pytest.fixture
+def model_file(digits_mlp: TorchClassifier, tmp_path: Path) -> Path:
+    return save_model(copy.deepcopy(digits_mlp), tmp_path / "digits-mlp.pt")
+
+
+def _argv(model_file: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "audit",
+        "--quick",
+        "--model",
+        str(model_file),
+        "--n-samples",
+        "30",
+        "--eps",
+        "0,0.1",
+        "--attacks",
+        "fgsm",
+        "--sections",
+        "evasion",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_fail_under_makes_the_cli_exit_3_and_says_why(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_argv(model_file, tmp_path / "a", "--fail-under", "clean_accuracy=0.5")) == 0
+    capsys.readouterr()
+    code = main(_argv(model_file, tmp_path / "b", "--fail-under", "robust_accuracy=0.99"))
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "threshold not met: robust_accuracy" in err and "below 0.99" in err
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["thresholds"]["passed"] is False
+    # The run's effective config is saved beside the report and repeats it.
+    saved = load_config(tmp_path / "b" / "config.yaml")
+    assert saved.fail_under == {"robust_accuracy": 0.99} and saved.n_samples == 30
+
+
+def test_config_file_then_command_line(model_file: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "audit.yaml"
+    path.write_text("data:\n  dataset: digits\n  n_samples: 17\nseed: 4\n")
+    assert main(["audit", "--config", str(path), "--print-config", "--eps", "0,0.3"]) == 0
+    printed = parse_config(capsys.readouterr().out)
+    assert printed.n_samples == 17 and printed.seed == 4 and printed.eps == (0.0, 0.3)
+
+
+def test_label_only_access_runs_only_what_such_an_adversary_can(
+    digits_mlp: TorchClassifier,
+) -> None:
+    config = AuditConfig.quick(n_samples=20, eps=(0.0, 0.1), access="labels", sections=("evasion",))
+    result = run_audit(
+        config, model=copy.deepcopy(digits_mlp), dataset=load_dataset("digits"), show_progress=False
+    )
+    report = result.report
+    assert report["model"]["access"] == "labels"
+    assert report["model"]["has_gradients"] is False and report["model"]["has_scores"] is False
+    skipped = {s["attack"] for s in report["sections"]["evasion"]["skipped"]}
+    assert {"fgsm", "pgd"} <= skipped
