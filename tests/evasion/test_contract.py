@@ -40,6 +40,9 @@ INVALID_BY_NAME: dict[str, list[tuple[Any, type[Exception]]]] = {
     "targeted": [("yes", TypeError), (1, TypeError)],
 }
 
+# Settings that switch an attack's use of its seed on, where it has them.
+RANDOMISING: dict[str, Any] = {"random_start": True, "untargeted_target": "random"}
+
 
 def build(name: str, **settings: Any) -> EvasionAttack:
     """``name`` with default settings, a small ``steps`` where it exists, and ``settings``."""
@@ -262,11 +265,11 @@ def test_different_seeds_differ(name: str, digits_mlp: TorchClassifier, data: An
     schema = registry.schema("evasion", name)
     if "seed" not in schema:
         pytest.skip(f"{name} has no seed setting")
-    if "random_start" in schema and not schema["random_start"]["default"]:
-        pytest.skip(f"{name} is deterministic by default")
+    # Attacks that are deterministic by default are checked with their randomness on.
+    extra = {k: v for k, v in RANDOMISING.items() if k in schema}
     x, y = data
-    first = build(name, seed=0).generate(digits_mlp, x, y)
-    second = build(name, seed=1).generate(digits_mlp, x, y)
+    first = build(name, seed=0, **extra).generate(digits_mlp, x, y)
+    second = build(name, seed=1, **extra).generate(digits_mlp, x, y)
     assert not np.array_equal(first.x_adv, second.x_adv)
 
 
