@@ -1,0 +1,153 @@
+"""``advml extract``: steal a model through its predictions and measure the copy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from advml.commands import Handler
+from advml.commands._common import add_model_args, add_settings_arg, load_model_and_data
+
+__all__ = ["add_commands"]
+
+
+def add_commands(sub: Any) -> dict[str, Handler]:
+    p = sub.add_parser(
+        "extract",
+        help="steal a model through its predictions (equation solving, copycat)",
+        description="Query the model as a black box, train or solve for a copy of it, and "
+        "report the copy's agreement with the model on the test split and on uniform "
+        "random inputs, the queries used and, with --transfer-eps, how many adversarial "
+        "examples crafted on the copy fool the model. The attacker's data is the "
+        "dataset's training split (unlabelled) or, with --pool, another dataset resized.",
+    )
+    add_model_args(p)
+    p.add_argument(
+        "--attack",
+        default="copycat",
+        help="extraction attack: copycat (default, any model) or equation_solving "
+        "(linear/logistic models with scores)",
+    )
+    p.add_argument("--list", action="store_true", help="list the extraction attacks and exit")
+    p.add_argument(
+        "--strategy",
+        choices=("random", "pool", "jacobian", "active"),
+        help="copycat's query strategy (default pool)",
+    )
+    p.add_argument("--queries", type=int, help="query budget (copycat default 1000)")
+    p.add_argument(
+        "--outputs",
+        choices=("auto", "scores", "labels"),
+        help="use the model's scores or only its labels (default: scores when it has them)",
+    )
+    p.add_argument(
+        "--defence",
+        choices=("none", "top_k", "rounding", "labels_only", "noisy_scores"),
+        default="none",
+        help="put an output defence in front of the model first (settings: --defence-set)",
+    )
+    p.add_argument(
+        "--defence-set",
+        dest="defence_settings",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="KEY=VALUE",
+        help="a setting of the output defence, e.g. --defence-set decimals=1 (repeatable)",
+    )
+    p.add_argument(
+        "--pool",
+        default="train",
+        help="attacker data: 'train' (the dataset's training split, default) or the name "
+        "of another dataset, resized to the model's input (e.g. digits for mnist-5k)",
+    )
+    add_settings_arg(p)
+    p.add_argument(
+        "--transfer-eps",
+        type=float,
+        default=0.0,
+        help="also run L-inf PGD with this eps on the copy and report its success on the "
+        "model (0: skip)",
+    )
+    p.add_argument("--n-random", type=int, default=10_000, help="random inputs for fidelity")
+    p.add_argument("--out", help="save the stolen model to this .pt file")
+    p.add_argument("--json", help="write the numbers to this JSON file")
+    return {"extract": _extract}
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    from advml.commands._common import setting
+
+    return setting(text)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from advml import registry
+    from advml.data import load_dataset
+    from advml.extraction import transfer_evasion
+    from advml.models.io import save_model
+    from advml.models.torch import TorchClassifier
+
+    if args.list:
+        for name in registry.available("extraction"):
+            cls = registry.get("extraction", name)
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            needs = "scores" if getattr(cls, "needs_scores", False) else "labels or scores"
+            print(f"{name:<18}needs {needs:<18}{doc}")
+        return 0
+    settings = dict(args.settings)
+    for key in ("strategy", "queries", "outputs"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    if "seed" in registry.schema("extraction", args.attack) and "seed" not in settings:
+        settings["seed"] = args.seed
+    attack = registry.create("extraction", args.attack, **settings)
+    model, ds = load_model_and_data(args)
+    victim = model
+    if args.defence != "none":
+        defence = registry.create("output_defence", args.defence, **dict(args.defence_settings))
+        victim = defence.wrap(model)  # type: ignore[attr-defined]
+    if args.pool == "train":
+        pool, pool_name = ds.x_train, f"{ds.name} training split ({len(ds.x_train)} inputs)"
+    else:
+        other = load_dataset(args.pool)
+        pool = other.x_train
+        pool_name = f"{other.name} training split ({len(pool)} inputs), resized"
+    result = attack.extract(  # type: ignore[attr-defined]
+        victim, pool, x_eval=ds.x_test, y_eval=ds.y_test, n_random=args.n_random
+    )
+    described = victim.describe() if hasattr(victim, "describe") else type(victim).__name__
+    print(f"{attack!r} against {described} on {ds.name}")
+    print(f"  attacker data           {pool_name}")
+    print(f"  used                    {result.outputs}")
+    print(f"  queries                 {result.queries}")
+    print(f"  agreement (test)        {result.fidelity:.1%} of {result.n_eval} test inputs")
+    print(f"  agreement (random)      {result.fidelity_random:.1%} of {result.n_random} inputs")
+    print(f"  accuracy of the copy    {result.accuracy:.1%} (model: {result.victim_accuracy:.1%})")
+    if len(result.curve) > 1:
+        curve = ", ".join(f"{p.queries}: {p.fidelity:.1%}" for p in result.curve)
+        print(f"  agreement vs queries    {curve}")
+    for key, value in result.details.items():
+        print(f"  {key:<24}{value}")
+    print(f"  time                    {result.seconds:.1f} s")
+    numbers: dict[str, Any] = {"extraction": result.summary(), "details": dict(result.details)}
+    if args.transfer_eps > 0:
+        n = min(500, len(ds.x_test))
+        t = transfer_evasion(
+            result.stolen, victim, ds.x_test[:n], ds.y_test[:n], settings={"eps": args.transfer_eps}
+        )
+        print(
+            f"  PGD eps={args.transfer_eps} on the copy: {t.success_on_stolen:.1%} success on "
+            f"the copy, {t.transfer_success:.1%} on the model ({t.n_eligible} inputs it got right)"
+        )
+        numbers["transfer"] = t.summary()
+    if args.out and isinstance(result.stolen, TorchClassifier):
+        out = save_model(result.stolen, args.out)
+        print(f"saved the stolen model to {out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(numbers, indent=1, default=str))
+        print(f"wrote {args.json}")
+    return 0
