@@ -33,7 +33,9 @@ from advml.runtime.progress import progress
 
 __all__ = ["SCHEMA_VERSION", "AuditResult", "load_report", "plan", "run_audit"]
 
-log = logging.getLogger("advml.audit")
+# Which steps ran and which were read back: written to OUT/audit.log, not the terminal.
+log = logging.getLogger("advml.audit.steps")
+log.propagate = False
 
 SCHEMA_VERSION = "2.0"
 THREATS: tuple[Threat, ...] = ("integrity", "confidentiality", "ownership")
@@ -87,6 +89,37 @@ def run_audit(
     -------
     AuditResult
     """
+    handler: logging.Handler | None = None
+    if out is not None:
+        # Every run appends to OUT/audit.log which steps ran and which were read back,
+        # so a resumed audit shows that no finished step was computed again.
+        Path(out).mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(Path(out) / "audit.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    try:
+        log.info("audit started (advml %s)", __version__)
+        result = _run_audit(
+            config, out=out, model=model, dataset=dataset, show_progress=show_progress
+        )
+        log.info("audit finished")
+        return result
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def _run_audit(
+    config: AuditConfig | None,
+    *,
+    out: str | Path | None,
+    model: Classifier | None,
+    dataset: Dataset | None,
+    show_progress: bool,
+) -> AuditResult:
     config = config or AuditConfig()
     started = time.perf_counter()
     sections = _chosen_sections(config)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AuditContext", "AuditSection", "Level", "SectionOutput", "Threat", "Verdict"]
 
-log = logging.getLogger("advml.audit")
+log = logging.getLogger("advml.audit.steps")  # to OUT/audit.log (see run_audit)
 
 Threat = Literal["integrity", "confidentiality", "ownership"]
 Level = Literal["pass", "warn", "fail", "unknown"]

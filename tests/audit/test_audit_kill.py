@@ -1,0 +1,94 @@
+"""Killing a real ``advml audit`` process and starting it again loses nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from advml.models import TorchClassifier
+from advml.models.io import save_model
+
+CONFIG = """
+data: {dataset: digits, n_samples: 360}
+evasion:
+  attacks: [fgsm, pgd]
+  eps: [0.01, 0.02, 0.03, 0.04]
+  # Many steps at small eps (few inputs fall early) make each PGD step last about a
+  # second, so the kill lands between steps and inside one.
+  attack_settings: {pgd: {steps: 3000}}
+sections: {run: [evasion]}
+seed: 1
+profile: quick
+"""
+
+
+def _command(model_file: Path, config: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "advml.cli",
+        "audit",
+        "--config",
+        str(config),
+        "--model",
+        str(model_file),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+
+
+def _numbers(report: dict[str, Any]) -> dict[str, Any]:
+    report = copy.deepcopy(report)
+    for key in ("created", "seconds"):
+        report.pop(key)
+    for attack in report["sections"]["evasion"]["attacks"]:
+        for point in attack["points"]:
+            point.pop("seconds")
+    return report
+
+
+def test_killed_audit_resumes_without_recomputing_and_ends_the_same(
+    digits_mlp: TorchClassifier, tmp_path: Path
+) -> None:
+    model_file = save_model(copy.deepcopy(digits_mlp), tmp_path / "model.pt")
+    config = tmp_path / "audit.yaml"
+    config.write_text(CONFIG)
+    env = {**os.environ, "ADVML_QUIET": "1"}
+
+    whole = tmp_path / "whole"
+    subprocess.run(_command(model_file, config, whole), env=env, check=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_command(model_file, config, killed), env=env)
+    steps = killed / "steps"
+    deadline = time.monotonic() + 300
+    # clean predictions + 4 FGSM steps + 2 PGD steps finished, then kill -9.
+    while len(list(steps.glob("*.json"))) < 7:
+        assert proc.poll() is None, "the audit ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (killed / "report.json").exists()
+    finished = {p.stem for p in steps.glob("*.json")}
+    assert 7 <= len(finished) < 9  # the audit has 9 steps; at most one more finished
+
+    subprocess.run(_command(model_file, config, killed), env=env, check=True, timeout=600)
+    resumed = json.loads((killed / "report.json").read_text())
+    reference = json.loads((whole / "report.json").read_text())
+    assert _numbers(resumed) == _numbers(reference)
+
+    # The second run's log: every step finished before the kill was read back.
+    log = (killed / "audit.log").read_text().split("audit started")[-1]
+    read_back = [line for line in log.splitlines() if "already done" in line]
+    ran = [line for line in log.splitlines() if ": running " in line]
+    assert len(read_back) == len(finished)
+    assert len(ran) == 9 - len(finished)
