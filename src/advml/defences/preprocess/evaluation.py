@@ -50,6 +50,8 @@ class DefenceEvaluation:
     """Accuracy under the attack with plain gradients through the pipeline."""
     adaptive_robust_accuracy: float
     """Accuracy under the adaptive attack (BPDA and, for randomised defences, EOT)."""
+    worst_case_robust_accuracy: float
+    """Fraction of inputs that withstand both attacks (the per-input worst case)."""
     undefended_clean_accuracy: float
     undefended_robust_accuracy: float
     """Accuracy of the bare model under the same attack."""
@@ -81,6 +83,7 @@ class DefenceEvaluation:
             "clean_accuracy": self.clean_accuracy,
             "standard_robust_accuracy": self.standard_robust_accuracy,
             "adaptive_robust_accuracy": self.adaptive_robust_accuracy,
+            "worst_case_robust_accuracy": self.worst_case_robust_accuracy,
             "undefended_clean_accuracy": self.undefended_clean_accuracy,
             "undefended_robust_accuracy": self.undefended_robust_accuracy,
             "adaptive_method": self.adaptive_method,
@@ -140,10 +143,12 @@ def evaluate_defence(
     deployed = DefendedClassifier(model, defence, seed=seed)
     adaptive = deployed.adaptive(eot_samples)
 
-    def acc(m: Classifier, xs: np.ndarray | Tensor) -> float:
+    def correct(m: Classifier, xs: np.ndarray | Tensor) -> np.ndarray:
         pred = m.predict(xs)
-        pred_np = np.asarray(pred.detach().cpu() if isinstance(pred, Tensor) else pred)
-        return float((pred_np == y_np).mean())
+        return np.asarray(pred.detach().cpu() if isinstance(pred, Tensor) else pred) == y_np
+
+    def acc(m: Classifier, xs: np.ndarray | Tensor) -> float:
+        return float(correct(m, xs).mean())
 
     undefended_clean = acc(model, x)
     undefended_robust = acc(model, atk.generate(model, x, y_np).x_adv)
@@ -151,9 +156,10 @@ def evaluate_defence(
     # depend on how many queries the attack made.
     clean = acc(DefendedClassifier(model, defence, seed=seed + 1), x)
     x_std = atk.generate(deployed, x, y_np).x_adv
-    standard = acc(DefendedClassifier(model, defence, seed=seed + 2), x_std)
+    ok_std = correct(DefendedClassifier(model, defence, seed=seed + 2), x_std)
     x_ad = atk.generate(adaptive, x, y_np).x_adv
-    adaptive_acc = acc(DefendedClassifier(model, defence, seed=seed + 3), x_ad)
+    ok_ad = correct(DefendedClassifier(model, defence, seed=seed + 3), x_ad)
+    standard, adaptive_acc = float(ok_std.mean()), float(ok_ad.mean())
     method = _method(deployed, adaptive.eot_samples)
     names = ", ".join(repr(p) for p in deployed.preprocessors)
     ev_eps = float(getattr(atk, "eps", eps))
@@ -174,6 +180,7 @@ def evaluate_defence(
         clean_accuracy=clean,
         standard_robust_accuracy=standard,
         adaptive_robust_accuracy=adaptive_acc,
+        worst_case_robust_accuracy=float((ok_std & ok_ad).mean()),
         undefended_clean_accuracy=undefended_clean,
         undefended_robust_accuracy=undefended_robust,
         adaptive_method=method,
