@@ -75,9 +75,9 @@ class HopSkipJump(EvasionAttack):
         Sets the binary-search precision ``theta = gamma / d^(3/2)`` (L2) or
         ``gamma / d^2`` (L∞) and with it the probe radius (> 0; paper: 1).
     init_tries : int
-        Random uniform inputs tried per sample to find an adversarial start (>= 1);
-        targeted attacks first start from inputs of the same chunk the model already
-        assigns the target label.
+        Random uniform inputs tried per sample to find an adversarial start (>= 1)
+        where no input of the same chunk already has a suitable label (the nearest
+        such input is the start: the model labels it differently, or as the target).
     targeted : bool
         Move towards the labels given as ``y``.
     constraints : FeatureConstraints or mapping, optional
@@ -214,13 +214,14 @@ class HopSkipJump(EvasionAttack):
         """An adversarial starting point per sample, where one is found."""
         start = x.clone()
         found = done.clone()
-        if self.targeted:
-            # Inputs of this chunk the model already labels as the target: no query.
-            same = first[None, :] == y[:, None]  # (sample, candidate)
-            dists = torch.cdist(x.flatten(1), x.flatten(1))
-            dists = dists.masked_fill(~same, math.inf)
-            if self._constraints is not None:
-                dists.fill_(math.inf)  # another input would change immutable features
+        if self._constraints is None:
+            # The nearest input of this chunk the model already labels as the goal
+            # needs: no query, and usually a closer start than noise. (Not with
+            # constraints: another input differs in features this one may not change.)
+            goal = first[None, :] == y[:, None]  # (sample, candidate)
+            if not self.targeted:
+                goal = ~goal
+            dists = torch.cdist(x.flatten(1), x.flatten(1)).masked_fill(~goal, math.inf)
             nearest = dists.argmin(1)
             ok = torch.isfinite(dists.gather(1, nearest[:, None]).squeeze(1)) & ~found
             start[ok] = x[nearest[ok]]
