@@ -15,7 +15,8 @@ data (much less than the owner's, as a rule).
 - ``preprocess``: transform every input at query time (median filter, Gaussian noise,
   bit-depth reduction) without touching the model.
 - ``distill``: label the attacker's inputs with the model's answers and train a fresh
-  model on them (model extraction; Tramèr et al. 2016, Orekondy et al. 2019).
+  model on them (model extraction; Tramèr et al. 2016, Orekondy et al. 2019);
+  ``copycat`` does the same through :mod:`advml.extraction` (soft labels, rounds).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "FTLL",
     "RTAL",
     "RTLL",
+    "Copycat",
     "Distill",
     "FinePrune",
     "Preprocess",
@@ -572,6 +574,53 @@ class Distill(RemovalAttack):
         )
         student.reset_queries()
         return student
+
+
+@registry.register("watermark_removal", "copycat")
+class Copycat(RemovalAttack):
+    """Model stealing with :mod:`advml.extraction`'s copycat, through the API only.
+
+    Runs ``registry.create("extraction", "copycat", strategy="pool", ...)`` with the
+    attacker's inputs as the pool: the victim's scores (labels where it gives only
+    those) on up to ``queries`` of them train a fresh copy whose architecture the
+    attacker picks (see that attack's documentation).
+
+    Parameters
+    ----------
+    queries : int, optional
+        Query budget; default every attacker input once.
+    epochs : int
+        Passes over the answered data per round; default 30.
+    seed : int
+        Seeds the queries and the copy; default 0.
+    """
+
+    needs_labels = False
+    needs_white_box = False
+
+    def __init__(self, *, queries: int | None = None, epochs: int = 30, seed: int = 0) -> None:
+        if queries is not None:
+            check_number("queries", queries, low=1, integer=True)
+        check_number("epochs", epochs, low=1, integer=True)
+        check_number("seed", seed, low=0, integer=True)
+        self.queries = queries
+        self.epochs = epochs
+        self.seed = seed
+
+    def _run(self, model: Classifier, x: Tensor, y: Tensor | None) -> Classifier:
+        budget = x.shape[0] if self.queries is None else min(self.queries, x.shape[0])
+        attack = registry.create(
+            "extraction",
+            "copycat",
+            strategy="pool",
+            queries=budget,
+            rounds=min(4, budget),
+            epochs=self.epochs,
+            seed=self.seed,
+        )
+        result = attack.extract(model, x, n_random=0)  # type: ignore[attr-defined]
+        stolen: Classifier = result.stolen
+        return stolen
 
 
 # -- the robustness table -----------------------------------------------------------------

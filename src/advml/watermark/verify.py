@@ -10,10 +10,11 @@ from the owner's would match as well by chance:
   whose label the key drew uniformly at random; the chance probability is
   ``P[Binomial(n, p0) >= matches]``;
 - **empirical null** (after :func:`calibrate`): item ``i`` matches with the rate seen on
-  independently trained reference models, ``q_i = (c_i + 1) / (R + 2)`` (``c_i`` of
-  ``R`` models matched it; add-one smoothing keeps an item no reference matched from
-  counting as impossible), and the chance probability is the Poisson-binomial tail
-  ``P[sum_i Bernoulli(q_i) >= matches]``.
+  ``R`` independently trained reference models, taken cautiously as the one-sided 90%
+  Clopper–Pearson upper bound ``q_i`` of ``c_i / R`` (``c_i`` references matched it),
+  so that a handful of references neither calls an item no reference matched
+  impossible nor understates how alike independent models are; the chance probability
+  is the Poisson-binomial tail ``P[sum_i Bernoulli(q_i) >= matches]``.
 
 The decision uses the larger (more cautious) of the two when both exist:
 ``verified = chance_probability < alpha``.
@@ -43,6 +44,9 @@ __all__ = [
 
 DEFAULT_ALPHA = 1e-4
 """Default significance level of an ownership claim."""
+
+EMPIRICAL_CONFIDENCE = 0.9
+"""Confidence of the per-item upper bounds of the empirical null."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,17 @@ def poisson_binomial_tail(matches: int, rates: np.ndarray) -> float:
     return float(min(1.0, dist[matches:].sum()))
 
 
+def null_rates(agreement: np.ndarray, references: int) -> np.ndarray:
+    """Per-item chance rates of the empirical null: the upper 90% Clopper–Pearson bounds.
+
+    ``agreement[i]`` of ``references`` models matched item ``i``; the bound is the 0.9
+    quantile of ``Beta(c + 1, R - c)`` (1 where every reference matched).
+    """
+    c = np.asarray(agreement, dtype=np.float64)
+    upper = stats.beta.ppf(EMPIRICAL_CONFIDENCE, c + 1, np.maximum(references - c, 1e-12))
+    return np.where(c >= references, 1.0, upper)
+
+
 def decide(
     *,
     key: WatermarkKey,
@@ -148,7 +163,7 @@ def decide(
     if key.calibrated:
         counts = np.asarray(key.arrays["null_agreement"], dtype=np.float64)
         refs = int(key.meta.get("null_models", 0))
-        empirical = poisson_binomial_tail(matches, (counts + 1.0) / (refs + 2.0))
+        empirical = poisson_binomial_tail(matches, null_rates(counts, refs))
         ref_matches = np.asarray(key.arrays.get("null_matches", np.zeros(0)))
         rank = float((1 + int((ref_matches >= matches).sum())) / (refs + 1))
     chance = binomial if empirical is None else max(binomial, empirical)

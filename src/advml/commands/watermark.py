@@ -1,0 +1,217 @@
+"""``advml watermark embed|verify|attack``: prove ownership of a model, and test the proof."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from advml.commands import Handler
+from advml.commands._common import add_model_args, add_settings_arg, load_model_and_data, names
+
+__all__ = ["add_commands"]
+
+_DEFAULT_ATTACKS = ("ftll", "ftal", "rtal", "prune", "fine_prune", "preprocess", "distill")
+
+
+def add_commands(sub: Any) -> dict[str, Handler]:
+    p = sub.add_parser(
+        "watermark",
+        help="embed an ownership watermark, verify it, or attack it",
+        description="Model ownership. 'embed' writes a watermarked copy of the model and the "
+        "owner's key file (keep it secret); 'verify' checks a model against a key and states "
+        "the probability that a model not derived from the owner's matches as well by "
+        "chance; 'attack' runs removal attacks and prints the robustness table.",
+    )
+    wsub = p.add_subparsers(dest="watermark_command", metavar="ACTION", required=True)
+
+    e = wsub.add_parser("embed", help="embed a watermark into a copy of the model")
+    add_model_args(e, default_dataset="digits")
+    e.add_argument(
+        "--scheme", default="adi", help="uchida, adi, content, noise, unrelated, frontier"
+    )
+    e.add_argument("--list", action="store_true", help="list the schemes and exit")
+    e.add_argument("--key", dest="secret", help="the owner's secret (default: a fresh one)")
+    add_settings_arg(e, "scheme")
+    e.add_argument(
+        "--calibrate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="store an empirical null from N independently trained models",
+    )
+    e.add_argument("--out-model", default="watermarked.pt", help="default watermarked.pt")
+    e.add_argument("--out-key", default="owner.key.npz", help="default owner.key.npz")
+
+    v = wsub.add_parser("verify", help="check a model against a key file")
+    add_model_args(v, default_dataset="digits")
+    v.add_argument("--key", dest="key_file", required=True, help="the owner's key file")
+    v.add_argument("--alpha", type=float, default=None, help="significance level (1e-4)")
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    a = wsub.add_parser("attack", help="run removal attacks and print the robustness table")
+    add_model_args(a, default_dataset="digits")
+    a.add_argument("--key", dest="key_file", required=True, help="the owner's key file")
+    a.add_argument(
+        "--attacks",
+        type=names,
+        default=_DEFAULT_ATTACKS,
+        help=f"removal attacks, comma-separated (default {','.join(_DEFAULT_ATTACKS)})",
+    )
+    a.add_argument("--list", action="store_true", help="list the removal attacks and exit")
+    a.add_argument(
+        "--attacker-fraction",
+        type=float,
+        default=0.5,
+        help="fraction of the training split the attacker holds (default 0.5)",
+    )
+    a.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    return {"watermark": _dispatch}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    handler = {"embed": _embed, "verify": _verify, "attack": _attack}[args.watermark_command]
+    return handler(args)
+
+
+def _list(family: str) -> int:
+    from advml import registry
+
+    for name in registry.available(family):
+        doc = (registry.get(family, name).__doc__ or "").strip().splitlines()
+        print(f"{name:<14}{doc[0] if doc else ''}")
+    return 0
+
+
+def _accuracy(model: Any, x: Any, y: Any) -> float:
+    import numpy as np
+
+    return float((np.asarray(model.predict(x)) == y).mean())
+
+
+def _print_verification(v: Any) -> None:
+    verdict = "VERIFIED: the model carries the watermark" if v.verified else "not verified"
+    print(f"  {verdict}")
+    print(f"  matches               {v.matches} of {v.n} ({v.match_rate:.1%})")
+    print(f"  chance probability    {v.chance_probability:.3g} (alpha {v.alpha:g})")
+    print(f"  binomial null         p0 = {v.null_rate:.3g}: {v.binomial_probability:.3g}")
+    if v.empirical_probability is not None:
+        print(
+            f"  empirical null        {v.reference_models} reference models: "
+            f"{v.empirical_probability:.3g}"
+        )
+    print(f"  queries               {v.queries}")
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from advml import registry
+    from advml.models import TorchClassifier
+    from advml.models.io import save_model
+    from advml.watermark import WatermarkScheme, calibrate, save_key
+
+    if args.list:
+        return _list("watermark")
+    scheme = registry.create("watermark", args.scheme, **dict(args.settings))
+    assert isinstance(scheme, WatermarkScheme)
+    model, ds = load_model_and_data(args)
+    if not isinstance(model, TorchClassifier):
+        raise ValueError(
+            "embedding retrains the model: it needs a PyTorch model file written by advml"
+        )
+    before = _accuracy(model, ds.x_test, ds.y_test)
+    marked = scheme.embed(
+        model, ds.x_train, ds.y_train, key=args.secret, show_progress=not args.quiet
+    )
+    key = marked.key
+    if args.calibrate:
+        key = calibrate(key, _references(model, ds, args.calibrate, args.quiet))
+    after = _accuracy(marked.model, ds.x_test, ds.y_test)
+    out_model, out_key = Path(args.out_model), Path(args.out_key)
+    for path in (out_model, out_key):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(marked.model, out_model)
+    save_key(key, out_key)
+    print(f"{scheme!r} on {ds.name}, {marked.seconds:.1f} s")
+    print(f"  clean accuracy        {before:.2%} -> {after:.2%}")
+    from advml.watermark import verify
+
+    _print_verification(verify(marked.model, key))
+    print(f"saved the watermarked model to {out_model} and the key to {out_key} (keep it secret)")
+    return 0
+
+
+def _references(model: Any, ds: Any, n: int, quiet: bool) -> list[Any]:
+    """``n`` models trained like the reference one from other seeds (the empirical null)."""
+    import torch
+
+    from advml.audit.reference import TRAINING, default_architecture
+    from advml.models import TorchClassifier, build_architecture, train
+
+    arch = default_architecture(ds)
+    recipe = TRAINING[arch]
+    out = []
+    for seed in range(1001, 1001 + n):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            module = build_architecture(arch, input_shape=ds.input_shape, n_classes=ds.n_classes)
+        ref = TorchClassifier(
+            module, input_shape=ds.input_shape, n_classes=ds.n_classes, bounds=ds.bounds
+        )
+        train(
+            ref,
+            ds.x_train,
+            ds.y_train,
+            epochs=recipe.epochs,
+            lr=recipe.lr,
+            patience=recipe.patience,
+            seed=seed,
+            show_progress=not quiet,
+            desc=f"reference model {seed - 1000}/{n}",
+        )
+        out.append(ref)
+    return out
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from advml.watermark import DEFAULT_ALPHA, load_key, verify
+
+    key = load_key(args.key_file)
+    model, _ = load_model_and_data(args)
+    v = verify(model, key, alpha=args.alpha if args.alpha is not None else DEFAULT_ALPHA)
+    if args.json:
+        print(json.dumps(v.summary(), indent=1))
+    else:
+        print(f"{key.scheme} watermark, key {args.key_file}")
+        _print_verification(v)
+    return 0 if v.verified else 1
+
+
+def _attack(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from advml import registry
+    from advml.watermark import RemovalAttack, load_key, robustness_table
+
+    if args.list:
+        return _list("watermark_removal")
+    if not 0 < args.attacker_fraction <= 1:
+        raise ValueError(f"--attacker-fraction must be in (0, 1], got {args.attacker_fraction}")
+    attacks = []
+    for name in args.attacks:
+        attack = registry.create("watermark_removal", name)
+        assert isinstance(attack, RemovalAttack)
+        attacks.append(attack)
+    key = load_key(args.key_file)
+    model, ds = load_model_and_data(args)
+    n = ds.x_train.shape[0]
+    idx = np.random.default_rng(args.seed).permutation(n)[
+        : max(1, round(args.attacker_fraction * n))
+    ]
+    table = robustness_table(
+        model, key, attacks, ds.x_train[idx], ds.y_train[idx], ds.x_test, ds.y_test
+    )
+    print(table.to_text())
+    if args.json:
+        Path(args.json).write_text(json.dumps(table.summary(), indent=1))
+    return 0
