@@ -46,7 +46,7 @@ def test_unknown_name_lists_the_available_ones() -> None:
         lambda: registry.create("evasion", "pgdd"),
         lambda: registry.schema("evasion", "pgdd"),
     ):
-        with pytest.raises(ValueError, match=r"'pgdd'.*bim, fgsm, pgd"):
+        with pytest.raises(ValueError, match=r"'pgdd'.*available: .*bim, .*fgsm, .*pgd"):
             call()
 
 
