@@ -43,21 +43,34 @@ def make_target(x: np.ndarray, y: np.ndarray, seed: int) -> TorchClassifier:
     torch.manual_seed(seed)
     module = build("mlp", input_shape=(1, 8, 8), n_classes=10)
     model = TorchClassifier(module, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
-    train(model, x, y, epochs=EPOCHS, val_fraction=0.0, patience=None, seed=seed,
-          show_progress=False)
+    train(
+        model, x, y, epochs=EPOCHS, val_fraction=0.0, patience=None, seed=seed, show_progress=False
+    )
     return model
 
 
-def art_auc(model: TorchClassifier, x_in: np.ndarray, y_in: np.ndarray, x_out: np.ndarray,
-            y_out: np.ndarray, kind: str, seed: int) -> float | None:
+def art_auc(
+    model: TorchClassifier,
+    x_in: np.ndarray,
+    y_in: np.ndarray,
+    x_out: np.ndarray,
+    y_out: np.ndarray,
+    kind: str,
+    seed: int,
+) -> float | None:
     try:
         from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
         from art.estimators.classification import PyTorchClassifier
     except ImportError:
         return None
     half_in, half_out = len(x_in) // 2, len(x_out) // 2
-    clf = PyTorchClassifier(model=model.module, loss=torch.nn.CrossEntropyLoss(),
-                            input_shape=(1, 8, 8), nb_classes=10, clip_values=(0.0, 1.0))
+    clf = PyTorchClassifier(
+        model=model.module,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(1, 8, 8),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
     np.random.seed(seed)  # noqa: NPY002 (ART draws from the global generator)
     torch.manual_seed(seed)
     attack = MembershipInferenceBlackBox(clf, attack_model_type=kind)
@@ -109,12 +122,16 @@ def run(seed: int, n_shadow: int) -> dict[str, Any]:
         result = fitted.infer(target, x_pool, y_pool)
         m = result.metrics(member)
         held_auc = membership_metrics(result.scores[held], member[held]).auc
-        out[name] = {**m.summary(), "held_out_auc": held_auc,
-                     "seconds": time.perf_counter() - start}
+        out[name] = {
+            **m.summary(),
+            "held_out_auc": held_auc,
+            "seconds": time.perf_counter() - start,
+        }
     for kind in ("rf", "gb", "nn"):
         out[f"art_blackbox_{kind}"] = {
-            "held_out_auc": art_auc(target, x_pool[member], y_pool[member], x_pool[~member],
-                                    y_pool[~member], kind, seed)
+            "held_out_auc": art_auc(
+                target, x_pool[member], y_pool[member], x_pool[~member], y_pool[~member], kind, seed
+            )
         }
     return out
 
@@ -133,11 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(seeds):
         r = run(seed, n_shadow)
         results.append(r)
-        print(f"seed {seed}: target train acc {r['train_acc']:.3f}, test acc {r['test_acc']:.3f}",
-              flush=True)
+        print(
+            f"seed {seed}: target train acc {r['train_acc']:.3f}, test acc {r['test_acc']:.3f}",
+            flush=True,
+        )
     names = [k for k in results[0] if isinstance(results[0][k], dict)]
-    print(f"\n{'attack':26s} {'AUC':>13s} {'held-out AUC':>13s} {'TPR@0.1%FPR':>13s} "
-          f"{'TPR@1%FPR':>13s} {'bal.acc':>8s}")
+    print(
+        f"\n{'attack':26s} {'AUC':>13s} {'held-out AUC':>13s} {'TPR@0.1%FPR':>13s} "
+        f"{'TPR@1%FPR':>13s} {'bal.acc':>8s}"
+    )
 
     def fmt(key: str, name: str) -> str:
         vals = [r[name].get(key) for r in results]
@@ -147,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         return f"{statistics.mean(vals):7.3f}±{sd:5.3f}"
 
     for name in names:
-        print(f"{name:26s} {fmt('auc', name)} {fmt('held_out_auc', name)} "
-              f"{fmt('tpr_at_0.1%_fpr', name)} {fmt('tpr_at_1%_fpr', name)} "
-              f"{fmt('balanced_accuracy', name)[:8]}")
+        print(
+            f"{name:26s} {fmt('auc', name)} {fmt('held_out_auc', name)} "
+            f"{fmt('tpr_at_0.1%_fpr', name)} {fmt('tpr_at_1%_fpr', name)} "
+            f"{fmt('balanced_accuracy', name)[:8]}"
+        )
     for r in results:
         loss = r["loss_threshold"]["tpr_at_0.1%_fpr"]
         lira = r["lira_online"]["tpr_at_0.1%_fpr"]
