@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["example_grid", "robustness_curve"]
+__all__ = ["defence_bars", "example_grid", "robustness_curve"]
 
 
 def _png(fig: Figure) -> bytes:
@@ -93,3 +93,26 @@ def _image(x: np.ndarray) -> np.ndarray:
     padded = np.zeros(side * side, dtype=x.dtype)
     padded[: x.size] = x.ravel()
     return padded.reshape(side, side)
+
+
+def defence_bars(defences: dict[str, Any]) -> bytes:
+    """Per defence: clean, standard-attack and adaptive-attack accuracy, undefended lines."""
+    rows = defences["defences"]
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(rows) + 1.5), 3.6))
+    pos = np.arange(len(rows))
+    series = (
+        ("clean_accuracy", "clean", "tab:green"),
+        ("standard_robust_accuracy", "standard attack", "tab:orange"),
+        ("adaptive_robust_accuracy", "adaptive attack", "tab:red"),
+    )
+    for k, (key, label, colour) in enumerate(series):
+        ax.bar(pos + (k - 1) * 0.27, [100 * r[key] for r in rows], 0.27, label=label, color=colour)
+    und = defences["undefended"]
+    ax.axhline(100 * und["clean_accuracy"], color="grey", ls="--", lw=1, label="undefended, clean")
+    ax.axhline(100 * und["robust_accuracy"], color="black", ls=":", lw=1.2, label="undefended, PGD")
+    ax.set_xticks(pos, [r["name"].replace("_", "\n") for r in rows], fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return _png(fig)

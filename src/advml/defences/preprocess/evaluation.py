@@ -106,6 +106,7 @@ def evaluate_defence(
     steps: int = 40,
     eot_samples: int | None = None,
     seed: int = 0,
+    undefended_accuracy: tuple[float, float] | None = None,
 ) -> DefenceEvaluation:
     """Clean, standard-attack and adaptive-attack accuracy of ``model`` behind ``defence``.
 
@@ -129,6 +130,10 @@ def evaluate_defence(
         :data:`~advml.defences.preprocess.defended.DEFAULT_EOT_SAMPLES`.
     seed : int
         Seeds the defence's randomness and the attack.
+    undefended_accuracy : (float, float), optional
+        The bare model's clean and robust accuracy on ``x, y`` under this same attack,
+        when already measured (the audit evaluates several defences against one
+        undefended run); default: measured here.
 
     Returns
     -------
@@ -150,8 +155,13 @@ def evaluate_defence(
     def acc(m: Classifier, xs: np.ndarray | Tensor) -> float:
         return float(correct(m, xs).mean())
 
-    undefended_clean = acc(model, x)
-    undefended_robust = acc(model, atk.generate(model, x, y_np).x_adv)
+    if undefended_accuracy is None:
+        undefended_clean = acc(model, x)
+        undefended_robust = acc(model, atk.generate(model, x, y_np).x_adv)
+    else:
+        undefended_clean, undefended_robust = (float(v) for v in undefended_accuracy)
+        for name, v in (("clean", undefended_clean), ("robust", undefended_robust)):
+            check_number(f"undefended_accuracy ({name})", v, low=0, high=1)
     # Each evaluation gets a freshly seeded deployed defence, so that the numbers do not
     # depend on how many queries the attack made.
     clean = acc(DefendedClassifier(model, defence, seed=seed + 1), x)
