@@ -33,6 +33,7 @@ _FAMILY_MODULES: dict[str, str] = {
     "extraction": "advml.extraction",
     "output_defence": "advml.defences.output",
     "robust_training": "advml.defences.training",
+    "private_training": "advml.defences.training",
     "preprocess": "advml.defences.preprocess",
     "detection": "advml.defences.detection",
     "membership": "advml.privacy.membership",

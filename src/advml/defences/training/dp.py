@@ -1,0 +1,308 @@
+"""DP-SGD training through opacus (Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar &
+Zhang, "Deep Learning with Differential Privacy", CCS 2016).
+
+Each example's gradient is clipped to ``max_grad_norm`` and Gaussian noise of standard
+deviation ``noise_multiplier * max_grad_norm`` is added to their sum (Abadi et al.,
+Algorithm 1); batches are drawn by Poisson sampling so that the privacy accountant's
+analysis holds. opacus (Yousefpour et al. 2021) does the per-example gradients, the
+noise and the accounting; the (ε, δ) it reports is what the trained model guarantees for
+every training record. This module only wires it to advml's models.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from advml import registry
+from advml.base import Component
+from advml.defences.training.base import TrainedModel, clone_model
+from advml.errors import UnsupportedModelError
+from advml.models.torch import TorchClassifier
+from advml.models.training import History
+from advml.runtime.progress import progress
+from advml.validation import check_bool, check_choice, check_in_bounds, check_labels, check_number
+
+__all__ = ["DPSGD", "PrivateTrainedModel", "reinitialised_copy"]
+
+
+@dataclass(frozen=True)
+class PrivateTrainedModel(TrainedModel):
+    """A model trained with a privacy defence, with its privacy guarantee."""
+
+    epsilon: float = math.inf
+    """ε of the (ε, δ)-DP guarantee reached (``inf``: no formal guarantee)."""
+    delta: float = 0.0
+    """δ of the guarantee."""
+    noise_multiplier: float = 0.0
+    """σ: noise standard deviation relative to the clipping norm."""
+
+    def summary(self) -> dict[str, object]:
+        out = dict(super().summary())
+        out.update(epsilon=self.epsilon, delta=self.delta, noise_multiplier=self.noise_multiplier)
+        return out
+
+
+def reinitialised_copy(model: TorchClassifier, seed: int) -> TorchClassifier:
+    """A copy of ``model`` with fresh seeded weights (the architecture is kept)."""
+    twin = clone_model(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for sub in twin.module.modules():
+            reset = getattr(sub, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    return twin
+
+
+@registry.register("private_training", "dp_sgd")
+class DPSGD(Component):
+    """Differentially private SGD through opacus: clip per-example gradients, add noise.
+
+    Give ``noise_multiplier`` (σ) and the ε reached is reported, or give
+    ``target_epsilon`` and opacus picks σ so that ``epochs`` epochs reach it.
+
+    Parameters
+    ----------
+    noise_multiplier : float
+        σ, the noise standard deviation in units of ``max_grad_norm`` (> 0); default 1.0.
+        Ignored when ``target_epsilon`` is given.
+    target_epsilon : float, optional
+        The ε to reach after ``epochs`` epochs; σ is calibrated by opacus.
+    delta : float
+        δ of the guarantee (0 < δ < 1); use less than 1 / (number of training records).
+    max_grad_norm : float
+        Per-example gradient clipping norm C (> 0); default 1.0.
+    epochs : int
+        Passes over the data (>= 1); default 20.
+    batch_size : int
+        Expected batch size of the Poisson sampling (>= 1); default 64.
+    lr : float
+        Learning rate (> 0); default 0.1 with SGD.
+    optimizer : {"sgd", "adam"}
+        SGD with momentum 0.9 or Adam, made private by opacus.
+    accountant : {"rdp", "prv", "gdp"}
+        opacus's privacy accountant; RDP (Mironov 2017) by default.
+    seed : int
+        Seeds the initial weights, the sampling and the noise (not cryptographically
+        secure: for experiments, not deployment).
+
+    Examples
+    --------
+    >>> from advml.defences.training import DPSGD
+    >>> trained = DPSGD(target_epsilon=3.0, epochs=10).fit(model, x, y)  # doctest: +SKIP
+    >>> trained.epsilon, trained.model  # doctest: +SKIP
+    """
+
+    family: ClassVar[str] = "private_training"
+
+    def __init__(
+        self,
+        *,
+        noise_multiplier: float = 1.0,
+        target_epsilon: float | None = None,
+        delta: float = 1e-5,
+        max_grad_norm: float = 1.0,
+        epochs: int = 20,
+        batch_size: int = 64,
+        lr: float = 0.1,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        accountant: Literal["rdp", "prv", "gdp"] = "rdp",
+        seed: int = 0,
+    ) -> None:
+        check_number("noise_multiplier", noise_multiplier, low=0, low_inclusive=False)
+        if target_epsilon is not None:
+            check_number("target_epsilon", target_epsilon, low=0, low_inclusive=False)
+        check_number("delta", delta, low=0, high=1, low_inclusive=False, high_inclusive=False)
+        check_number("max_grad_norm", max_grad_norm, low=0, low_inclusive=False)
+        check_number("epochs", epochs, low=1, integer=True)
+        check_number("batch_size", batch_size, low=1, integer=True)
+        check_number("lr", lr, low=0, low_inclusive=False)
+        check_choice("optimizer", optimizer, ("sgd", "adam"))
+        check_choice("accountant", accountant, ("rdp", "prv", "gdp"))
+        check_number("seed", seed, low=0, integer=True)
+        self.noise_multiplier = noise_multiplier
+        self.target_epsilon = target_epsilon
+        self.delta = delta
+        self.max_grad_norm = max_grad_norm
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.accountant = accountant
+        self.seed = seed
+
+    def fit(
+        self,
+        model: TorchClassifier,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor,
+        *,
+        show_progress: bool = True,
+    ) -> PrivateTrainedModel:
+        """Train a fresh copy of ``model``'s network on ``(x, y)`` with DP-SGD.
+
+        Parameters
+        ----------
+        model : TorchClassifier
+            Gives the architecture, bounds and normalisation; its weights are not used
+            and it is not changed.
+        x : array of shape (n, *model.input_shape)
+            Training inputs within ``model.bounds``.
+        y : array of shape (n,)
+            Their labels.
+        show_progress : bool
+            A progress bar over epochs.
+
+        Returns
+        -------
+        PrivateTrainedModel
+            The trained model, its history, and the ε (at ``delta``) it guarantees.
+
+        Raises
+        ------
+        UnsupportedModelError
+            If ``model`` is not a TorchClassifier, or its network has layers opacus cannot
+            train privately (e.g. batch normalisation); the message says which.
+        """
+        try:
+            from opacus import PrivacyEngine
+            from opacus.validators import ModuleValidator
+        except ImportError as e:  # pragma: no cover - opacus is a declared dependency
+            raise ImportError("DP-SGD needs opacus: pip install 'opacus>=1.5'") from e
+        if not isinstance(model, TorchClassifier):
+            raise UnsupportedModelError(
+                f"DPSGD trains PyTorch networks; got {type(model).__name__}. Wrap an "
+                f"nn.Module with advml.models.TorchClassifier"
+            )
+        check_bool("show_progress", show_progress)
+        xt = model.as_tensor(x, name="x")
+        check_in_bounds("x", xt, model.bounds)
+        y_arr = y if isinstance(y, np.ndarray | Tensor) else np.asarray(y)
+        check_labels("y", y_arr, model.n_classes, xt.shape[0])
+        yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
+        yt = yt.to(device=model.device, dtype=torch.long)
+        target = reinitialised_copy(model, self.seed)
+        problems = ModuleValidator.validate(target.module, strict=False)
+        if problems:
+            raise UnsupportedModelError(
+                "opacus cannot train this network privately: "
+                + "; ".join(str(p) for p in problems)
+                + ". Replace batch normalisation by group normalisation "
+                "(opacus.validators.ModuleValidator.fix does this)"
+            )
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
+            torch.manual_seed(self.seed)
+            loader_gen = torch.Generator().manual_seed(self.seed)
+            dataset = torch.utils.data.TensorDataset(xt, yt)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=self.batch_size, shuffle=True, generator=loader_gen
+            )
+            module = target.module
+            module.train()
+            params = [p for p in module.parameters() if p.requires_grad]
+            opt: torch.optim.Optimizer
+            if self.optimizer == "sgd":
+                opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9)
+            else:
+                opt = torch.optim.Adam(params, lr=self.lr)
+            noise_gen = torch.Generator(device=model.device).manual_seed(self.seed + 1)
+            with warnings.catch_warnings():
+                # opacus warns about secure RNG and about full-backward hooks on every call.
+                warnings.simplefilter("ignore", UserWarning)
+                engine = PrivacyEngine(accountant=self.accountant)
+                if self.target_epsilon is not None:
+                    private, opt, loader = engine.make_private_with_epsilon(
+                        module=module,
+                        optimizer=opt,
+                        data_loader=loader,
+                        target_epsilon=self.target_epsilon,
+                        target_delta=self.delta,
+                        epochs=self.epochs,
+                        max_grad_norm=self.max_grad_norm,
+                        noise_generator=noise_gen,
+                    )
+                else:
+                    private, opt, loader = engine.make_private(
+                        module=module,
+                        optimizer=opt,
+                        data_loader=loader,
+                        noise_multiplier=self.noise_multiplier,
+                        max_grad_norm=self.max_grad_norm,
+                        noise_generator=noise_gen,
+                    )
+                sigma = float(opt.noise_multiplier)  # type: ignore[attr-defined]
+                runner = TorchClassifier(
+                    private,
+                    input_shape=model.input_shape,
+                    n_classes=model.n_classes,
+                    bounds=model.bounds,
+                    preprocessing=model.preprocessing,
+                    device=model.device,
+                )
+                losses: list[float] = []
+                accs: list[float] = []
+                bar = progress(
+                    range(self.epochs), desc="DP-SGD", enabled=show_progress, total=self.epochs
+                )
+                for _ in bar:
+                    private.train()
+                    total, count = 0.0, 0
+                    for xb, yb in loader:
+                        if xb.shape[0] == 0:  # Poisson sampling can draw an empty batch
+                            continue
+                        opt.zero_grad(set_to_none=True)
+                        loss = F.cross_entropy(runner.forward(xb), yb)
+                        loss.backward()
+                        opt.step()
+                        total += float(loss.detach()) * xb.shape[0]
+                        count += xb.shape[0]
+                    losses.append(total / max(count, 1))
+                    private.eval()
+                    with torch.no_grad():
+                        pred = runner.forward(xt).argmax(1)
+                    accs.append(float((pred == yt).float().mean()))
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{accs[-1]:.3f}")
+                epsilon = float(engine.get_epsilon(self.delta))
+            opt.zero_grad(set_to_none=True)
+        # opacus wraps the network and leaves per-sample gradient hooks on it: hand back the
+        # plain network, with its trained weights and no gradients.
+        plain = getattr(private, "_module", module)
+        if hasattr(private, "_close"):
+            private._close()
+        for p in plain.parameters():
+            p.grad = None
+            for attr in ("grad_sample", "summed_grad"):
+                if hasattr(p, attr):
+                    delattr(p, attr)
+        plain.eval()
+        target.module = plain
+        seconds = time.perf_counter() - start
+        history = History(
+            train_loss=tuple(losses),
+            train_accuracy=tuple(accs),
+            val_loss=(),
+            val_accuracy=(),
+            best_epoch=self.epochs,
+            stopped_early=False,
+            seconds=seconds,
+        )
+        return PrivateTrainedModel(
+            model=target,
+            history=history,
+            seconds=seconds,
+            method=self.name,
+            params=self.get_params(),
+            epsilon=epsilon,
+            delta=self.delta,
+            noise_multiplier=sigma,
+        )
