@@ -465,6 +465,17 @@ class DemoService:
         else:
             self._fit_autoencoders()
 
+    def wait_for_defences(self, timeout: float | None = None) -> bool:
+        """Wait for background training started by :meth:`prepare_autoencoders`.
+
+        Returns ``True`` when no training is under way any more.
+        """
+        thread = self._ae_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
     def _fit_autoencoders(self) -> None:
         for strength in STRENGTHS:
             path = self._autoencoder_path(strength)
