@@ -157,13 +157,14 @@ async function selectImage(dataset, index, button) {
   busy(true);
   try {
     const view = await api(`/api/datasets/${encodeURIComponent(dataset)}/images/${index}`);
-    state.image = { ref: { dataset, index }, view };
-    clearAfterOriginal();
     const correct = view.label === view.true_label;
-    showView("panel-original", view, {
+    const badge = {
       text: correct ? "correct" : `wrong: it is ${view.true_label_name}`,
       kind: correct ? "good" : "bad",
-    });
+    };
+    state.image = { ref: { dataset, index }, view, badge };
+    clearAfterOriginal();
+    showView("panel-original", view, badge);
     setStatus(`The model says ${view.label_name} (${pct(view.confidence ?? 1)}). Now attack it.`);
   } catch (err) {
     setStatus(`Could not load the image: ${err.message}`, "error");
@@ -181,9 +182,10 @@ async function uploadFile() {
   try {
     const invert = $("invert").checked ? "true" : "false";
     const view = await api(`/api/upload?invert=${invert}`, { method: "POST", body: file });
-    state.image = { ref: { pixels: view.pixels }, view };
+    const badge = { text: `uploaded ${view.kind}`, kind: "good" };
+    state.image = { ref: { pixels: view.pixels }, view, badge };
     clearAfterOriginal();
-    showView("panel-original", view, { text: `uploaded ${view.kind}`, kind: "good" });
+    showView("panel-original", view, badge);
     setStatus(`The model says ${view.label_name}. Now attack it.`);
   } catch (err) {
     setStatus(`Upload refused: ${err.message}`, "error");
@@ -231,7 +233,7 @@ async function runAttack() {
     const result = await post("/api/attack", payload);
     state.adversarial = result;
     const fooled = result.label_changed;
-    showView("panel-original", result.original, null);
+    showView("panel-original", result.original, state.image.badge);
     showPerturbation(result.perturbation);
     showView("panel-adversarial", result.adversarial, {
       text: fooled ? "fooled" : "not fooled",
@@ -260,7 +262,7 @@ async function runDefence() {
     strength: $("defence-strength").value,
     original: state.image.ref,
   };
-  setStatus(`Applying ${name.replace("_", " ")}…`, "busy");
+  setStatus(`Applying ${name.replaceAll("_", " ")}…`, "busy");
   busy(true);
   try {
     const result = await post("/api/defend", payload);
@@ -270,7 +272,7 @@ async function runDefence() {
       kind: restored ? "good" : "bad",
     });
     const what = state.adversarial ? "the adversarial image" : "the original";
-    setStatus(`${name.replace("_", " ")} (${result.strength}) on ${what}: the model now says `
+    setStatus(`${name.replaceAll("_", " ")} (${result.strength}) on ${what}: the model now says `
       + `${result.defended.label_name}${restored ? ", the original's label" : ""}.`);
   } catch (err) {
     setStatus(`Defence failed: ${err.message}`, "error");
