@@ -3,11 +3,13 @@
 ``MIFace`` (registered as ``"mi_face"`` in the ``"inversion"`` family) follows
 Fredrikson et al. 2015 with the model's gradients or, from scores only, with
 zeroth-order estimates; :func:`evaluate_inversion` judges the reconstructions with an
-independently trained classifier and SSIM/MSE to the class's real samples.
+independently trained classifier (:func:`independent_judge`) and SSIM/MSE to the
+class's real samples.
 """
 
 from advml.privacy.inversion.base import InversionAttack, InversionResult
 from advml.privacy.inversion.evaluation import InversionEvaluation, evaluate_inversion, ssim
+from advml.privacy.inversion.judge import independent_judge
 from advml.privacy.inversion.mi_face import MIFace
 
 __all__ = [
@@ -16,5 +18,6 @@ __all__ = [
     "InversionResult",
     "MIFace",
     "evaluate_inversion",
+    "independent_judge",
     "ssim",
 ]
