@@ -235,3 +235,30 @@ def test_assessment_and_verdict_follow_the_numbers(
     ratio = min(standard, adaptive)
     assert verdict.level == ("pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail")
     assert verdict.numbers["defended_robust_accuracy"] == min(standard, adaptive)
+
+
+def test_autoencoder_is_trained_inside_its_step_once(
+    digits, digits_mlp: TorchClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from advml.defences.preprocess import Autoencoder
+
+    config = _config(
+        defences={"autoencoder": {"epochs": 1}}, n_samples=30, steps=2, detection=False
+    )
+    first = run_audit(
+        config, model=copy.deepcopy(digits_mlp), dataset=digits, out=tmp_path, show_progress=False
+    )
+    (row,) = first.report["sections"]["defences"]["defences"]
+    assert row["name"] == "autoencoder" and row["adaptive_method"] == "autograd"
+    # Differentiable: the standard attack is already the adaptive one.
+    assert row["standard_robust_accuracy"] == row["adaptive_robust_accuracy"]
+    assert not row["gradient_masking"]
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the autoencoder was trained again")
+
+    monkeypatch.setattr(Autoencoder, "fit", refuse)
+    again = run_audit(
+        config, model=copy.deepcopy(digits_mlp), dataset=digits, out=tmp_path, show_progress=False
+    )
+    assert again.report["sections"]["defences"] == first.report["sections"]["defences"]

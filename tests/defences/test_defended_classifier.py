@@ -201,3 +201,35 @@ def test_evaluate_defence_rejects_what_it_cannot_adapt(
         evaluate_defence(digits_mlp, GaussianBlur(), x, y, eps=-1)
     with pytest.raises(ValueError, match=r"\by\b"):
         evaluate_defence(digits_mlp, GaussianBlur(), x, y[:-1])
+
+
+def test_precomputed_undefended_accuracy_gives_the_same_evaluation(
+    digits_mlp: TorchClassifier, digits_data: Any
+) -> None:
+    x, y = digits_data.x_test[:60], digits_data.y_test[:60]
+    kwargs: dict[str, Any] = {"eps": 0.2, "steps": 5}
+    full = evaluate_defence(digits_mlp, JPEGCompression(strength="high"), x, y, **kwargs)
+    given = (full.undefended_clean_accuracy, full.undefended_robust_accuracy)
+    again = evaluate_defence(
+        digits_mlp, JPEGCompression(strength="high"), x, y, undefended_accuracy=given, **kwargs
+    )
+    assert {k: v for k, v in again.summary().items() if k != "seconds"} == {
+        k: v for k, v in full.summary().items() if k != "seconds"
+    }
+    with pytest.raises(ValueError, match=r"undefended_accuracy \(robust\)"):
+        evaluate_defence(digits_mlp, GaussianBlur(), x, y, undefended_accuracy=(0.9, 1.5))
+
+
+def test_a_defence_worse_than_none_is_called_so() -> None:
+    from advml.defences.preprocess.evaluation import _verdict
+
+    text = _verdict(
+        standard=0.05,
+        adaptive=0.0,
+        undefended=0.3,
+        clean=0.6,
+        undefended_clean=0.95,
+        method="autograd",
+        eps=0.1,
+    )
+    assert text.startswith("Worse than no defence") and "35.0 points of clean accuracy" in text

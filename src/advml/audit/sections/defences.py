@@ -198,7 +198,12 @@ def _plan(
         prep = registry.create("preprocess", name, **params)
         assert isinstance(prep, Preprocessor)
         try:
-            prep.check_input_shape(tuple(model.input_shape))
+            if prep.needs_fit:
+                # Not fitted yet (the autoencoder is trained inside its step): only the
+                # base class's check, whether it needs images, applies now.
+                Preprocessor.check_input_shape(prep, tuple(model.input_shape))
+            else:
+                prep.check_input_shape(tuple(model.input_shape))
         except ValueError as err:
             skipped.append({"defence": name, "reason": str(err)})
             continue

@@ -261,6 +261,12 @@ def _verdict(
             f"(undefended: {_pct(undefended)}). The apparent robustness is gradient "
             f"masking, not security.{cost_text}"
         )
+    if adaptive <= undefended - MASKING_GAP:
+        return (
+            f"Worse than no defence: under the adaptive attack ({method}) accuracy is "
+            f"{_pct(adaptive)} at eps={eps:g}, below the undefended model's "
+            f"{_pct(undefended)}.{cost_text}"
+        )
     if adaptive - undefended < MASKING_GAP:
         return (
             f"No real protection: under the adaptive attack ({method}) accuracy is "
