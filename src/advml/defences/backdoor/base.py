@@ -1,0 +1,229 @@
+"""Shared parts of the backdoor defences: the base class, layer choice, model copies.
+
+Each defence says in its class attribute ``uses`` which data it looks at. None of them
+ever sees triggered test inputs or test labels: the settings they choose (pruning stop,
+thresholds, flagged classes) come from clean validation data or from the training set
+the defender already holds.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from advml.base import Component
+from advml.errors import UnsupportedModelError
+from advml.models.base import Classifier
+from advml.models.torch import TorchClassifier
+from advml.validation import check_labels, check_not_empty
+
+__all__ = [
+    "BackdoorDefence",
+    "PoisonDetection",
+    "as_numpy",
+    "clone_model",
+    "default_layer",
+    "detection_scores",
+    "measured_layer",
+    "penultimate_layer",
+    "unit_means",
+]
+
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ReLU6)
+_PASS_THROUGH = (nn.Dropout, nn.Identity, nn.Flatten, nn.MaxPool2d, nn.AvgPool2d)
+
+
+class BackdoorDefence(Component):
+    """Base of backdoor defences.
+
+    ``run(model, x, y)`` is the generic entry the CLI, the audit and the contract test
+    use; each defence also has its own verb (``repair``, ``detect``, ``inspect``, ``fit``).
+    """
+
+    family: ClassVar[str] = "backdoor_defence"
+    uses: ClassVar[str] = ""
+    """The data the defence looks at, in words."""
+
+    def run(self, model: Classifier, x: np.ndarray | Tensor, y: np.ndarray | Tensor) -> Any:
+        raise NotImplementedError
+
+
+def as_numpy(a: np.ndarray | Tensor) -> np.ndarray:
+    return np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a)
+
+
+def check_torch_model(model: Any, who: str) -> TorchClassifier:
+    if not isinstance(model, TorchClassifier):
+        raise UnsupportedModelError(
+            f"{who} needs a white-box PyTorch model (TorchClassifier) with named layers; "
+            f"got {type(model).__name__}"
+        )
+    return model
+
+
+def check_xy(
+    model: Classifier, x: Any, y: Any, names: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    x_np, y_np = as_numpy(x), as_numpy(y)
+    check_not_empty(names[0], x_np)
+    model.as_tensor(x_np[:1], name=names[0])  # shape and bounds check on one sample
+    check_labels(names[1], y_np, model.n_classes, len(x_np))
+    return x_np.astype(np.float32, copy=False), y_np.astype(np.int64, copy=False)
+
+
+def _leaves(model: TorchClassifier) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.module.named_modules() if n and not list(m.children())]
+
+
+def default_layer(model: TorchClassifier) -> str:
+    """The last convolutional layer, else the last hidden linear layer (Liu et al.'s choice)."""
+    leaves = _leaves(model)
+    convs = [n for n, m in leaves if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)]
+    if convs:
+        return convs[-1]
+    linears = [n for n, m in leaves if isinstance(m, nn.Linear)]
+    if len(linears) < 2:
+        raise UnsupportedModelError(
+            "the model has no convolutional or hidden linear layer to prune; pass layer="
+        )
+    return linears[-2]
+
+
+def penultimate_layer(model: TorchClassifier) -> str:
+    """The layer whose output feeds the output layer (after its activation function)."""
+    leaves = _leaves(model)
+    out = max(i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Linear))
+    for name, m in reversed(leaves[:out]):
+        if not isinstance(m, nn.Dropout | nn.Identity):
+            return name
+    raise UnsupportedModelError(
+        "the model has no hidden layer before its output layer; pass layer="
+    )
+
+
+def measured_layer(model: TorchClassifier, layer: str) -> str:
+    """``layer``'s activation function when one follows it directly, else ``layer``.
+
+    Units are masked at ``layer``; their activity is read after the non-linearity.
+    """
+    leaves = _leaves(model)
+    names = [n for n, _ in leaves]
+    if layer in names:
+        i = names.index(layer)
+        if i + 1 < len(leaves) and isinstance(leaves[i + 1][1], _ACTIVATIONS):
+            return leaves[i + 1][0]
+    return layer
+
+
+def unit_means(model: TorchClassifier, x: np.ndarray | Tensor, layer: str) -> np.ndarray:
+    """Mean activation of each unit of ``layer`` over ``x`` (and over positions for conv)."""
+    with model.evaluating():
+        a = model.activations(torch.as_tensor(as_numpy(x)).to(model.device), layer)
+    assert isinstance(a, Tensor)
+    a = a.float()
+    dims = [0, *range(2, a.ndim)]
+    return a.mean(dim=dims).cpu().numpy()
+
+
+def features(model: TorchClassifier, x: np.ndarray, layer: str) -> np.ndarray:
+    """Activations of ``layer`` flattened to ``(n, d)`` numpy."""
+    with model.evaluating():
+        a = model.activations(torch.as_tensor(x).to(model.device), layer)
+    assert isinstance(a, Tensor)
+    return a.flatten(1).cpu().numpy().astype(np.float64)
+
+
+def clone_model(model: TorchClassifier) -> TorchClassifier:
+    """An independent copy of ``model``: weights, settings and unit masks.
+
+    The copy's module carries none of the original's mask hooks (those refer to the
+    original adapter); its masks are set again through the public API.
+    """
+    module = copy.deepcopy(model.module)
+    originals = {h.id for h in model._mask_hooks.values()}
+    for m in module.modules():
+        for hook_id in [k for k in m._forward_hooks if k in originals]:
+            del m._forward_hooks[hook_id]
+    twin = TorchClassifier(
+        module,
+        input_shape=model.input_shape,
+        n_classes=model.n_classes,
+        bounds=model.bounds,
+        preprocessing=model.preprocessing,
+        device=model.device,
+        batch_size=model.batch_size,
+    )
+    for layer in model.layer_names:
+        keep = model.unit_mask(layer)
+        if keep is not None:
+            twin.set_unit_mask(layer, keep)
+    return twin
+
+
+@dataclass(frozen=True)
+class PoisonDetection:
+    """Training samples a detector flags as poisoned."""
+
+    flagged: np.ndarray
+    """Boolean, one per training sample: True where the detector says poisoned."""
+    scores: np.ndarray
+    """Outlier score per sample (higher = more suspicious)."""
+    flagged_classes: tuple[int, ...]
+    """Classes the detector found poisoned samples in."""
+    per_class: tuple[dict[str, Any], ...]
+    """What the detector measured in each class (sizes, silhouette, thresholds)."""
+    detector: str
+    params: dict[str, Any]
+
+    @property
+    def indices(self) -> np.ndarray:
+        return np.flatnonzero(self.flagged)
+
+    def score(self, poisoned: np.ndarray, *, within_class: int | None = None) -> dict[str, float]:
+        """Precision, recall and F1 against the true poisoned samples.
+
+        ``poisoned`` is a boolean mask or an index array; ``within_class`` (a label of
+        the *given* training labels) restricts both to that class, the target class of
+        an all-to-one backdoor, as in Chen et al.'s evaluation.
+        """
+        return detection_scores(self.flagged, poisoned, self.per_class, within_class)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector,
+            "n_flagged": int(self.flagged.sum()),
+            "flagged_classes": list(self.flagged_classes),
+        }
+
+
+def detection_scores(
+    flagged: np.ndarray,
+    poisoned: np.ndarray,
+    per_class: tuple[dict[str, Any], ...] = (),
+    within_class: int | None = None,
+) -> dict[str, float]:
+    truth = np.zeros(flagged.shape[0], dtype=bool)
+    p = np.asarray(poisoned)
+    if p.dtype == bool:
+        if p.shape != truth.shape:
+            raise ValueError(f"poisoned mask has shape {p.shape}, expected {truth.shape}")
+        truth = p
+    else:
+        truth[p.astype(np.int64)] = True
+    pred = flagged
+    if within_class is not None:
+        members = np.zeros_like(truth)
+        for info in per_class:
+            if info.get("class") == within_class:
+                members[np.asarray(info["members"], dtype=np.int64)] = True
+        truth, pred = truth[members], pred[members]
+    tp = float((pred & truth).sum())
+    precision = tp / pred.sum() if pred.sum() else 0.0
+    recall = tp / truth.sum() if truth.sum() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "n_flagged": float(pred.sum())}

@@ -1,0 +1,128 @@
+"""Fine-pruning: prune dormant units, then fine-tune on clean data (Liu et al., RAID 2018, §4.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from advml import registry
+from advml.defences.backdoor.base import BackdoorDefence, check_torch_model, check_xy, clone_model
+from advml.defences.backdoor.pruning import Pruning, PruningResult
+from advml.models.base import Classifier
+from advml.models.torch import TorchClassifier
+from advml.models.training import train
+from advml.validation import check_number
+
+__all__ = ["FinePruning", "FinePruningResult"]
+
+
+@dataclass(frozen=True)
+class FinePruningResult:
+    """The pruned and fine-tuned model, with the pruning step it started from."""
+
+    model: TorchClassifier
+    """Pruned (masks kept) and fine-tuned copy; the original model is unchanged."""
+    pruning: PruningResult
+    """The pruning step (its ``model`` is the pruned copy before fine-tuning)."""
+    val_accuracy: float
+    """Clean validation accuracy after fine-tuning (on the data it was tuned on)."""
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.pruning.summary(), "val_accuracy_after_fine_tuning": self.val_accuracy}
+
+
+@registry.register("backdoor_defence", "fine_pruning")
+class FinePruning(BackdoorDefence):
+    """Pruning as in :class:`Pruning`, then a few epochs of training on clean data.
+
+    Uses clean validation inputs and their labels only: to rank and prune units, to
+    stop the pruning, and to fine-tune on all of them for a fixed number of epochs.
+    Fine-tuning moves the weights away from the backdoor that pruning left behind in
+    the units still active on clean inputs (Liu et al. report 0% attack success with a
+    0.4-point accuracy loss on face recognition).
+
+    The fine-tuning must actually move the weights. A defender's clean set is small
+    (a few hundred inputs: a handful of optimiser steps per epoch), and clean inputs
+    leave the weights that read the trigger's pixels with almost no gradient, so a
+    gentle fine-tuning (Adam at 1e-3 for 10 epochs on 180 digits) changes nothing:
+    measured on the digits MLP, attack success stayed at 0.90. The default learning
+    rate is therefore ten times the training one (1e-2), in line with Sha et al.
+    ("Fine-tuning is all you need to mitigate backdoor attacks", 2022), who find that
+    fine-tuning with a large learning rate removes backdoors that a small one keeps.
+    There is no early stopping on the clean loss: it cannot see the backdoor, and with
+    a few hundred inputs a held-out tenth would pick the epoch by noise.
+
+    Parameters
+    ----------
+    layer : str, optional
+        Layer to prune; default the last convolutional (else last hidden linear) layer.
+    max_accuracy_drop : float
+        Allowed fall of clean validation accuracy during pruning, in [0, 1].
+    epochs : int
+        Fine-tuning epochs over the clean data (>= 1).
+    lr : float
+        Fine-tuning learning rate (Adam); default 1e-2, ten times the reference
+        training rate (see above).
+    batch_size : int
+        Fine-tuning batch size (>= 1).
+    seed : int
+        Seed of the fine-tuning (batches, dropout).
+    """
+
+    uses = "clean validation inputs and their labels"
+
+    def __init__(
+        self,
+        *,
+        layer: str | None = None,
+        max_accuracy_drop: float = 0.04,
+        epochs: int = 10,
+        lr: float = 1e-2,
+        batch_size: int = 32,
+        seed: int = 0,
+    ) -> None:
+        Pruning(layer=layer, max_accuracy_drop=max_accuracy_drop)  # same checks
+        check_number("epochs", epochs, low=1, integer=True)
+        check_number("lr", lr, low=0, low_inclusive=False)
+        check_number("batch_size", batch_size, low=1, integer=True)
+        check_number("seed", seed, low=0, integer=True)
+        self.layer = layer
+        self.max_accuracy_drop = max_accuracy_drop
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def run(
+        self, model: Classifier, x: np.ndarray | Tensor, y: np.ndarray | Tensor
+    ) -> FinePruningResult:
+        return self.repair(model, x, y)
+
+    def repair(
+        self, model: Classifier, x_val: np.ndarray | Tensor, y_val: np.ndarray | Tensor
+    ) -> FinePruningResult:
+        """Prune and fine-tune a copy of ``model`` on clean validation data."""
+        torch_model = check_torch_model(model, type(self).__name__)
+        x_np, y_np = check_xy(torch_model, x_val, y_val, ("x_val", "y_val"))
+        pruned = Pruning(layer=self.layer, max_accuracy_drop=self.max_accuracy_drop).repair(
+            torch_model, x_np, y_np
+        )
+        tuned = clone_model(pruned.model)
+        train(
+            tuned,
+            x_np,
+            y_np,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=int(self.batch_size),
+            val_fraction=0.0,
+            seed=self.seed,
+            patience=None,
+            show_progress=False,
+            desc="fine-pruning",
+        )
+        acc = float((np.asarray(tuned.predict(x_np)) == y_np).mean())
+        return FinePruningResult(model=tuned, pruning=pruned, val_accuracy=acc)
