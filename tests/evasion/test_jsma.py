@@ -31,19 +31,25 @@ def saliency_model(make_linear: Callable[..., TorchClassifier], lead: float) -> 
 X = np.full((1, len(W)), 0.2, dtype=np.float32)
 
 
-@pytest.mark.parametrize("targeted", [True, False])
+@pytest.mark.parametrize(
+    ("targeted", "goal", "queries"),
+    [(True, "away", 2), (False, "away", 2), (False, "second", 3)],  # "second": + target pick
+)
 def test_the_most_salient_pair_changes_first(
-    make_linear: Callable[..., TorchClassifier], targeted: bool
+    make_linear: Callable[..., TorchClassifier], targeted: bool, goal: str, queries: int
 ) -> None:
+    # Towards class 1, away from class 0 and towards the runner-up (class 1) are the same
+    # goal here: with two classes every form of the map picks the same pair.
     model = saliency_model(make_linear, lead=0.5)  # one pair (1.12 > 0.5) suffices
-    y = [1] if targeted else [0]  # untargeted: the runner-up, class 1, is the target
-    result = JSMA(targeted=targeted, gamma=1.0).generate(model, X, y)
+    y = [1] if targeted else [0]
+    attack = JSMA(targeted=targeted, gamma=1.0, untargeted_target=goal)  # type: ignore[arg-type]
+    result = attack.generate(model, X, y)
     assert result.success.all() and result.y_adv[0] == 1
     changed = np.flatnonzero(np.asarray(result.x_adv)[0] != X[0])
     np.testing.assert_array_equal(changed, [1, 3])
     np.testing.assert_allclose(np.asarray(result.x_adv)[0, changed], 1.0)
     assert result.l0[0] == 2
-    np.testing.assert_array_equal(result.queries, [2 if targeted else 3])  # + target pick
+    np.testing.assert_array_equal(result.queries, [queries])
 
 
 def test_gamma_caps_the_features_changed(make_linear: Callable[..., TorchClassifier]) -> None:
@@ -70,10 +76,20 @@ def test_never_more_than_gamma_of_the_features_on_the_digits_mlp(
     result = JSMA(gamma=gamma).generate(digits_mlp, x, y)
     limit = math.floor(gamma * x[0].size)
     assert result.l0.max() <= limit
-    # Measured: 74% with at most 6 of 64 features, 98% with at most 16.
-    assert result.success_rate >= (0.6 if gamma == 0.1 else 0.9)
-    # Successes are cheap: the median changes a handful of features.
+    # Measured: 95% with at most 6 of 64 features, 100% with at most 16.
+    assert result.success_rate >= (0.85 if gamma == 0.1 else 0.95)
+    # Successes are cheap: the median changes a handful of features (measured 4).
     assert np.median(result.l0[result.success]) <= 6
+
+
+def test_away_from_the_label_beats_aiming_at_the_runner_up(
+    digits_mlp: TorchClassifier, digits: Any
+) -> None:
+    x, y = digits
+    away = JSMA(gamma=0.1).generate(digits_mlp, x, y)
+    second = JSMA(gamma=0.1, untargeted_target="second").generate(digits_mlp, x, y)
+    # Measured 95% against 74%: the runner-up is not always the nearest class to reach.
+    assert away.success_rate >= second.success_rate + 0.1
 
 
 def test_theta_sets_the_direction_of_every_change(digits_mlp: TorchClassifier, digits: Any) -> None:
@@ -83,7 +99,7 @@ def test_theta_sets_the_direction_of_every_change(digits_mlp: TorchClassifier, d
     down = np.asarray(down_result.x_adv)
     assert (up >= x).all() and (up > x).any()
     assert (down <= x).all() and (down < x).any()
-    assert down_result.success_rate > 0.5  # measured 0.87: erasing strokes works too
+    assert down_result.success_rate > 0.8  # measured 1.0: erasing strokes works too
 
 
 def test_targeted_reaches_its_targets(digits_mlp: TorchClassifier, digits: Any) -> None:

@@ -30,9 +30,16 @@ class JSMA(EvasionAttack):
     the search (Algorithm 3), until the model predicts the target or a fraction
     ``gamma`` of the features has been changed.
 
-    Untargeted (``targeted=False``): the target of each sample is the class with the
-    second-highest score on the input (``untargeted_target="second"``), or a random
-    class other than the label (``"random"``); success then means leaving the label.
+    Untargeted (``targeted=False``), by default (``untargeted_target="away"``) there is
+    no target class: ``α = ∇Z_y`` is the label's logit and ``β`` the sum of the others,
+    and the conditions flip (``α_p + α_q < 0`` and ``β_p + β_q > 0`` when increasing),
+    so each pair lowers the label's logit while raising the others' — Papernot et al.'s
+    map with the label in place of the target and the sign of the goal reversed. On the
+    mnist-5k reference CNN this fooled 80% of 20 test images within 5% of the pixels,
+    where aiming at the runner-up class fooled 40%.
+    Or the target of each sample is the class with the second-highest score on the input
+    (``"second"``), or a random class other than the label (``"random"``); success then
+    means leaving the label.
 
     Unbounded in L2/L∞ (no eps): the number of features changed (``l0``) is the cost.
 
@@ -47,8 +54,9 @@ class JSMA(EvasionAttack):
         MNIST setting is 0.145.
     targeted : bool
         Move towards the labels given as ``y`` instead of away from them.
-    untargeted_target : {"second", "random"}
-        Target of an untargeted attack: the runner-up class or a random other class.
+    untargeted_target : {"away", "second", "random"}
+        Goal of an untargeted attack: away from the label (no target class), towards
+        the runner-up class, or towards a random other class.
     seed : int, optional
         Seed of the random targets.
     batch_size : int, optional
@@ -68,7 +76,7 @@ class JSMA(EvasionAttack):
         theta: float = 1.0,
         gamma: float = 0.145,
         targeted: bool = False,
-        untargeted_target: Literal["second", "random"] = "second",
+        untargeted_target: Literal["away", "second", "random"] = "away",
         seed: int | None = 0,
         batch_size: int | None = None,
     ) -> None:
@@ -76,7 +84,7 @@ class JSMA(EvasionAttack):
         if theta == 0:
             raise ValueError("theta must be non-zero: it is the change of each chosen feature")
         check_number("gamma", gamma, low=0, high=1, low_inclusive=False)
-        check_choice("untargeted_target", untargeted_target, ("second", "random"))
+        check_choice("untargeted_target", untargeted_target, ("away", "second", "random"))
         validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
         self.theta = theta
         self.gamma = gamma
@@ -103,7 +111,9 @@ class JSMA(EvasionAttack):
         domain = x_adv < high if increase else x_adv > low
         budget = torch.zeros(n, dtype=torch.long, device=x.device)
         limit = math.floor(self.gamma * d)
-        target = y if self.targeted else self._targets(model, x, y, generator, queries)
+        # "away": the label plays the target's part with the goal reversed.
+        away = not self.targeted and self.untargeted_target == "away"
+        target = y if self.targeted or away else self._targets(model, x, y, generator, queries)
         no_pair = ~torch.eye(d, dtype=torch.bool, device=x.device)
         active = torch.arange(n, device=x.device)
         while active.numel():
@@ -125,7 +135,7 @@ class JSMA(EvasionAttack):
                 beta = total[keep].flatten(1) - alpha
                 a = alpha[:, :, None] + alpha[:, None, :]  # (m, d, d): pairs (p, q)
                 b = beta[:, :, None] + beta[:, None, :]
-                ok = (a > 0) & (b < 0) if increase else (a < 0) & (b > 0)
+                ok = (a > 0) & (b < 0) if increase != away else (a < 0) & (b > 0)
                 dom = domain[active]
                 ok &= dom[:, :, None] & dom[:, None, :] & no_pair
                 saliency = torch.where(ok, a.abs() * b.abs(), torch.zeros((), device=x.device))
