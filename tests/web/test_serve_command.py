@@ -1,0 +1,84 @@
+"""``advml serve``: options are checked, and a real server answers on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from advml.cli import main
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--port", "0"), ("--port", "70000"), ("--timeout", "0"), ("--max-upload-mb", "-1")],
+)
+def test_bad_options_exit_2_naming_the_option(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--dataset", "digits", option, value]) == 2
+    assert option in capsys.readouterr().err
+
+
+def test_model_file_of_another_shape_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from advml.models import TorchClassifier, build_architecture
+    from advml.models.io import save_model
+
+    model = TorchClassifier(
+        build_architecture("mlp", input_shape=(1, 8, 8), n_classes=10),
+        input_shape=(1, 8, 8),
+        n_classes=10,
+    )
+    path = save_model(model, tmp_path / "digits.pt")
+    assert main(["serve", "--dataset", "mnist-5k", "--model", str(path)]) == 2
+    assert "shape" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_server_answers_on_loopback_with_loopback_host_names_only() -> None:
+    port = _free_port()
+    advml = Path(sys.executable).with_name("advml")
+    proc = subprocess.Popen(
+        [str(advml), "serve", "--dataset", "digits", "--port", str(port), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                info = httpx.get(f"{url}/api/info", timeout=5)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"server did not start: {proc.communicate()}") from None
+                time.sleep(0.3)
+        assert info.status_code == 200 and info.json()["dataset"] == "digits"
+        assert httpx.get(url, headers={"Host": "localhost"}).status_code == 200
+        # A page on another site reaching 127.0.0.1 through DNS rebinding sends its own host.
+        assert httpx.get(f"{url}/api/info", headers={"Host": "attacker.example"}).status_code == 400
+        other = socket.gethostbyname(socket.gethostname())
+        if not other.startswith("127."):  # not listening on the machine's other address
+            with pytest.raises(httpx.TransportError):
+                httpx.get(f"http://{other}:{port}/api/info", timeout=2)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in out
