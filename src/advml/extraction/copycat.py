@@ -20,6 +20,8 @@ from advml.validation import check_bool, check_choice, check_number
 __all__ = ["Copycat"]
 
 Strategy = Literal["random", "pool", "jacobian", "active"]
+_MIN_SHIFTED = 16
+"""Smallest image side that random two-pixel shifts augment."""
 _ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
     "mlp": ("mlp", {}),
     "cnn": ("cnn", {}),
@@ -51,11 +53,13 @@ class Copycat(ExtractionAttack):
       (smallest margin) are asked next (Pal et al. 2020, *ActiveThief*, margin strategy).
 
     With scores the copy is trained on the victim's probability vectors (distillation,
-    cross-entropy to soft targets); with labels on the labels. Image inputs are
-    augmented with random shifts of up to two pixels while training, which costs no
-    queries. With ``semi_supervised`` the pool inputs not yet queried are also used,
-    labelled by the copy itself where it is confident (self-training, as in Jagielski et
-    al. 2020 §6, who show semi-supervised learning cuts the queries stealing needs).
+    cross-entropy to soft targets); with labels on the labels. Images of at least
+    16x16 pixels are augmented with random shifts of up to two pixels while training,
+    which costs no queries (on smaller images, such as 8x8 digits, a two-pixel shift
+    changes the digit: measured there, it cut fidelity at 400 queries from 97% to 48%).
+    With ``semi_supervised`` the pool inputs not yet queried are also used, labelled by
+    the copy itself where it is confident (self-training, as in Jagielski et al. 2020 §6,
+    who show semi-supervised learning cuts the queries stealing needs).
 
     Parameters
     ----------
@@ -83,7 +87,8 @@ class Copycat(ExtractionAttack):
     lr : float
         Adam learning rate.
     augment : bool
-        Random shifts of image inputs while training (ignored for non-images).
+        Random shifts of image inputs of at least 16x16 pixels while training (ignored
+        for smaller images and non-images).
     semi_supervised : bool
         Also train on unqueried pool inputs the copy labels with confidence >=
         ``confidence`` (needs ``x_pool``; ignored by ``"random"``).
@@ -202,7 +207,8 @@ class Copycat(ExtractionAttack):
                 f"{self.strategy!r} asks about each pool input once: give more data or fewer "
                 f"queries"
             )
-        thief = self._thief(victim)
+        arch = self._architecture(victim)
+        thief = self._thief(victim, arch)
         x_asked = torch.empty((0, *victim.input_shape), device=victim.device)
         answers: Tensor | None = None
         used = torch.zeros(0 if pool is None else len(pool), dtype=torch.bool)
@@ -224,14 +230,21 @@ class Copycat(ExtractionAttack):
             stolen=thief,
             outputs=outputs,
             curve=tuple(curve),
-            details={"strategy": self.strategy, "pool_size": 0 if pool is None else len(pool)},
+            details={
+                "strategy": self.strategy,
+                "pool_size": 0 if pool is None else len(pool),
+                "architecture": arch,
+            },
         )
 
-    def _thief(self, victim: Classifier) -> TorchClassifier:
-        arch = self.architecture
-        if arch == "auto":
-            shape = victim.input_shape
-            arch = "small-cnn" if len(shape) == 3 and min(shape[1:]) >= 16 else "mlp"
+    def _architecture(self, victim: Classifier) -> str:
+        """The copy's architecture: ``architecture``, with ``"auto"`` resolved."""
+        if self.architecture != "auto":
+            return str(self.architecture)
+        shape = victim.input_shape
+        return "small-cnn" if len(shape) == 3 and min(shape[1:]) >= 16 else "mlp"
+
+    def _thief(self, victim: Classifier, arch: str) -> TorchClassifier:
         name, kwargs = _ARCHITECTURES[arch]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0 if self.seed is None else int(self.seed))
@@ -330,7 +343,7 @@ class Copycat(ExtractionAttack):
         steps = max(int(self.epochs) * per_epoch, int(self.min_steps))
         module = thief.module
         opt = torch.optim.Adam(module.parameters(), lr=float(self.lr))
-        image = len(thief.input_shape) == 3 and min(thief.input_shape[1:]) >= 8
+        image = len(thief.input_shape) == 3 and min(thief.input_shape[1:]) >= _MIN_SHIFTED
         low = thief.bounds[0]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
