@@ -8,8 +8,12 @@
    (``advml.audit.reference.reference_model(load_dataset("mnist-5k"), architecture="cnn",
    seed=0)``) at 1,000 queries, labels and scores, with ART's CopycatCNN and KnockoffNets
    on the same pool, the same copy architecture and the same epochs.
-3. Scores at up to 4,000 queries; the fidelity-vs-queries curves with labels only and with
-   scores, and the query cost labels-only output adds.
+3. The fidelity-vs-queries curves with scores and with labels only, up to 5,000 queries
+   (the 4,000 training images, then Jacobian-style steps from them: the pool strategy
+   cannot ask more than the pool holds, so the last round asks about the pool images
+   moved along the copy's gradient), the queries each needs to reach 90/95/98% test
+   agreement, hence the query cost labels-only output adds; then each output defence
+   at 1,000 queries.
 4. The same with an out-of-distribution pool (Knockoff-style): the 1,797 8x8 ``digits``
    images resized to 28x28.
 5. Extraction enables evasion: PGD on the stolen copy, success on the victim.
@@ -22,7 +26,10 @@ Run::
 
     .venv/bin/python benchmarks/extraction.py --quick     # about 10-20 min on 2 idle cores
     .venv/bin/python benchmarks/extraction.py             # everything
-    .venv/bin/python benchmarks/extraction.py --skip-art --json out.json
+    .venv/bin/python benchmarks/extraction.py --parts linear,compare --json out.json
+
+``--parts`` picks among ``linear`` (1), ``compare`` (2), ``curves`` (3), ``ood`` (4) and
+``transfer`` (5; it needs ``curves``' stolen model and runs them if asked alone).
 """
 
 from __future__ import annotations
@@ -49,10 +56,15 @@ from advml.models import SklearnClassifier, TorchClassifier
 from advml.models.architectures import build
 
 RESULTS: dict[str, Any] = {}
+JSON_PATH: list[str] = []
+"""Where --json writes; RESULTS is written after every line so a stopped run keeps its numbers."""
 
 
 def log(text: str = "") -> None:
     print(text, flush=True)
+    if JSON_PATH:
+        with open(JSON_PATH[0], "w") as f:
+            json.dump(RESULTS, f, indent=1, default=str)
 
 
 def pct(v: float) -> str:
@@ -76,6 +88,7 @@ def equation_solving() -> None:
         log(f"  {'output':<34}{'queries':>8}{'test agr.':>11}{'random agr.':>13}  note")
         for label, defence, queries in (
             ("full probabilities", None, None),
+            ("full probabilities, one query fewer", None, d),
             ("rounded to 4 decimals", Rounding(decimals=4), None),
             ("rounded to 2 decimals", Rounding(decimals=2), None),
             ("rounded to 2 decimals", Rounding(decimals=2), 5 * (d + 1)),
@@ -230,173 +243,218 @@ def stealing(args: argparse.Namespace) -> None:
     victim, _ = reference_model(ds, architecture="cnn", seed=0, show_progress=False)
     victim.module.eval()
     pool = ds.x_train
-    log("== 2. Learning-based stealing of the mnist-5k reference CNN ==")
+    parts = args.parts
     log(
-        f"victim test accuracy {(victim.predict(ds.x_test) == ds.y_test).mean():.1%}; attacker "
-        f"pool: the {len(pool)} mnist-5k training images, unlabelled; fidelity on the "
-        f"{len(ds.x_test)} test images (never queried) and on 10,000 uniform random inputs"
+        f"mnist-5k victim: reference CNN, test accuracy "
+        f"{(victim.predict(ds.x_test) == ds.y_test).mean():.1%}; attacker pool: the "
+        f"{len(pool)} mnist-5k training images, unlabelled; fidelity on the {len(ds.x_test)} "
+        f"test images (never queried) and on 10,000 uniform random inputs; copy: "
+        f"{args.architecture}, {args.epochs} epochs per round"
     )
-    log(f"  {'method':<44}{'queries':>7}{'test':>9}{'random':>9}{'acc.':>9}{'time':>8}   curve")
-    base = {"queries": 1000, "epochs": args.epochs, "seed": args.seed}
-    ours(
-        victim,
-        pool,
-        ds,
-        "advml copycat pool, labels",
-        strategy="pool",
-        outputs="labels",
-        rounds=1,
-        **base,
-    )
-    ours(
-        victim,
-        pool,
-        ds,
-        "advml copycat pool, labels, semi-supervised",
-        strategy="pool",
-        outputs="labels",
-        rounds=1,
-        semi_supervised=True,
-        **base,
-    )
-    ours(
-        victim,
-        pool,
-        ds,
-        "advml copycat pool, scores",
-        strategy="pool",
-        outputs="scores",
-        rounds=1,
-        **base,
-    )
-    if not args.quick:
+    header = f"  {'method':<46}{'queries':>7}{'test':>9}{'random':>9}{'acc.':>9}{'time':>8}   curve"
+    base = {
+        "queries": 1000,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "architecture": args.architecture,
+    }
+    if "compare" in parts:
+        log("== 2. Learning-based stealing at 1,000 queries, beside ART ==")
+        log(header)
+        for outputs in ("labels", "scores"):
+            ours(
+                victim,
+                pool,
+                ds,
+                f"advml copycat pool, {outputs}",
+                strategy="pool",
+                outputs=outputs,
+                rounds=1,
+                **base,
+            )
         ours(
             victim,
             pool,
             ds,
-            "advml copycat active, labels",
-            strategy="active",
-            outputs="labels",
-            rounds=4,
-            **base,
-        )
-        ours(
-            victim,
-            pool,
-            ds,
-            "advml copycat jacobian, labels",
-            strategy="jacobian",
-            outputs="labels",
-            rounds=4,
-            **base,
-        )
-        ours(
-            victim,
-            pool,
-            ds,
-            "advml copycat random inputs, labels",
-            strategy="random",
+            "advml copycat pool, labels, semi-supervised",
+            strategy="pool",
             outputs="labels",
             rounds=1,
+            semi_supervised=True,
             **base,
         )
-    if not args.skip_art:
-        art_runs(victim, pool, ds, 1000, args.epochs, args.seed)
-    log()
+        if not args.quick and not args.no_strategies:
+            for strategy, rounds in (("active", 4), ("jacobian", 4), ("random", 1)):
+                ours(
+                    victim,
+                    pool,
+                    ds,
+                    f"advml copycat {strategy}, labels",
+                    strategy=strategy,
+                    outputs="labels",
+                    rounds=rounds,
+                    **base,
+                )
+        if not args.skip_art:
+            art_runs(victim, pool, ds, 1000, args.epochs, args.seed)
+        log()
 
-    log("== 3. Fidelity vs queries: scores and labels only (pool strategy) ==")
-    top = 4000 if not args.quick else 1000
-    rounds = 7 if not args.quick else 5
-    curves = {}
-    for outputs in ("scores", "labels"):
-        r = ours(
-            victim,
-            pool,
-            ds,
-            f"advml copycat pool, {outputs}, curve",
-            strategy="pool",
-            outputs=outputs,
-            queries=top,
-            rounds=rounds,
-            epochs=args.epochs,
-            seed=args.seed,
-        )
-        curves[outputs] = r
-    for target in (0.90, 0.95, 0.98):
-        qs, ql = (curves[o].queries_to_reach(target) for o in ("scores", "labels"))
-        log(f"  queries to reach {target:.0%} test agreement: scores {qs}, labels only {ql}")
-        RESULTS.setdefault("query_cost", []).append({"target": target, "scores": qs, "labels": ql})
-    log("  output hardening at 1,000 queries (pool strategy, semi-supervised off):")
-    for label, defence in (
-        ("top-1", TopK(k=1)),
-        ("rounded to 1 decimal", Rounding(decimals=1)),
-        ("noisy scores (scale 0.1)", NoisyScores(scale=0.1)),
-    ):
-        ours(
-            defence.wrap(victim),
-            pool,
-            ds,
-            f"advml copycat pool, behind {label}",
-            strategy="pool",
-            rounds=1,
-            **base,
-        )
-    log()
+    curves: dict[str, Any] = {}
+    if "curves" in parts or "transfer" in parts:
+        log("== 3. Fidelity vs queries: scores and labels only (pool strategy) ==")
+        log(header)
+        top = len(pool) if not args.quick else 1000
+        rounds = 6 if not args.quick else 4
+        for outputs in ("scores", "labels"):
+            curves[outputs] = ours(
+                victim,
+                pool,
+                ds,
+                f"advml copycat pool, {outputs}, curve",
+                strategy="pool",
+                outputs=outputs,
+                queries=top,
+                rounds=rounds,
+                epochs=args.epochs,
+                seed=args.seed,
+                architecture=args.architecture,
+            )
+        if not args.quick:
+            # Beyond the pool: 4,000 pool images plus 1,000 of the 1,797 digits images
+            # resized (the pool strategy asks each pool input at most once).
+            digits = load_digits()
+            ood = fit_to_input_shape(
+                (digits.data / 16.0).reshape(-1, 1, 8, 8),
+                (1, 28, 28),
+                (0.0, 1.0),
+                source_bounds=(0, 1),
+            ).numpy()
+            ours(
+                victim,
+                np.concatenate([pool, ood]),
+                ds,
+                "advml copycat pool+digits, scores, 5,000",
+                strategy="pool",
+                outputs="scores",
+                queries=5000,
+                rounds=1,
+                epochs=args.epochs,
+                seed=args.seed,
+                architecture=args.architecture,
+            )
+        for target in (0.90, 0.95, 0.98):
+            qs, ql = (curves[o].queries_to_reach(target) for o in ("scores", "labels"))
+            log(f"  queries to reach {target:.0%} test agreement: scores {qs}, labels only {ql}")
+            RESULTS.setdefault("query_cost", []).append(
+                {"target": target, "scores": qs, "labels": ql}
+            )
+        log()
 
-    log("== 4. Out-of-distribution pool: digits 8x8 resized to 28x28 (Knockoff-style) ==")
-    digits = load_digits()
-    ood = fit_to_input_shape(
-        (digits.data / 16.0).reshape(-1, 1, 8, 8), (1, 28, 28), (0.0, 1.0), source_bounds=(0, 1)
-    ).numpy()
-    for outputs in ("labels", "scores"):
-        ours(
-            victim,
-            ood,
-            ds,
-            f"advml copycat digits pool, {outputs}",
-            strategy="pool",
-            outputs=outputs,
-            rounds=1,
-            **base,
-        )
-    log()
+    if "ood" in parts:
+        log("== 4. Out-of-distribution pool: digits 8x8 resized to 28x28 (Knockoff-style) ==")
+        log(header)
+        digits = load_digits()
+        ood = fit_to_input_shape(
+            (digits.data / 16.0).reshape(-1, 1, 8, 8), (1, 28, 28), (0.0, 1.0), source_bounds=(0, 1)
+        ).numpy()
+        for outputs in ("labels", "scores"):
+            ours(
+                victim,
+                ood,
+                ds,
+                f"advml copycat digits pool, {outputs}",
+                strategy="pool",
+                outputs=outputs,
+                rounds=1,
+                **base,
+            )
+        log()
 
-    log("== 5. Extraction enables evasion: PGD on the stolen copy, sent to the victim ==")
-    stolen = curves["scores"].stolen
-    for eps in (0.1, 0.2, 0.3):
-        t = transfer_evasion(
-            stolen, victim, ds.x_test[:500], ds.y_test[:500], settings={"eps": eps, "steps": 40}
-        )
+    if "transfer" in parts:
         from advml.evasion import PGD
 
-        white = PGD(eps=eps, steps=40).generate(victim, ds.x_test[:500], ds.y_test[:500])
-        clean_ok = victim.predict(ds.x_test[:500]) == ds.y_test[:500]
-        log(
-            f"  eps {eps}: success on the stolen copy {t.success_on_stolen:.1%}, transferred to "
-            f"the victim {t.transfer_success:.1%} (white-box PGD on the victim "
-            f"{white.success[clean_ok].mean():.1%}); victim queries {t.victim_queries}"
-        )
-        RESULTS.setdefault("transfer", []).append(
-            {"eps": eps, **t.summary(), "white_box": float(white.success[clean_ok].mean())}
-        )
+        log("== 5. Extraction enables evasion: PGD on the stolen copy, sent to the victim ==")
+        stolen = curves["scores"].stolen
+        x, y = ds.x_test[:500], ds.y_test[:500]
+        clean_ok = victim.predict(x) == y
+        for eps in (0.1, 0.2, 0.3):
+            t = transfer_evasion(stolen, victim, x, y, settings={"eps": eps, "steps": 40})
+            white = PGD(eps=eps, steps=40).generate(victim, x, y)
+            log(
+                f"  eps {eps}: success on the stolen copy {t.success_on_stolen:.1%}, transferred "
+                f"to the victim {t.transfer_success:.1%} (white-box PGD on the victim "
+                f"{white.success[clean_ok].mean():.1%}); victim queries {t.victim_queries}"
+            )
+            RESULTS.setdefault("transfer", []).append(
+                {"eps": eps, **t.summary(), "white_box": float(white.success[clean_ok].mean())}
+            )
+
+    if "hardening" in parts:
+        log("== 3b. Output hardening at 1,000 queries (pool strategy) ==")
+        log(header)
+        for label, defence in (
+            ("labels only", LabelsOnly()),
+            ("top-1", TopK(k=1)),
+            ("rounded to 1 decimal", Rounding(decimals=1)),
+            ("noisy scores (scale 0.1)", NoisyScores(scale=0.1)),
+        ):
+            ours(
+                defence.wrap(victim),
+                pool,
+                ds,
+                f"advml copycat pool, behind {label}",
+                strategy="pool",
+                rounds=1,
+                **base,
+            )
+        log()
+
+
+PARTS = ("linear", "compare", "curves", "transfer", "hardening", "ood")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, curves to 1,000")
     parser.add_argument("--skip-art", action="store_true", help="do not run ART")
-    parser.add_argument("--skip-linear", action="store_true", help="skip equation solving")
+    parser.add_argument(
+        "--no-strategies",
+        action="store_true",
+        help="skip the active, jacobian and random-input strategies at 1,000 queries",
+    )
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}"
+    )
     parser.add_argument("--epochs", type=int, default=30, help="copy training epochs (30)")
+    parser.add_argument(
+        "--architecture",
+        default="small-cnn",
+        choices=("small-cnn", "cnn", "mlp"),
+        help="the copy's network (ART's thieves get the same small CNN)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args(argv)
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(args.parts) - set(PARTS))
+    if unknown:
+        parser.error(f"--parts has unknown names {unknown}; choose from {', '.join(PARTS)}")
     torch.set_num_threads(1)
-    if not args.skip_linear:
-        equation_solving()
-    stealing(args)
+    RESULTS["command"] = " ".join(sys.argv)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(RESULTS, f, indent=1, default=str)
+        JSON_PATH.append(args.json)
+    started = time.perf_counter()
+    try:
+        if "linear" in args.parts:
+            equation_solving()
+        if set(args.parts) - {"linear"}:
+            stealing(args)
+    finally:
+        RESULTS["command"] = " ".join(sys.argv)
+        RESULTS["wall_seconds"] = round(time.perf_counter() - started, 1)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(RESULTS, f, indent=1, default=str)
     return 0
 
 
