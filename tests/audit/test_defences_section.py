@@ -262,3 +262,39 @@ def test_autoencoder_is_trained_inside_its_step_once(
         config, model=copy.deepcopy(digits_mlp), dataset=digits, out=tmp_path, show_progress=False
     )
     assert again.report["sections"]["defences"] == first.report["sections"]["defences"]
+
+
+def test_robust_model_row_uses_the_same_attack_and_inputs(
+    digits, digits_mlp: TorchClassifier, tmp_path: Path
+) -> None:
+    from advml.models import save_model
+
+    path = tmp_path / "same.pt"
+    save_model(copy.deepcopy(digits_mlp), path)
+    config = _config(
+        defences={"feature_squeezing": {}}, n_samples=30, steps=3, robust_model=str(path)
+    )
+    result = run_audit(
+        config,
+        model=copy.deepcopy(digits_mlp),
+        dataset=digits,
+        out=tmp_path / "out",
+        show_progress=False,
+    )
+    jsonschema.validate(json.loads(json.dumps(result.report)), report_schema())
+    sec = result.report["sections"]["defences"]
+    # The "robust" model is the audited one: the same attack gives the same numbers.
+    robust = sec["robust_model"]
+    assert robust["file"] == str(path)
+    assert robust["clean_accuracy"] == sec["undefended"]["clean_accuracy"]
+    assert robust["robust_accuracy"] == sec["undefended"]["robust_accuracy"]
+    assert "robust-trained model" in sec["summary"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "robust training" in html and "same.pt" in html
+    with pytest.raises(ValueError, match=r"\['robust_model'\]: no model file"):
+        run_audit(
+            _config(robust_model=str(tmp_path / "missing.pt")),
+            model=copy.deepcopy(digits_mlp),
+            dataset=digits,
+            show_progress=False,
+        )

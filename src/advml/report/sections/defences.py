@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,23 @@ def render(
                     pct(r["worst_case_robust_accuracy"]),
                     f"{100 * r['robust_gain']:+.1f}",
                     Markup(f"<b style='color:{colour}'>{esc(r['assessment'])}</b>"),
+                ]
+            )
+        robust = section.get("robust_model")
+        if robust:
+            gain = robust["robust_accuracy"] - und["robust_accuracy"]
+            table_rows.append(
+                [
+                    Markup(
+                        f"robust training<div class='sub'>{esc(Path(robust['file']).name)}</div>"
+                    ),
+                    "–",
+                    pct(robust["clean_accuracy"]),
+                    pct(robust["robust_accuracy"]),
+                    pct(robust["robust_accuracy"]),
+                    pct(robust["robust_accuracy"]),
+                    f"{100 * gain:+.1f}",
+                    "other model",
                 ]
             )
         parts.append(
