@@ -138,12 +138,18 @@ class ActivationClustering(BackdoorDefence):
         )
 
     def _reduce(self, a: np.ndarray) -> np.ndarray:
-        k = int(min(self.n_components, a.shape[1], a.shape[0] - 1))
         a = a - a.mean(axis=0)
+        # Units that never vary within the class (dead ReLUs) carry nothing, and ICA's
+        # whitening divides by their zero variance: keep at most the data's rank.
+        rank = int(np.linalg.matrix_rank(a)) if a.size else 0
+        k = int(max(1, min(self.n_components, rank, a.shape[0] - 1)))
         if self.reduction == "pca" or k < 2:
             return PCA(n_components=k, random_state=self.seed).fit_transform(a)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            # FastICA divides by every singular value before keeping the first k; the
+            # zero ones beyond the rank give a harmless divide warning.
+            warnings.simplefilter("ignore", RuntimeWarning)
             return FastICA(
                 n_components=k, random_state=self.seed, max_iter=400, whiten="unit-variance"
             ).fit_transform(a)
