@@ -279,7 +279,7 @@ def stealing(args: argparse.Namespace) -> None:
             "advml copycat pool, labels, semi-supervised",
             strategy="pool",
             outputs="labels",
-            rounds=1,
+            rounds=2,  # pseudo-labels come from the previous round's copy
             semi_supervised=True,
             **base,
         )

@@ -91,7 +91,9 @@ class Copycat(ExtractionAttack):
         for smaller images and non-images).
     semi_supervised : bool
         Also train on unqueried pool inputs the copy labels with confidence >=
-        ``confidence`` (needs ``x_pool``; ignored by ``"random"``).
+        ``confidence`` (needs ``x_pool``; ignored by ``"random"``). The pseudo-labels
+        come from the copy trained in the previous rounds, so this acts from the second
+        round on: with ``rounds=1`` it changes nothing.
     confidence : float
         Confidence threshold of self-training, in (0, 1].
     step : float

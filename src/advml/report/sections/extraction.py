@@ -39,7 +39,8 @@ def render(
                 "(log scale). The solid line reads the model's own answers; the others read "
                 "them behind an output defence. A defence helps when its line lies to the "
                 "right of the solid one: the attacker then needs more questions for the same "
-                "copy.",
+                "copy. Lines that coincide hide each other (top-1 answers are labels in all "
+                "but name).",
                 fig_id="fig-extraction-curve",
             )
         )
@@ -227,6 +228,9 @@ def fidelity_curve(section: dict[str, Any]) -> bytes:
             label=c["label"],
         )
     ax.set_xscale("log")
+    queries = sorted({p["queries"] for c in _curves(section) for p in c["curve"]})
+    ax.set_xticks(queries, [f"{q:,}" for q in queries])
+    ax.minorticks_off()
     ax.set_xlabel("queries to the model")
     ax.set_ylabel("agreement with the model (%)")
     ax.grid(alpha=0.3, which="both")
