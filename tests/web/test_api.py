@@ -546,3 +546,10 @@ def test_predict_answers_for_pixels(client: TestClient, digits: Dataset) -> None
     gallery = client.get("/api/datasets/digits/images/4").json()
     assert r.json()["label"] == gallery["label"]
     assert r.json()["confidences"] == gallery["confidences"]
+
+
+def test_json_endpoints_need_a_json_body(client: TestClient) -> None:
+    body = json.dumps({"image": {"dataset": "digits", "index": 0}, "attack": "fgsm"})
+    r = client.post("/api/attack", content=body, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 422
+    assert "application/json" in _detail(r)

@@ -37,8 +37,9 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     p.add_argument(
         "--timeout",
         type=float,
-        default=10.0,
-        help="seconds one request may compute before it is stopped with 504 (default 10)",
+        default=30.0,
+        help="seconds one request may compute before it is stopped with 504 (default 30; "
+        "greedy pixel needs about 10 s on a 28x28 image on two cores)",
     )
     p.add_argument(
         "--max-upload-mb",

@@ -218,6 +218,11 @@ class _BodyLimit:
 def _validation_message(err: RequestValidationError) -> str:
     parts = []
     for e in err.errors():
+        if tuple(e.get("loc", ())) == ("body",) and e.get("type") == "model_attributes_type":
+            parts.append(
+                "the request body must be a JSON object, sent with Content-Type: application/json"
+            )
+            continue
         loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
         parts.append(f"{'.'.join(loc) or 'request'}: {e.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"

@@ -106,7 +106,8 @@ ATTACKS: dict[str, AttackSpec] = {
     "greedy_pixel": AttackSpec(
         "Greedy pixel",
         "sets one pixel at a time to black or white, the one that helps most, until the "
-        "label flips; strength = how many pixels it may change (scores only)",
+        "label flips; strength = how many pixels it may change (scores only; slow on "
+        "large images: each round tries every pixel, about 2 s a round on 28x28)",
         None,
         {
             "low": {"max_changes": 0.01},
@@ -170,7 +171,7 @@ class DemoService:
         dataset: Dataset,
         *,
         model_description: str = "",
-        timeout: float = 10.0,
+        timeout: float = 30.0,
         seed: int = 0,
         cache_dir: Path | None = None,
     ) -> None:
