@@ -1,0 +1,648 @@
+"""Ownership: can the owner prove the model is theirs, and what does removing the proof cost?
+
+The section embeds each configured watermark scheme into a copy of the audited model (by
+fine-tuning, as the scheme does), then reports
+
+- the clean accuracy the watermark costs, on the evaluated test inputs;
+- the verification of the marked copy: items matched, the probability that a model not
+  derived from the owner's matches as well by chance, and the decision;
+- the same check on a model trained independently of the key (a false claim there would
+  make the proof worthless), and on the audited model before embedding;
+- a small robustness table: the cheapest removal attacks (magnitude pruning, fine-tuning
+  the last layer, fine-tuning all layers) run by an attacker who holds the marked model
+  and a little in-distribution data, with the watermark's verdict and the accuracy the
+  attacker keeps. No watermark survives every attack at no cost; the table says what
+  removal costs.
+
+Verification goes through the access the audit's threat model gives the owner to a
+suspect model (``config.access``): trigger sets need only labels, the white-box
+signature needs the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from advml import registry
+from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.models.base import Classifier
+from advml.models.torch import TorchClassifier
+from advml.models.training import train
+from advml.validation import check_number
+from advml.watermark import (
+    DEFAULT_ALPHA,
+    RemovalAttack,
+    Verification,
+    WatermarkKey,
+    WatermarkScheme,
+    clone_model,
+    verify,
+)
+from advml.watermark.verify import binomial_tail
+
+__all__ = ["SECTION", "WatermarkSection"]
+
+_KINDS = {"uchida": "white-box"}
+_UNSUPPORTED = {
+    "frontier": "frontier stitching needs an empirical null from several independently "
+    "trained models (its binomial null is not exact), more than an audit trains; measure it "
+    "with 'advml watermark embed --scheme frontier --calibrate N'"
+}
+
+
+class WatermarkSection(AuditSection):
+    """Embed watermarks into a copy of the model, verify them, and try to remove them.
+
+    Settings
+    --------
+    schemes : list of str
+        Registered watermark schemes (``advml watermark embed --list``); default Uchida's
+        white-box signature and Adi's abstract-image trigger set.
+    scheme_settings : dict
+        Per scheme, settings passed to it (e.g. ``{"adi": {"n_triggers": 50}}``).
+    embed_samples : int or None
+        Training inputs the owner fine-tunes on while embedding (None: all).
+    attacks : list of str
+        Removal attacks (family ``watermark_removal``); default prune, ftll, ftal.
+    attack_settings : dict
+        Per attack, its settings (default: prune 50% of every layer, 2 epochs of tuning).
+    attacker_samples : int
+        Training inputs the attacker holds, disjoint from the owner's embedding inputs.
+    independent_samples, independent_epochs : int or None
+        Data and epochs of the independently trained model (None: all, the recipe's).
+    cheap_cost : float
+        A removal that costs the attacker at most this much accuracy (fraction) is cheap.
+    alpha : float
+        Significance level of an ownership claim.
+    examples : int
+        Trigger inputs shown in the report.
+    """
+
+    name = "watermark"
+    title = "Ownership: watermarks and their removal"
+    threat = "ownership"
+    order = 80
+    default_settings: ClassVar[Mapping[str, Any]] = {
+        "schemes": ["uchida", "adi"],
+        "scheme_settings": {
+            "uchida": {"epochs": 2},
+            "adi": {"n_triggers": 50, "epochs": 3, "trigger_batch": 32},
+        },
+        "embed_samples": 1000,
+        "attacks": ["prune", "ftll", "ftal"],
+        "attack_settings": {
+            "prune": {"rate": 0.5},
+            "ftll": {"epochs": 2},
+            "ftal": {"epochs": 2},
+        },
+        "attacker_samples": 500,
+        "independent_samples": 1500,
+        "independent_epochs": 3,
+        "cheap_cost": 0.02,
+        "alpha": DEFAULT_ALPHA,
+        "examples": 8,
+    }
+    quick_settings: ClassVar[Mapping[str, Any]] = {
+        "scheme_settings": {
+            "uchida": {"epochs": 3},
+            "adi": {"n_triggers": 50, "epochs": 8, "trigger_batch": 32},
+        },
+        "embed_samples": None,
+        "attack_settings": {
+            "prune": {"rate": 0.5},
+            "ftll": {"epochs": 5},
+            "ftal": {"epochs": 5},
+        },
+        "independent_samples": None,
+        "independent_epochs": 20,
+    }
+
+    def skip_reason(self, ctx: AuditContext, settings: Mapping[str, Any]) -> str | None:
+        if _owner_model(ctx) is None:
+            return (
+                "embedding a watermark fine-tunes the model's weights, and this model is not "
+                f"a PyTorch model advml can train ({type(ctx.model).__name__})"
+            )
+        return None
+
+    def run(self, ctx: AuditContext, settings: Mapping[str, Any]) -> SectionOutput:
+        _check(settings)
+        owner = _owner_model(ctx)
+        assert owner is not None  # skip_reason said so
+        access = str(ctx.config.access)
+        alpha = float(settings["alpha"])
+        seed = int(ctx.config.seed)
+        x_owner, y_owner, x_att, y_att = _splits(ctx, settings, seed)
+        x_eval, y_eval = ctx.x, ctx.y
+        base_accuracy = _accuracy(owner, x_eval, y_eval)
+
+        independent_cache: list[tuple[TorchClassifier, dict[str, Any]]] = []
+
+        def independent() -> tuple[TorchClassifier, dict[str, Any]]:
+            if not independent_cache:
+                independent_cache.append(_independent(ctx, owner, settings, seed))
+            return independent_cache[0]
+
+        schemes: list[dict[str, Any]] = []
+        skipped: list[dict[str, str]] = []
+        artifacts: dict[str, np.ndarray] = {}
+        for name in ctx.progress(list(settings["schemes"]), desc="watermark"):
+            if name in _UNSUPPORTED:
+                skipped.append({"scheme": name, "reason": _UNSUPPORTED[name]})
+                continue
+            kind = _KINDS.get(name, "trigger-set")
+            if kind == "white-box" and access != "white-box":
+                skipped.append(
+                    {
+                        "scheme": name,
+                        "reason": f"white-box verification reads the suspect's weights; with "
+                        f"access={access!r} the owner can only query it",
+                    }
+                )
+                continue
+            params = dict(settings["scheme_settings"].get(name, {}))
+            scheme = registry.create("watermark", name, **params)
+            assert isinstance(scheme, WatermarkScheme)
+            step_settings = {
+                "scheme": name,
+                "params": scheme.get_params(),
+                "embed_samples": settings["embed_samples"],
+                "access": access,
+                "alpha": alpha,
+                "independent": _independent_settings(settings),
+                "examples": settings["examples"],
+            }
+            meta, arrays = ctx.step(
+                f"embed-{name}",
+                step_settings,
+                partial(
+                    _embed_step,
+                    scheme,
+                    owner,
+                    x_owner,
+                    y_owner,
+                    x_eval,
+                    y_eval,
+                    access=access,
+                    alpha=alpha,
+                    secret=f"advml-audit-{seed}-{scheme.name}",
+                    independent=independent,
+                    examples=int(settings["examples"]),
+                ),
+            )
+            removal = []
+            for attack_name in settings["attacks"]:
+                attack_params = dict(settings["attack_settings"].get(attack_name, {}))
+                if "seed" in registry.schema("watermark_removal", attack_name):
+                    attack_params.setdefault("seed", seed)
+                attack = registry.create("watermark_removal", attack_name, **attack_params)
+                assert isinstance(attack, RemovalAttack)
+                row, _ = ctx.step(
+                    f"removal-{name}-{attack_name}",
+                    {**step_settings, "attack": attack_name, "attack_params": attack.get_params()},
+                    partial(
+                        _removal_step,
+                        attack,
+                        partial(_restore, owner, arrays),
+                        _key_from(meta, arrays),
+                        x_att,
+                        y_att,
+                        x_eval,
+                        y_eval,
+                        access=access,
+                        alpha=alpha,
+                        reference_accuracy=meta["clean_accuracy"],
+                    ),
+                )
+                removal.append(row)
+            entry = {**meta["summary"], "kind": kind, "removal": removal}
+            entry["accuracy_cost"] = base_accuracy - entry["clean_accuracy"]
+            schemes.append(entry)
+            if kind == "trigger-set" and "examples_x" not in artifacts:
+                artifacts.update(
+                    {
+                        "examples_x": arrays["examples_x"],
+                        "examples_label": arrays["examples_label"],
+                        "examples_marked": arrays["examples_marked"],
+                        "examples_independent": arrays["examples_independent"],
+                        "examples_scheme": np.asarray([name]),
+                    }
+                )
+        data = {
+            "clean_accuracy": base_accuracy,
+            "alpha": alpha,
+            "access": access,
+            "owner_samples": int(x_owner.shape[0]),
+            "attacker_samples": int(x_att.shape[0]),
+            "schemes": schemes,
+            "skipped": skipped,
+        }
+        ind = next((s["independent"] for s in schemes if s.get("independent")), None)
+        if ind is not None:
+            data["independent_model"] = {k: ind[k] for k in ("accuracy", "description")}
+        verdict = _verdict(schemes, skipped, float(settings["cheap_cost"]))
+        return SectionOutput(data, verdict, artifacts)
+
+
+SECTION = WatermarkSection
+
+
+# -- set-up ---------------------------------------------------------------------------
+def _owner_model(ctx: AuditContext) -> TorchClassifier | None:
+    """The owner's white-box model: the audited one, or the reference file behind an API."""
+    if isinstance(ctx.model, TorchClassifier):
+        return ctx.model
+    file = ctx.model_info.get("file")
+    if ctx.model_info.get("source") in ("reference", "file") and file:
+        from advml.models.io import load_model
+
+        try:
+            model = load_model(str(file))  # advml's safe loader: no pickle
+        except (ValueError, OSError):
+            return None
+        return model if isinstance(model, TorchClassifier) else None
+    return None
+
+
+def _check(settings: Mapping[str, Any]) -> None:
+    for name in ("schemes", "attacks"):
+        value = settings[name]
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise ValueError(f"watermark setting {name!r} must be a list of names, got {value!r}")
+    if not settings["schemes"]:
+        raise ValueError("watermark setting 'schemes' must name at least one scheme")
+    known = registry.available("watermark")
+    unknown = [s for s in settings["schemes"] if s not in known]
+    if unknown:
+        raise ValueError(f"watermark setting 'schemes' has unknown names {unknown}; known: {known}")
+    for name in ("scheme_settings", "attack_settings"):
+        if not isinstance(settings[name], Mapping):
+            raise ValueError(f"watermark setting {name!r} must map names to settings")
+    for name in ("embed_samples", "independent_samples", "independent_epochs"):
+        if settings[name] is not None:
+            check_number(name, settings[name], low=1, integer=True)
+    check_number("attacker_samples", settings["attacker_samples"], low=1, integer=True)
+    check_number("cheap_cost", settings["cheap_cost"], low=0, high=1)
+    check_number(
+        "alpha", settings["alpha"], low=0, high=1, low_inclusive=False, high_inclusive=False
+    )
+    check_number("examples", settings["examples"], low=0, integer=True)
+
+
+def _splits(
+    ctx: AuditContext, settings: Mapping[str, Any], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The owner's fine-tuning inputs and the attacker's, disjoint parts of the training split.
+
+    The attacker takes the last ``attacker_samples`` of a seeded permutation, the owner
+    up to ``embed_samples`` of the rest.
+    """
+    x, y = ctx.dataset.x_train, ctx.dataset.y_train
+    order = np.random.default_rng(seed).permutation(x.shape[0])
+    n_att = min(int(settings["attacker_samples"]), x.shape[0] // 2)
+    att, rest = order[-n_att:], order[:-n_att]
+    if settings["embed_samples"] is not None:
+        rest = rest[: int(settings["embed_samples"])]
+    return x[rest], y[rest], x[att], y[att]
+
+
+def _independent_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "samples": settings["independent_samples"],
+        "epochs": settings["independent_epochs"],
+    }
+
+
+def _independent(
+    ctx: AuditContext, owner: TorchClassifier, settings: Mapping[str, Any], seed: int
+) -> tuple[TorchClassifier, dict[str, Any]]:
+    """A model of the owner's architecture trained without any key, from its own seed.
+
+    A reference model is trained with its recipe (``ctx.train_like``); any other PyTorch
+    model is re-initialised and trained with the shared loop. Cached as a step.
+    """
+    x, y = ctx.dataset.x_train, ctx.dataset.y_train
+    n = settings["independent_samples"]
+    if n is not None:
+        idx = np.random.default_rng(seed + 1).permutation(x.shape[0])[: int(n)]
+        x, y = x[idx], y[idx]
+    epochs = settings["independent_epochs"]
+    own_seed = seed + 1000
+
+    def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        if ctx.retrainable:
+            model = ctx.train_like(
+                x, y, seed=own_seed, epochs=epochs, desc="independent model (no watermark)"
+            )
+        else:
+            model = clone_model(owner)
+            with torch.random.fork_rng():
+                torch.manual_seed(own_seed)
+                for m in model.module.modules():
+                    reset = getattr(m, "reset_parameters", None)
+                    if callable(reset):
+                        reset()
+            train(
+                model,
+                x,
+                y,
+                epochs=epochs or 10,
+                seed=own_seed,
+                show_progress=ctx.show_progress,
+                desc="independent model (no watermark)",
+            )
+        return {}, _weights(model)
+
+    _, arrays = ctx.step(
+        "independent", {**_independent_settings(settings), "seed": own_seed}, compute
+    )
+    model = _restore(owner, arrays)
+    how = "the reference recipe" if ctx.retrainable else "advml's training loop"
+    description = (
+        f"same architecture, trained on {x.shape[0]} training inputs with {how}"
+        f"{'' if epochs is None else f' ({epochs} epochs at most)'} from seed {own_seed}, "
+        "without the key"
+    )
+    return model, {"description": description}
+
+
+# -- steps ----------------------------------------------------------------------------
+def _weights(model: TorchClassifier) -> dict[str, np.ndarray]:
+    return {f"w:{k}": v.detach().cpu().numpy() for k, v in model.module.state_dict().items()}
+
+
+def _restore(base: TorchClassifier, arrays: Mapping[str, np.ndarray]) -> TorchClassifier:
+    """A copy of ``base`` with the weights stored by :func:`_weights`."""
+    model = clone_model(base)
+    state = {k[2:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("w:")}
+    model.module.load_state_dict(state)
+    model.module.eval()
+    return model
+
+
+def _key_to(key: WatermarkKey) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    meta = {"scheme": key.scheme, "secret": key.secret, "settings": dict(key.settings)}
+    meta["meta"] = dict(key.meta)
+    return meta, {f"k:{k}": np.asarray(v) for k, v in key.arrays.items()}
+
+
+def _key_from(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> WatermarkKey:
+    k = meta["key"]
+    return WatermarkKey(
+        scheme=k["scheme"],
+        secret=k["secret"],
+        settings=k["settings"],
+        arrays={n[2:]: v for n, v in arrays.items() if n.startswith("k:")},
+        meta=k["meta"],
+    )
+
+
+def _suspect(model: Classifier, access: str) -> Classifier:
+    """``model`` as the owner can query it under the threat model's ``access``."""
+    from advml.audit.run import restrict_access  # run imports the sections: at call time
+
+    return restrict_access(model, access)
+
+
+def _accuracy(model: Classifier, x: np.ndarray, y: np.ndarray) -> float:
+    return float((np.asarray(model.predict(x)) == y).mean())
+
+
+def _check_result(v: Verification) -> dict[str, Any]:
+    return {
+        "verified": bool(v.verified),
+        "matches": int(v.matches),
+        "n": int(v.n),
+        "match_rate": float(v.match_rate),
+        "chance_probability": float(v.chance_probability),
+        "queries": int(v.queries),
+    }
+
+
+def _threshold(n: int, p0: float, alpha: float) -> int:
+    """The fewest matches of ``n`` whose binomial chance probability is below ``alpha``."""
+    for m in range(n + 1):
+        if binomial_tail(m, n, p0) < alpha:
+            return m
+    return n + 1
+
+
+def _embed_step(
+    scheme: WatermarkScheme,
+    owner: TorchClassifier,
+    x_owner: np.ndarray,
+    y_owner: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    *,
+    access: str,
+    alpha: float,
+    secret: str,
+    independent: Callable[[], tuple[TorchClassifier, dict[str, Any]]],
+    examples: int,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    marked = scheme.embed(owner, x_owner, y_owner, key=secret)
+    key = marked.key
+    own = verify(_suspect(marked.model, access), key, alpha=alpha)
+    ind_model, ind_info = independent()
+    ind = verify(_suspect(ind_model, access), key, alpha=alpha)
+    unmarked = verify(_suspect(owner, access), key, alpha=alpha)
+    p0 = float(own.null_rate)
+    summary = {
+        "name": scheme.name,
+        "params": dict(scheme.get_params()),
+        "key_size": key.size,
+        "null_rate": p0,
+        "threshold": _threshold(key.size, p0, alpha),
+        "embed_seconds": round(marked.seconds, 3),
+        "clean_accuracy": _accuracy(marked.model, x_eval, y_eval),
+        "verification": _check_result(own),
+        "independent": {
+            **_check_result(ind),
+            "accuracy": _accuracy(ind_model, x_eval, y_eval),
+            "description": ind_info["description"],
+        },
+        "unmarked": _check_result(unmarked),
+    }
+    key_meta, key_arrays = _key_to(key)
+    arrays = {**_weights(marked.model), **key_arrays}
+    if "x" in key.arrays:
+        k = min(examples, key.size)
+        arrays.update(
+            examples_x=np.asarray(key.arrays["x"][:k], dtype=np.float32),
+            examples_label=np.asarray(key.arrays["labels"][:k]),
+            examples_marked=np.asarray(own.extracted[:k]),
+            examples_independent=np.asarray(ind.extracted[:k]),
+        )
+    return {
+        "summary": summary,
+        "clean_accuracy": summary["clean_accuracy"],
+        "key": key_meta,
+    }, arrays
+
+
+def _removal_step(
+    attack: RemovalAttack,
+    marked: Callable[[], TorchClassifier],
+    key: WatermarkKey,
+    x_att: np.ndarray,
+    y_att: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    *,
+    access: str,
+    alpha: float,
+    reference_accuracy: float,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    from advml.errors import UnsupportedModelError
+    from advml.watermark.removal import describe
+
+    result = attack.remove(marked(), x_att, y_att)
+    row: dict[str, Any] = {
+        "attack": describe(attack),
+        "label": _short(attack.name, attack.get_params()),
+        "name": attack.name,
+        "params": dict(attack.get_params()),
+        "seconds": round(result.seconds, 3),
+    }
+    try:
+        v = verify(_suspect(result.model, access), key, alpha=alpha)
+    except UnsupportedModelError as err:
+        row.update(detected=None, matches=None, match_rate=None, chance_probability=None)
+        row["note"] = str(err)
+    else:
+        row.update(
+            detected=bool(v.verified),
+            matches=int(v.matches),
+            match_rate=float(v.match_rate),
+            chance_probability=float(v.chance_probability),
+            note="",
+        )
+    acc = _accuracy(result.model, x_eval, y_eval)
+    row.update(clean_accuracy=acc, accuracy_drop=reference_accuracy - acc)
+    return row, {}
+
+
+# -- verdict --------------------------------------------------------------------------
+def _verdict(
+    schemes: list[dict[str, Any]], skipped: list[dict[str, str]], cheap_cost: float
+) -> Verdict:
+    if not schemes:
+        reasons = "; ".join(f"{s['scheme']}: {s['reason']}" for s in skipped)
+        return Verdict(
+            "unknown",
+            "not assessed",
+            f"No watermark could be embedded and verified here ({reasons}).",
+            {"verified_schemes": 0},
+        )
+    verified = [s for s in schemes if s["verification"]["verified"]]
+    false_claims = [s for s in schemes if s["independent"]["verified"] or s["unmarked"]["verified"]]
+    cheap = {
+        s["name"]: [
+            r for r in s["removal"] if r["detected"] is False and r["accuracy_drop"] <= cheap_cost
+        ]
+        for s in verified
+    }
+    robust = [s for s in verified if not cheap[s["name"]]]
+    numbers = {
+        "verified_schemes": len(verified),
+        "false_claims": len(false_claims),
+        "min_chance_probability": min(s["verification"]["chance_probability"] for s in schemes),
+        "max_accuracy_cost": max(s["accuracy_cost"] for s in schemes),
+        "robust_schemes": len(robust),
+    }
+    names = ", ".join(_label(s) for s in schemes)
+    cost = max(s["accuracy_cost"] for s in schemes)
+    intro = (
+        f"Watermarks ({names}) were embedded into copies of this model at a cost of at most "
+        f"{100 * max(cost, 0.0):.1f} points of accuracy. "
+    )
+    if false_claims:
+        text = intro + (
+            f"The {_label(false_claims[0])} watermark was also found in a model that does not "
+            "carry it, so a match proves nothing: ownership cannot be proven this way."
+        )
+        return Verdict("fail", "ownership not provable", text, numbers)
+    if not verified:
+        text = intro + (
+            "None of them could be read back from the marked copy with a convincing chance "
+            "probability: ownership cannot be proven with these settings."
+        )
+        return Verdict("fail", "ownership not provable", text, numbers)
+    best = min(verified, key=lambda s: s["verification"]["chance_probability"])
+    v = best["verification"]
+    text = intro + (
+        f"Ownership can be proven: the {_label(best)} watermark matched {v['matches']} of "
+        f"{v['n']} (chance probability {v['chance_probability']:.1e}), and an independently "
+        "trained model was not claimed. "
+    )
+    parts = []
+    for s in verified:
+        removed = [r for r in s["removal"] if r["detected"] is False]
+        survived = [r for r in s["removal"] if r["detected"]]
+        if removed:
+            cheapest = min(removed, key=lambda r: r["accuracy_drop"])
+            parts.append(
+                f"the {_label(s)} watermark did not survive {_attack_words(cheapest)} "
+                f"(which cost the attacker {100 * max(cheapest['accuracy_drop'], 0.0):.1f} "
+                "points)"
+            )
+        elif survived:
+            parts.append(
+                f"the {_label(s)} watermark survived "
+                + ", ".join(_attack_words(r) for r in survived)
+            )
+    if parts:
+        text += "Against removal, " + "; ".join(parts) + "."
+    if robust:
+        return Verdict("pass", "ownership provable", text, numbers)
+    text += (
+        " An attacker who holds the model can remove every watermark tested here while "
+        f"keeping its accuracy (losing at most {100 * cheap_cost:.0f} points)."
+    )
+    return Verdict("warn", "watermark removable", text, numbers)
+
+
+def _label(scheme: Mapping[str, Any]) -> str:
+    return {
+        "uchida": "white-box (Uchida)",
+        "adi": "trigger-set (Adi)",
+        "content": "content trigger-set",
+        "noise": "noise trigger-set",
+        "unrelated": "unrelated-class trigger-set",
+    }.get(str(scheme["name"]), str(scheme["name"]))
+
+
+def _short(name: str, params: Mapping[str, Any]) -> str:
+    """A short label of a removal attack for tables and charts, e.g. "FTAL, 2 epochs"."""
+    if name in ("prune", "fine_prune"):
+        return f"{name.replace('_', '-')} {100 * float(params.get('rate', 0)):.0f}%"
+    if name in ("ftll", "ftal", "rtll", "rtal") and "epochs" in params:
+        return f"{name.upper()}, {params['epochs']} epochs"
+    return name
+
+
+def _attack_words(row: Mapping[str, Any]) -> str:
+    name, p = row["name"], row["params"]
+    if name == "prune":
+        return f"pruning {100 * float(p.get('rate', 0)):.0f}% of the weights"
+    if name == "fine_prune":
+        return f"fine-pruning {100 * float(p.get('rate', 0)):.0f}% of the units"
+    words = {
+        "ftll": "fine-tuning the last layer",
+        "ftal": "fine-tuning all layers",
+        "rtll": "re-training the last layer",
+        "rtal": "re-training all layers",
+        "preprocess": "input preprocessing",
+        "distill": "distillation into a fresh model",
+        "copycat": "model extraction",
+    }
+    text = words.get(str(name), str(name))
+    if "epochs" in p and name in ("ftll", "ftal", "rtll", "rtal"):
+        text += f" ({p['epochs']} epochs)"
+    return text
