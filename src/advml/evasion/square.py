@@ -86,8 +86,11 @@ class Square(EvasionAttack):
     p_init : float
         Initial fraction of the image a window covers, in (0, 1]; halved on the
         authors' schedule (at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of
-        10,000 iterations, scaled to ``max_queries``). The paper uses 0.05 (L∞) and
-        0.1 (L2) on ImageNet and larger values on MNIST.
+        10,000 iterations, scaled to ``max_queries``). Default 0.8, the paper's MNIST
+        value and AutoAttack's for every dataset (Croce & Hein 2020); the paper uses
+        0.05 (L∞) and 0.1 (L2) on ImageNet. On the mnist-5k reference CNN at eps 0.3
+        with 1,000 queries, 0.05 left 9% of 100 test images robust where 0.8 and PGD-40
+        left none (``benchmarks/evasion_suite.py``).
     targeted : bool
         Move towards the labels given as ``y``.
     constraints : FeatureConstraints or mapping, optional
@@ -113,7 +116,7 @@ class Square(EvasionAttack):
         eps: float = 0.3,
         norm: Literal["inf", "2"] = "inf",
         max_queries: int = 1000,
-        p_init: float = 0.05,
+        p_init: float = 0.8,
         targeted: bool = False,
         constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         seed: int | None = 0,
