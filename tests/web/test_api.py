@@ -553,3 +553,31 @@ def test_json_endpoints_need_a_json_body(client: TestClient) -> None:
     r = client.post("/api/attack", content=body, headers={"Content-Type": "text/plain"})
     assert r.status_code == 422
     assert "application/json" in _detail(r)
+
+
+def test_greedy_pixel_on_large_images_changes_only_pixels_near_the_stroke() -> None:
+    import torch
+
+    from advml.models import build_architecture
+
+    mnist = load_dataset("mnist-5k")
+    torch.manual_seed(0)
+    module = build_architecture(
+        "cnn", input_shape=(1, 28, 28), n_classes=10, channels=(4, 8), hidden=16
+    ).eval()
+    model = TorchClassifier(module, input_shape=(1, 28, 28), n_classes=10)
+    svc = DemoService(model, mnist)
+    x, _ = svc.image("mnist-5k", 0)
+    out = svc.attack(x, attack="greedy_pixel", strength="low")
+    near = svc._near_stroke(x).reshape(28, 28)
+    assert 50 < out["settings"]["pixels_tried"] == int(near.sum()) < 28 * 28 // 2
+    changed = np.abs(np.asarray(out["adversarial"]["pixels"])[0] - x[0, 0]) > 1e-7
+    assert changed.any() and not (changed & ~near).any()
+    # Every pixel within 2 of ink is allowed, none further.
+    ink = x[0, 0] > 0.1
+    ys, xs = np.nonzero(ink)
+    dist = np.full((28, 28), 99)
+    for r in range(28):
+        for c in range(28):
+            dist[r, c] = np.max(np.abs([ys - r, xs - c]), axis=0).min()
+    np.testing.assert_array_equal(near, dist <= 2)
