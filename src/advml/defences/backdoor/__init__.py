@@ -13,7 +13,12 @@ at triggered test inputs or test labels to choose its own settings.
 """
 
 from advml.defences.backdoor.activation_clustering import ActivationClustering
-from advml.defences.backdoor.base import BackdoorDefence, PoisonDetection, clone_model
+from advml.defences.backdoor.base import (
+    BackdoorDefence,
+    PoisonDetection,
+    bake_masks,
+    clone_model,
+)
 from advml.defences.backdoor.fine_pruning import FinePruning, FinePruningResult
 from advml.defences.backdoor.neural_cleanse import NeuralCleanse, NeuralCleanseResult
 from advml.defences.backdoor.neuron_analysis import ActivationProfile, activation_profile
@@ -38,5 +43,6 @@ __all__ = [
     "STRIPResult",
     "SpectralSignatures",
     "activation_profile",
+    "bake_masks",
     "clone_model",
 ]

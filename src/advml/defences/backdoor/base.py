@@ -26,6 +26,7 @@ __all__ = [
     "BackdoorDefence",
     "PoisonDetection",
     "as_numpy",
+    "bake_masks",
     "clone_model",
     "default_layer",
     "detection_scores",
@@ -162,6 +163,33 @@ def clone_model(model: TorchClassifier) -> TorchClassifier:
         keep = model.unit_mask(layer)
         if keep is not None:
             twin.set_unit_mask(layer, keep)
+    return twin
+
+
+def bake_masks(model: TorchClassifier) -> TorchClassifier:
+    """A copy of ``model`` whose unit masks are written into its weights, so it can be saved.
+
+    A masked unit of a linear or convolutional layer has its weight row (output channel)
+    and bias zeroed: its output is then exactly the 0 the mask gave, and the saved file
+    (weights only) behaves like the masked model.
+    """
+    twin = clone_model(model)
+    for layer in model.layer_names:
+        keep = twin.unit_mask(layer)
+        if keep is None:
+            continue
+        module = twin.module.get_submodule(layer)
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, Tensor) or weight.shape[0] != keep.numel():
+            raise UnsupportedModelError(
+                f"cannot write the mask of {layer!r} into its weights; keep the model in memory"
+            )
+        with torch.no_grad():
+            weight[~keep.to(weight.device)] = 0
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, Tensor):
+                bias[~keep.to(bias.device)] = 0
+    twin.clear_unit_masks()
     return twin
 
 
