@@ -1,0 +1,483 @@
+"""Membership inference: can an attacker tell the model's training records from others?
+
+The audit knows the truth, which an attacker does not: for a reference model it knows
+exactly which records trained it (the training split less the validation records the
+shared training loop held out for early stopping); for any other model it takes the
+dataset's training split to be the training data and says so. ``n_members`` of those
+members and as many test records (non-members) are scored; the rest of the test split
+is the attacker's own data ("population" data, Ye et al., CCS 2022), on which each
+threshold is calibrated. Four measurements, each one cached step:
+
+1. **Threshold attacks** on the model's scores: loss (Yeom et al. 2018), confidence and
+   modified entropy (Salem et al. 2019; Song & Mittal 2021). No training; one query per
+   record.
+2. **Label-only** attack (Choquette-Choo et al. 2021): how robust each record's label is
+   to noise, on a subset (it costs ``label_only_perturbations + 1`` queries per record).
+3. **LiRA** (Carlini et al. 2022), only with ``lira_shadows >= 2``: shadow models trained
+   like the model (:meth:`AuditContext.train_like`) on random halves of the candidates.
+   Each shadow is a training run, so it is off by default: a shadow of the mnist-5k CNN
+   takes most of a minute on two cores, four shadows of the digits MLP about 15 s
+   (measured on a busy 2-core machine), over the section's time budget either way.
+4. **Output hardening**: the threshold attacks again behind each output defence
+   (labels only, top-1, rounding), showing what each one takes from the attacker.
+
+Metrics follow Carlini et al. 2022, §III: the ROC curve on log-log axes and the
+true-positive rate at 0.1% and 1% false-positive rate beside AUC and advantage.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from advml import registry
+from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.models.base import Classifier
+from advml.privacy.membership import LabelOnly, LiRA, MembershipAttack, MembershipMetrics
+
+__all__ = ["SECTION", "MembershipSection", "reference_members"]
+
+StepResult = tuple[dict[str, Any], dict[str, np.ndarray]]
+
+_SCORE_ATTACKS = ("loss_threshold", "confidence_threshold", "entropy_threshold", "modified_entropy")
+_CURVE_POINTS = 150
+# Verdict levels: AUC and TPR at 1% FPR (chance is 0.5 and 0.01) of the best attack.
+_FAIL_AUC, _FAIL_TPR = 0.6, 0.05
+_WARN_AUC, _WARN_TPR = 0.53, 0.02
+
+
+def reference_members(n_train: int, seed: int, val_fraction: float = 0.1) -> np.ndarray:
+    """Which of ``n_train`` training records a reference model was trained on.
+
+    :func:`advml.models.train` holds out ``round(val_fraction * n)`` records, drawn by
+    ``torch.randperm`` from a generator seeded with the training seed, for early
+    stopping; this repeats that draw. Returns a boolean mask of shape ``(n_train,)``.
+    """
+    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(int(seed))).numpy()
+    n_val = max(1, round(val_fraction * n_train))
+    mask = np.ones(n_train, dtype=bool)
+    mask[perm[:n_val]] = False
+    return mask
+
+
+class MembershipSection(AuditSection):
+    """Membership inference against the audited model, and what output hardening changes.
+
+    Settings
+    --------
+    n_members : int
+        Members scored, and as many non-members (test records); default 500.
+    attacks : list of str
+        Score-based threshold attacks (default loss, confidence, modified entropy).
+    label_only_records : int
+        Members (and as many non-members) the label-only attack scores; 0 skips it.
+    label_only_perturbations : int
+        Noisy copies per record it queries.
+    lira_shadows : int
+        Shadow models of LiRA (0 skips it; it needs a reference model and scores).
+    hardening : dict
+        Output defences to measure, by registered name with their settings.
+    """
+
+    name = "membership"
+    title = "Membership inference: is a record in the training data?"
+    threat = "confidentiality"
+    order = 50
+    default_settings: ClassVar[Mapping[str, Any]] = {
+        "n_members": 500,
+        "attacks": ["loss_threshold", "confidence_threshold", "modified_entropy"],
+        "label_only_records": 100,
+        "label_only_perturbations": 8,
+        "lira_shadows": 0,
+        "hardening": {"labels_only": {}, "top_k": {"k": 1}, "rounding": {"decimals": 1}},
+    }
+    quick_settings: ClassVar[Mapping[str, Any]] = {
+        "n_members": 150,
+        "label_only_records": 100,
+    }
+
+    def skip_reason(self, ctx: AuditContext, settings: Mapping[str, Any]) -> str | None:
+        if len(ctx.dataset.x_test) < 4:
+            return "the dataset has too few test records to serve as non-members"
+        return None
+
+    def run(self, ctx: AuditContext, settings: Mapping[str, Any]) -> SectionOutput:
+        _check(settings)
+        split = _split(ctx, int(settings["n_members"]))
+        model = ctx.model
+        seed = ctx.config.seed
+        attacks_run: list[dict[str, Any]] = []
+        skipped: list[dict[str, str]] = []
+        names = list(settings["attacks"])
+        # The model's answers on the records, asked once when a step first needs them.
+        recorded = functools.cache(partial(_recorded, model, split))
+        if model.has_scores:
+            meta, _ = ctx.step(
+                "threshold",
+                {"attacks": names, "split": split["key"]},
+                partial(_threshold_step, recorded, names, split, seed),
+            )
+            attacks_run += meta["attacks"]
+        else:
+            skipped += [
+                {"attack": n, "reason": f"{n} needs scores; the model answers labels only"}
+                for n in names
+            ]
+        n_label = min(int(settings["label_only_records"]), split["n"])
+        label_only: dict[str, Any] | None = None
+        if n_label > 0:
+            k = int(settings["label_only_perturbations"])
+            label_only, _ = ctx.step(
+                "label-only",
+                {"records": n_label, "perturbations": k, "split": split["key"]},
+                partial(_label_only_step, model, split, n_label, k, seed),
+            )
+            attacks_run.append(label_only)
+        n_shadows = int(settings["lira_shadows"])
+        if n_shadows >= 2:
+            reason = _lira_skip(ctx)
+            if reason is None:
+                meta, _ = ctx.step(
+                    "lira",
+                    {"shadows": n_shadows, "split": split["key"]},
+                    partial(_lira_step, ctx, split, n_shadows, seed),
+                )
+                attacks_run.append(meta)
+            else:
+                skipped.append({"attack": "lira", "reason": reason})
+        hardening = _hardening(ctx, settings, names, split, label_only, recorded)
+        verdict = _verdict(attacks_run, split)
+        data = {
+            "members_source": split["source"],
+            "n_members": split["n"],
+            "n_non_members": split["n"],
+            "n_population": split["n_population"],
+            "attacks": attacks_run,
+            "skipped": skipped,
+            "hardening": hardening,
+        }
+        return SectionOutput(data, verdict)
+
+
+SECTION = MembershipSection
+
+
+def _check(settings: Mapping[str, Any]) -> None:
+    for key, low in (
+        ("n_members", 2),
+        ("label_only_records", 0),
+        ("label_only_perturbations", 1),
+        ("lira_shadows", 0),
+    ):
+        value = settings[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(
+                f"section_settings['membership'][{key!r}] must be an integer >= {low}, "
+                f"got {value!r}"
+            )
+    attacks = settings["attacks"]
+    if not isinstance(attacks, list | tuple) or any(a not in _SCORE_ATTACKS for a in attacks):
+        raise ValueError(
+            f"section_settings['membership']['attacks'] must list threshold attacks from "
+            f"{list(_SCORE_ATTACKS)}, got {attacks!r}"
+        )
+    hardening = settings["hardening"]
+    if not isinstance(hardening, dict):
+        raise ValueError(
+            "section_settings['membership']['hardening'] must map output defences to their "
+            f"settings, e.g. {{'rounding': {{'decimals': 1}}}}; got {hardening!r}"
+        )
+    known = registry.available("output_defence")
+    unknown = sorted(set(hardening) - set(known))
+    if unknown:
+        raise ValueError(
+            f"section_settings['membership']['hardening'] has unknown defences {unknown}; "
+            f"known: {known}"
+        )
+
+
+def _split(ctx: AuditContext, n_members: int) -> dict[str, Any]:
+    """Members, non-members and the attacker's population, seeded by the audit seed."""
+    ds = ctx.dataset
+    if ctx.retrainable:
+        seed = int(ctx.model_info.get("seed", ctx.config.seed))
+        inside = np.flatnonzero(reference_members(len(ds.x_train), seed))
+        source = (
+            f"the {len(inside)} training records the reference model was trained on (its "
+            f"{len(ds.x_train) - len(inside)} early-stopping records excluded)"
+        )
+    else:
+        inside = np.arange(len(ds.x_train))
+        source = (
+            f"the dataset's training split ({len(inside)} records), taken to be the data the "
+            "model was trained on"
+        )
+    rng = np.random.default_rng(np.random.SeedSequence([ctx.config.seed, 5101]))
+    n_test = len(ds.x_test)
+    n = min(n_members, len(inside), n_test // 2)
+    members = rng.choice(inside, n, replace=False)
+    order = rng.permutation(n_test)
+    non_members, population = order[:n], order[n:]
+    return {
+        "x": np.concatenate([ds.x_train[members], ds.x_test[non_members]]),
+        "y": np.concatenate([ds.y_train[members], ds.y_test[non_members]]),
+        "is_member": np.r_[np.ones(n, bool), np.zeros(n, bool)],
+        "x_pop": ds.x_test[population],
+        "y_pop": ds.y_test[population],
+        "n": int(n),
+        "n_population": len(population),
+        "source": source,
+        "key": [int(n), int(members.sum()), int(non_members.sum()), source],
+    }
+
+
+def _recorded(model: Classifier, split: dict[str, Any]) -> Classifier:
+    """``model``'s answers on the section's records, asked once and replayed.
+
+    Every score-based attack here, and every output defence in front of them, sees the
+    same probabilities for the same records; asking the model once and answering from
+    the record keeps the section's cost at one pass over its records. Inputs not
+    recorded are passed to the model. Queries are counted by the replaying API as usual.
+    """
+    from advml.models.callable import CallableClassifier
+
+    x_all = np.concatenate([split["x"], split["x_pop"]]).astype(np.float32)
+    flat = x_all.reshape(len(x_all), -1)
+    with model.evaluating():
+        probs = np.asarray(model.predict_proba(x_all), dtype=np.float64)
+    index = {row.tobytes(): i for i, row in enumerate(flat)}
+
+    def answer(x: np.ndarray) -> np.ndarray:
+        rows = x.astype(np.float32).reshape(len(x), -1)
+        found = [index.get(r.tobytes(), -1) for r in rows]
+        out = np.empty((len(x), probs.shape[1]))
+        known = np.array(found) >= 0
+        if known.any():
+            out[known] = probs[np.array(found)[known]]
+        if not known.all():
+            with model.evaluating():
+                out[~known] = np.asarray(model.predict_proba(x[~known]), dtype=np.float64)
+        return out
+
+    return CallableClassifier(
+        answer,
+        input_shape=model.input_shape,
+        n_classes=model.n_classes,
+        bounds=model.bounds,
+        returns="probs",
+        device=model.device,
+    )
+
+
+def _summary(name: str, metrics: MembershipMetrics, queries: int, **extra: Any) -> dict[str, Any]:
+    s = metrics.summary()
+    return {
+        "name": name,
+        "auc": s["auc"],
+        "tpr_at_0_1_fpr": s["tpr_at_0.1%_fpr"],
+        "tpr_at_1_fpr": s["tpr_at_1%_fpr"],
+        "balanced_accuracy": s["balanced_accuracy"],
+        "advantage": s["advantage"],
+        "threshold_accuracy": s["threshold_accuracy"],
+        "exposed_at_1_fpr": metrics.exposed(0.01),
+        "n_members": s["n_members"],
+        "n_non_members": s["n_non_members"],
+        "queries": int(queries),
+        "curve": metrics.curve(_CURVE_POINTS),
+        **extra,
+    }
+
+
+def _run_attack(
+    attack: MembershipAttack,
+    model: Classifier,
+    split: dict[str, Any],
+    rows: slice | np.ndarray | None = None,
+    **fit: Any,
+) -> dict[str, Any]:
+    x, y, truth = split["x"], split["y"], split["is_member"]
+    if rows is not None:
+        x, y, truth = x[rows], y[rows], truth[rows]
+    fitted = attack.fit(model, split["x_pop"], split["y_pop"], **fit)
+    result = fitted.infer(model, x, y)
+    return _summary(attack.name, result.metrics(truth), result.queries + fitted.fit_queries)
+
+
+def _threshold_step(
+    recorded: Callable[[], Classifier], names: list[str], split: dict[str, Any], seed: int
+) -> StepResult:
+    model = recorded()
+    out = []
+    for name in names:
+        attack = registry.create("membership", name, calibration="population", seed=seed)
+        assert isinstance(attack, MembershipAttack)
+        out.append(_run_attack(attack, model, split))
+    return {"attacks": out}, {}
+
+
+def _label_only_rows(split: dict[str, Any], n_label: int) -> np.ndarray:
+    n = split["n"]
+    return np.r_[np.arange(n_label), n + np.arange(n_label)]
+
+
+def _label_only_step(
+    model: Classifier, split: dict[str, Any], n_label: int, k: int, seed: int
+) -> StepResult:
+    attack = LabelOnly(n_perturbations=k, calibration="population", seed=seed)
+    population = {**split, "x_pop": split["x_pop"][:n_label], "y_pop": split["y_pop"][:n_label]}
+    return _run_attack(attack, model, population, _label_only_rows(split, n_label)), {}
+
+
+def _lira_skip(ctx: AuditContext) -> str | None:
+    if not ctx.model.has_scores:
+        return "LiRA needs scores; the model answers labels only"
+    if not ctx.retrainable:
+        return (
+            "LiRA trains shadow models like the audited model; advml knows how to do that "
+            "only for its reference models"
+        )
+    return None
+
+
+def _lira_step(ctx: AuditContext, split: dict[str, Any], n_shadows: int, seed: int) -> StepResult:
+    def train_fn(x: np.ndarray, y: np.ndarray, shadow_seed: int) -> Classifier:
+        return ctx.train_like(x, y, seed=shadow_seed % 2**31, desc="LiRA shadow")
+
+    # Few shadows: one variance for all records is the more reliable fit (Carlini et al.
+    # 2022, §VI-B).
+    attack = LiRA(n_shadow=n_shadows, fixed_variance=n_shadows < 16, seed=seed)
+    fitted = attack.fit(ctx.model, split["x"], split["y"], train_fn=train_fn)
+    result = fitted.infer(ctx.model, split["x"], split["y"])
+    summary = _summary(
+        "lira", result.metrics(split["is_member"]), result.queries, shadows=n_shadows
+    )
+    return summary, {}
+
+
+def _hardening(
+    ctx: AuditContext,
+    settings: Mapping[str, Any],
+    names: list[str],
+    split: dict[str, Any],
+    label_only: dict[str, Any] | None,
+    recorded: Callable[[], Classifier],
+) -> list[dict[str, Any]]:
+    """The threshold attacks behind each output defence; labels-only leaves label-only."""
+    model = ctx.model
+    if not model.has_scores:
+        return []
+    seed = ctx.config.seed
+    rows: list[dict[str, Any]] = []
+    for defence_name, defence_settings in settings["hardening"].items():
+        defence = registry.create("output_defence", defence_name, **dict(defence_settings))
+        label = _defence_label(defence_name, dict(defence_settings))
+        if not getattr(defence, "reveals_scores", True):
+            # The label is unchanged, so the label-only attack's result carries over.
+            rows.append(
+                {
+                    "defence": defence_name,
+                    "label": label,
+                    "params": dict(defence_settings),
+                    "attacks": [],
+                    "note": "score attacks impossible; the label-only attack remains"
+                    + (f" (AUC {label_only['auc']:.3f})" if label_only else ""),
+                }
+            )
+            continue
+        meta, _ = ctx.step(
+            f"hardened-{defence_name}",
+            {"defence": defence.get_params(), "attacks": names, "split": split["key"]},
+            partial(_hardened_step, defence, recorded, names, split, seed),
+        )
+        rows.append(
+            {
+                "defence": defence_name,
+                "label": label,
+                "params": dict(defence_settings),
+                "attacks": meta["attacks"],
+                "note": "",
+            }
+        )
+    return rows
+
+
+def _hardened_step(
+    defence: Any,
+    recorded: Callable[[], Classifier],
+    names: list[str],
+    split: dict[str, Any],
+    seed: int,
+) -> StepResult:
+    hardened = defence.wrap(recorded())
+    out = []
+    for name in names:
+        attack = registry.create("membership", name, calibration="population", seed=seed)
+        assert isinstance(attack, MembershipAttack)
+        summary = _run_attack(attack, hardened, split)
+        summary.pop("curve")
+        out.append(summary)
+    return {"attacks": out}, {}
+
+
+def _defence_label(name: str, settings: dict[str, Any]) -> str:
+    if name == "labels_only":
+        return "labels only"
+    if name == "top_k":
+        return f"top-{settings.get('k', 1)} scores"
+    if name == "rounding":
+        return f"scores rounded to {settings.get('decimals', 2)} decimal(s)"
+    if name == "noisy_scores":
+        return "noisy scores"
+    return name
+
+
+_LABELS = {"pass": "low risk", "warn": "some risk", "fail": "high risk"}
+
+
+def _verdict(attacks: list[dict[str, Any]], split: dict[str, Any]) -> Verdict:
+    if not attacks:
+        return Verdict(
+            "unknown",
+            "unknown",
+            "No membership attack could be run, so the risk is unknown.",
+            {"membership_auc": None, "tpr_at_1_fpr": None},
+        )
+    best_auc = max(attacks, key=lambda a: a["auc"])
+    best_tpr = max(attacks, key=lambda a: a["tpr_at_1_fpr"])
+    auc, tpr = float(best_auc["auc"]), float(best_tpr["tpr_at_1_fpr"])
+    if auc >= _FAIL_AUC or tpr >= _FAIL_TPR:
+        level = "fail"
+    elif auc >= _WARN_AUC or tpr >= _WARN_TPR:
+        level = "warn"
+    else:
+        level = "pass"
+    exposed = int(best_tpr["exposed_at_1_fpr"])
+    text = (
+        f"Of {split['n']} training records and {split['n']} records the model never saw, the "
+        f"best attack ({best_auc['name'].replace('_', ' ')}) ranks a random training record "
+        f"above a random unseen one {auc:.0%} of the time (50% is guessing). Accepting 1% "
+        f"false alarms, an attacker ({best_tpr['name'].replace('_', ' ')}) identifies "
+        f"{tpr:.1%} of the training records ({exposed} of {split['n']}; 1% is chance). "
+    )
+    text += {
+        "pass": "The model's answers reveal little about who was in its training data.",
+        "warn": "The model's answers reveal some of who was in its training data.",
+        "fail": "The model's answers reveal who was in its training data for a share of "
+        "records; train with regularisation or DP-SGD, or release less than full scores.",
+    }[level]
+    return Verdict(
+        level,  # type: ignore[arg-type]
+        _LABELS[level],
+        text,
+        {
+            "membership_auc": auc,
+            "tpr_at_1_fpr": tpr,
+            "advantage": max(float(a["advantage"]) for a in attacks),
+            "attack": best_auc["name"],
+        },
+    )
