@@ -1,7 +1,8 @@
 """The built-in datasets by name: what exists, and loading one.
 
 Embedded datasets (``digits``, ``mnist-5k``, ``breast-cancer``) ship inside installed
-packages and always load. Downloadable ones (``mnist``, ``fashion-mnist``, ``cifar10``)
+packages and always load. Downloadable ones (``mnist``, ``fashion-mnist``, ``cifar10``,
+``olivetti``)
 are read from ``<root>/<name>/`` where ``root`` defaults to :func:`advml_home`
 (``$ADVML_HOME`` or ``~/.cache/advml``); missing files are downloaded and verified
 against the SHA-256 values in :data:`advml.data.sources.REMOTE_FILES`. See
@@ -21,6 +22,7 @@ from advml.data.dataset import Dataset, DatasetInfo
 from advml.data.download import advml_home, ensure_files
 from advml.data.embedded import EMBEDDED, load_embedded
 from advml.data.idx import FASHION_MNIST_CLASSES, load_idx_dataset
+from advml.data.olivetti import load_olivetti
 
 __all__ = ["list_datasets", "load_dataset"]
 
@@ -60,6 +62,17 @@ _DOWNLOADABLE: dict[str, DatasetInfo] = {
             embedded=False,
             files=tuple(f.filename for f in sources.REMOTE_FILES["cifar10"]),
         ),
+        DatasetInfo(
+            name="olivetti",
+            description=(
+                "Olivetti faces (AT&T Laboratories Cambridge), olivettifaces.mat; 40 people "
+                "x 10 images, first 7 of each train / last 3 test (280 / 120); min-max -> [0, 1]"
+            ),
+            input_shape=(1, 64, 64),
+            n_classes=40,
+            embedded=False,
+            files=tuple(f.filename for f in sources.REMOTE_FILES["olivetti"]),
+        ),
     )
 }
 
@@ -71,6 +84,7 @@ _READERS: dict[str, Callable[[Sequence[Path], bool], Dataset]] = {
         "fashion-mnist", paths, FASHION_MNIST_CLASSES
     ),
     "cifar10": lambda paths, trust: load_cifar10(paths[0], trust=trust),
+    "olivetti": lambda paths, trust: load_olivetti(paths[0]),
 }
 
 _ALIASES = {
@@ -81,6 +95,8 @@ _ALIASES = {
     "mnist5k": "mnist-5k",
     "mnist_5k": "mnist-5k",
     "breast_cancer": "breast-cancer",
+    "olivetti-faces": "olivetti",
+    "olivetti_faces": "olivetti",
 }
 
 

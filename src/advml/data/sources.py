@@ -14,6 +14,8 @@ Checksum sources
 - CIFAR-10 ``cifar-10-python.tar.gz``: SHA-256 of the Toronto archive (MD5
   ``c58f30108f718f92721af3b95e74349a`` published on the CIFAR page); the value
   torchvision's dataset code pins.
+- Olivetti faces ``olivettifaces.mat``: the SHA-256 scikit-learn's
+  ``fetch_olivetti_faces`` pins for the same file (its figshare copy of Sam Roweis's).
 
 A file whose checksum is ``None`` is not verified; loading it warns.
 """
@@ -145,6 +147,18 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
             urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
             sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
             size=170_498_071,
+        ),
+    ),
+    "olivetti": (
+        RemoteFile(
+            filename="olivettifaces.mat",
+            # figshare serves the file by number; the fragment (never sent to the server)
+            # names it, as every URL of this table names its file.
+            urls=(
+                "https://ndownloader.figshare.com/files/5976027#/olivettifaces.mat",
+                "https://cs.nyu.edu/~roweis/data/olivettifaces.mat",
+            ),
+            sha256="b612fb967f2dc77c9c62d3e1266e0c73d5fca46a4b8906c18e454d41af987794",
         ),
     ),
 }
