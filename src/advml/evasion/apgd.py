@@ -30,7 +30,9 @@ def checkpoints(steps: int) -> list[int]:
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    points = sorted({math.ceil(q * steps) for q in p[1:] if q <= 1})
+    # Rounded before the ceiling: in floating point 0.57 * 100 is 57.000000000000014,
+    # which would put the checkpoint at 58 instead of the paper's 57.
+    points = sorted({math.ceil(round(q * steps, 9)) for q in p[1:] if q <= 1})
     return [w for w in points if 0 < w < steps]
 
 
