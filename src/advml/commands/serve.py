@@ -74,11 +74,14 @@ def _serve(args: argparse.Namespace) -> int:
             f"advml serve needs FastAPI and uvicorn ({err}); install them with "
             f"pip install 'fastapi>=0.110' 'uvicorn>=0.29'"
         ) from err
+    from advml.audit.reference import default_architecture
     from advml.commands._common import load_model_and_data
 
     model, ds = load_model_and_data(args)
     description = (
-        f"{args.model}" if args.model else f"reference {type(model).__name__} (seed {args.seed})"
+        f"{args.model}"
+        if args.model
+        else f"reference {default_architecture(ds).upper()} (seed {args.seed})"
     )
     service = DemoService(
         model, ds, model_description=description, timeout=args.timeout, seed=args.seed
