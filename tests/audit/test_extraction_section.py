@@ -149,6 +149,23 @@ def test_label_only_access(digits_mlp: TorchClassifier, digits: Dataset) -> None
     assert "reading its labels" in s["verdict"]["text"]
 
 
+def test_parts_turned_off_are_reported_as_such(
+    digits_mlp: TorchClassifier, digits: Dataset, tmp_path: Path
+) -> None:
+    config = _config(hardening={}, transfer_inputs=0, equation_solving=False, n_random=0)
+    result = run_audit(config, model=copy.deepcopy(digits_mlp), dataset=digits, out=tmp_path)
+    s = _valid(result.report)
+    assert s["stealing"]["transfer"] is None and s["hardening"] == []
+    assert s["stealing"]["fidelity_random"] is None
+    assert s["equation_solving"] == {
+        "status": "skipped",
+        "reason": "turned off (equation_solving: false)",
+    }
+    assert s["verdict"]["transfer_success"] is None
+    html = (tmp_path / "report.html").read_text()
+    assert "turned off (equation_solving: false)" in html and "Output hardening" not in html
+
+
 @pytest.mark.parametrize(
     ("settings", "match"),
     [

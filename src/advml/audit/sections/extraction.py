@@ -111,6 +111,14 @@ class ExtractionSection(AuditSection):
         "transfer_steps": 10,
     }
 
+    def skip_reason(self, ctx: AuditContext, settings: Mapping[str, Any]) -> str | None:
+        if settings["pool"] == "train" and len(ctx.dataset.x_train) == 0:
+            return (
+                "the attacker has no data to ask about: the dataset has no training split "
+                "(set section_settings.extraction.pool to another dataset's name)"
+            )
+        return None
+
     def run(self, ctx: AuditContext, settings: Mapping[str, Any]) -> SectionOutput:
         _check(settings)
         pool, pool_name = _pool(ctx, settings)
