@@ -88,3 +88,18 @@ def test_fine_pruning_removes_a_real_backdoor(digits_pixel_backdoor: Backdoored)
     assert after.clean_accuracy >= before.clean_accuracy - 0.05
     assert all(torch.equal(p, q) for p, q in zip(params, b.model.module.parameters(), strict=True))
     assert result.model.unit_mask(result.pruning.layer) is not None
+
+
+def test_bake_masks_writes_the_pruning_into_the_weights(hand_model: TorchClassifier) -> None:
+    from advml.defences.backdoor import bake_masks
+
+    x, y = hand_data(seed=0)
+    pruned = Pruning(layer="fc1").repair(hand_model, x, y).model
+    baked = bake_masks(pruned)
+    assert all(baked.unit_mask(layer) is None for layer in baked.layer_names)
+    assert pruned.unit_mask("fc1") is not None  # the masked copy is left as it was
+    trig = HAND_TRIGGER.apply(x)
+    np.testing.assert_allclose(
+        np.asarray(baked.predict_proba(trig)), np.asarray(pruned.predict_proba(trig)), atol=1e-6
+    )
+    assert float(baked.module.fc1.weight[2].abs().sum()) == 0.0
