@@ -68,6 +68,13 @@ def render(
             "<h3>Output hardening</h3><p>The attack again, from the hardened scores alone "
             "(the API gives no gradients).</p>"
         )
+        if not any(h["defence"] == "none" for h in section["hardening"]):
+            parts.append(
+                "<p class='sub'>No row runs the same scores-only attack without a defence, "
+                "so a low rate here may be the small query budget as much as the defence "
+                "(add <code>none</code> to the section's <code>hardening</code> setting to "
+                "compare).</p>"
+            )
         h_rows = [
             (
                 h["defence"] + (f" {h['params']}" if h["params"] else ""),
