@@ -100,3 +100,38 @@ def test_bad_setting_is_named(tmp_path: Path) -> None:
         run_audit(_config(fraction=0.9), out=tmp_path, show_progress=False)
     with pytest.raises(ValueError, match="unknown keys"):
         run_audit(_config(nope=1), out=tmp_path, show_progress=False)
+
+
+def test_renderer_shows_the_reversed_trigger_beside_the_real_one() -> None:
+    import numpy as np
+
+    from advml.report.sections.backdoor import render
+
+    mask = np.zeros((8, 8), dtype=np.float32)
+    mask[5:8, 5:8] = 1
+    curve = {"fractions": [0.0, 0.5, 1.0], "clean_accuracy": [0.9, 0.8, 0.1]}
+    section = {
+        "target": 0, "n_poisoned": 10, "n_train": 100, "fraction": 0.1, "n_evaluation": 50,
+        "reduced": {"note": "trained briefly"},
+        "verdict": {"level": "warn", "label": "x", "text": "y"},
+        "audited_clean_accuracy": 0.9, "clean_accuracy": 0.9, "attack_success": 1.0,
+        "pruning": {"fraction_pruned": 0.5, "clean_accuracy": 0.8, "attack_success": 0.5,
+                    "crossing": None, "layer": "fc2",
+                    "curve": {**curve, "attack_success": [1.0, 0.5, None]}},
+        "fine_pruning": {"clean_accuracy": 0.85, "attack_success": 0.02, "epochs": 1},
+        "neuron_analysis": {"layer": "fc2", "n_backdoor_units": 1},
+        "detectors": {
+            "activation_clustering": {
+                "target_class": {"precision": 1.0, "recall": 0.5, "f1": 0.67}
+            },
+            "strip": {"detection_rate": 0.9, "false_rejection": 0.01},
+            "neural_cleanse": {"flagged": True, "target": 0, "max_anomaly_index": 3.1},
+        },
+        "data_used": {"strip": "clean inputs"},
+    }  # fmt: skip
+    report = {"dataset": {"class_names": [str(i) for i in range(10)], "bounds": [0.0, 1.0]}}
+    artifacts = {"trigger_mask": mask, "nc_mask": mask * 0.8}
+    html = render(section, artifacts, report)
+    assert "fig-backdoor-neural-cleanse" in html and "backdoor to" not in html
+    assert "flagged the model (target 0)" in html
+    assert "never brings attack success down to 5%" in html

@@ -165,6 +165,7 @@ class BackdoorSection(AuditSection):
             "triggered_examples": np.asarray(poisoned.apply_trigger(shown), dtype=np.float32),
             "triggered_pred": np.asarray(model.predict(np.asarray(poisoned.apply_trigger(shown)))),
             "clean_pred": np.asarray(model.predict(shown)),
+            "trigger_mask": trigger.mask_pattern(ds.input_shape, ds.bounds)[0][0],
         }
         return SectionOutput(meta, _verdict(meta), artifacts)
 

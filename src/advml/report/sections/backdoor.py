@@ -106,6 +106,20 @@ def detector_bars(detectors: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def reversed_trigger(artifacts: dict[str, np.ndarray]) -> bytes:
+    """The real trigger's mask beside the one Neural Cleanse reverse-engineered."""
+    fig, axes = plt.subplots(1, 2, figsize=(4.2, 2.3))
+    for ax, key, title in (
+        (axes[0], "trigger_mask", "real trigger"),
+        (axes[1], "nc_mask", "reverse-engineered"),
+    ):
+        mask = artifacts[key]
+        ax.imshow(mask if mask.ndim == 2 else mask.reshape(mask.shape[-2:]), cmap="magma")
+        ax.set_title(title)
+        ax.axis("off")
+    return _png(fig)
+
+
 def render(
     section: dict[str, Any], artifacts: dict[str, np.ndarray], report: dict[str, Any]
 ) -> str:
@@ -205,6 +219,18 @@ def render(
             + (f" (target {esc(nc['target'])})" if nc["target"] is not None else "")
             + f"; largest anomaly index {nc['max_anomaly_index']:.2f} (above 2 flags).</p>"
         )
+        if "nc_mask" in artifacts and "trigger_mask" in artifacts:
+            parts.append(
+                figure(
+                    reversed_trigger(artifacts),
+                    alt="real and reverse-engineered trigger",
+                    caption="<b>Neural Cleanse.</b> Left: where the real trigger sits. Right: "
+                    "the smallest patch Neural Cleanse found that sends clean validation "
+                    "images to the most suspicious label. A small bright spot in the same "
+                    "corner means it found the backdoor without being told the trigger.",
+                    fig_id="fig-backdoor-neural-cleanse",
+                )
+            )
     parts.append("<h3>What each defence used</h3><ul>")
     parts += [f"<li>{esc(k)}: {esc(v)}</li>" for k, v in section["data_used"].items()]
     parts.append("</ul>")
