@@ -158,6 +158,7 @@ def test_labels_only_access_keeps_label_only_and_skips_inversion(tmp_path: Path)
         ("membership", "n_members", 1),
         ("membership", "attacks", ["lira"]),
         ("membership", "hardening", {"blur": {}}),
+        ("membership", "dp_noise", [0.0]),
         ("inversion", "steps", 0),
         ("inversion", "hardening", ["rounding"]),
     ],
@@ -166,3 +167,30 @@ def test_bad_settings_are_named(section: str, key: str, value: Any) -> None:
     config = _config(section_settings={section: {key: value}})
     with pytest.raises(ValueError, match=key):
         run_audit(config, show_progress=False)
+
+
+@pytest.mark.slow
+def test_dp_noise_adds_the_privacy_utility_rows(tmp_path: Path) -> None:
+    config = AuditConfig.quick(
+        sections=("membership",),
+        n_samples=40,
+        section_settings={
+            "membership": {
+                **TINY["membership"],
+                "label_only_records": 0,
+                "hardening": {},
+                "dp_noise": [2.0],
+                "dp_epochs": 1,
+            }
+        },
+    )
+    result = run_audit(config, out=tmp_path, show_progress=False)
+    m = _valid(result.report)["membership"]
+    plain, dp = m["trade_off"]["rows"]
+    assert plain["epsilon"] is None
+    assert plain["accuracy"] == result.report["model"]["clean_accuracy"]
+    assert plain["auc"] == m["attacks"][0]["auc"]
+    # One epoch of DP-SGD at sigma 2 on ~1,300 records: a small, finite epsilon.
+    assert 0 < dp["epsilon"] < 2 and dp["noise_multiplier"] == 2.0
+    assert 0 <= dp["accuracy"] <= 1 and 0 <= dp["auc"] <= 1
+    assert "Privacy and utility" in (tmp_path / "report.html").read_text()

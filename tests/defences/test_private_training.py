@@ -63,6 +63,13 @@ def test_more_noise_gives_a_smaller_epsilon_and_same_seed_same_model(digits_data
     assert all(
         torch.equal(a, b) for a, b in zip(_weights(low.model), _weights(again.model), strict=True)
     )
+    model.module.eval()  # a model handed over in eval mode trains the same
+    evaluated = DPSGD(noise_multiplier=0.8, epochs=2, seed=3).fit(model, x, y, show_progress=False)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(_weights(low.model), _weights(evaluated.model), strict=True)
+    )
+    assert not model.module.training
     other = DPSGD(noise_multiplier=0.8, epochs=2, seed=4).fit(model, x, y, show_progress=False)
     assert not all(
         torch.equal(a, b) for a, b in zip(_weights(low.model), _weights(other.model), strict=True)

@@ -191,14 +191,18 @@ class DPSGD(Component):
         yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
         yt = yt.to(device=model.device, dtype=torch.long)
         target = reinitialised_copy(model, self.seed)
+        # opacus validates a module in training mode; the caller's may be in eval mode.
+        target.module.train()
         problems = ModuleValidator.validate(target.module, strict=False)
         if problems:
-            raise UnsupportedModelError(
-                "opacus cannot train this network privately: "
-                + "; ".join(str(p) for p in problems)
-                + ". Replace batch normalisation by group normalisation "
+            text = "; ".join(str(p) for p in problems)
+            hint = (
+                ". Replace batch normalisation by group normalisation "
                 "(opacus.validators.ModuleValidator.fix does this)"
+                if "BatchNorm" in text
+                else ""
             )
+            raise UnsupportedModelError(f"opacus cannot train this network privately: {text}{hint}")
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
             torch.manual_seed(self.seed)

@@ -90,6 +90,29 @@ def render(
                     (h["label"], a["name"], num(a["auc"]), pct(a["tpr_at_1_fpr"]), h["note"])
                 )
         parts.append(table(("output", "attack", "AUC", "TPR at 1% FPR", "note"), rows))
+    trade = section["trade_off"]["rows"]
+    if trade:
+        parts.append(
+            "<h3>Privacy and utility</h3><p>Copies of the model trained with DP-SGD "
+            "(per-example gradient clipping and noise, Abadi et al. 2016) on the same training "
+            "records. ε bounds what any attack can learn about one record (smaller is more "
+            "private); the loss attack's AUC is what this attack still gets.</p>"
+        )
+        parts.append(
+            table(
+                ("training", "ε", "accuracy", "loss-attack AUC", "TPR at 1% FPR"),
+                (
+                    (
+                        r["method"],
+                        "∞" if r["epsilon"] is None else f"{r['epsilon']:.2f}",
+                        pct(r["accuracy"]),
+                        num(r["auc"]),
+                        pct(r["tpr_at_1_fpr"]),
+                    )
+                    for r in trade
+                ),
+            )
+        )
     if section["skipped"]:
         parts.append("<h3>Skipped</h3><ul>")
         parts += [f"<li>{esc(s['attack'])}: {esc(s['reason'])}</li>" for s in section["skipped"]]
