@@ -194,3 +194,43 @@ def test_dp_noise_adds_the_privacy_utility_rows(tmp_path: Path) -> None:
     assert 0 < dp["epsilon"] < 2 and dp["noise_multiplier"] == 2.0
     assert 0 <= dp["accuracy"] <= 1 and 0 <= dp["auc"] <= 1
     assert "Privacy and utility" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_lira_runs_with_shadows_trained_like_the_model() -> None:
+    config = AuditConfig.quick(
+        sections=("membership",),
+        n_samples=40,
+        section_settings={
+            "membership": {
+                **TINY["membership"],
+                "n_members": 30,
+                "label_only_records": 0,
+                "hardening": {},
+                "lira_shadows": 2,
+            }
+        },
+    )
+    m = _valid(run_audit(config, show_progress=False).report)["membership"]
+    lira = m["attacks"][-1]
+    assert lira["name"] == "lira" and lira["shadows"] == 2
+    assert lira["n_members"] == lira["n_non_members"] == 30
+    assert lira["queries"] == 60  # one target query per candidate; shadows cost none
+    assert 0 <= lira["auc"] <= 1
+
+
+def test_lira_is_skipped_with_the_reason_for_a_model_advml_cannot_retrain(
+    digits_mlp: TorchClassifier, digits: Dataset
+) -> None:
+    config = AuditConfig.quick(
+        sections=("membership",),
+        n_samples=40,
+        section_settings={
+            "membership": {**TINY["membership"], "label_only_records": 0, "lira_shadows": 2}
+        },
+    )
+    result = run_audit(config, model=copy.deepcopy(digits_mlp), dataset=digits, show_progress=False)
+    m = _valid(result.report)["membership"]
+    assert "taken to be the data the model was trained on" in m["members_source"]
+    (skip,) = m["skipped"]
+    assert skip["attack"] == "lira" and "reference models" in skip["reason"]
