@@ -62,7 +62,7 @@ class BackdoorSection(AuditSection):
         "epochs": 2,
         "pruning_steps": 8,
         "fine_pruning_epochs": 10,
-        "strip_overlays": 16,
+        "strip_overlays": 8,
         "clustering": "pca",
         "neural_cleanse": False,
         "neural_cleanse_steps": 300,
@@ -70,6 +70,7 @@ class BackdoorSection(AuditSection):
     }
     quick_settings: ClassVar[Mapping[str, Any]] = {
         "train_samples": None,
+        "strip_overlays": 16,
         "epochs": 8,
     }
 
@@ -257,7 +258,7 @@ def _measure(
     pruning = Pruning(step=step).repair(model, x_val, y_val)
     curve = pruning.curve(x_ev, y_ev, xt_ev, yb_ev)
     pruned = evaluate_backdoor(pruning.model, poisoned, x_ev, y_ev)
-    fine = FinePruning(epochs=int(settings["fine_pruning_epochs"]), seed=seed).repair(
+    fine = FinePruning(step=step, epochs=int(settings["fine_pruning_epochs"]), seed=seed).repair(
         model, x_val, y_val
     )
     fine_ev = evaluate_backdoor(fine.model, poisoned, x_ev, y_ev)

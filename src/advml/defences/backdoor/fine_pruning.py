@@ -61,6 +61,8 @@ class FinePruning(BackdoorDefence):
         Layer to prune; default the last convolutional (else last hidden linear) layer.
     max_accuracy_drop : float
         Allowed fall of clean validation accuracy during pruning, in [0, 1].
+    step : int
+        Units pruned per pruning step (>= 1); larger steps are faster and coarser.
     epochs : int
         Fine-tuning epochs over the clean data (>= 1).
     lr : float
@@ -79,18 +81,20 @@ class FinePruning(BackdoorDefence):
         *,
         layer: str | None = None,
         max_accuracy_drop: float = 0.04,
+        step: int = 1,
         epochs: int = 10,
         lr: float = 1e-2,
         batch_size: int = 32,
         seed: int = 0,
     ) -> None:
-        Pruning(layer=layer, max_accuracy_drop=max_accuracy_drop)  # same checks
+        Pruning(layer=layer, max_accuracy_drop=max_accuracy_drop, step=step)  # same checks
         check_number("epochs", epochs, low=1, integer=True)
         check_number("lr", lr, low=0, low_inclusive=False)
         check_number("batch_size", batch_size, low=1, integer=True)
         check_number("seed", seed, low=0, integer=True)
         self.layer = layer
         self.max_accuracy_drop = max_accuracy_drop
+        self.step = step
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -107,9 +111,9 @@ class FinePruning(BackdoorDefence):
         """Prune and fine-tune a copy of ``model`` on clean validation data."""
         torch_model = check_torch_model(model, type(self).__name__)
         x_np, y_np = check_xy(torch_model, x_val, y_val, ("x_val", "y_val"))
-        pruned = Pruning(layer=self.layer, max_accuracy_drop=self.max_accuracy_drop).repair(
-            torch_model, x_np, y_np
-        )
+        pruned = Pruning(
+            layer=self.layer, max_accuracy_drop=self.max_accuracy_drop, step=self.step
+        ).repair(torch_model, x_np, y_np)
         tuned = clone_model(pruned.model)
         train(
             tuned,
