@@ -135,10 +135,10 @@ class HopSkipJump(EvasionAttack):
         return diff.abs().amax(1) if self.norm == "inf" else diff.norm(dim=1)
 
     def _feasible(self, points: Tensor, origin: Tensor, bounds: tuple[float, float]) -> Tensor:
-        rules = self._constraints
-        if rules is not None:
-            points = rules.project(points, origin, bounds)
-        return points.clamp(*bounds)
+        # The final projection (switch-on features rounded to off or on): every query is
+        # judged as the point would be returned, so what the search finds adversarial
+        # stays adversarial.
+        return self._finalise(points, origin, bounds)
 
     # -- the attack ------------------------------------------------------------------
     def _run(

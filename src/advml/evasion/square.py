@@ -153,7 +153,11 @@ class Square(EvasionAttack):
             return x_best.view_as(x), queries
 
         def feasible(cand: Tensor, rows: Tensor) -> Tensor:
-            out = self._project(cand.view(-1, *shape), x[rows], bounds)
+            # The final projection, not the one gradient steps use: a query attack must
+            # judge each candidate as it will be returned. (Between gradient steps a
+            # switch-on feature may be partly on; rounded at the end, a candidate that
+            # fooled the model only through such a feature would stop fooling it.)
+            out = self._finalise(cand.view(-1, *shape), x[rows], bounds)
             return out.view(-1, c, h, w)
 
         def evaluate(cand: Tensor, rows: Tensor) -> Tensor:
