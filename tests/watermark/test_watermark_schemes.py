@@ -16,9 +16,7 @@ from advml.watermark.removal import FTAL, Prune
 
 @pytest.fixture(scope="module")
 def uchida(digits_mlp: TorchClassifier, digits_data: Any) -> Any:
-    return Uchida(bits=64).embed(
-        digits_mlp, digits_data.x_train, digits_data.y_train, key="owner"
-    )
+    return Uchida(bits=64).embed(digits_mlp, digits_data.x_train, digits_data.y_train, key="owner")
 
 
 def test_uchida_reads_back_every_bit(uchida: Any) -> None:
