@@ -70,8 +70,7 @@ class BackdoorSection(AuditSection):
     }
     quick_settings: ClassVar[Mapping[str, Any]] = {
         "train_samples": None,
-        "strip_overlays": 16,
-        "epochs": 8,
+        "epochs": 5,
     }
 
     def skip_reason(self, ctx: AuditContext, settings: Mapping[str, Any]) -> str | None:
