@@ -77,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/.cache/robust_training", help="model folder")
     parser.add_argument("--retrain", action="store_true", help="train even if a model is saved")
     parser.add_argument("--no-matrix", action="store_true", help="skip the cross-evaluation")
+    parser.add_argument(
+        "--extra-epochs",
+        type=int,
+        default=0,
+        help="fine-tune each trained model this many more epochs (same recipe, no warm-up, "
+        "seed + 1), saved and evaluated as '<method>+<N>'",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -100,6 +107,22 @@ def main(argv: list[str] | None = None) -> int:
         models[method], records[method] = _trained(
             method, recipes[method], reference, dataset, out, args.retrain, args.seed
         )
+    if args.extra_epochs > 0:
+        for method in methods:
+            name = f"{method}+{args.extra_epochs}"
+            recipe = {**recipes[method], "epochs": args.extra_epochs, "warmup_epochs": 0}
+            if method == "standard":
+                recipe.pop("warmup_epochs")
+            models[name], records[name] = _trained(
+                method,
+                recipe,
+                models[method],
+                dataset,
+                out,
+                args.retrain,
+                args.seed + 1,
+                save_as=name,
+            )
     # Saved models of other methods join the evaluation too.
     for method in recipes:
         path = out / f"{method}.pt"
@@ -130,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             f"(settings {rec['params']})"
         )
     target = f"pgd-{args.eval_steps}"
-    if "pgd_training" in models and not args.quick:
-        robust = matrix.accuracy_of("pgd_training", target)
-        drop = ref_clean - matrix.accuracy_of("pgd_training", "clean")
+    for row in [m for m in models if m.startswith("pgd_training")] if not args.quick else []:
+        robust = matrix.accuracy_of(row, target)
+        drop = ref_clean - matrix.accuracy_of(row, "clean")
         print(
-            f"\ntarget: PGD-{args.eval_steps} robust accuracy {100 * robust:.1f}% (>= 70%: "
+            f"\ntarget, {row}: PGD-{args.eval_steps} robust accuracy {100 * robust:.1f}% (>= 70%: "
             f"{'met' if robust >= 0.70 else 'NOT met'}), clean drop {100 * drop:.1f} points "
             f"(<= 3: {'met' if drop <= 0.03 else 'NOT met'})"
         )
@@ -150,18 +173,21 @@ def _trained(
     out: Path,
     retrain: bool,
     seed: int,
+    *,
+    save_as: str | None = None,
 ) -> tuple[TorchClassifier, dict[str, Any]]:
-    path, meta = out / f"{method}.pt", out / f"{method}.json"
+    name = save_as or method
+    path, meta = out / f"{name}.pt", out / f"{name}.json"
     if path.exists() and meta.exists() and not retrain:
-        print(f"{method}: reusing {path}", flush=True)
+        print(f"{name}: reusing {path}", flush=True)
         return _load(path), json.loads(meta.read_text())
     defence = registry.create("robust_training", method, seed=seed, **recipe)
     assert isinstance(defence, RobustTraining)
-    print(f"{method}: training {defence!r}", flush=True)
+    print(f"{name}: training {defence!r}", flush=True)
     trained = defence.fit(reference, dataset.x_train, dataset.y_train, show_progress=True)
     save_model(trained.model, path)
     record = {
-        "method": method,
+        "method": name,
         "params": {k: v for k, v in trained.params.items()},
         "epochs": trained.history.epochs_run,
         "seconds": trained.seconds,
@@ -172,7 +198,7 @@ def _trained(
     }
     meta.write_text(json.dumps(record, indent=2))
     print(
-        f"{method}: {trained.history.epochs_run} epochs in {trained.seconds:.0f} s; "
+        f"{name}: {trained.history.epochs_run} epochs in {trained.seconds:.0f} s; "
         f"final train loss {trained.history.train_loss[-1]:.3f}",
         flush=True,
     )
