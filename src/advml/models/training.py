@@ -9,6 +9,7 @@ fine-pruning plug in through ``loss_fn``.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ def train(
     show_progress: bool = True,
     desc: str = "training",
     on_epoch: Callable[[int], None] | None = None,
+    schedule: Literal["constant", "cosine"] = "constant",
 ) -> History:
     """Train ``model.module`` in place on ``(x, y)`` and return the history.
 
@@ -117,6 +119,10 @@ def train(
     on_epoch : callable, optional
         Called with the epoch number (1-based) before each epoch: a schedule (e.g. the
         ε warm-up of adversarial training) updates its state there.
+    schedule : {"constant", "cosine"}
+        Learning rate over the run: constant, or cosine decay from ``lr`` towards 0 at the
+        last step of ``epochs`` (Loshchilov & Hutter, ICLR 2017, eq. 5, without restarts):
+        ``lr_t = lr · (1 + cos(π t / T)) / 2``, ``t`` the step, ``T`` the steps of all epochs.
 
     Returns
     -------
@@ -131,6 +137,7 @@ def train(
     check_number("batch_size", batch_size, low=1, integer=True)
     check_number("lr", lr, low=0, low_inclusive=False)
     check_choice("optimizer", optimizer, ("adam", "sgd"))
+    check_choice("schedule", schedule, ("constant", "cosine"))
     check_number("val_fraction", val_fraction, low=0, high=1, high_inclusive=False)
     if patience is not None:
         check_number("patience", patience, low=1, integer=True)
@@ -162,6 +169,8 @@ def train(
         opt: torch.optim.Optimizer = torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
     else:
         opt = torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    total_steps = epochs * -(-xt.shape[0] // batch_size)
+    step = 0
 
     history: dict[str, list[float]] = {k: [] for k in ("tl", "ta", "vl", "va")}
     best_loss, best_epoch, best_state, waited = float("inf"), 0, None, 0
@@ -182,6 +191,11 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model, xb, yb)
                 loss.backward(inputs=trainable)
+                if schedule == "cosine":
+                    # Loshchilov & Hutter 2017, eq. 5 (one cycle, eta_min = 0).
+                    for group in opt.param_groups:
+                        group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+                step += 1
                 opt.step()
                 total_loss += float(loss.detach()) * idx.numel()
             history["tl"].append(total_loss / xt.shape[0])

@@ -14,7 +14,7 @@ import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from advml.errors import UnsupportedModelError
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import History, LossFn, train
-from advml.validation import check_labels, check_number
+from advml.validation import check_choice, check_labels, check_number
 from advml.watermark.key import WatermarkKey, derive_seed, normalise_secret
 from advml.watermark.verify import DEFAULT_ALPHA, Verification, decide
 
@@ -104,7 +104,8 @@ class WatermarkScheme(Component):
     """Base of the watermark schemes.
 
     Subclasses implement :meth:`_make_key`, :meth:`_loss`, :meth:`observe` and
-    :meth:`null_rate`, and have the settings ``epochs``, ``lr`` and ``batch_size``.
+    :meth:`null_rate`, and have the settings ``epochs``, ``lr``, ``batch_size`` and
+    ``schedule``.
     """
 
     family: ClassVar[str] = "watermark"
@@ -113,6 +114,7 @@ class WatermarkScheme(Component):
     epochs: int
     lr: float
     batch_size: int
+    schedule: Literal["constant", "cosine"]
 
     # -- the public verbs ----------------------------------------------------------------
     def embed(
@@ -163,6 +165,7 @@ class WatermarkScheme(Component):
             val_fraction=0.0,
             patience=None,
             loss_fn=self._loss(marked, wm_key),
+            schedule=self.schedule,
             seed=derive_seed(secret, "training") % 2**31,
             show_progress=show_progress,
             desc=f"embedding {self.name} watermark",
@@ -221,8 +224,9 @@ class WatermarkScheme(Component):
         raise NotImplementedError
 
 
-def check_training(*, epochs: int, lr: float, batch_size: int) -> None:
+def check_training(*, epochs: int, lr: float, batch_size: int, schedule: str) -> None:
     check_number("epochs", epochs, low=1, integer=True)
+    check_choice("schedule", schedule, ("constant", "cosine"))
     check_number("lr", lr, low=0, low_inclusive=False)
     check_number("batch_size", batch_size, low=1, integer=True)
 
@@ -238,7 +242,8 @@ class TriggerSetScheme(WatermarkScheme):
     binomial null is exact.
 
     Embedding fine-tunes on the owner's data with ``trigger_batch`` triggers added to
-    every batch (Adi et al. 2018, §4; Zhang et al. 2018, §3).
+    every batch of ``batch_size`` training samples (Adi et al. 2018, §4; Zhang et al. 2018,
+    §3).
     """
 
     n_triggers: int

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -57,13 +57,16 @@ class Frontier(TriggerSetScheme):
     candidates : int
         Training inputs perturbed to find the key's adversaries; default 2000.
     trigger_batch : int
-        Key inputs added to each training batch; default 64.
+        Key inputs added to each training batch of ``batch_size``; default 64.
     epochs : int
         Fine-tuning epochs; default 15.
     lr : float
         Adam learning rate; default 1e-3 (the reference models' training rate).
     batch_size : int
         Training samples per step; default 64.
+    schedule : {"constant", "cosine"}
+        Learning rate of the fine-tuning: constant, or cosine decay from ``lr`` to 0
+        (see :func:`advml.models.training.train`); default constant.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Frontier(TriggerSetScheme):
         epochs: int = 15,
         lr: float = 1e-3,
         batch_size: int = 64,
+        schedule: Literal["constant", "cosine"] = "constant",
     ) -> None:
         check_trigger_settings(n_triggers=n_triggers, trigger_batch=trigger_batch)
         if n_triggers % 2:
@@ -87,7 +91,7 @@ class Frontier(TriggerSetScheme):
             check_number("eps", eps, low=0, low_inclusive=False)
         check_number("fooled", fooled, low=0, high=1, low_inclusive=False, high_inclusive=False)
         check_number("candidates", candidates, low=2, integer=True)
-        check_training(epochs=epochs, lr=lr, batch_size=batch_size)
+        check_training(epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule)
         self.n_triggers = n_triggers
         self.eps = eps
         self.fooled = fooled
@@ -96,6 +100,7 @@ class Frontier(TriggerSetScheme):
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
+        self.schedule = schedule
 
     def _make_key(self, model: TorchClassifier, x: Tensor, y: Tensor, secret: str) -> WatermarkKey:
         rng = derive_rng(secret, "frontier:candidates")

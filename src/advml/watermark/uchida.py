@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -98,6 +100,9 @@ class Uchida(WatermarkScheme):
         Adam learning rate of the fine-tuning; default 1e-3.
     batch_size : int
         Samples per step; default 64.
+    schedule : {"constant", "cosine"}
+        Learning rate of the fine-tuning: constant, or cosine decay from ``lr`` to 0
+        (see :func:`advml.models.training.train`); default constant.
 
     Examples
     --------
@@ -117,18 +122,20 @@ class Uchida(WatermarkScheme):
         epochs: int = 5,
         lr: float = 1e-3,
         batch_size: int = 64,
+        schedule: Literal["constant", "cosine"] = "constant",
     ) -> None:
         check_number("bits", bits, low=1, integer=True)
         if layer is not None and (not isinstance(layer, str) or not layer):
             raise ValueError(f"layer must be a layer name or None, got {layer!r}")
         check_number("strength", strength, low=0, low_inclusive=False)
-        check_training(epochs=epochs, lr=lr, batch_size=batch_size)
+        check_training(epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule)
         self.bits = bits
         self.layer = layer
         self.strength = strength
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
+        self.schedule = schedule
 
     def _make_key(self, model: TorchClassifier, x: Tensor, y: Tensor, secret: str) -> WatermarkKey:
         layer = self.layer or default_layer(model)

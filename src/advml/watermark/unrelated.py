@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from torch import Tensor
 
@@ -28,13 +30,16 @@ class Unrelated(TriggerSetScheme):
     n_triggers : int
         Number of glyphs; default 100.
     trigger_batch : int
-        Triggers added to each training batch; default 64.
+        Triggers added to each training batch of ``batch_size``; default 64.
     epochs : int
         Fine-tuning epochs; default 15.
     lr : float
         Adam learning rate; default 1e-3 (the reference models' training rate).
     batch_size : int
         Training samples per step; default 64.
+    schedule : {"constant", "cosine"}
+        Learning rate of the fine-tuning: constant, or cosine decay from ``lr`` to 0
+        (see :func:`advml.models.training.train`); default constant.
     """
 
     def __init__(
@@ -45,14 +50,16 @@ class Unrelated(TriggerSetScheme):
         epochs: int = 15,
         lr: float = 1e-3,
         batch_size: int = 64,
+        schedule: Literal["constant", "cosine"] = "constant",
     ) -> None:
         check_trigger_settings(n_triggers=n_triggers, trigger_batch=trigger_batch)
-        check_training(epochs=epochs, lr=lr, batch_size=batch_size)
+        check_training(epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule)
         self.n_triggers = n_triggers
         self.trigger_batch = trigger_batch
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
+        self.schedule = schedule
 
     def _triggers(
         self, model: TorchClassifier, x: Tensor, y: Tensor, rng: np.random.Generator
