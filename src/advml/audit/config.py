@@ -43,7 +43,7 @@ class AuditConfig:
         Report sections to run (``advml audit --list-sections``); ``None`` runs every
         section that applies to the model.
     section_settings : dict
-        Settings per section, e.g. ``{"poisoning": {"fraction": 0.05}}``; each section
+        Settings per section, e.g. ``{"backdoor": {"fraction": 0.05}}``; each section
         documents its keys and rejects unknown ones.
     profile : {"default", "quick"}
         ``quick`` makes every section use its one-minute settings.
@@ -103,7 +103,7 @@ class AuditConfig:
         ):
             raise ValueError(
                 "section_settings must map section names to dicts of settings, e.g. "
-                "{'poisoning': {'fraction': 0.05}}"
+                "{'backdoor': {'fraction': 0.05}}"
             )
         check_choice("access", self.access, ("white-box", "scores", "labels"))
         if self.queries_per_input is not None:

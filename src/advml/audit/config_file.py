@@ -21,7 +21,7 @@ and the thresholds a CI pipeline enforces::
       examples: 8
     sections:
       run: null                 # null: every section the model allows; or a list
-      settings: {poisoning: {fraction: 0.1}}
+      settings: {backdoor: {fraction: 0.1}}   # the share the adversary can poison (0: cannot)
     thresholds:
       fail_under: {robust_accuracy: 0.5}
       fail_over: {}
