@@ -411,3 +411,22 @@ def test_wrong_mask_shape_raises(mlp: TorchClassifier, keep: Any) -> None:
     with pytest.raises(ValueError, match="keep"):
         mlp.set_unit_mask("fc1", keep)
     assert mlp.unit_mask("fc1") is None
+
+
+def test_clone_is_independent_and_keeps_the_masks(mlp: TorchClassifier, digits_data: Any) -> None:
+    x = digits_data.x_test[:50]
+    keep = np.ones(256, dtype=bool)
+    keep[:128] = False
+    mlp.set_unit_mask("fc1", keep)
+    masked = mlp.predict_proba(x)
+    twin = mlp.clone()
+    np.testing.assert_allclose(twin.predict_proba(x), masked, atol=1e-6)
+    assert twin.unit_mask("fc1") is not None and twin.query_count == len(x)  # its own count
+    # The twin carries its own mask hooks only: the original's masks no longer reach it.
+    mlp.clear_unit_masks()
+    np.testing.assert_allclose(twin.predict_proba(x), masked, atol=1e-6)
+    twin.clear_unit_masks()
+    np.testing.assert_allclose(twin.predict_proba(x), mlp.predict_proba(x), atol=1e-6)
+    with torch.no_grad():
+        next(twin.module.parameters()).add_(1.0)
+    assert not torch.equal(next(twin.module.parameters()), next(mlp.module.parameters()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -186,6 +187,31 @@ class TorchClassifier(BaseClassifier):
         finally:
             handle.remove()
         return int(shapes[0])
+
+    def clone(self) -> TorchClassifier:
+        """An independent copy: same network and weights, bounds, normalisation and masks.
+
+        The copy's module is a deep copy without this adapter's mask hooks (their closures
+        read this adapter's masks); the copy installs its own for the same masks. Its
+        query counter starts at 0 and it has no query budget: it is a private copy for
+        the owner's work (training, pruning, embedding), not the deployed API.
+        """
+        module = copy.deepcopy(self.module)
+        named = dict(module.named_modules())
+        for layer, handle in self._mask_hooks.items():
+            named[layer]._forward_hooks.pop(handle.id, None)
+        twin = TorchClassifier(
+            module,
+            input_shape=self.input_shape,
+            n_classes=self.n_classes,
+            bounds=self.bounds,
+            preprocessing=self.preprocessing,
+            device=self.device,
+            batch_size=self.batch_size,
+        )
+        for layer, mask in self._masks.items():
+            twin.set_unit_mask(layer, mask.bool())
+        return twin
 
     def set_unit_mask(self, layer: str, keep: np.ndarray | Tensor | Sequence[bool]) -> None:
         """Zero the outputs of the units of ``layer`` where ``keep`` is False (pruning).

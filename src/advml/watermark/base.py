@@ -10,7 +10,6 @@ model gives them.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,26 +56,7 @@ class WatermarkedModel:
 
 def clone_model(model: TorchClassifier) -> TorchClassifier:
     """An independent copy of ``model``: same weights, normalisation and unit masks."""
-    module = copy.deepcopy(model.module)
-    # The copy inherits the original's mask hooks, whose closures read the original's
-    # masks; drop them and install the copy's own.
-    named = dict(module.named_modules())
-    for layer, handle in model._mask_hooks.items():
-        named[layer]._forward_hooks.pop(handle.id, None)
-    clone = TorchClassifier(
-        module,
-        input_shape=model.input_shape,
-        n_classes=model.n_classes,
-        bounds=model.bounds,
-        preprocessing=model.preprocessing,
-        device=model.device,
-        batch_size=model.batch_size,
-    )
-    for layer in model._masks:
-        mask = model.unit_mask(layer)
-        if mask is not None:
-            clone.set_unit_mask(layer, mask)
-    return clone
+    return model.clone()
 
 
 def last_layer(model: TorchClassifier) -> str:

@@ -8,7 +8,6 @@ the defender already holds.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -145,25 +144,7 @@ def clone_model(model: TorchClassifier) -> TorchClassifier:
     The copy's module carries none of the original's mask hooks (those refer to the
     original adapter); its masks are set again through the public API.
     """
-    module = copy.deepcopy(model.module)
-    originals = {h.id for h in model._mask_hooks.values()}
-    for m in module.modules():
-        for hook_id in [k for k in m._forward_hooks if k in originals]:
-            del m._forward_hooks[hook_id]
-    twin = TorchClassifier(
-        module,
-        input_shape=model.input_shape,
-        n_classes=model.n_classes,
-        bounds=model.bounds,
-        preprocessing=model.preprocessing,
-        device=model.device,
-        batch_size=model.batch_size,
-    )
-    for layer in model.layer_names:
-        keep = model.unit_mask(layer)
-        if keep is not None:
-            twin.set_unit_mask(layer, keep)
-    return twin
+    return model.clone()
 
 
 def bake_masks(model: TorchClassifier) -> TorchClassifier:

@@ -9,7 +9,6 @@ model is never changed unless ``inplace=True`` is asked for.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,22 +95,7 @@ def check_training_settings(
 
 def clone_model(model: TorchClassifier) -> TorchClassifier:
     """An independent copy of ``model``: same network, weights, bounds, normalisation."""
-    module = copy.deepcopy(model.module)
-    twin = TorchClassifier(
-        module,
-        input_shape=model.input_shape,
-        n_classes=model.n_classes,
-        bounds=model.bounds,
-        preprocessing=model.preprocessing,
-        device=model.device,
-        query_budget=model.query_budget,
-        batch_size=model.batch_size,
-    )
-    for layer in model.layer_names:
-        mask = model.unit_mask(layer)
-        if mask is not None:
-            twin.set_unit_mask(layer, mask)
-    return twin
+    return model.clone()
 
 
 def _reinitialise(module: nn.Module, seed: int) -> list[str]:
