@@ -17,6 +17,8 @@ os.environ["ADVML_HOME"] = tempfile.mkdtemp(prefix="advml-test-home-")
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -115,3 +117,50 @@ def small_cnn() -> TorchClassifier:
     module = build("cnn", input_shape=(1, 8, 8), n_classes=10, channels=(4, 8), hidden=16)
     module.eval()
     return TorchClassifier(module, input_shape=(1, 8, 8), n_classes=10)
+
+
+# -- real-browser tests (Debian chromium through Playwright; .ci/run installs chromium) ----
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def launch_chromium() -> Callable[[Any], Any]:
+    """``launch(playwright) -> Browser`` for headless Debian chromium.
+
+    Skips the test when chromium or the playwright package is missing, except under CI
+    (``CI=true``), where that is a failure: .ci/run installs chromium.
+    """
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install playwright)")
+    if missing:
+        why = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}; .ci/run should have installed it")
+        pytest.skip(why)
+
+    def launch(playwright: Any) -> Any:
+        return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+    return launch
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$ADVML_ARTIFACTS`` (kept by the caller) or ``tmp_path``."""
+    folder = Path(os.environ.get("ADVML_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

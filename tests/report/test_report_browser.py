@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,37 +26,13 @@ from advml.models import TorchClassifier
 
 pytestmark = pytest.mark.slow  # an audit of every section, then chromium: ~30-60 s
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _need_browser() -> None:
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package (pip install playwright)")
-    if missing:
-        why = "browser test needs " + " and ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why}; .ci/run should have installed it")
-        pytest.skip(why)
-
 
 def test_report_html_renders_every_section_and_image(
-    digits_mlp: TorchClassifier, tmp_path: Path
+    digits_mlp: TorchClassifier,
+    tmp_path: Path,
+    launch_chromium: Callable[[Any], Any],
+    artifacts: Path,
 ) -> None:
-    _need_browser()
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "audit"
@@ -74,7 +50,7 @@ def test_report_html_renders_every_section_and_image(
 
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -110,10 +86,8 @@ def test_report_html_renders_every_section_and_image(
                 assert im["complete"] and im["width"] > 0, im
                 assert im["src"] == "data:image/png;base64,", im  # self-contained
                 assert im["alt"] and im["caption"], im
-            shot = Path(os.environ.get("ADVML_ARTIFACTS") or tmp_path)
-            shot.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot / "report.png"), full_page=True)
-            assert (shot / "report.png").stat().st_size > 10_000
+            page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+            assert (artifacts / "report.png").stat().st_size > 10_000
         finally:
             browser.close()
     assert errors == []

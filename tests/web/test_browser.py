@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import copy
 import io
-import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,39 +32,6 @@ from advml.web import DemoService, create_app
 # Starting chromium and the server takes ~10 s on a busy 2-core machine.
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _need_browser() -> None:
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package (pip install playwright)")
-    if missing:
-        why = "browser test needs " + " and ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why}; .ci/run should have installed it")
-        pytest.skip(why)
-
-
-def artifacts_dir(tmp_path: Path) -> Path:
-    """Where screenshots go: ``$ADVML_ARTIFACTS`` (kept by the caller) or ``tmp_path``."""
-    folder = Path(os.environ.get("ADVML_ARTIFACTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
 
 @dataclass
 class Served:
@@ -75,9 +41,10 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(
-    digits_mlp: TorchClassifier, tmp_path_factory: pytest.TempPathFactory
+    digits_mlp: TorchClassifier,
+    tmp_path_factory: pytest.TempPathFactory,
+    launch_chromium: Callable[[Any], Any],
 ) -> Iterator[Served]:
-    _need_browser()
     import uvicorn
 
     service = DemoService(
@@ -108,11 +75,11 @@ def served(
 
 
 @pytest.fixture(scope="module")
-def browser(served: Served) -> Iterator[Any]:
+def browser(served: Served, launch_chromium: Callable[[Any], Any]) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         try:
             yield b
         finally:
@@ -176,7 +143,7 @@ def _images_loaded(page: Any) -> list[int]:
 
 
 def test_select_attack_defend_shows_the_models_labels(
-    demo: tuple[Any, Console], served: Served, tmp_path: Path
+    demo: tuple[Any, Console], served: Served, artifacts: Path
 ) -> None:
     page, console = demo
     case = _fgsm_then_squeezing_case(served.service, served.service.dataset)
@@ -221,14 +188,14 @@ def test_select_attack_defend_shows_the_models_labels(
     assert len(widths) == 4 and all(w == 8 for w in widths), widths
     for panel in ("original", "adversarial", "defended"):
         assert page.locator(f"#panel-{panel} .bars .track").count() == 10
-    shot = artifacts_dir(tmp_path) / "web-demo.png"
+    shot = artifacts / "web-demo.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     assert console.errors == []
 
 
 def test_custom_eps_upload_and_refusals_in_the_page(
-    demo: tuple[Any, Console], tmp_path: Path
+    demo: tuple[Any, Console], artifacts: Path
 ) -> None:
     page, console = demo
     # A custom eps from the slider reaches the attack.
@@ -276,4 +243,4 @@ def test_custom_eps_upload_and_refusals_in_the_page(
     status = page.inner_text("[data-testid=status]")
     assert "Upload refused" in status and "PNG" in status and "415" in status
     assert all("415" in e for e in console.errors), console.errors
-    page.screenshot(path=str(artifacts_dir(tmp_path) / "web-demo-upload.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "web-demo-upload.png"), full_page=True)
