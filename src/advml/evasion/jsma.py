@@ -21,8 +21,8 @@ __all__ = ["JSMA"]
 class JSMA(EvasionAttack):
     """Change, two at a time, the features whose change pushes most towards a target class.
 
-    With ``α = ∇Z_t`` (the target's logit) and ``β = Σ_{j != t} ∇Z_j`` (all other
-    logits), the saliency of a pair of features ``(p, q)`` for increasing them is
+    With ``α = ∇F_t`` (the target's score) and ``β = Σ_{j != t} ∇F_j`` (all other
+    scores), the saliency of a pair of features ``(p, q)`` for increasing them is
     ``(α_p + α_q) * |β_p + β_q|`` when ``α_p + α_q > 0`` and ``β_p + β_q < 0``, else 0
     (Papernot et al. 2016, Algorithm 3 and eq. 9; the decreasing attack flips both
     conditions). Each iteration changes the most salient pair by ``theta`` times the
@@ -30,17 +30,26 @@ class JSMA(EvasionAttack):
     the search (Algorithm 3), until the model predicts the target or a fraction
     ``gamma`` of the features has been changed.
 
+    The scores ``F`` are the softmax probabilities by default (``output="probabilities"``,
+    the forward derivative of the network's output, Papernot et al. §3.1; Carlini &
+    Wagner 2017 call this variant JSMA-F) or the logits (``output="logits"``, their
+    JSMA-Z). Probabilities sum to one, so there ``β = -α``: a pair is scored by how far
+    it moves the target's probability, and one gradient per step suffices. On the
+    mnist-5k reference CNN, untargeted within 5% of the pixels, probabilities fooled
+    97.7% of test images 100-399 against 93.3% with logits, changing fewer pixels
+    (median 1.8% against 2.0%) — measured on images the benchmark does not use.
+
     Untargeted (``targeted=False``), by default (``untargeted_target="away"``) there is
-    no target class: ``α = ∇Z_y`` is the label's logit and ``β`` the sum of the others,
+    no target class: ``α = ∇F_y`` is the label's score and ``β`` the sum of the others,
     and the conditions flip (``α_p + α_q < 0`` and ``β_p + β_q > 0`` when increasing),
-    so each pair lowers the label's logit while raising the others' — Papernot et al.'s
-    map with the label in place of the target and the sign of the goal reversed. Within
-    5% of the pixels (``gamma=0.05``) it fools 90% of the first 100 mnist-5k test images
-    of the reference CNN (``benchmarks/evasion_suite.py``); aiming at the runner-up class
-    fooled 40% of them (measured on an earlier training of the same network).
-    Or the target of each sample is the class with the second-highest score on the input
-    (``"second"``), or a random class other than the label (``"random"``); success then
-    means leaving the label.
+    so each pair lowers the label's score while raising the others' — Papernot et al.'s
+    map with the label in place of the target and the sign of the goal reversed
+    (``benchmarks/evasion_suite.py`` measures it on the first 100 mnist-5k test images:
+    97% within 5% of the pixels); aiming at the runner-up class fooled 40% of them
+    (logits, measured on an earlier training of the same network). Or the target of each
+    sample is the class with the second-highest score on the input (``"second"``), or a
+    random class other than the label (``"random"``); success then means leaving the
+    label.
 
     Unbounded in L2/L∞ (no eps): the number of features changed (``l0``) is the cost.
 
@@ -53,6 +62,9 @@ class JSMA(EvasionAttack):
     gamma : float
         Largest fraction of the features that may be changed, in (0, 1]; the paper's
         MNIST setting is 0.145.
+    output : {"probabilities", "logits"}
+        Scores whose gradients make the saliency map: softmax probabilities (JSMA-F) or
+        logits (JSMA-Z).
     targeted : bool
         Move towards the labels given as ``y`` instead of away from them.
     untargeted_target : {"away", "second", "random"}
@@ -76,6 +88,7 @@ class JSMA(EvasionAttack):
         *,
         theta: float = 1.0,
         gamma: float = 0.145,
+        output: Literal["probabilities", "logits"] = "probabilities",
         targeted: bool = False,
         untargeted_target: Literal["away", "second", "random"] = "away",
         seed: int | None = 0,
@@ -85,10 +98,12 @@ class JSMA(EvasionAttack):
         if theta == 0:
             raise ValueError("theta must be non-zero: it is the change of each chosen feature")
         check_number("gamma", gamma, low=0, high=1, low_inclusive=False)
+        check_choice("output", output, ("probabilities", "logits"))
         check_choice("untargeted_target", untargeted_target, ("away", "second", "random"))
         validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
         self.theta = theta
         self.gamma = gamma
+        self.output = output
         self.targeted = targeted
         self.untargeted_target = untargeted_target
         self.seed = seed
@@ -127,13 +142,19 @@ class JSMA(EvasionAttack):
             keep = ~reached & (budget[active] + 2 <= limit) & (domain[active].sum(1) >= 2)
             if not keep.any():
                 break
-            own = logits.gather(1, ta[:, None]).sum()
-            (alpha,) = torch.autograd.grad(own, xa, retain_graph=True)
-            (total,) = torch.autograd.grad(logits.sum(), xa)
+            probabilities = self.output == "probabilities"
+            if probabilities:
+                own = _probability_direction(logits, ta)
+            else:
+                own = logits.gather(1, ta[:, None]).sum()
+            (alpha,) = torch.autograd.grad(own, xa, retain_graph=not probabilities)
+            # Probabilities sum to one: the others' gradient is -alpha (up to the same
+            # positive factor per sample, which leaves the choice of pair unchanged).
+            total = None if probabilities else torch.autograd.grad(logits.sum(), xa)[0]
             active = active[keep]
             with torch.no_grad():
                 alpha = alpha[keep].flatten(1)
-                beta = total[keep].flatten(1) - alpha
+                beta = -alpha if total is None else total[keep].flatten(1) - alpha
                 a = alpha[:, :, None] + alpha[:, None, :]  # (m, d, d): pairs (p, q)
                 b = beta[:, :, None] + beta[:, None, :]
                 ok = (a > 0) & (b < 0) if increase != away else (a < 0) & (b > 0)
@@ -169,3 +190,17 @@ class JSMA(EvasionAttack):
             logits = model.logits(x)
         queries += 1
         return logits.scatter(1, y[:, None], float("-inf")).argmax(1)
+
+
+def _probability_direction(logits: Tensor, target: Tensor) -> Tensor:
+    """A sum whose gradient is, per sample, a positive multiple of ``∇F_target``.
+
+    ``∇ log F_t = ∇F_t / F_t`` and ``-∇ log(1 - F_t) = ∇F_t / (1 - F_t)`` point the same
+    way as ``∇F_t``; the first does not vanish when ``F_t`` is small, the second when it is
+    near one, where the softmax itself rounds to 0 or 1 in float32 and its gradient to 0.
+    """
+    log_p = logits.log_softmax(1)
+    own = log_p.gather(1, target[:, None]).squeeze(1)
+    others = logits.scatter(1, target[:, None], float("-inf")).logsumexp(1)
+    log_rest = others - logits.logsumexp(1)  # log(1 - F_t), exact for certain models
+    return torch.where(own > math.log(0.5), -log_rest, own).sum()
