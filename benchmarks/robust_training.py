@@ -43,7 +43,7 @@ from advml.models import TorchClassifier, load_model, save_model
 CNN_RECIPES: dict[str, dict[str, Any]] = {
     "standard": {"epochs": 15},
     "fgsm_training": {"eps": 0.3, "epochs": 10, "warmup_epochs": 2, "init": "model"},
-    "pgd_training": {"eps": 0.3, "steps": 5, "epochs": 10, "warmup_epochs": 2, "init": "model"},
+    "pgd_training": {"eps": 0.3, "steps": 5, "epochs": 25, "warmup_epochs": 2, "init": "model"},
     "trades": {
         "eps": 0.3,
         "beta": 6.0,

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from advml.models import History, TorchClassifier, train
+from advml.models import History, TorchClassifier, train, validation_split
 from advml.models.architectures import mlp
 
 
@@ -291,3 +291,16 @@ def test_val_fraction_that_leaves_nothing_to_train_on(digits_data: Any) -> None:
             val_fraction=0.9,
             show_progress=False,
         )
+
+
+def test_validation_split_partitions_the_records() -> None:
+    fit, val = validation_split(50, 0.1, seed=3)
+    assert len(val) == 5 and len(fit) == 45
+    np.testing.assert_array_equal(np.sort(np.concatenate([fit, val])), np.arange(50))
+    np.testing.assert_array_equal(val, validation_split(50, 0.1, seed=3)[1])
+    assert not np.array_equal(val, validation_split(50, 0.1, seed=4)[1])
+    assert len(validation_split(5, 0.01, seed=0)[1]) == 1  # at least one record
+    with pytest.raises(ValueError, match="val_fraction"):
+        validation_split(2, 0.9, seed=0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        validation_split(10, 0.0, seed=0)

@@ -6,7 +6,7 @@ from advml.models.callable import CallableClassifier
 from advml.models.io import load_model, save_model
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
-from advml.models.training import History, train
+from advml.models.training import History, train, validation_split
 
 __all__ = [
     "BaseClassifier",
@@ -19,4 +19,5 @@ __all__ = [
     "load_model",
     "save_model",
     "train",
+    "validation_split",
 ]

@@ -24,7 +24,7 @@ from advml.models.torch import TorchClassifier
 from advml.runtime.progress import progress
 from advml.validation import check_choice, check_labels, check_number
 
-__all__ = ["History", "LossFn", "train"]
+__all__ = ["History", "LossFn", "train", "validation_split"]
 
 LossFn = Callable[[TorchClassifier, Tensor, Tensor], Tensor]
 """``loss_fn(model, x_batch, y_batch) -> scalar loss``; the model is in training mode."""
@@ -51,6 +51,28 @@ class History:
 def cross_entropy(model: TorchClassifier, x: Tensor, y: Tensor) -> Tensor:
     """The default loss: mean cross-entropy of the model's logits."""
     return F.cross_entropy(model.forward(x), y)
+
+
+def validation_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(fit, validation)`` indices that :func:`train` draws from ``n`` records.
+
+    ``train(..., val_fraction=f, seed=s)`` without ``x_val`` holds out these
+    ``max(1, round(f * n))`` records for early stopping and fits on the rest, so this
+    says exactly which records a model trained that way has seen (membership audits
+    need it).
+    """
+    check_number("n", n, low=2, integer=True)
+    check_number("val_fraction", val_fraction, low=0, high=1, low_inclusive=False)
+    fit_idx, val_idx = _split(n, val_fraction, torch.Generator().manual_seed(int(seed)))
+    return fit_idx.numpy(), val_idx.numpy()
+
+
+def _split(n: int, val_fraction: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    perm = torch.randperm(n, generator=gen)
+    n_val = max(1, round(val_fraction * n))
+    if n_val >= n:
+        raise ValueError(f"val_fraction={val_fraction} leaves no training data")
+    return perm[n_val:], perm[:n_val]
 
 
 def train(
@@ -152,12 +174,10 @@ def train(
         xv = model.as_tensor(x_val, name="x_val")
         yv = _labels(y_val, model.n_classes, xv.shape[0], "y_val", model.device)
     elif val_fraction > 0:
-        perm = torch.randperm(xt.shape[0], generator=gen).to(model.device)
-        n_val = max(1, round(val_fraction * xt.shape[0]))
-        if n_val >= xt.shape[0]:
-            raise ValueError(f"val_fraction={val_fraction} leaves no training data")
-        xv, yv = xt[perm[:n_val]], yt[perm[:n_val]]
-        xt, yt = xt[perm[n_val:]], yt[perm[n_val:]]
+        fit_idx, val_idx = _split(xt.shape[0], val_fraction, gen)
+        fit_idx, val_idx = fit_idx.to(model.device), val_idx.to(model.device)
+        xv, yv = xt[val_idx], yt[val_idx]
+        xt, yt = xt[fit_idx], yt[fit_idx]
     else:
         xv, yv = None, None
     loss_fn = loss_fn or cross_entropy

@@ -33,10 +33,10 @@ from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from advml import registry
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.models import validation_split
 from advml.models.base import Classifier
 from advml.privacy.membership import (
     LabelOnly,
@@ -60,14 +60,12 @@ _WARN_AUC, _WARN_TPR = 0.53, 0.02
 def reference_members(n_train: int, seed: int, val_fraction: float = 0.1) -> np.ndarray:
     """Which of ``n_train`` training records a reference model was trained on.
 
-    :func:`advml.models.train` holds out ``round(val_fraction * n)`` records, drawn by
-    ``torch.randperm`` from a generator seeded with the training seed, for early
-    stopping; this repeats that draw. Returns a boolean mask of shape ``(n_train,)``.
+    :func:`advml.models.train` holds out :func:`~advml.models.training.validation_split`'s
+    validation records for early stopping. Returns a boolean mask of shape ``(n_train,)``.
     """
-    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(int(seed))).numpy()
-    n_val = max(1, round(val_fraction * n_train))
+    _, val_idx = validation_split(n_train, val_fraction, seed)
     mask = np.ones(n_train, dtype=bool)
-    mask[perm[:n_val]] = False
+    mask[val_idx] = False
     return mask
 
 
