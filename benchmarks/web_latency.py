@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-import httpx
+import httpx2
 
 
 def _free_port() -> int:
@@ -41,12 +41,12 @@ def main() -> int:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base, timeout=60) as client:
+        with httpx2.Client(base_url=base, timeout=60) as client:
             for _ in range(600):
                 try:
                     info = client.get("/api/info").json()
                     break
-                except httpx.TransportError:
+                except httpx2.TransportError:
                     time.sleep(0.5)
             else:
                 raise RuntimeError("the server did not start")

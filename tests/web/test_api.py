@@ -538,6 +538,9 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
         assert "422" in paths[path]["post"]["responses"]
     attack = schema["components"]["schemas"]["AttackRequest"]["properties"]
     assert set(attack["attack"]["enum"]) == set(ATTACKS)
+    # FastAPI's viewers would load scripts from a CDN: they are not served.
+    assert client.get("/docs").status_code == 404
+    assert client.get("/redoc").status_code == 404
 
 
 def test_predict_answers_for_pixels(client: TestClient, digits: Dataset) -> None:

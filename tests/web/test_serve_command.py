@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from advml.cli import main
@@ -64,20 +64,21 @@ def test_server_answers_on_loopback_with_loopback_host_names_only() -> None:
         deadline = time.monotonic() + 120
         while True:
             try:
-                info = httpx.get(f"{url}/api/info", timeout=5)
+                info = httpx2.get(f"{url}/api/info", timeout=5)
                 break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"server did not start: {proc.communicate()}") from None
                 time.sleep(0.3)
         assert info.status_code == 200 and info.json()["dataset"] == "digits"
-        assert httpx.get(url, headers={"Host": "localhost"}).status_code == 200
+        assert httpx2.get(url, headers={"Host": "localhost"}).status_code == 200
         # A page on another site reaching 127.0.0.1 through DNS rebinding sends its own host.
-        assert httpx.get(f"{url}/api/info", headers={"Host": "attacker.example"}).status_code == 400
+        foreign = httpx2.get(f"{url}/api/info", headers={"Host": "attacker.example"})
+        assert foreign.status_code == 400
         other = socket.gethostbyname(socket.gethostname())
         if not other.startswith("127."):  # not listening on the machine's other address
-            with pytest.raises(httpx.TransportError):
-                httpx.get(f"http://{other}:{port}/api/info", timeout=2)
+            with pytest.raises(httpx2.TransportError):
+                httpx2.get(f"http://{other}:{port}/api/info", timeout=2)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

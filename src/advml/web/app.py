@@ -263,6 +263,10 @@ def create_app(
         "answer. Inputs are gallery images (GET /api/datasets/...), uploads "
         "(POST /api/upload) or pixels returned by earlier calls; every answer about an "
         "input is a view: its PNG, its pixels, the model's label and confidences.",
+        # FastAPI's /docs and /redoc viewers load their scripts from a CDN: off, so the
+        # demo never makes a page fetch anything from outside; /openapi.json stays.
+        docs_url=None,
+        redoc_url=None,
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="advml-model")
     waiting = 0
