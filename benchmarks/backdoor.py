@@ -28,6 +28,7 @@ Usage::
 
     .venv/bin/python benchmarks/backdoor.py --models digits-mlp,digits-cnn
     .venv/bin/python benchmarks/backdoor.py --models mnist-cnn --fractions 0.01,0.03
+    .venv/bin/python benchmarks/backdoor.py --models mnist-cnn --parts fine_pruning --fp-seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -109,16 +110,31 @@ def art_success(model: TorchClassifier, x: np.ndarray, y: np.ndarray) -> float:
     return backdoor_success_rate(y, np.full_like(y, TARGET), pred)
 
 
-def run(key: str, fractions: list[float], steps: int) -> dict[str, Any]:
+PARTS = (
+    "art",
+    "pruning",
+    "fine_pruning",
+    "clustering",
+    "spectral",
+    "strip",
+    "neural_cleanse",
+    "transfer",
+    "fractions",
+)
+
+
+def run(
+    key: str, fractions: list[float], steps: int, parts: set[str], fp_seeds: list[int]
+) -> dict[str, Any]:
     ds_name, arch = MODELS[key]
     ds = load_dataset(ds_name)
     half = len(ds.x_test) // 2
     x_val, y_val = ds.x_test[:half], ds.y_test[:half]
     x_ev, y_ev = ds.x_test[half:], ds.y_test[half:]
-    out: dict[str, Any] = {
-        "model": key,
-        "sizes": {"train": len(ds.x_train), "val": half, "eval": len(x_ev)},
-    }
+    # A run of some parts updates the saved results of the others' earlier runs.
+    saved = CACHE / f"results-{key}.json"
+    out: dict[str, Any] = json.loads(saved.read_text()) if saved.exists() else {}
+    out.update({"model": key, "sizes": {"train": len(ds.x_train), "val": half, "eval": len(x_ev)}})
 
     def save() -> None:
         CACHE.mkdir(parents=True, exist_ok=True)
@@ -142,7 +158,7 @@ def run(key: str, fractions: list[float], steps: int) -> dict[str, Any]:
     log(key, "badnets", out["badnets_0.1"])
     save()
 
-    for frac in (0.1, 0.01):
+    for frac in (0.1, 0.01) if "art" in parts else ():
         xa, ya = art_poison(ds.x_train, ds.y_train, frac)
         art_model = trained(key, f"art-{frac}", ds, arch, xa, ya)
         out[f"art_{frac}"] = {
@@ -152,6 +168,82 @@ def run(key: str, fractions: list[float], steps: int) -> dict[str, Any]:
         log(key, "art", frac, out[f"art_{frac}"])
         save()
 
+    if "pruning" in parts:
+        prune_part(key, bd, poisoned, x_val, y_val, x_ev, y_ev, out)
+        save()
+    for seed in fp_seeds if "fine_pruning" in parts else ():
+        start = time.perf_counter()
+        fp = FinePruning(seed=seed).repair(bd, x_val, y_val)
+        fev = evaluate_backdoor(fp.model, poisoned, x_ev, y_ev)
+        row = {
+            **fp.summary(),
+            "seed": seed,
+            "clean_accuracy": fev.clean_accuracy,
+            "attack_success": fev.attack_success,
+            "clean_drop": ev.clean_accuracy - fev.clean_accuracy,
+            "seconds": time.perf_counter() - start,
+        }
+        out["fine_pruning" if seed == fp_seeds[0] else f"fine_pruning_seed{seed}"] = row
+        log(key, "fine-pruning", row)
+        save()
+    if "clustering" in parts:
+        clustering_part(key, bd, poisoned, out)
+        save()
+    if "spectral" in parts:
+        spectral_part(key, ds, arch, bd, poisoned, x_ev, y_ev, out)
+        save()
+    if "strip" in parts:
+        strip = STRIP(frr=0.01).fit(bd, x_val)
+        eligible = y_ev != TARGET
+        trig = np.asarray(poisoned.apply_trigger(x_ev[eligible]))
+        out["strip"] = {
+            "threshold": strip.threshold,
+            "detection_rate": strip.detect(trig).detection_rate,
+            "false_rejection_eval": strip.detect(x_ev).detection_rate,
+        }
+        log(key, "strip", out["strip"])
+        save()
+
+    for name, model in (("backdoored", bd), ("clean", clean)) if "neural_cleanse" in parts else ():
+        start = time.perf_counter()
+        nc = NeuralCleanse(steps=steps).inspect(model, x_val)
+        out[f"neural_cleanse_{name}"] = {**nc.summary(), "seconds": time.perf_counter() - start}
+        log(key, "neural cleanse", name, out[f"neural_cleanse_{name}"])
+        save()
+
+    for layers in ("last", "all") if "transfer" in parts else ():
+        tr = transfer_backdoor(bd, poisoned, x_val, y_val, x_ev, y_ev, layers=layers, epochs=10)
+        out[f"transfer_{layers}"] = tr.summary()
+        log(key, "transfer", layers, tr.summary())
+        save()
+
+    if "fractions" in parts:
+        sweep = {}
+        for frac in fractions:
+            p = BadNets(trigger=trigger, fraction=frac, target=TARGET).poison(
+                ds.x_train, ds.y_train, n_classes=ds.n_classes
+            )
+            m = trained(key, f"badnets-{frac}", ds, arch, p.x, p.y)
+            sweep[frac] = evaluate_backdoor(m, p, x_ev, y_ev).attack_success
+            log(key, "fraction", frac, sweep[frac])
+            out["fraction_sweep"] = {**sweep, 0.1: ev.attack_success}
+            save()
+        reached = sorted(f for f, s in out["fraction_sweep"].items() if s >= 0.9)
+        out["smallest_fraction_90"] = reached[0] if reached else None
+        save()
+    return out
+
+
+def prune_part(
+    key: str,
+    bd: TorchClassifier,
+    poisoned: Any,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_ev: np.ndarray,
+    y_ev: np.ndarray,
+    out: dict[str, Any],
+) -> None:
     start = time.perf_counter()
     pruning = Pruning().repair(bd, x_val, y_val)
     curve = pruning.curve(
@@ -172,19 +264,9 @@ def run(key: str, fractions: list[float], steps: int) -> dict[str, Any]:
         "seconds": time.perf_counter() - start,
     }
     log(key, "pruning", {k: v for k, v in out["pruning"].items() if k != "curve"})
-    start = time.perf_counter()
-    fp = FinePruning().repair(bd, x_val, y_val)
-    fev = evaluate_backdoor(fp.model, poisoned, x_ev, y_ev)
-    out["fine_pruning"] = {
-        **fp.summary(),
-        "clean_accuracy": fev.clean_accuracy,
-        "attack_success": fev.attack_success,
-        "clean_drop": ev.clean_accuracy - fev.clean_accuracy,
-        "seconds": time.perf_counter() - start,
-    }
-    log(key, "fine-pruning", out["fine_pruning"])
-    save()
 
+
+def clustering_part(key: str, bd: TorchClassifier, poisoned: Any, out: dict[str, Any]) -> None:
     start = time.perf_counter()
     ac = ActivationClustering().detect(bd, poisoned.x, poisoned.y)
     out["activation_clustering"] = {
@@ -194,6 +276,18 @@ def run(key: str, fractions: list[float], steps: int) -> dict[str, Any]:
         "seconds": time.perf_counter() - start,
     }
     log(key, "activation clustering", out["activation_clustering"])
+
+
+def spectral_part(
+    key: str,
+    ds: Any,
+    arch: str,
+    bd: TorchClassifier,
+    poisoned: Any,
+    x_ev: np.ndarray,
+    y_ev: np.ndarray,
+    out: dict[str, Any],
+) -> None:
     ss = SpectralSignatures().detect(bd, poisoned.x, poisoned.y)
     keep = ~ss.flagged
     retrained = trained(key, "spectral-retrained", ds, arch, poisoned.x[keep], poisoned.y[keep])
@@ -207,48 +301,6 @@ def run(key: str, fractions: list[float], steps: int) -> dict[str, Any]:
         "retrained_attack_success": rev.attack_success,
     }
     log(key, "spectral", out["spectral_signatures"])
-    save()
-
-    strip = STRIP(frr=0.01).fit(bd, x_val)
-    eligible = y_ev != TARGET
-    trig = np.asarray(poisoned.apply_trigger(x_ev[eligible]))
-    out["strip"] = {
-        "threshold": strip.threshold,
-        "detection_rate": strip.detect(trig).detection_rate,
-        "false_rejection_eval": strip.detect(x_ev).detection_rate,
-    }
-    log(key, "strip", out["strip"])
-    save()
-
-    for name, model in (("backdoored", bd), ("clean", clean)):
-        start = time.perf_counter()
-        nc = NeuralCleanse(steps=steps).inspect(model, x_val)
-        out[f"neural_cleanse_{name}"] = {**nc.summary(), "seconds": time.perf_counter() - start}
-        log(key, "neural cleanse", name, out[f"neural_cleanse_{name}"])
-        save()
-
-    for layers in ("last", "all"):
-        tr = transfer_backdoor(bd, poisoned, x_val, y_val, x_ev, y_ev, layers=layers, epochs=10)
-        out[f"transfer_{layers}"] = tr.summary()
-        log(key, "transfer", layers, tr.summary())
-        save()
-
-    sweep = {}
-    for frac in fractions:
-        p = BadNets(trigger=trigger, fraction=frac, target=TARGET).poison(
-            ds.x_train, ds.y_train, n_classes=ds.n_classes
-        )
-        m = trained(key, f"badnets-{frac}", ds, arch, p.x, p.y)
-        sweep[frac] = evaluate_backdoor(m, p, x_ev, y_ev).attack_success
-        log(key, "fraction", frac, sweep[frac])
-        out["fraction_sweep"] = {**sweep, 0.1: ev.attack_success}
-        save()
-    reached = sorted(
-        f for f, s in out.get("fraction_sweep", {0.1: ev.attack_success}).items() if s >= 0.9
-    )
-    out["smallest_fraction_90"] = reached[0] if reached else None
-    save()
-    return out
 
 
 def main() -> None:
@@ -256,10 +308,25 @@ def main() -> None:
     parser.add_argument("--models", default="digits-mlp,digits-cnn")
     parser.add_argument("--fractions", default="0.005,0.01,0.02,0.05")
     parser.add_argument("--nc-steps", type=int, default=300, help="Neural Cleanse steps")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"what to measure besides BadNets itself (default all: {','.join(PARTS)}); "
+        "a run of some parts keeps the saved results of the others",
+    )
+    parser.add_argument(
+        "--fp-seeds",
+        default="0",
+        help="fine-tuning seeds of fine-pruning (default 0; the first is the main row)",
+    )
     args = parser.parse_args()
     fractions = [float(f) for f in args.fractions.split(",") if f]
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if parts - set(PARTS):
+        parser.error(f"--parts: unknown {sorted(parts - set(PARTS))}; choose from {PARTS}")
+    fp_seeds = [int(s) for s in args.fp_seeds.split(",") if s.strip()]
     for key in args.models.split(","):
-        result = run(key, fractions, args.nc_steps)
+        result = run(key, fractions, args.nc_steps, parts, fp_seeds)
         print(json.dumps({k: v for k, v in result.items() if k != "pruning"}, default=float))
 
 

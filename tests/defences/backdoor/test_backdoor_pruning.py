@@ -10,7 +10,8 @@ from conftest import HAND_TRIGGER, Backdoored, hand_data
 
 from advml.defences.backdoor import FinePruning, Pruning, activation_profile, clone_model
 from advml.errors import UnsupportedModelError
-from advml.models import TorchClassifier
+from advml.models import TorchClassifier, train
+from advml.models.architectures import build
 from advml.poisoning import evaluate_backdoor
 
 
@@ -63,6 +64,53 @@ def test_pruning_default_layer_and_errors(small_cnn: TorchClassifier, digits_dat
         Pruning(max_accuracy_drop=2)
     with pytest.raises(ValueError, match="schedule"):
         FinePruning(schedule="step")  # type: ignore[arg-type]
+
+
+def _weights(model: TorchClassifier) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.module.parameters()]
+
+
+def test_fine_pruning_shifts_only_images_of_16_pixels_or_more(
+    digits_data: object, hand_model: TorchClassifier
+) -> None:
+    ds = digits_data
+    x_train, y_train = ds.x_train[:600], ds.y_train[:600]  # type: ignore[attr-defined]
+    x, y = ds.x_test[:64], ds.y_test[:64]  # type: ignore[attr-defined]
+
+    def trained(side: int) -> tuple[TorchClassifier, np.ndarray]:
+        torch.manual_seed(0)
+        shape = (1, side, side)
+        module = build("cnn", input_shape=shape, n_classes=10, channels=(4, 8), hidden=16)
+        model = TorchClassifier(module, input_shape=shape, n_classes=10)
+        k = side // 8  # digits enlarged by pixel repetition
+        grow = np.ones((1, 1, k, k), dtype=x.dtype)
+        train(model, np.kron(x_train, grow), y_train, epochs=10, lr=1e-2, show_progress=False)
+        return model, np.kron(x, grow)
+
+    def tuned(model: TorchClassifier, xs: np.ndarray, **kw: int) -> list[torch.Tensor]:
+        result = FinePruning(epochs=1, **kw).repair(model, xs, y)  # type: ignore[arg-type]
+        assert 0 < result.pruning.n_pruned < 8  # units left to fine-tune
+        return _weights(result.model)
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+    # 8 x 8 digits: the default fine-tunes exactly as without a shift.
+    small, x8 = trained(8)
+    plain = tuned(small, x8, shift=0)
+    assert same(tuned(small, x8), plain) and not same(tuned(small, x8, shift=1), plain)
+    # The same digits enlarged to 16 x 16: the default is a one-pixel shift.
+    large, x16 = trained(16)
+    default = tuned(large, x16)
+    assert same(default, tuned(large, x16, shift=1)) and not same(
+        default, tuned(large, x16, shift=0)
+    )
+    # Vectors cannot be shifted.
+    xh, yh = hand_data(seed=0)
+    with pytest.raises(ValueError, match="shift=1"):
+        FinePruning(shift=1, layer="fc1").repair(hand_model, xh, yh)
+    with pytest.raises(ValueError, match="shift"):
+        FinePruning(shift=-1)
 
 
 def test_neuron_analysis_finds_the_backdoor_unit(hand_model: TorchClassifier) -> None:

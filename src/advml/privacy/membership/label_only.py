@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from advml import registry
+from advml.models.augment import random_shift
 from advml.models.base import Classifier
 from advml.privacy.membership._threshold import Calibration, ThresholdAttack, threshold_doc
 from advml.privacy.membership.base import ShadowArchitecture, predicted_labels
@@ -92,20 +93,6 @@ class LabelOnly(ThresholdAttack):
                 z = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
                 xp = (x + z * self.noise * (high - low)).clamp(low, high)
             else:
-                xp = _shift(x, self.max_shift, gen)
+                xp = random_shift(x, self.max_shift, gen)
             hits += (predicted_labels(model, xp) == y).double()
         return (hits / (self.n_perturbations + 1)).cpu().numpy()
-
-
-def _shift(x: Tensor, max_shift: int, gen: torch.Generator) -> Tensor:
-    """Each image translated by a random (dy, dx) in [-max_shift, max_shift], edges padded."""
-    n, _, h, w = x.shape
-    k = max_shift
-    padded = torch.nn.functional.pad(x, (k, k, k, k), mode="replicate")
-    dy = torch.randint(0, 2 * k + 1, (n,), generator=gen, device=x.device)
-    dx = torch.randint(0, 2 * k + 1, (n,), generator=gen, device=x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])[:, None, None, :]
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[batch, chan, rows, cols]
