@@ -63,13 +63,13 @@ class FinePruning(BackdoorDefence):
     Hutter, ICLR 2017, eq. 5): the early large steps move the weights off the backdoor,
     the late small ones settle them instead of leaving the last epoch's large-step noise
     in them. Measured against a constant 1e-2 (clean validation half of the test split,
-    evaluation on the other half; no shift, see below): the mnist-5k CNN keeps 95.2% instead of 94.8% clean
-    accuracy (backdoored model: 97.0%) with attack success 2.4% instead of 0.4%
-    (fine-tuning seeds 1 and 2: 94.8% against 91.2% and 93.6%); the digits MLP with a
-    one-pixel trigger keeps 96.1% instead of 92.8% (backdoored: 96.7%) with attack
-    success 6.3% instead of 8.8%. Holding out a fifth of the clean data to keep the best
-    checkpoint cost more accuracy than it saved on both (the fine-tuning then sees 400
-    or 144 inputs), and so did a smaller pruning drop (2 points).
+    evaluation on the other half; no shift, see below): the mnist-5k CNN keeps 95.2%
+    instead of 94.8% clean accuracy (backdoored model: 97.0%) with attack success 2.4%
+    instead of 0.4% (fine-tuning seeds 1 and 2: 94.8% against 91.2% and 93.6%); the
+    digits MLP with a one-pixel trigger keeps 96.1% instead of 92.8% (backdoored: 96.7%)
+    with attack success 6.3% instead of 8.8%. Holding out a fifth of the clean data to
+    keep the best checkpoint cost more accuracy than it saved on both (the fine-tuning
+    then sees 400 or 144 inputs), and so did a smaller pruning drop (2 points).
 
     Image inputs are translated by up to ``shift`` pixels at random during fine-tuning
     (default 1 pixel for images of at least 16 x 16 pixels, none otherwise): with a few
