@@ -374,9 +374,8 @@ def _lira_step(ctx: AuditContext, split: dict[str, Any], n_shadows: int, seed: i
     def train_fn(x: np.ndarray, y: np.ndarray, shadow_seed: int) -> Classifier:
         return ctx.train_like(x, y, seed=shadow_seed % 2**31, desc="LiRA shadow")
 
-    # Few shadows: one variance for all records is the more reliable fit (Carlini et al.
-    # 2022, §VI-B).
-    attack = LiRA(n_shadow=n_shadows, fixed_variance=n_shadows < 16, seed=seed)
+    # With fewer than 64 shadows LiRA fits one variance for all records (its default).
+    attack = LiRA(n_shadow=n_shadows, seed=seed)
     fitted = attack.fit(ctx.model, split["x"], split["y"], train_fn=train_fn)
     result = fitted.infer(ctx.model, split["x"], split["y"])
     summary = _summary(
