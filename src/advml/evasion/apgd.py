@@ -4,7 +4,8 @@ of diverse parameter-free attacks", ICML 2020)."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -12,6 +13,7 @@ from torch.nn import functional as F
 
 from advml import registry
 from advml.evasion.base import EvasionAttack, Norm, validate_common
+from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
 
@@ -93,6 +95,9 @@ class APGD(EvasionAttack):
         Move towards the labels given as ``y``.
     seed : int, optional
         Seed of the random starts.
+    constraints : FeatureConstraints or mapping, optional
+        Features the attacker may not change, may only switch on, or may move within a
+        narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
 
@@ -113,6 +118,7 @@ class APGD(EvasionAttack):
         restarts: int = 1,
         targeted: bool = False,
         seed: int | None = 0,
+        constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         batch_size: int | None = None,
     ) -> None:
         check_number("eps", eps, low=0)
@@ -128,6 +134,7 @@ class APGD(EvasionAttack):
         self.restarts = restarts
         self.targeted = targeted
         self.seed = seed
+        self.constraints = as_constraints("constraints", constraints)
         self.batch_size = batch_size
 
     def _run(
@@ -166,6 +173,10 @@ class APGD(EvasionAttack):
         return loss.detach(), grad, fooled
 
     def _into_ball(self, z: Tensor, x: Tensor, low: float, high: float) -> Tensor:
+        if self._constraints is not None:
+            # Every iterate a valid input (switch-on features off or on), so a sample
+            # that stops once fooled is fooled by what the attack returns.
+            return self._finalise(z, x, (low, high))
         if self.norm == "inf":
             return torch.min(torch.max(z, x - self.eps), x + self.eps).clamp_(low, high)
         delta = (z - x).flatten(1)
@@ -198,7 +209,11 @@ class APGD(EvasionAttack):
         else:
             t = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             start = x + self.eps * t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
-        x_cur = start.clamp(low, high)
+        x_cur = (
+            start.clamp(low, high)
+            if self._constraints is None
+            else self._into_ball(start, x, low, high)
+        )
         loss, grad, fooled = self._evaluate(model, x_cur, y)
         queries[index] += 1
         x_out = x_cur.clone()  # fooling point, else the best point

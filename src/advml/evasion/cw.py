@@ -9,11 +9,15 @@ of at least kappa.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from advml import registry
 from advml.evasion.base import EvasionAttack, validate_common
+from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
 from advml.validation import check_bool, check_number
 
@@ -54,6 +58,12 @@ class CarliniWagnerL2(EvasionAttack):
 
     Unbounded: there is no eps; the result's ``l2`` is what the attack needed.
 
+    With feature constraints the change of variables maps onto each feature's own allowed
+    interval (an immutable feature's is a single point, so it never moves), and a
+    switch-on feature is rounded to off or on in the forward pass with the gradient of
+    the unrounded value (a straight-through estimate), so every point the attack scores
+    is a valid input.
+
     Parameters
     ----------
     confidence : float
@@ -74,6 +84,9 @@ class CarliniWagnerL2(EvasionAttack):
         0.01% over the last tenth of ``steps``.
     targeted : bool
         Move towards the labels given as ``y`` instead of away from them.
+    constraints : FeatureConstraints or mapping, optional
+        Features the attacker may not change, may only switch on, or may move within a
+        narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
 
@@ -94,6 +107,7 @@ class CarliniWagnerL2(EvasionAttack):
         learning_rate: float = 0.3,
         abort_early: bool = True,
         targeted: bool = False,
+        constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         batch_size: int | None = None,
     ) -> None:
         check_number("confidence", confidence, low=0)
@@ -110,6 +124,7 @@ class CarliniWagnerL2(EvasionAttack):
         self.learning_rate = learning_rate
         self.abort_early = abort_early
         self.targeted = targeted
+        self.constraints = as_constraints("constraints", constraints)
         self.batch_size = batch_size
 
     def _run(
@@ -118,12 +133,24 @@ class CarliniWagnerL2(EvasionAttack):
         low, high = model.bounds
         n = x.shape[0]
         dims = tuple(range(1, x.ndim))
-        half = (high - low) / 2
+        rules = self._constraints
+        lo: Tensor | float
+        half: Tensor | float
+        if rules is None:
+            lo, half = low, (high - low) / 2
+        else:
+            lo, hi = rules.limits(x, model.bounds)  # per feature; a point if immutable
+            half = (hi - lo) / 2
+        switch = self._switch_on_rounding(x, model.bounds)
 
-        def to_input(w: Tensor) -> Tensor:
-            return low + half * (torch.tanh(w) + 1)
+        def to_input(w: Tensor, rows: Tensor | slice = slice(None)) -> Tensor:
+            lo_r = lo if isinstance(lo, float) else lo[rows]
+            half_r = half if isinstance(half, float) else half[rows]
+            out = lo_r + half_r * (torch.tanh(w) + 1)
+            return out if switch is None else switch(out, rows)
 
-        w0 = torch.atanh(((x - low) / half - 1) * _TANH_SHRINK)
+        scale = half if isinstance(half, float) else half.clamp_min(1e-12)
+        w0 = torch.atanh(((x - lo) / scale - 1) * _TANH_SHRINK)
         # Measure the perturbation from the image that w0 maps to, so that an untouched
         # feature has a perturbation of exactly zero (x itself differs by up to 1e-6).
         x0 = to_input(w0)
@@ -146,7 +173,7 @@ class CarliniWagnerL2(EvasionAttack):
             active = torch.arange(n, device=x.device)
             for step in range(1, self.steps + 1):
                 wa = w[active].requires_grad_(True)
-                delta = to_input(wa) - x0[active]
+                delta = to_input(wa, active) - x0[active]
                 l2_sq = delta.pow(2).sum(dims)
                 logits = model.logits(x[active] + delta)
                 queries[active] += 1
@@ -184,6 +211,30 @@ class CarliniWagnerL2(EvasionAttack):
             const = torch.where(known, (lower + upper) / 2, const * 10)
         return x + best_delta, queries
 
+    def _switch_on_rounding(
+        self, x: Tensor, bounds: tuple[float, float]
+    ) -> Callable[[Tensor, Tensor | slice], Tensor] | None:
+        """``(x_adv, rows) -> x_adv`` with switch-on features rounded to off or on in the
+        forward pass and the gradient of the unrounded values; None without them."""
+        rules = self._constraints
+        if rules is None or not rules.switch_on:
+            return None
+        idx = list(rules.switch_on)
+        _, hi = rules.limits(x, bounds)
+        on = hi.reshape(x.shape[0], -1)[:, idx]
+        start = x.reshape(x.shape[0], -1)[:, idx]
+
+        def rounded(x_adv: Tensor, rows: Tensor | slice) -> Tensor:
+            flat = x_adv.reshape(x_adv.shape[0], -1)
+            cont = flat[:, idx]
+            snap = torch.where(cont >= (start[rows] + on[rows]) / 2, on[rows], start[rows])
+            values = cont + (snap - cont).detach()
+            flat = flat.clone()
+            flat[:, idx] = values
+            return flat.view_as(x_adv)
+
+        return rounded
+
 
 @registry.register("evasion", "cw_linf")
 class CarliniWagnerLinf(EvasionAttack):
@@ -213,6 +264,9 @@ class CarliniWagnerLinf(EvasionAttack):
         Move towards the labels given as ``y``.
     seed : int, optional
         Seed of the random start.
+    constraints : FeatureConstraints or mapping, optional
+        Features the attacker may not change, may only switch on, or may move within a
+        narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
     """
@@ -227,6 +281,7 @@ class CarliniWagnerLinf(EvasionAttack):
         random_start: bool = False,
         targeted: bool = False,
         seed: int | None = 0,
+        constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         batch_size: int | None = None,
     ) -> None:
         check_number("eps", eps, low=0)
@@ -243,6 +298,7 @@ class CarliniWagnerLinf(EvasionAttack):
         self.random_start = random_start
         self.targeted = targeted
         self.seed = seed
+        self.constraints = as_constraints("constraints", constraints)
         self.batch_size = batch_size
 
     def _run(
@@ -255,10 +311,16 @@ class CarliniWagnerLinf(EvasionAttack):
             return x.clone(), queries
         lo = (x - self.eps).clamp_(min=low)
         hi = (x + self.eps).clamp_(max=high)
+        rules = self._constraints
+        if rules is not None:  # the ball within what each feature may take
+            allowed_lo, allowed_hi = rules.limits(x, model.bounds)
+            lo, hi = torch.max(lo, allowed_lo), torch.min(hi, allowed_hi)
         x_adv = x.clone()
         if self.random_start:
             noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x_adv = torch.min(torch.max(x + (2 * noise - 1) * self.eps, lo), hi)
+            if rules is not None:
+                x_adv = self._finalise(x_adv, x, model.bounds)
         best = x_adv.clone()
         best_margin = torch.full((n,), float("-inf"), device=x.device)
         step = self.step_size if self.step_size is not None else self.eps / 4
@@ -284,5 +346,9 @@ class CarliniWagnerLinf(EvasionAttack):
                 if k in (self.steps // 2, (3 * self.steps) // 4):
                     step /= 2
                 xa = xa + step * grad.sign()
-                x_adv[active] = torch.min(torch.max(xa, lo[active]), hi[active])
+                xa = torch.min(torch.max(xa, lo[active]), hi[active])
+                if rules is not None:
+                    # A valid input at every step: a sample stops once fooled.
+                    xa = self._finalise(xa, x[active], model.bounds)
+                x_adv[active] = xa
         return best, queries

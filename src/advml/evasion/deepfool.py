@@ -3,13 +3,15 @@ to fool deep neural networks", CVPR 2016)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from advml import registry
 from advml.evasion.base import EvasionAttack, validate_common
+from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
 
@@ -30,6 +32,12 @@ class DeepFool(EvasionAttack):
     model's bounds; a sample stops as soon as the model's label leaves ``y``. Untargeted
     only, and unbounded (no eps): the result's norms are what the attack needed.
 
+    With feature constraints each linearisation keeps only the features that may still
+    move the way ``w_k`` points (not immutable, not at their allowed limit; a switch-on
+    feature only upwards), so the step is the nearest boundary within what the attacker
+    may change; the point is then clipped to the allowed intervals, and a switch-on
+    feature that a step moved up is switched fully on.
+
     Parameters
     ----------
     norm : {"2", "inf"}
@@ -41,6 +49,9 @@ class DeepFool(EvasionAttack):
     candidates : int
         Classes considered as the next class (>= 2), those with the highest scores on
         the input (the paper's implementation uses 10); capped at the model's classes.
+    constraints : FeatureConstraints or mapping, optional
+        Features the attacker may not change, may only switch on, or may move within a
+        narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
 
@@ -58,6 +69,7 @@ class DeepFool(EvasionAttack):
         overshoot: float = 0.02,
         max_iter: int = 50,
         candidates: int = 10,
+        constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         batch_size: int | None = None,
     ) -> None:
         check_choice("norm", norm, ("2", "inf"))
@@ -69,6 +81,7 @@ class DeepFool(EvasionAttack):
         self.overshoot = overshoot
         self.max_iter = max_iter
         self.candidates = candidates
+        self.constraints = as_constraints("constraints", constraints)
         self.batch_size = batch_size
         self.targeted = False
 
@@ -82,6 +95,10 @@ class DeepFool(EvasionAttack):
         total = torch.zeros_like(x)
         active = torch.arange(n, device=x.device)
         classes: Tensor | None = None  # candidate classes per sample, fixed at the start
+        rules = self._constraints
+        if rules is not None:
+            allowed_lo, allowed_hi = (t.flatten(1) for t in rules.limits(x, model.bounds))
+            switch = list(rules.switch_on)
         for _ in range(self.max_iter):
             xa = x_adv[active].requires_grad_(True)
             logits = model.logits(xa)
@@ -108,6 +125,12 @@ class DeepFool(EvasionAttack):
                 grad = torch.stack(grads, 1)  # (m, k, d); column 0 is the label y
                 f = picked.detach()[:, 1:] - picked.detach()[:, :1]
                 w = grad[:, 1:] - grad[:, :1]
+                if rules is not None:
+                    # Only features that can still move the way w points take part.
+                    at = x_adv[active[keep]].flatten(1)[:, None, :]
+                    up = at < allowed_hi[active[keep]][:, None, :]
+                    down = at > allowed_lo[active[keep]][:, None, :]
+                    w = w * torch.where(w > 0, up, down)
                 dual = w.abs().sum(2) if self.norm == "inf" else w.norm(dim=2)
                 distance = f.abs() / dual.clamp_min(1e-12)
                 best = distance.argmin(1)
@@ -121,5 +144,15 @@ class DeepFool(EvasionAttack):
                 active = active[keep]
                 classes = cand
                 total[active] += step.view(-1, *x.shape[1:])
-                x_adv[active] = (x[active] + (1 + self.overshoot) * total[active]).clamp(low, high)
+                moved = x[active] + (1 + self.overshoot) * total[active]
+                if rules is not None:
+                    flat = torch.max(
+                        torch.min(moved.flatten(1), allowed_hi[active]), allowed_lo[active]
+                    )
+                    if switch:
+                        start = x[active].flatten(1)[:, switch]
+                        up_sw = flat[:, switch] > start
+                        flat[:, switch] = torch.where(up_sw, allowed_hi[active][:, switch], start)
+                    moved = flat.view_as(moved)
+                x_adv[active] = moved.clamp(low, high)
         return x_adv, queries

@@ -4,13 +4,15 @@ Swami, "The Limitations of Deep Learning in Adversarial Settings", EuroS&P 2016)
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from advml import registry
 from advml.evasion.base import EvasionAttack, validate_common
+from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
 
@@ -53,6 +55,12 @@ class JSMA(EvasionAttack):
 
     Unbounded in L2/L∞ (no eps): the number of features changed (``l0``) is the cost.
 
+    With feature constraints a chosen feature moves by ``theta`` only as far as its
+    allowed interval lets it; immutable features never enter the search, nor do
+    switch-on features when ``theta`` is negative (they may not go down), and with a
+    positive ``theta`` a switch-on feature goes straight to "on" (the malware attack of
+    Grosse et al. 2017 is this attack, adding features only).
+
     Parameters
     ----------
     theta : float
@@ -72,6 +80,9 @@ class JSMA(EvasionAttack):
         the runner-up class, or towards a random other class.
     seed : int, optional
         Seed of the random targets.
+    constraints : FeatureConstraints or mapping, optional
+        Features the attacker may not change, may only switch on, or may move within a
+        narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
     batch_size : int, optional
         Inputs per chunk; default keeps the pairwise saliency map near 20 million
         entries.
@@ -92,6 +103,7 @@ class JSMA(EvasionAttack):
         targeted: bool = False,
         untargeted_target: Literal["away", "second", "random"] = "away",
         seed: int | None = 0,
+        constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         batch_size: int | None = None,
     ) -> None:
         check_number("theta", theta, low=-1, high=1)
@@ -107,6 +119,7 @@ class JSMA(EvasionAttack):
         self.targeted = targeted
         self.untargeted_target = untargeted_target
         self.seed = seed
+        self.constraints = as_constraints("constraints", constraints)
         self.batch_size = batch_size
 
     def _auto_batch_size(self, model: Classifier) -> int:
@@ -123,8 +136,17 @@ class JSMA(EvasionAttack):
         x_adv = x.clone().flatten(1)
         increase = self.theta > 0
         change = self.theta * (high - low)
+        rules = self._constraints
+        if rules is None:
+            allowed_lo = torch.full_like(x_adv, low)
+            allowed_hi = torch.full_like(x_adv, high)
+        else:
+            allowed_lo, allowed_hi = (t.flatten(1) for t in rules.limits(x, model.bounds))
+        switch = torch.zeros(d, dtype=torch.bool, device=x.device)
+        if rules is not None and rules.switch_on:
+            switch[list(rules.switch_on)] = True
         # Features that can still move in the chosen direction.
-        domain = x_adv < high if increase else x_adv > low
+        domain = x_adv < allowed_hi if increase else x_adv > allowed_lo
         budget = torch.zeros(n, dtype=torch.long, device=x.device)
         limit = math.floor(self.gamma * d)
         # "away": the label plays the target's part with the goal reversed.
@@ -169,7 +191,12 @@ class JSMA(EvasionAttack):
                 active, best = active[found], best[found]
                 p, q = best // d, best % d
                 for idx in (p, q):
-                    new = (x_adv[active, idx] + change).clamp(low, high)
+                    new = torch.max(
+                        torch.min(x_adv[active, idx] + change, allowed_hi[active, idx]),
+                        allowed_lo[active, idx],
+                    )
+                    # A switch-on feature that moves at all goes fully on.
+                    new = torch.where(switch[idx], allowed_hi[active, idx], new)
                     x_adv[active, idx] = new
                     domain[active, idx] = False
                 budget[active] += 2
