@@ -28,7 +28,8 @@ Usage::
 
     .venv/bin/python benchmarks/backdoor.py --models digits-mlp,digits-cnn
     .venv/bin/python benchmarks/backdoor.py --models mnist-cnn --fractions 0.01,0.03
-    .venv/bin/python benchmarks/backdoor.py --models mnist-cnn --parts fine_pruning --fp-seeds 0,1,2
+    .venv/bin/python benchmarks/backdoor.py --models mnist-cnn --parts fine_pruning \
+        --fp-seeds 0,1,2,3,4,5,6,7 --fp-shift 1
 """
 
 from __future__ import annotations
@@ -124,7 +125,12 @@ PARTS = (
 
 
 def run(
-    key: str, fractions: list[float], steps: int, parts: set[str], fp_seeds: list[int]
+    key: str,
+    fractions: list[float],
+    steps: int,
+    parts: set[str],
+    fp_seeds: list[int],
+    fp_shift: int = 0,
 ) -> dict[str, Any]:
     ds_name, arch = MODELS[key]
     ds = load_dataset(ds_name)
@@ -173,17 +179,19 @@ def run(
         save()
     for seed in fp_seeds if "fine_pruning" in parts else ():
         start = time.perf_counter()
-        fp = FinePruning(seed=seed).repair(bd, x_val, y_val)
+        fp = FinePruning(seed=seed, shift=fp_shift).repair(bd, x_val, y_val)
         fev = evaluate_backdoor(fp.model, poisoned, x_ev, y_ev)
         row = {
             **fp.summary(),
             "seed": seed,
+            "shift": fp_shift,
             "clean_accuracy": fev.clean_accuracy,
             "attack_success": fev.attack_success,
             "clean_drop": ev.clean_accuracy - fev.clean_accuracy,
             "seconds": time.perf_counter() - start,
         }
-        out["fine_pruning" if seed == fp_seeds[0] else f"fine_pruning_seed{seed}"] = row
+        name = "fine_pruning" + (f"_shift{fp_shift}" if fp_shift else "")
+        out[name if seed == fp_seeds[0] else f"{name}_seed{seed}"] = row
         log(key, "fine-pruning", row)
         save()
     if "clustering" in parts:
@@ -319,6 +327,12 @@ def main() -> None:
         default="0",
         help="fine-tuning seeds of fine-pruning (default 0; the first is the main row)",
     )
+    parser.add_argument(
+        "--fp-shift",
+        type=int,
+        default=0,
+        help="fine-pruning's random image shift in pixels (default 0, its default)",
+    )
     args = parser.parse_args()
     fractions = [float(f) for f in args.fractions.split(",") if f]
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
@@ -326,7 +340,7 @@ def main() -> None:
         parser.error(f"--parts: unknown {sorted(parts - set(PARTS))}; choose from {PARTS}")
     fp_seeds = [int(s) for s in args.fp_seeds.split(",") if s.strip()]
     for key in args.models.split(","):
-        result = run(key, fractions, args.nc_steps, parts, fp_seeds)
+        result = run(key, fractions, args.nc_steps, parts, fp_seeds, args.fp_shift)
         print(json.dumps({k: v for k, v in result.items() if k != "pruning"}, default=float))
 
 

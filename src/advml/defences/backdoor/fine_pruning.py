@@ -71,15 +71,16 @@ class FinePruning(BackdoorDefence):
     keep the best checkpoint cost more accuracy than it saved on both (the fine-tuning
     then sees 400 or 144 inputs), and so did a smaller pruning drop (2 points).
 
-    Image inputs are translated by up to ``shift`` pixels at random during fine-tuning
-    (default 1 pixel for images of at least 16 x 16 pixels, none otherwise): with a few
-    hundred clean images this is the cheapest protection against fitting them alone.
-    Measured on the mnist-5k CNN (28 x 28) over fine-tuning seeds 0-7 (same halves as
+    With ``shift`` > 0 image inputs are translated by up to that many pixels at random
+    during fine-tuning, the usual guard against fitting a few hundred images alone. It
+    helps a well-trained model and hurts an under-trained one, so it is off by default.
+    Measured on the fully trained mnist-5k CNN over fine-tuning seeds 0-7 (same halves as
     above; ``benchmarks/backdoor.py --models mnist-cnn --parts fine_pruning --fp-seeds
-    0,1,2,3,4,5,6,7``): clean accuracy drop 1.0-2.0 points (mean 1.5) instead of
-    1.4-2.4 (mean 2.1) with ``shift=0``, attack success 0.9-2.9% (1.3-2.4%). On 8 x 8
-    digits one pixel is an eighth of the image: the digits MLP fell to 86.1% clean with
-    it, hence no shift there.
+    0,1,2,3,4,5,6,7 --fp-shift 1``): clean accuracy drop 1.0-2.0 points (mean 1.5) with
+    ``shift=1`` against 1.4-2.4 (mean 2.1) without, attack success 0.9-2.9% (1.3-2.4%).
+    On the audit's briefly trained copy (88% clean, 250 clean images) fine-pruning kept
+    90.0% without the shift and 81.2% with it; on 8 x 8 digits a pixel is an eighth of the
+    image and the digits MLP fell from 96.1% to 86.1%.
 
     Parameters
     ----------
@@ -99,10 +100,10 @@ class FinePruning(BackdoorDefence):
         constant ``lr``.
     batch_size : int
         Fine-tuning batch size (>= 1).
-    shift : int, optional
+    shift : int
         Largest random translation, in pixels, of the clean images during fine-tuning
-        (>= 0); default 1 for inputs ``(channels, height, width)`` of at least 16 pixels
-        a side, 0 otherwise. A positive value needs image inputs.
+        (>= 0; 0, the default, for none). A positive value needs image inputs
+        ``(channels, height, width)``.
     seed : int
         Seed of the fine-tuning (batches, dropout).
     """
@@ -119,7 +120,7 @@ class FinePruning(BackdoorDefence):
         lr: float = 1e-2,
         schedule: Literal["cosine", "constant"] = "cosine",
         batch_size: int = 32,
-        shift: int | None = None,
+        shift: int = 0,
         seed: int = 0,
     ) -> None:
         Pruning(layer=layer, max_accuracy_drop=max_accuracy_drop, step=step)  # same checks
@@ -127,8 +128,7 @@ class FinePruning(BackdoorDefence):
         check_number("lr", lr, low=0, low_inclusive=False)
         check_choice("schedule", schedule, ("cosine", "constant"))
         check_number("batch_size", batch_size, low=1, integer=True)
-        if shift is not None:
-            check_number("shift", shift, low=0, integer=True)
+        check_number("shift", shift, low=0, integer=True)
         check_number("seed", seed, low=0, integer=True)
         self.layer = layer
         self.max_accuracy_drop = max_accuracy_drop
@@ -152,8 +152,7 @@ class FinePruning(BackdoorDefence):
         torch_model = check_torch_model(model, type(self).__name__)
         x_np, y_np = check_xy(torch_model, x_val, y_val, ("x_val", "y_val"))
         image = len(torch_model.input_shape) == 3
-        large = image and min(torch_model.input_shape[1:]) >= 16
-        shift = (1 if large else 0) if self.shift is None else int(self.shift)
+        shift = int(self.shift)
         if shift and not image:
             raise ValueError(
                 f"shift={shift} translates images, but the model's inputs have shape "
