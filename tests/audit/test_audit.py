@@ -205,3 +205,53 @@ def test_bad_config_names_the_setting(setting: str, value: Any, name: str) -> No
 def test_unknown_attack_is_reported_with_the_available_ones(digits_mlp: TorchClassifier) -> None:
     with pytest.raises(ValueError, match=r"available: .*pgd"):
         plan(_config(attacks=("nope",)), digits_mlp)
+
+
+def test_constrained_adversary_reaches_every_attack_that_keeps_the_rules(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from advml.models import SklearnClassifier
+
+    ds = load_dataset("breast-cancer")
+    estimator = LogisticRegression(max_iter=2000).fit(ds.x_train, ds.y_train)
+    model = SklearnClassifier(estimator, bounds=ds.bounds)
+    rules = {"immutable": list(range(20)), "ranges": {20: [0.0, 0.75]}}  # test max 0.72
+    settings = dict(
+        n_samples=80,
+        eps=(0.0, 0.1, 0.3),
+        attack_settings={"pgd": {"steps": 10}},
+        attacks=("fgsm", "pgd", "eot"),
+        examples=0,
+        sections=("evasion",),
+    )
+    free = run_audit(AuditConfig(**settings), model=model, dataset=ds, show_progress=False)
+    bound = run_audit(
+        AuditConfig(**settings, constraints=rules),
+        model=model,
+        dataset=ds,
+        out=tmp_path,
+        show_progress=False,
+    )
+    section = bound.report["sections"]["evasion"]
+    jsonschema.validate(json.loads(json.dumps(bound.report)), report_schema())
+    assert section["constraints"] == rules
+    # EOT transforms images and takes no constraints: skipped, and the report says why.
+    assert [s["attack"] for s in section["skipped"]] == ["eot"]
+    assert "constraints" in section["skipped"][0]["reason"]
+    assert {a["name"] for a in section["attacks"]} == {"fgsm", "pgd"}
+    for attack in section["attacks"]:
+        assert attack["params"]["constraints"]["immutable"] == rules["immutable"]
+        for point in attack["points"]:
+            assert point["constraints_satisfied"] == 1.0  # checked on every output
+
+    def robust(report: dict[str, Any], name: str) -> float:
+        points = next(a for a in report["sections"]["evasion"]["attacks"] if a["name"] == name)
+        return float(points["points"][-1]["robust_accuracy"])  # eps 0.3
+
+    # Two thirds of the features frozen: the attacker does less harm, but still some.
+    clean = section["clean_accuracy"]
+    assert robust(bound.report, "pgd") > robust(free.report, "pgd")
+    assert robust(bound.report, "pgd") < clean
+    assert "Constrained adversary" in (tmp_path / "report.html").read_text()
+    with pytest.raises(ValueError, match="constraints"):
+        AuditConfig(constraints={"frozen": [0]})

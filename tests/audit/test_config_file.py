@@ -26,6 +26,7 @@ def test_written_config_reads_back_equal() -> None:
         section_settings={"poisoning": {"fraction": 0.05}},
         access="scores",
         queries_per_input=500,
+        constraints={"immutable": [0, 1], "switch_on": [5], "ranges": {2: [0.0, 0.5]}},
         fail_under={"robust_accuracy": 0.4},
         fail_over={"membership.auc": 0.6},
         seed=3,
@@ -55,6 +56,10 @@ def test_empty_file_is_the_default_config() -> None:
         ("evasion:\n  eps: [0.1, -1]\n", r"line 2: evasion.eps: eps must be >= 0"),
         ("seed: [1\n", r"not valid YAML"),
         ("thresholds:\n  fail_under: {robust_accuracy: high}\n", r"line 2: .*fail_under"),
+        (
+            "adversary:\n  access: scores\n  constraints: {frozen: [1]}\n",
+            r"line 3: adversary.constraints: constraints: .*frozen",
+        ),
     ],
 )
 def test_errors_name_the_line_and_key(text: str, expected: str) -> None:

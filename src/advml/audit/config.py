@@ -53,6 +53,12 @@ class AuditConfig:
         audit then runs only what such an adversary can.
     queries_per_input : int, optional
         Query budget per attacked input of query-based attacks (their ``max_queries``).
+    constraints : dict, optional
+        What the adversary may change in non-image data, as for
+        :class:`~advml.evasion.FeatureConstraints`: ``{"immutable": [0, 3], "switch_on":
+        [5], "ranges": {2: [0.0, 0.5]}}`` (flattened feature indices). Every evasion
+        attack that honours constraints gets them, the others are skipped with the
+        reason, and each result is checked against them.
     fail_under, fail_over : dict
         Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
         ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
@@ -77,6 +83,7 @@ class AuditConfig:
     profile: str = "default"
     access: str = "white-box"
     queries_per_input: int | None = None
+    constraints: dict[str, Any] | None = None
     fail_under: dict[str, float] = field(default_factory=dict)
     fail_over: dict[str, float] = field(default_factory=dict)
 
@@ -108,6 +115,15 @@ class AuditConfig:
         check_choice("access", self.access, ("white-box", "scores", "labels"))
         if self.queries_per_input is not None:
             check_number("queries_per_input", self.queries_per_input, low=1, integer=True)
+        if self.constraints is not None:
+            if not isinstance(self.constraints, dict):
+                raise ValueError(
+                    "constraints must map immutable / switch_on / ranges to feature indices, "
+                    "e.g. {'immutable': [0, 1]}"
+                )
+            from advml.evasion.constraints import as_constraints  # torch: only when used
+
+            as_constraints("constraints", self.constraints)  # raises naming the problem
         for name in ("fail_under", "fail_over"):
             thresholds = getattr(self, name)
             if not isinstance(thresholds, dict):

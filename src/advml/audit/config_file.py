@@ -13,6 +13,7 @@ and the thresholds a CI pipeline enforces::
     adversary:
       access: white-box         # white-box, scores (prediction API with scores), labels
       queries_per_input: 1000   # budget of query-based attacks
+      constraints: null         # tabular data: {immutable: [0, 1], switch_on: [5]}
     evasion:
       attacks: [fgsm, pgd]
       eps: [0, 0.05, 0.1, 0.2, 0.3]
@@ -53,6 +54,7 @@ _FIELDS: dict[tuple[str, ...], str] = {
     ("data", "n_samples"): "n_samples",
     ("adversary", "access"): "access",
     ("adversary", "queries_per_input"): "queries_per_input",
+    ("adversary", "constraints"): "constraints",
     ("evasion", "attacks"): "attacks",
     ("evasion", "eps"): "eps",
     ("evasion", "reference_eps"): "reference_eps",

@@ -12,6 +12,7 @@ import numpy as np
 from advml import registry
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
 from advml.evasion.base import EvasionAttack
+from advml.evasion.constraints import FeatureConstraints
 from advml.metrics import attack_success_rate
 from advml.models.base import Classifier
 
@@ -40,6 +41,17 @@ def plan(
             )
             continue
         settings = dict(config.attack_settings.get(name, {}))
+        rules = getattr(config, "constraints", None)
+        if rules is not None:
+            if "constraints" not in registry.schema("evasion", name):
+                skipped.append(
+                    {
+                        "attack": name,
+                        "reason": f"{name} cannot keep the adversary's feature constraints",
+                    }
+                )
+                continue
+            settings.setdefault("constraints", rules)
         budget = getattr(config, "queries_per_input", None)
         if budget is not None and "max_queries" in registry.schema("evasion", name):
             settings.setdefault("max_queries", budget)
@@ -86,6 +98,7 @@ class EvasionSection(AuditSection):
             "attacks": attacks,
             "skipped": skipped,
             "reference_eps": config.reference_eps,
+            "constraints": getattr(config, "constraints", None),
         }
         return SectionOutput(data, verdict, _examples(ctx, step_arrays, verdict))
 
@@ -98,6 +111,10 @@ def _attack_step(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     result = attack.generate(model, x, y)
     x_adv = np.asarray(result.x_adv)
+    params = dict(attack.get_params())
+    rules = params.get("constraints")
+    if isinstance(rules, FeatureConstraints):
+        params["constraints"] = rules.to_dict()
     with model.evaluating():
         proba = (
             np.asarray(model.predict_proba(x_adv[:N_EXAMPLE_CANDIDATES]))
@@ -114,8 +131,11 @@ def _attack_step(
         "median_linf": _finite(summary["median_linf"]),
         "mean_queries": summary["mean_queries"],
         "seconds": round(result.seconds, 3),
-        "params": {k: v for k, v in attack.get_params().items()},
+        "params": params,
     }
+    if isinstance(rules, FeatureConstraints):
+        # Checked, not assumed: the share of outputs that keep every constraint.
+        meta["constraints_satisfied"] = float(rules.satisfied(x, x_adv, model.bounds).mean())
     arrays = {"y_adv": result.y_adv, "x_adv_head": x_adv[:N_EXAMPLE_CANDIDATES].astype(np.float32)}
     if proba is not None:
         arrays["proba_head"] = proba.astype(np.float32)

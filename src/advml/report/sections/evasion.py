@@ -65,6 +65,25 @@ def render(
                 fig_id="fig-examples",
             )
         )
+    rules = section.get("constraints")
+    if rules:
+        kept = [
+            p["constraints_satisfied"]
+            for a in section["attacks"]
+            for p in a["points"]
+            if "constraints_satisfied" in p
+        ]
+        checked = (
+            f" Every adversarial input was checked: {min(kept):.0%} or more keep them."
+            if kept
+            else ""
+        )
+        parts.append(
+            "<p><b>Constrained adversary.</b> The attacks may not change features "
+            f"{esc(str(rules.get('immutable', [])))}, may only switch on features "
+            f"{esc(str(rules.get('switch_on', [])))}, and keep the ranges "
+            f"{esc(str(rules.get('ranges', {})))}.{checked}</p>"
+        )
     if section["skipped"]:
         parts.append("<h3>Skipped</h3><ul>")
         parts += [f"<li>{esc(s['attack'])}: {esc(s['reason'])}</li>" for s in section["skipped"]]
