@@ -151,11 +151,9 @@ class FinePruning(BackdoorDefence):
         """Prune and fine-tune a copy of ``model`` on clean validation data."""
         torch_model = check_torch_model(model, type(self).__name__)
         x_np, y_np = check_xy(torch_model, x_val, y_val, ("x_val", "y_val"))
-        image = len(torch_model.input_shape) == 3
-        shift = int(self.shift)
-        if shift and not image:
+        if self.shift and len(torch_model.input_shape) != 3:
             raise ValueError(
-                f"shift={shift} translates images, but the model's inputs have shape "
+                f"shift={self.shift} translates images, but the model's inputs have shape "
                 f"{tuple(torch_model.input_shape)}; use shift=0 for vectors"
             )
         pruned = Pruning(
@@ -175,7 +173,7 @@ class FinePruning(BackdoorDefence):
             patience=None,
             show_progress=False,
             desc="fine-pruning",
-            loss_fn=_shifted_loss(shift, self.seed) if shift else None,
+            loss_fn=_shifted_loss(self.shift, self.seed) if self.shift else None,
         )
         acc = float((np.asarray(tuned.predict(x_np)) == y_np).mean())
         return FinePruningResult(model=tuned, pruning=pruned, val_accuracy=acc)
