@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings
 from advml.evasion.base import EvasionAttack, Norm, validate_common
+from advml.imaging import gaussian_blur, jpeg_compress
 from advml.models.base import BaseClassifier, Classifier
 from advml.runtime.seeding import make_generator
 from advml.validation import check_choice, check_labels, check_number
@@ -60,9 +61,6 @@ def random_transform(
     transformations and JPEG apply to images ``(n, c, h, w)`` only and are skipped for
     other inputs.
     """
-    from advml.defences.preprocess.gaussian_blur import gaussian_blur
-    from advml.defences.preprocess.jpeg import jpeg_compress
-
     low, high = bounds
     limits = PRESETS[strength]
     n = x.shape[0]

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from advml import registry
 from advml.defences.backdoor.base import BackdoorDefence, check_torch_model, check_xy, clone_model
 from advml.defences.backdoor.pruning import Pruning, PruningResult
-from advml.models.augment import random_shift
+from advml.imaging import random_shift
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import train

@@ -8,9 +8,8 @@ from torch import Tensor
 
 from advml import registry
 from advml.defences.detection.base import Detector, check_fpr
-from advml.defences.preprocess.feature_squeezing import reduce_bit_depth
-from advml.defences.preprocess.median_smoothing import median_filter
 from advml.errors import UnsupportedModelError
+from advml.imaging import median_filter, reduce_bit_depth
 from advml.models.base import Classifier
 from advml.validation import check_number
 

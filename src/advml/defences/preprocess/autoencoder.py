@@ -20,10 +20,9 @@ from advml.defences.preprocess.base import (
     Strength,
     check_optional,
     check_seed,
-    from_unit,
-    to_unit,
 )
 from advml.errors import UntrustedFileError
+from advml.imaging import from_unit, to_unit
 from advml.models.torch import TorchClassifier
 from advml.models.training import History, train
 from advml.runtime.files import atomic_write

@@ -142,15 +142,3 @@ def check_optional(name: str, value: Any, **limits: Any) -> None:
 def check_seed(seed: int | None) -> None:
     if seed is not None:
         check_number("seed", seed, low=0, integer=True)
-
-
-def to_unit(x: Tensor, bounds: tuple[float, float]) -> Tensor:
-    """``x`` rescaled from ``bounds`` to ``[0, 1]``."""
-    low, high = bounds
-    return (x - low) / (high - low)
-
-
-def from_unit(u: Tensor, bounds: tuple[float, float]) -> Tensor:
-    """``u`` in ``[0, 1]`` rescaled to ``bounds``."""
-    low, high = bounds
-    return u * (high - low) + low

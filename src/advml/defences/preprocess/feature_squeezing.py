@@ -8,24 +8,10 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.defences.preprocess.base import (
-    Preprocessor,
-    Strength,
-    check_optional,
-    from_unit,
-    to_unit,
-)
+from advml.defences.preprocess.base import Preprocessor, Strength, check_optional
+from advml.imaging import reduce_bit_depth
 
-__all__ = ["FeatureSqueezing", "reduce_bit_depth"]
-
-
-def reduce_bit_depth(x: Tensor, bits: int, bounds: tuple[float, float]) -> Tensor:
-    """``x`` quantised to ``2**bits`` levels spread evenly over ``bounds``.
-
-    Xu et al. (2018, §3.1): ``round(x * (2^i - 1)) / (2^i - 1)`` for ``x`` in [0, 1].
-    """
-    levels = 2**bits - 1
-    return from_unit(torch.round(to_unit(x, bounds).clamp(0, 1) * levels) / levels, bounds)
+__all__ = ["FeatureSqueezing"]
 
 
 @registry.register("preprocess", "feature_squeezing")

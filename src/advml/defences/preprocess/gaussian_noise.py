@@ -9,6 +9,7 @@ from torch import Tensor
 
 from advml import registry
 from advml.defences.preprocess.base import Preprocessor, Strength, check_optional, check_seed
+from advml.imaging import add_gaussian_noise
 
 __all__ = ["GaussianNoise"]
 
@@ -55,7 +56,4 @@ class GaussianNoise(Preprocessor):
         self.seed = seed
 
     def apply(self, x: Tensor, bounds: tuple[float, float], generator: torch.Generator) -> Tensor:
-        low, high = bounds
-        sigma = float(self.resolved()["sigma"]) * (high - low)
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return (x + sigma * noise).clamp(low, high)
+        return add_gaussian_noise(x, float(self.resolved()["sigma"]), bounds, generator)

@@ -2,60 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from advml import registry
-from advml.defences.preprocess.base import (
-    Preprocessor,
-    Strength,
-    check_optional,
-    from_unit,
-    to_unit,
-)
+from advml.defences.preprocess.base import Preprocessor, Strength, check_optional
+from advml.imaging import jpeg_compress
 
-__all__ = ["JPEGCompression", "jpeg_compress"]
-
-
-def jpeg_compress(
-    x: Tensor, quality: int | Tensor | np.ndarray, bounds: tuple[float, float]
-) -> Tensor:
-    """Encode and decode each image of ``x`` (n, c, h, w) as JPEG at ``quality``.
-
-    Values are mapped from ``bounds`` to 8-bit pixels first. One-channel images are
-    coded as greyscale, three-channel ones as RGB (with the codec's chroma subsampling),
-    any other channel count one channel at a time. ``quality`` is one number or one per
-    image (1-95). The result has no gradient: the codec runs in Pillow on the CPU.
-    """
-    from PIL import Image
-
-    n, c = x.shape[:2]
-    q = np.broadcast_to(np.asarray(quality, dtype=np.int64).reshape(-1), (n,))
-    pixels = (to_unit(x.detach(), bounds).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    out = np.empty_like(pixels)
-    for i in range(n):
-        if c == 3:
-            out[i] = _roundtrip(Image.fromarray(pixels[i].transpose(1, 2, 0), "RGB"), int(q[i]))
-        else:
-            for ch in range(c):
-                out[i, ch] = _roundtrip(Image.fromarray(pixels[i, ch], "L"), int(q[i]))
-    decoded = torch.from_numpy(out.astype(np.float32) / 255.0).to(x.device)
-    return from_unit(decoded, bounds).to(x.dtype)
-
-
-def _roundtrip(image: object, quality: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)  # type: ignore[attr-defined]
-    buffer.seek(0)
-    from PIL import Image
-
-    with Image.open(buffer) as decoded:
-        arr = np.asarray(decoded)
-    return arr.transpose(2, 0, 1) if arr.ndim == 3 else arr
+__all__ = ["JPEGCompression"]
 
 
 @registry.register("preprocess", "jpeg")

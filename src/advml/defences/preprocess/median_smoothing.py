@@ -6,35 +6,12 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from advml import registry
 from advml.defences.preprocess.base import Preprocessor, Strength, check_optional
+from advml.imaging import median_filter
 
-__all__ = ["MedianSmoothing", "median_filter"]
-
-
-def median_filter(x: Tensor, size: int) -> Tensor:
-    """Median over ``size x size`` windows of each channel of ``x`` (n, c, h, w).
-
-    The image is padded by reflection (replication for images too small to reflect),
-    with the extra row/column of an even window on the bottom/right, as in
-    ``scipy.ndimage.median_filter``'s centring. The median of an even count is the lower
-    of the two middle values (``torch.median``'s convention).
-    """
-    if size == 1:
-        return x.clone()
-    before, after = (size - 1) // 2, size // 2
-    h, w = x.shape[-2:]
-    mode = "reflect" if min(h, w) > max(before, after) else "replicate"
-    padded = F.pad(x, (before, after, before, after), mode=mode)
-    windows = padded.unfold(2, size, 1).unfold(3, size, 1)  # (n, c, h, w, size, size)
-    values = windows.reshape(*windows.shape[:4], -1)
-    k = values.shape[-1]
-    if k % 2:
-        return values.median(dim=-1).values
-    middle = values.sort(dim=-1).values[..., k // 2 - 1 : k // 2 + 1]
-    return middle.mean(dim=-1)
+__all__ = ["MedianSmoothing"]
 
 
 @registry.register("preprocess", "median_smoothing")

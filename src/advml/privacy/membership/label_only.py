@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.models.augment import random_shift
+from advml.imaging import random_shift
 from advml.models.base import Classifier
 from advml.privacy.membership._threshold import Calibration, ThresholdAttack, threshold_doc
 from advml.privacy.membership.base import ShadowArchitecture, predicted_labels
