@@ -121,7 +121,7 @@ def test_tiny_audit_proves_ownership_and_resumes_without_recomputing(
 
     monkeypatch.setattr(WatermarkScheme, "embed", refuse)
     monkeypatch.setattr(section_module, "train", refuse)
-    monkeypatch.setattr("advml.watermark.removal.train", refuse)
+    monkeypatch.setattr("advml.watermark.removal.base.train", refuse)
     second = run_audit(config, model=model, dataset=digits, out=tmp_path, show_progress=False)
     text = log.read_text()
     assert text.count("watermark: running") == ran
@@ -234,3 +234,44 @@ def test_verdict_prices_removal() -> None:
     assert false_claim.level == "fail" and "proves nothing" in false_claim.text
     none = verdict([], [{"scheme": "uchida", "reason": "no weights"}], 0.02)
     assert none.level == "unknown" and "no weights" in none.text
+
+
+def test_a_removal_result_the_key_cannot_read_is_reported_with_the_reason(
+    digits: Dataset,
+) -> None:
+    from advml.models.architectures import build
+    from advml.watermark import Uchida
+    from advml.watermark.removal import Distill, Preprocess
+
+    # An Uchida key on an MLP; the attacker distils into a CNN (no 'fc2' layer) or hides
+    # the weights behind preprocessing. The audit row says so instead of failing.
+    torch.manual_seed(0)
+    shape = digits.input_shape
+    mlp = TorchClassifier(
+        build("mlp", input_shape=shape, n_classes=10), input_shape=shape, n_classes=10
+    )
+    x, y = digits.x_train[:200], digits.y_train[:200]
+    key = Uchida(bits=16, epochs=1).embed(mlp, x, y, key="owner").key
+    rows = {}
+    for attack in (Distill(epochs=1, architecture="cnn"), Preprocess()):
+        rows[attack.name], _ = section_module._removal_step(
+            attack,
+            lambda: mlp,
+            key,
+            x,
+            y,
+            digits.x_test[:50],
+            digits.y_test[:50],
+            access="white-box",
+            alpha=1e-4,
+            reference_accuracy=0.5,
+        )
+    distill, preprocess = rows["distill"], rows["preprocess"]
+    assert distill["detected"] is False and distill["match_rate"] is None
+    assert "'fc2'" in distill["note"]
+    assert preprocess["detected"] is None and "white-box" in preprocess["note"]
+    cnn = TorchClassifier(
+        build("cnn", input_shape=shape, n_classes=10), input_shape=shape, n_classes=10
+    )
+    check = section_module._check_result(section_module.verify(cnn, key))
+    assert check["verified"] is False and "'fc2'" in check["reason"]

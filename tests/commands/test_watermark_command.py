@@ -113,6 +113,7 @@ def test_attack_prints_the_robustness_table(
     # preprocessing inputs cannot change weights, so white-box verification does not apply.
     assert rows[1]["detected"] is True and rows[2]["detected"] is True
     assert rows[3]["detected"] is None and "weights" in rows[3]["note"]
+    assert f"preprocess(): {rows[3]['note']}" in text  # the reason is printed too
 
 
 def test_trigger_set_round_trip_through_the_cli(
@@ -183,3 +184,26 @@ def test_bad_input_is_named_and_exits_2(
     code = main(["watermark", "attack", "--key", str(corrupt), "--attacker-fraction", "2", *model])
     assert code == 2
     assert "--attacker-fraction" in capsys.readouterr().err
+
+
+def test_verify_on_a_model_of_another_architecture_says_why(
+    embedded: dict[str, Any], models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    # The Uchida key reads the MLP's 'fc2'; a CNN has no such layer. Not verified, exit 1,
+    # with the reason, never a traceback.
+    torch.manual_seed(0)
+    cnn = models["folder"] / "cnn.pt"
+    module = build("cnn", input_shape=(1, 8, 8), n_classes=10)
+    save_model(TorchClassifier(module, input_shape=(1, 8, 8), n_classes=10), cnn)
+    argv = ["watermark", "verify", "--dataset", "digits", "--key", str(embedded["key"])]
+    capsys.readouterr()
+    assert main([*argv, "--model", str(cnn)]) == 1
+    text = capsys.readouterr().out
+    assert "not verified" in text and "reason" in text and "'fc2'" in text
+    assert "matches" not in text  # nothing was read, so no match count is shown
+    assert main([*argv, "--model", str(cnn), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["verified"] is False and data["applicable"] is True
+    assert "'fc2'" in data["reason"] and data["chance_probability"] == 1.0

@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from advml import registry
-from advml.errors import UnsupportedModelError
 from advml.models import CallableClassifier, TorchClassifier
 from advml.watermark import (
     RemovalAttack,
@@ -178,11 +177,14 @@ def test_verification_through_a_black_box(name: str, embedded: dict[str, Any]) -
     black = CallableClassifier(
         api, input_shape=white.input_shape, n_classes=10, bounds=white.bounds, returns="labels"
     )
-    if registry.get("watermark", name).white_box_verification:  # type: ignore[attr-defined]
-        with pytest.raises(UnsupportedModelError, match="white-box"):
-            verify(black, marked.key)
-        return
     result = verify(black, marked.key)
+    if registry.get("watermark", name).white_box_verification:  # type: ignore[attr-defined]
+        # Not an exception: "not verified", the reason, and no claim either way.
+        assert not result.verified and not result.applicable
+        assert result.reason is not None and "white-box" in result.reason
+        assert result.queries == 0 == black.query_count
+        return
+    assert result.reason is None and result.applicable
     assert result.queries == marked.key.size == black.query_count
     assert result.matches == marked.verification.matches
 
@@ -193,12 +195,19 @@ def test_a_key_from_another_scheme_is_refused(name: str, embedded: dict[str, Any
         scheme(name).verify(embedded[name][0].model, embedded[other][0].key)
 
 
-def test_a_model_of_another_shape_is_refused(name: str, embedded: dict[str, Any]) -> None:
+def test_a_model_of_another_shape_is_not_verified_and_says_why(
+    name: str, embedded: dict[str, Any]
+) -> None:
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(5, 10), torch.nn.Linear(10, 10))
     wrong = TorchClassifier(net, input_shape=(5,), n_classes=10)
-    with warnings.catch_warnings(), pytest.raises((ValueError, UnsupportedModelError)):
+    key = embedded[name][0].key
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        verify(wrong, embedded[name][0].key)
+        result = verify(wrong, key)
+    assert not result.verified and result.reason is not None
+    assert (result.matches, result.n, result.chance_probability) == (0, key.size, 1.0)
+    assert result.queries == 0 == wrong.query_count
+    assert result.summary()["reason"] == result.reason
 
 
 @pytest.mark.parametrize("attack_name", ATTACKS)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from advml.defences.preprocess import FeatureSqueezing, GaussianNoise, MedianSmoothing
 from advml.errors import UnsupportedModelError
 from advml.models import CallableClassifier, TorchClassifier
 from advml.watermark import Adi, robustness_table, verify
@@ -126,3 +127,18 @@ def test_robustness_table(digits_mlp: TorchClassifier, digits_data: Any) -> None
     assert len(table.summary()) == 3
     with pytest.raises(TypeError, match="RemovalAttack"):
         robustness_table(marked.model, marked.key, ["ftal"], x, y, x, y)  # type: ignore[list-item]
+
+
+def test_preprocess_removal_applies_the_defences_operations() -> None:
+    # The removal attack's transforms are the input-cleansing defences' own operations
+    # (advml.imaging): the same outputs, bit for bit, on bounds of width 1.
+    x = torch.as_tensor(np.random.default_rng(1).random((6, 1, 8, 8)).astype(np.float32))
+    pairs = [
+        (Preprocess(kind="median", size=3), MedianSmoothing(size=3)),
+        (Preprocess(kind="squeeze", bits=3), FeatureSqueezing(bit_depth=3)),
+        (Preprocess(kind="noise", std=0.1, seed=4), GaussianNoise(sigma=0.1, seed=4)),
+    ]
+    for attack, defence in pairs:
+        ours = attack._transform(0.0, 1.0, torch.Generator().manual_seed(4))(x)
+        theirs = defence(x, bounds=(0.0, 1.0), generator=torch.Generator().manual_seed(4))
+        assert torch.equal(ours, theirs), attack

@@ -93,6 +93,9 @@ def _accuracy(model: Any, x: Any, y: Any) -> float:
 def _print_verification(v: Any) -> None:
     verdict = "VERIFIED: the model carries the watermark" if v.verified else "not verified"
     print(f"  {verdict}")
+    if v.reason is not None:
+        print(f"  reason                {v.reason}")
+        return
     print(f"  matches               {v.matches} of {v.n} ({v.match_rate:.1%})")
     print(f"  chance probability    {v.chance_probability:.3g} (alpha {v.alpha:g})")
     print(f"  binomial null         p0 = {v.null_rate:.3g}: {v.binomial_probability:.3g}")

@@ -27,7 +27,13 @@ from advml.models.torch import TorchClassifier
 from advml.models.training import History, LossFn, train
 from advml.validation import check_choice, check_labels, check_number
 from advml.watermark.key import WatermarkKey, derive_seed, normalise_secret
-from advml.watermark.verify import DEFAULT_ALPHA, Verification, decide
+from advml.watermark.verify import (
+    DEFAULT_ALPHA,
+    Verification,
+    check_classifier,
+    decide,
+    not_checked,
+)
 
 __all__ = [
     "TriggerSetScheme",
@@ -175,6 +181,21 @@ class WatermarkScheme(Component):
                 f"key was made by the {key.scheme!r} scheme, not {self.name!r}; verify it with "
                 f"advml.watermark.verify(model, key)"
             )
+        check_classifier("model", model)
+        reason = self.unsupported_reason(model, key)
+        if reason is not None:
+            # Someone else's model that does not fit the key: "not verified", with the
+            # reason, never an exception (the verifier asked a fair question).
+            return not_checked(
+                key=key,
+                reason=reason,
+                expected=self.expected(key),
+                null_rate=self.null_rate(key),
+                alpha=alpha,
+                applicable=not (
+                    self.white_box_verification and not isinstance(model, TorchClassifier)
+                ),
+            )
         observed, extracted, queries = self.observe(model, key)
         return decide(
             key=key,
@@ -187,6 +208,15 @@ class WatermarkScheme(Component):
         )
 
     # -- hooks ---------------------------------------------------------------------------
+    def unsupported_reason(self, model: Classifier, key: WatermarkKey) -> str | None:
+        """Why ``model`` cannot be checked against ``key``, or None when it can.
+
+        :meth:`verify` answers such a model "not verified" with this reason; the
+        schemes say what their check reads (a layer's weights, answers to the key's
+        inputs) and refuse a model that cannot give it.
+        """
+        return None
+
     def _make_key(self, model: TorchClassifier, x: Tensor, y: Tensor, secret: str) -> WatermarkKey:
         raise NotImplementedError
 
@@ -279,18 +309,34 @@ class TriggerSetScheme(WatermarkScheme):
 
         return loss
 
-    def observe(self, model: Classifier, key: WatermarkKey) -> tuple[np.ndarray, np.ndarray, int]:
-        xs = key.arrays["x"]
-        if tuple(xs.shape[1:]) != tuple(model.input_shape):
-            raise ValueError(
-                f"the key's triggers have shape {tuple(xs.shape[1:])} but the model takes "
-                f"inputs of shape {tuple(model.input_shape)}; this key is for another model"
+    def unsupported_reason(self, model: Classifier, key: WatermarkKey) -> str | None:
+        """The model must take the triggers' shape, have the key's classes and the queries."""
+        shape = tuple(key.arrays["x"].shape[1:])
+        if shape != tuple(model.input_shape):
+            return (
+                f"the key's triggers have shape {shape} but this model takes inputs of shape "
+                f"{tuple(model.input_shape)}: the key is for another model"
             )
         n_classes = int(key.meta.get("n_classes", model.n_classes))
         if n_classes != model.n_classes:
-            raise ValueError(
-                f"the key is for a model with {n_classes} classes; this one has {model.n_classes}"
+            return (
+                f"the key is for a model with {n_classes} classes; this one has "
+                f"{model.n_classes}: the key is for another model"
             )
+        budget = getattr(model, "query_budget", None)
+        if budget is not None and budget - model.query_count < key.size:
+            return (
+                f"verifying asks the model about the key's {key.size} inputs, and its query "
+                f"budget has {budget - model.query_count} left (query_budget={budget}); raise "
+                f"query_budget to at least {model.query_count + key.size}"
+            )
+        return None
+
+    def observe(self, model: Classifier, key: WatermarkKey) -> tuple[np.ndarray, np.ndarray, int]:
+        reason = self.unsupported_reason(model, key)
+        if reason is not None:
+            raise ValueError(reason)
+        xs = key.arrays["x"]
         before = model.query_count
         predicted = np.asarray(model.predict(xs))
         queries = model.query_count - before

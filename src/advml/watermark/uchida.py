@@ -164,18 +164,53 @@ class Uchida(WatermarkScheme):
 
         return loss
 
-    def extract(self, model: Classifier, key: WatermarkKey) -> np.ndarray:
-        """The bits ``1[(X w)_j > 0]`` read from ``model``'s layer."""
-        torch_model = require_torch(model, "verifying a white-box 'uchida' watermark")
+    def unsupported_reason(self, model: Classifier, key: WatermarkKey) -> str | None:
+        """The model must show its weights, with the key's layer of the key's size."""
         layer = str(key.meta["layer"])
-        weight = _layer_weight(torch_model, layer).detach()
+        if not isinstance(model, TorchClassifier):
+            return (
+                f"white-box verification reads the weights of layer {layer!r}; this model "
+                f"({type(model).__name__}) gives no access to its weights"
+            )
+        modules = dict(model.module.named_modules())
+        names = ", ".join(name for name, _ in _weighted(model)) or "none"
+        if not layer or layer not in modules:
+            return (
+                f"the key reads layer {layer!r}, which this model does not have (layers with "
+                f"weights: {names}): another architecture"
+            )
+        module = modules[layer]
+        if not isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear):
+            return (
+                f"the key reads layer {layer!r}, which in this model is a "
+                f"{type(module).__name__}, not a convolutional or dense layer (layers with "
+                f"weights: {names}): another architecture"
+            )
+        size = mean_weights(module.weight).numel()
+        expected = int(key.arrays["projection"].shape[1])
+        if size != expected:
+            return (
+                f"the key projects {expected} weights of layer {layer!r}, but this model's "
+                f"layer has {size}: another architecture"
+            )
+        return None
+
+    def extract(self, model: Classifier, key: WatermarkKey) -> np.ndarray:
+        """The bits ``1[(X w)_j > 0]`` read from ``model``'s layer.
+
+        Raises
+        ------
+        UnsupportedModelError
+            The model cannot be read with this key (see :meth:`unsupported_reason`);
+            :meth:`verify` answers such a model "not verified" instead.
+        """
+        reason = self.unsupported_reason(model, key)
+        if reason is not None:
+            raise UnsupportedModelError(reason)
+        torch_model = require_torch(model, "verifying a white-box 'uchida' watermark")
+        weight = _layer_weight(torch_model, str(key.meta["layer"])).detach()
         w = mean_weights(weight)
         projection = torch.as_tensor(key.arrays["projection"], device=w.device)
-        if projection.shape[1] != w.numel():
-            raise ValueError(
-                f"the key projects {projection.shape[1]} weights of layer {layer!r}, but this "
-                f"model's layer has {w.numel()}; this key is for another architecture"
-            )
         return (projection @ w > 0).long().cpu().numpy()
 
     def observe(self, model: Classifier, key: WatermarkKey) -> tuple[np.ndarray, np.ndarray, int]:

@@ -38,6 +38,8 @@ __all__ = [
     "Verification",
     "binomial_tail",
     "calibrate",
+    "check_classifier",
+    "not_checked",
     "poisson_binomial_tail",
     "verify",
 ]
@@ -82,6 +84,16 @@ class Verification:
     """Bits read from the weights, or the labels the model gave the triggers."""
     expected: np.ndarray
     """The signature bits, or the labels the key assigned."""
+    reason: str | None = None
+    """Why the model could not be checked against the key (None when it was): another
+    architecture, a missing layer, other inputs or classes, no access to the weights.
+    Such a model is never verified: ``verified`` is False, no item matched and the
+    chance probability is 1."""
+    applicable: bool = True
+    """False when the model does not give the access the scheme reads (white-box
+    verification of a black-box model): the check then says nothing either way. True
+    when the model was read, including a model that does not fit the key (another
+    architecture): the watermark is not in it."""
 
     @property
     def match_rate(self) -> float:
@@ -108,7 +120,19 @@ class Verification:
             "reference_models": self.reference_models,
             "alpha": self.alpha,
             "queries": self.queries,
+            "reason": self.reason,
+            "applicable": self.applicable,
         }
+
+
+def check_classifier(name: str, model: Any) -> None:
+    """Refuse what is not an advml model adapter, naming the adapters to wrap it in."""
+    if not isinstance(model, Classifier):
+        raise TypeError(
+            f"{name} must be an advml Classifier; got {type(model).__name__}. Wrap a torch "
+            f"module in advml.models.TorchClassifier, a scikit-learn estimator in "
+            f"SklearnClassifier, a prediction API in CallableClassifier"
+        )
 
 
 def binomial_tail(matches: int, n: int, p0: float) -> float:
@@ -186,6 +210,43 @@ def decide(
     )
 
 
+def not_checked(
+    *,
+    key: WatermarkKey,
+    reason: str,
+    expected: np.ndarray,
+    null_rate: float,
+    alpha: float,
+    applicable: bool = True,
+) -> Verification:
+    """The answer for a model that cannot be checked against ``key``: not verified, and why.
+
+    No item was read: ``observed`` is all False, ``extracted`` all -1 (nothing read),
+    no query was asked, and the chance probability is 1 (no evidence of ownership).
+    """
+    expected = np.asarray(expected)
+    n = int(expected.shape[0])
+    return Verification(
+        scheme=key.scheme,
+        verified=False,
+        matches=0,
+        n=n,
+        chance_probability=1.0,
+        binomial_probability=1.0,
+        null_rate=float(null_rate),
+        empirical_probability=None,
+        empirical_rank=None,
+        reference_models=int(key.meta.get("null_models", 0)) if key.calibrated else 0,
+        alpha=float(alpha),
+        queries=0,
+        observed=np.zeros(n, dtype=bool),
+        extracted=np.full(n, -1, dtype=np.int64),
+        expected=expected,
+        reason=reason,
+        applicable=applicable,
+    )
+
+
 def _scheme(key: WatermarkKey) -> Any:
     from advml import registry  # the registry imports this package: import at call time
 
@@ -205,7 +266,12 @@ def verify(model: Classifier, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA
     model : Classifier
         The suspect model: white-box (a ``TorchClassifier``) for ``"uchida"``; any
         adapter, including a label-only :class:`~advml.models.CallableClassifier` around a
-        remote API, for the trigger-set schemes (each trigger is one counted query).
+        remote API, for the trigger-set schemes (each trigger is one counted query; no
+        scheme needs scores). A model that cannot be checked against the key (another
+        architecture, a missing layer, other input shape or number of classes, a
+        black-box model for a white-box scheme, a query budget smaller than the key) is
+        answered "not verified" with the reason in :attr:`Verification.reason`, never
+        with an exception.
     key : WatermarkKey
         The owner's key (from ``embed`` or :func:`~advml.watermark.load_key`).
     alpha : float
@@ -214,6 +280,12 @@ def verify(model: Classifier, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA
     Returns
     -------
     Verification
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not an advml Classifier, or ``key`` not a WatermarkKey (mistakes of
+        the caller, not properties of the suspect model).
     """
     check_number("alpha", alpha, low=0, high=1, low_inclusive=False, high_inclusive=False)
     scheme = _scheme(key)
@@ -238,6 +310,14 @@ def calibrate(key: WatermarkKey, reference_models: Sequence[Classifier]) -> Wate
     if not models:
         raise ValueError("reference_models is empty: give at least one independently trained model")
     scheme = _scheme(key)
+    for i, m in enumerate(models):
+        check_classifier(f"reference_models[{i}]", m)
+        reason = scheme.unsupported_reason(m, key)
+        if reason is not None:
+            raise ValueError(
+                f"reference_models[{i}] cannot be checked against this key ({reason}); give "
+                f"models of the watermarked model's architecture, trained without the key"
+            )
     per_model = [np.asarray(scheme.observe(m, key)[0], dtype=bool) for m in models]
     stacked = np.stack(per_model)
     return key.with_updates(

@@ -43,6 +43,7 @@ from advml.watermark import (
     clone_model,
     verify,
 )
+from advml.watermark.removal import describe
 from advml.watermark.verify import binomial_tail
 
 __all__ = ["SECTION", "WatermarkSection"]
@@ -414,7 +415,7 @@ def _accuracy(model: Classifier, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _check_result(v: Verification) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "verified": bool(v.verified),
         "matches": int(v.matches),
         "n": int(v.n),
@@ -422,6 +423,9 @@ def _check_result(v: Verification) -> dict[str, Any]:
         "chance_probability": float(v.chance_probability),
         "queries": int(v.queries),
     }
+    if v.reason is not None:
+        out["reason"] = v.reason  # the model could not be checked against the key
+    return out
 
 
 def _threshold(n: int, p0: float, alpha: float) -> int:
@@ -499,9 +503,6 @@ def _removal_step(
     alpha: float,
     reference_accuracy: float,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    from advml.errors import UnsupportedModelError
-    from advml.watermark.removal import describe
-
     result = attack.remove(marked(), x_att, y_att)
     row: dict[str, Any] = {
         "attack": describe(attack),
@@ -510,11 +511,17 @@ def _removal_step(
         "params": dict(attack.get_params()),
         "seconds": round(result.seconds, 3),
     }
-    try:
-        v = verify(_suspect(result.model, access), key, alpha=alpha)
-    except UnsupportedModelError as err:
-        row.update(detected=None, matches=None, match_rate=None, chance_probability=None)
-        row["note"] = str(err)
+    v = verify(_suspect(result.model, access), key, alpha=alpha)
+    if v.reason is not None:
+        # The key cannot be checked against the attacker's model: not detected when it
+        # was read (another architecture), not applicable when its weights are hidden.
+        row.update(
+            detected=False if v.applicable else None,
+            matches=None,
+            match_rate=None,
+            chance_probability=None,
+            note=v.reason,
+        )
     else:
         row.update(
             detected=bool(v.verified),

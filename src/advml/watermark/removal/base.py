@@ -1,0 +1,142 @@
+"""What every removal attack shares: the ``remove`` verb, its result, and the fine-tuning."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from advml.base import Component
+from advml.models.base import Classifier
+from advml.models.torch import TorchClassifier
+from advml.models.training import train
+from advml.validation import check_labels, check_number
+from advml.watermark.base import require_torch
+
+__all__ = ["RemovalAttack", "RemovalResult", "check_tuning", "fine_tune", "reinitialise"]
+
+
+@dataclass(frozen=True)
+class RemovalResult:
+    """The attacker's model after a removal attack."""
+
+    model: Classifier
+    """A new model; the attacked one is left unchanged."""
+    attack: str
+    params: dict[str, Any]
+    seconds: float
+    queries: int
+    """Queries the attack asked of the attacked model (extraction only; else 0)."""
+
+
+class RemovalAttack(Component):
+    """Base of the removal attacks: ``remove(model, x, y=None) -> RemovalResult``.
+
+    Subclasses implement :meth:`_run` and say whether they need labels
+    (``needs_labels``) and a white-box ``TorchClassifier`` (``needs_white_box``).
+    """
+
+    family: ClassVar[str] = "watermark_removal"
+    needs_labels: ClassVar[bool] = True
+    needs_white_box: ClassVar[bool] = True
+
+    def remove(
+        self,
+        model: Classifier,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor | None = None,
+    ) -> RemovalResult:
+        """Attack ``model`` with the attacker's data ``x`` (and labels ``y``).
+
+        Parameters
+        ----------
+        model : Classifier
+            The watermarked model; a ``TorchClassifier`` for every attack but
+            ``preprocess``, ``distill`` and ``copycat``. Not modified.
+        x : array of shape (n, *input_shape)
+            The attacker's inputs.
+        y : array of shape (n,), optional
+            Their labels (required by the fine-tuning attacks; ``distill`` ignores them
+            and asks the model instead).
+
+        Returns
+        -------
+        RemovalResult
+        """
+        if self.needs_white_box:
+            require_torch(model, f"the {self.name!r} removal attack")
+        xt = model.as_tensor(x, name="x")
+        yt: Tensor | None = None
+        if y is not None:
+            y_arr = y if isinstance(y, np.ndarray | Tensor) else np.asarray(y)
+            check_labels("y", y_arr, model.n_classes, xt.shape[0])
+            yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
+            yt = yt.to(device=model.device, dtype=torch.long)
+        elif self.needs_labels:
+            raise ValueError(f"the {self.name!r} attack fine-tunes on labelled data: give y")
+        start = time.perf_counter()
+        before = model.query_count
+        out = self._run(model, xt, yt)
+        return RemovalResult(
+            model=out,
+            attack=self.name,
+            params=self.get_params(),
+            seconds=time.perf_counter() - start,
+            queries=model.query_count - before,
+        )
+
+    def _run(self, model: Any, x: Tensor, y: Tensor | None) -> Classifier:
+        raise NotImplementedError
+
+
+def check_tuning(epochs: int, lr: float, batch_size: int, seed: int) -> None:
+    """Validate the settings of the attacks that train."""
+    check_number("epochs", epochs, low=1, integer=True)
+    check_number("lr", lr, low=0, low_inclusive=False)
+    check_number("batch_size", batch_size, low=1, integer=True)
+    check_number("seed", seed, low=0, integer=True)
+
+
+def reinitialise(module: nn.Module, seed: int) -> None:
+    """Draw every parameter of ``module`` afresh with its own initialiser, from ``seed``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for m in module.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+
+
+def fine_tune(
+    model: TorchClassifier,
+    x: Tensor,
+    y: Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    desc: str,
+    params: list[nn.Parameter] | None = None,
+) -> None:
+    """Train ``model`` in place on the attacker's data with the shared loop (all of it:
+    no validation split, no early stopping), then clear its query count."""
+    train(
+        model,
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        val_fraction=0.0,
+        patience=None,
+        params=params,
+        seed=seed,
+        show_progress=False,
+        desc=desc,
+    )
+    model.reset_queries()
