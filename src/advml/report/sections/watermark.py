@@ -145,6 +145,8 @@ def _points(delta: float) -> str:
 
 
 def _claim(v: dict[str, Any]) -> Markup:
+    if v.get("reason"):  # the model could not be checked against the key
+        return Markup(f"not claimed: {esc(v['reason'])}")
     decision = "<b>claimed</b>" if v["verified"] else "not claimed"
     return Markup(
         f"{v['matches']} of {v['n']}, p = {esc(format(v['chance_probability'], '.1e'))}: {decision}"
