@@ -111,8 +111,7 @@ def check_numeric(name: str, x: Any) -> None:
         return
     if not isinstance(x, np.ndarray):
         raise TypeError(
-            f"{name} must be a numpy array or a torch tensor of numbers, got "
-            f"{type(x).__name__}"
+            f"{name} must be a numpy array or a torch tensor of numbers, got {type(x).__name__}"
         )
     if x.dtype.kind not in "biuf":
         kind = {"U": "strings", "S": "bytes", "O": "Python objects"}.get(x.dtype.kind, "")

@@ -118,8 +118,11 @@ CASES: dict[str, Case] = {
                 "audit",
                 "--config",
                 str(
-                    _config(t, f"model:\n  file: {_evil_pickle(t)}\n  trust: 'false'\n"
-                    "data:\n  dataset: digits\n")
+                    _config(
+                        t,
+                        f"model:\n  file: {_evil_pickle(t)}\n  trust: 'false'\n"
+                        "data:\n  dataset: digits\n",
+                    )
                 ),
                 "--out",
                 str(t / "out"),
@@ -218,9 +221,7 @@ CASES: dict[str, Case] = {
         raises=TypeError,
     ),
     "PGD().generate(model, object array)": Case(
-        lambda t: PGD().generate(
-            _tiny_model(), np.full((2, 1, 8, 8), None, dtype=object)
-        ),
+        lambda t: PGD().generate(_tiny_model(), np.full((2, 1, 8, 8), None, dtype=object)),
         names=("x must hold numbers", "object", "Python objects"),
         raises=TypeError,
     ),
