@@ -194,12 +194,12 @@ def _check_attack_settings(attack_settings: Any, eps: float) -> None:
                 f"{', '.join(known)}"
             )
         valid = registry.schema("evasion", name)
-        for key in settings:
-            if key not in valid:
-                raise ValueError(
-                    f"attack_settings[{name!r}][{key!r}]: {name} has no setting {key!r}; "
-                    f"its settings: {', '.join(sorted(valid))}"
-                )
+        unknown = [key for key in settings if key not in valid]
+        if unknown:
+            raise ValueError(
+                f"attack_settings[{name!r}][{unknown[0]!r}]: {name} has unknown settings "
+                f"{unknown}; known: {', '.join(sorted(valid))}"
+            )
         # The audit gives each attack the config's eps; a valid one stands in here.
         trial = {**settings, **({"eps": eps} if "eps" in valid else {})}
         if any(v["required"] and k not in trial for k, v in valid.items()):
@@ -238,9 +238,9 @@ def _check_section_settings(config: AuditConfig) -> None:
             )
         cls = sections[name]
         known = {**cls.default_settings, **cls.quick_settings}
-        for key in settings:
-            if key not in known:
-                raise ValueError(
-                    f"section_settings[{name!r}][{key!r}]: the {name} section has no "
-                    f"setting {key!r}; its settings: {', '.join(sorted(known))}"
-                )
+        unknown = [key for key in settings if key not in known]
+        if unknown:
+            raise ValueError(
+                f"section_settings[{name!r}][{unknown[0]!r}]: the {name} section has unknown "
+                f"keys {unknown}; known: {', '.join(sorted(known))}"
+            )
