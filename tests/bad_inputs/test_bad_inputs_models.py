@@ -60,6 +60,27 @@ def _nan_model_file(tmp: Path) -> Path:
     return save_model(model, tmp / "nan.pt")
 
 
+class _InfHead(torch.nn.Module):
+    """A network defined outside advml, finite weights, whose logits overflow to inf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1)) * 1e39 + 1e39
+
+
+def _audit_inf_model(tmp: Path) -> Any:
+    from advml.audit import run_audit
+    from advml.data import load_dataset
+
+    torch.manual_seed(0)
+    model = TorchClassifier(_InfHead(), input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+    config = AuditConfig.quick(sections=("evasion",), n_samples=20)
+    return run_audit(config, model=model, dataset=load_dataset("digits"), show_progress=False)
+
+
 def _config(tmp: Path, text: str) -> Path:
     path = tmp / "threat.yaml"
     path.write_text(text)
@@ -208,6 +229,11 @@ CASES: dict[str, Case] = {
         ),
         names=("nan.pt", "NaN or infinite", "'fc1.weight'"),
         code=2,
+    ),
+    "run_audit on a model whose scores overflow to inf": Case(
+        _audit_inf_model,
+        names=("the model", "NaN or infinite scores", "of 64 inputs"),
+        raises=NonFiniteModelError,
     ),
     "PGD().generate on a NaN model": Case(
         lambda t: PGD().generate(load_model(_nan_model_file(t)), np.zeros((2, 1, 8, 8))),
