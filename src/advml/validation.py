@@ -22,6 +22,7 @@ __all__ = [
     "check_labels",
     "check_not_empty",
     "check_number",
+    "check_numeric",
 ]
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -41,6 +42,10 @@ def check_number(
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         kind = "an integer" if integer else "a number"
         raise TypeError(f"{name} must be {kind}, got {value!r}")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        # numpy cannot hold it (np.isfinite would fail with its own text): no count,
+        # seed or size advml takes comes near this.
+        raise ValueError(f"{name} is too large, got {value!r}")
     if integer and not float(value).is_integer():
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not np.isfinite(value):
@@ -83,7 +88,8 @@ def check_not_empty(name: str, x: ArrayLike) -> None:
 
 
 def check_input_shape(name: str, x: ArrayLike, input_shape: tuple[int, ...]) -> None:
-    """``x`` must be a batch of inputs of ``input_shape``: shape ``(n, *input_shape)``."""
+    """``x`` must be a batch of numbers of ``input_shape``: shape ``(n, *input_shape)``."""
+    check_numeric(name, x)
     if tuple(x.shape[1:]) != tuple(input_shape) or x.ndim != len(input_shape) + 1:
         hint = ""
         if x.ndim == len(input_shape) and tuple(x.shape) == tuple(input_shape):
@@ -96,7 +102,28 @@ def check_input_shape(name: str, x: ArrayLike, input_shape: tuple[int, ...]) -> 
         )
 
 
+def check_numeric(name: str, x: Any) -> None:
+    """Raise ``TypeError`` unless ``x`` is a tensor or an array of numbers (not strings or
+    Python objects, on which numpy's own checks fail with text that names no parameter)."""
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got a tensor of dtype {x.dtype}")
+        return
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"{name} must be a numpy array or a torch tensor of numbers, got {type(x).__name__}"
+        )
+    if x.dtype.kind not in "biuf":
+        kind = {"U": "strings", "S": "bytes", "O": "Python objects"}.get(x.dtype.kind, "")
+        raise TypeError(
+            f"{name} must hold numbers, got an array of dtype {x.dtype}"
+            + (f" ({kind})" if kind else "")
+            + f"; convert it with np.asarray({name}, dtype=np.float32)"
+        )
+
+
 def check_finite(name: str, x: ArrayLike) -> None:
+    check_numeric(name, x)
     finite = torch.isfinite(x).all() if isinstance(x, torch.Tensor) else np.isfinite(x).all()
     if not bool(finite):
         raise ValueError(f"{name} contains NaN or infinite values; clean or drop those samples")

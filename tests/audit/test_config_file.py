@@ -23,7 +23,7 @@ def test_written_config_reads_back_equal() -> None:
         eps=(0.0, 0.2),
         attack_settings={"pgd": {"steps": 7, "restarts": 2}},
         sections=("evasion",),
-        section_settings={"poisoning": {"fraction": 0.05}},
+        section_settings={"backdoor": {"fraction": 0.05}},
         access="scores",
         queries_per_input=500,
         constraints={"immutable": [0, 1], "switch_on": [5], "ranges": {2: [0.0, 0.5]}},

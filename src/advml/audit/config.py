@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from advml.validation import check_choice, check_number
+from advml.validation import check_bool, check_choice, check_number
 
 __all__ = ["AuditConfig"]
 
@@ -22,7 +22,8 @@ class AuditConfig:
         Path of a model file (``.pt`` written by advml, ``.skops``); ``None`` trains (or
         reuses, from ``$ADVML_HOME/models``) a reference model for ``dataset``.
     trust_model_file : bool
-        Allow pickle-based model files, which can run code when loaded.
+        Allow pickle-based model files, which can run code when loaded. Only the bool
+        ``True`` does: a string such as ``"false"`` (quoted in YAML) is refused.
     architecture : {"cnn", "mlp"}, optional
         Reference architecture; default ``cnn`` for images of 16 pixels and more, else ``mlp``.
     n_samples : int
@@ -88,6 +89,18 @@ class AuditConfig:
     fail_over: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # It switches unpickling on: a truthy non-bool ("false") must not.
+        check_bool("trust_model_file", self.trust_model_file)
+        # One value where a list is expected (``eps: 0.1``, ``attacks: pgd``) means a
+        # list of one; iterating the string would audit attacks 'p', 'g' and 'd'.
+        for name in ("attacks", "eps", "sections"):
+            value = getattr(self, name)
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                object.__setattr__(self, name, (value,))
+            elif value is not None and not isinstance(value, list | tuple):
+                raise TypeError(
+                    f"{name} must be a list (or a single value), got {type(value).__name__}"
+                )
         check_number("n_samples", self.n_samples, low=1, integer=True)
         check_number("seed", self.seed, low=0, integer=True)
         check_number("examples", self.examples, low=0, integer=True)
@@ -105,13 +118,8 @@ class AuditConfig:
             if not self.sections:
                 raise ValueError("sections must name at least one section, or be None for all")
             object.__setattr__(self, "sections", tuple(self.sections))
-        if not isinstance(self.section_settings, dict) or not all(
-            isinstance(v, dict) for v in self.section_settings.values()
-        ):
-            raise ValueError(
-                "section_settings must map section names to dicts of settings, e.g. "
-                "{'backdoor': {'fraction': 0.05}}"
-            )
+        _check_attack_settings(self.attack_settings, self.reference_eps)
+        _check_section_settings(self)
         check_choice("access", self.access, ("white-box", "scores", "labels"))
         if self.queries_per_input is not None:
             check_number("queries_per_input", self.queries_per_input, low=1, integer=True)
@@ -159,3 +167,80 @@ class AuditConfig:
         d["eps"] = list(self.eps)
         d["sections"] = None if self.sections is None else list(self.sections)
         return d
+
+
+def _check_attack_settings(attack_settings: Any, eps: float) -> None:
+    """Each entry names an evasion attack and settings it accepts, with valid values.
+
+    Checked here, when the config is made, so that ``--print-config`` and the config
+    file's line numbers report a bad setting, not the audit minutes later.
+    """
+    if not isinstance(attack_settings, dict) or not all(
+        isinstance(v, dict) for v in attack_settings.values()
+    ):
+        raise ValueError(
+            "attack_settings must map attack names to dicts of settings, e.g. "
+            "{'pgd': {'steps': 40}}"
+        )
+    if not attack_settings:
+        return
+    from advml import registry  # the attacks import torch: only when settings are given
+
+    known = registry.available("evasion")
+    for name, settings in attack_settings.items():
+        if name not in known:
+            raise ValueError(
+                f"attack_settings[{name!r}]: no evasion attack is called {name!r}; known: "
+                f"{', '.join(known)}"
+            )
+        valid = registry.schema("evasion", name)
+        unknown = [key for key in settings if key not in valid]
+        if unknown:
+            raise ValueError(
+                f"attack_settings[{name!r}][{unknown[0]!r}]: {name} has unknown settings "
+                f"{unknown}; known: {', '.join(sorted(valid))}"
+            )
+        # The audit gives each attack the config's eps; a valid one stands in here.
+        trial = {**settings, **({"eps": eps} if "eps" in valid else {})}
+        if any(v["required"] and k not in trial for k, v in valid.items()):
+            continue  # the audit supplies the rest (a surrogate model, say)
+        try:
+            registry.create("evasion", name, **trial)
+        except (TypeError, ValueError) as err:
+            message = str(err)
+            named = [k for k in settings if message.startswith(k) or f" {k} " in message]
+            where = f"[{named[0]!r}]" if named else ""
+            raise ValueError(f"attack_settings[{name!r}]{where}: {message}") from None
+
+
+def _check_section_settings(config: AuditConfig) -> None:
+    """Each entry names an audit section and settings that section knows."""
+    section_settings = config.section_settings
+    if not isinstance(section_settings, dict) or not all(
+        isinstance(v, dict) for v in section_settings.values()
+    ):
+        raise ValueError(
+            "section_settings must map section names to dicts of settings, e.g. "
+            "{'backdoor': {'fraction': 0.05}}"
+        )
+    if not section_settings:
+        return
+    # The audit's own table of sections (run.available_sections imports every section
+    # module), so a config names exactly what run_audit would run.
+    from advml.audit import run
+
+    sections = run.available_sections()
+    for name, settings in section_settings.items():
+        if name not in sections:
+            raise ValueError(
+                f"section_settings[{name!r}]: no audit section is called {name!r}; known: "
+                f"{', '.join(sections)}"
+            )
+        cls = sections[name]
+        known = {**cls.default_settings, **cls.quick_settings}
+        unknown = [key for key in settings if key not in known]
+        if unknown:
+            raise ValueError(
+                f"section_settings[{name!r}][{unknown[0]!r}]: the {name} section has unknown "
+                f"keys {unknown}; known: {', '.join(sorted(known))}"
+            )

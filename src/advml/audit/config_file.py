@@ -36,6 +36,7 @@ repeated exactly with ``advml audit --config FILE``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,19 +94,31 @@ def parse_config(text: str, *, source: str = "<config>") -> AuditConfig:
         loader.dispose()
     if root is None:
         return AuditConfig()
+    _refuse_duplicate_keys(root, source)
     values: dict[str, Any] = {}
     lines: dict[str, int] = {}
-    _walk(root, (), source, values, lines)
+    nested: dict[str, int] = {}
+    _walk(root, (), source, values, lines, nested)
     try:
         return AuditConfig(**values)
     except (ValueError, TypeError) as err:
         message = str(err)
-        # Point at the key the message names, when it names one.
-        for path, field_name in _FIELDS.items():
-            if field_name in lines and (field_name in message or path[-1] in message):
-                raise ConfigError(
-                    f"{source}, line {lines[field_name]}: {'.'.join(path)}: {message}"
-                ) from None
+        if "must be True or False" in message:
+            message += " (in YAML write true or false, without quotes)"
+        # A nested setting (attack_settings['pgd']['steps']): the line of the deepest
+        # key the message names.
+        for text in sorted(nested, key=len, reverse=True):
+            if message.startswith(text):
+                raise ConfigError(f"{source}, line {nested[text]}: {message}") from None
+        # Point at the key the message names, when it names one: the field's own name
+        # first ("trust_model_file" must not match the key "model.file"), whole words.
+        for use_key in (False, True):
+            for path, field_name in _FIELDS.items():
+                word = path[-1] if use_key else field_name
+                if field_name in lines and re.search(rf"\b{re.escape(word)}\b", message):
+                    raise ConfigError(
+                        f"{source}, line {lines[field_name]}: {'.'.join(path)}: {message}"
+                    ) from None
         raise ConfigError(f"{source}: {message}") from None
 
 
@@ -115,6 +128,7 @@ def _walk(
     source: str,
     values: dict[str, Any],
     lines: dict[str, int],
+    nested: dict[str, int],
 ) -> None:
     where = f"{source}, line {node.start_mark.line + 1}"
     if not isinstance(node, yaml.MappingNode):
@@ -133,8 +147,10 @@ def _walk(
                 value = {}
             values[field_name] = value
             lines[field_name] = line
+            if field_name in ("attack_settings", "section_settings"):
+                _nested_lines(value_node, field_name, nested)
         elif not path and key in _GROUPS:
-            _walk(value_node, sub, source, values, lines)
+            _walk(value_node, sub, source, values, lines, nested)
         else:
             known = (
                 sorted(p[-1] for p in _FIELDS if p[:-1] == path)
@@ -145,6 +161,39 @@ def _walk(
             raise ConfigError(
                 f"{source}, line {line}: unknown key {key!r} in {where_key}; known: {known}"
             )
+
+
+def _nested_lines(node: yaml.Node, prefix: str, nested: dict[str, int]) -> None:
+    """Lines of ``prefix['name']`` and ``prefix['name']['key']``, as errors spell them."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for name_node, settings_node in node.value:
+        name = f"{prefix}[{_construct(name_node)!r}]"
+        nested[name] = name_node.start_mark.line + 1
+        if isinstance(settings_node, yaml.MappingNode):
+            for key_node, _ in settings_node.value:
+                nested[f"{name}[{_construct(key_node)!r}]"] = key_node.start_mark.line + 1
+
+
+def _refuse_duplicate_keys(node: yaml.Node, source: str) -> None:
+    """A key given twice in one mapping is an error: YAML loaders keep the last silently,
+    so one of two intended settings would be lost without a word."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = _construct(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise ConfigError(
+                        f"{source}, line {line}: key {key!r} is given twice (lines "
+                        f"{seen[key]} and {line}); keep one"
+                    )
+                seen[key] = line
+            _refuse_duplicate_keys(value_node, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, source)
 
 
 def _construct(node: yaml.Node) -> Any:

@@ -26,6 +26,7 @@ from advml.audit.sections.evasion import plan as evasion_plan
 from advml.data import Dataset, load_dataset
 from advml.evasion.base import EvasionAttack
 from advml.models.base import Classifier
+from advml.models.checks import check_finite_outputs
 from advml.models.io import load_model
 from advml.models.torch import TorchClassifier
 from advml.runtime.cache import ResultCache, fingerprint
@@ -135,6 +136,7 @@ def _run_audit(
             ds, architecture=config.architecture, seed=config.seed, show_progress=show_progress
         )
         model_info["source"] = "reference"
+    check_finite_outputs(model, ds.x_test, name=str(model_info.get("file", "the model")))
     if config.access != "white-box":
         model = restrict_access(model, config.access)
         model_info["access"] = config.access

@@ -37,7 +37,15 @@ def setting(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), yaml.safe_load(value)
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise argparse.ArgumentTypeError(
+            f"the value of {key.strip()!r} in {text!r} is not valid YAML ({problem}); "
+            f"write a number, a word, or a list such as [1, 2]"
+        ) from None
+    return key.strip(), parsed
 
 
 def add_settings_arg(p: argparse.ArgumentParser, what: str = "attack") -> None:

@@ -36,6 +36,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
 def _attack(args: argparse.Namespace) -> int:
     from advml import registry
     from advml.metrics import accuracy
+    from advml.models.checks import check_finite_outputs
 
     if args.list:
         for name in registry.available("evasion"):
@@ -59,6 +60,7 @@ def _attack(args: argparse.Namespace) -> int:
     model, ds = load_model_and_data(args)
     sub = ds.subset(n_test=min(args.n_samples, ds.x_test.shape[0]), seed=args.seed)
     x, y = sub.x_test, sub.y_test
+    check_finite_outputs(model, x, name=args.model or "the reference model")
     if args.target is not None:
         target = np.full_like(y, args.target)
         result = attack.generate(model, x, target)  # type: ignore[attr-defined]

@@ -57,7 +57,8 @@ def encode_labels(values: np.ndarray, *, name: str) -> tuple[np.ndarray, tuple[s
     Raises
     ------
     ValueError
-        When the labels are fractional numbers, NaN, or hold a single class.
+        When the labels are fractional numbers, NaN, hold a single class, or imply more
+        classes (``max + 1``) than there are labelled samples.
     """
     values = np.asarray(values)
     if values.ndim != 1:
@@ -73,9 +74,20 @@ def encode_labels(values: np.ndarray, *, name: str) -> tuple[np.ndarray, tuple[s
                 f"{name} must hold class labels, got the non-integer value {bad:g}; "
                 "regression targets cannot be used as classes"
             )
+        if values.dtype.kind == "f" and np.abs(values).max() >= 2**62:
+            raise ValueError(f"{name} holds labels too large to be class indices")
         ints = values.astype(np.int64)
         if ints.min() >= 0:
             n_classes = int(ints.max()) + 1
+            if n_classes > values.size:
+                # Checked before any per-class object exists: a label of 10**9 in a tiny
+                # file would otherwise build 10**9 class names.
+                raise ValueError(
+                    f"{name} has labels up to {n_classes - 1}, so {n_classes} classes, but "
+                    f"only {values.size} labelled samples: most classes could have none. "
+                    "Use labels 0..k-1 (for codes such as 10, 20, 1000000: "
+                    "np.unique(y, return_inverse=True)[1])"
+                )
             if n_classes < 2:
                 raise ValueError(f"{name} holds a single class; a classifier needs at least 2")
             return ints, tuple(str(i) for i in range(n_classes))

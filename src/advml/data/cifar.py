@@ -29,6 +29,7 @@ import numpy as np
 
 from advml.data.dataset import Dataset
 from advml.errors import UntrustedFileError
+from advml.validation import check_bool
 
 __all__ = ["CIFAR10_CLASSES", "load_cifar10", "load_pickle"]
 
@@ -102,6 +103,7 @@ def load_pickle(stream: IO[bytes], *, source: str, trust: bool = False) -> Any:
     ValueError
         When the stream is not a valid pickle.
     """
+    check_bool("trust", trust)  # a truthy string must not switch plain pickle on
     try:
         if trust:
             # The caller vouched for the file: plain pickle, which runs what it names.
@@ -183,6 +185,7 @@ def load_cifar10(archive: Path, *, trust: bool = False) -> Dataset:
     ValueError
         When a member is missing or does not hold a CIFAR batch.
     """
+    check_bool("trust", trust)
 
     def read(tar: tarfile.TarFile, member_name: str) -> Any:
         name = f"{_FOLDER}/{member_name}"

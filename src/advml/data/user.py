@@ -189,7 +189,8 @@ def load_csv(
         (test values are clipped to [0, 1]); bounds become ``(0.0, 1.0)``.
     header : bool or None, default None
         Whether the first row names the columns; ``None`` detects it (a first row with a
-        non-numeric cell where the second row is numeric).
+        non-empty, non-numeric cell where the second row is numeric; an empty cell is a
+        missing value, not a column name).
     delimiter : str, default ","
         The field separator.
 
@@ -407,14 +408,20 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def _is_name(cell: str) -> bool:
+    """A cell that can name a column: text that is not a number. An empty cell cannot
+    give a header away: it is a missing value as often as an unnamed column."""
+    return cell != "" and not _is_number(cell)
+
+
 def _looks_like_header(rows: list[list[str]]) -> bool:
     first = rows[0]
     if len(rows) == 1:
-        return not any(_is_number(c) for c in first)
-    # A header cell is text above a number: with features numeric, any such column
+        return any(_is_name(c) for c in first) and not any(_is_number(c) for c in first)
+    # A header cell is a name above a number: with features numeric, any such column
     # gives the header away (the label column may hold text in every row).
     second = rows[1]
-    return any(not _is_number(a) and _is_number(b) for a, b in zip(first, second, strict=False))
+    return any(_is_name(a) and _is_number(b) for a, b in zip(first, second, strict=False))
 
 
 def _label_index(label_column: str | int, columns: list[str], header: bool, path: Path) -> int:

@@ -24,6 +24,7 @@ from advml.errors import UnsupportedModelError
 from advml.evasion.constraints import FeatureConstraints
 from advml.metrics.norms import perturbation_norms
 from advml.models.base import Classifier
+from advml.models.checks import check_finite_outputs
 from advml.runtime.seeding import make_generator
 from advml.validation import check_bool, check_in_bounds, check_labels, check_number
 
@@ -139,6 +140,7 @@ class EvasionAttack(Component):
         AdversarialResult
         """
         self._check_model(model)
+        check_finite_outputs(model)  # the weights only: free, and no query is spent
         xt = model.as_tensor(x, name="x")
         check_in_bounds("x", xt, model.bounds)
         if self._constraints is not None:

@@ -36,6 +36,7 @@ from advml.models.base import BaseClassifier
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
 from advml.runtime.files import atomic_write
+from advml.validation import check_bool
 
 __all__ = ["load_model", "save_model"]
 
@@ -285,7 +286,9 @@ def load_model(
         recorded in the file (required when the file records none).
     trust : bool
         Load types outside the allow-list and pickle/joblib files, which can run code
-        from the file. Only for files you made yourself. Default False.
+        from the file. Only for files you made yourself. Default False. Must be the
+        bool ``True`` or ``False``: a string such as ``"false"`` is refused, not taken
+        as true.
     device : torch.device or str, optional
         Device of the returned model; CPU by default.
     bounds : (float, float), optional
@@ -310,9 +313,13 @@ def load_model(
     UntrustedFileError
         If loading would run code or use types not on the allow-list and
         ``trust=False``.
+    TypeError
+        If ``trust`` is not a bool.
     ValueError
         If the file is corrupt, truncated, of an unknown format, or needs ``module=``
-        or ``bounds=``.
+        or ``bounds=``, or if the architecture it names does not match the weights it
+        holds (checked before the network is built, so a file cannot make advml
+        allocate a network far larger than itself).
 
     Examples
     --------
@@ -327,6 +334,8 @@ def load_model(
     >>> load_model(path).white_box
     True
     """
+    # A truthy string ("false") must not switch unpickling on.
+    check_bool("trust", trust)
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist or is not a file")
@@ -410,9 +419,10 @@ def _load_torch(
                 f"rebuild the network; pass module= (an nn.Module of the same architecture)"
             )
         try:
+            _check_shapes_before_building(path, name, kwargs, state)
             # A loaded model is for inference: eval mode (dropout off) from the start.
             module = architectures.build(name, **kwargs).eval()
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RuntimeError) as e:
             raise ValueError(
                 f"{str(path)!r}: cannot rebuild architecture {name!r} ({_first_line(e)}); "
                 f"pass module= to load the weights into your own network"
@@ -441,6 +451,38 @@ def _load_torch(
     except (TypeError, ValueError) as e:
         raise ValueError(f"{str(path)!r} holds invalid model settings: {e}") from None
     return model
+
+
+def _check_shapes_before_building(
+    path: pathlib.Path, name: str, kwargs: dict[str, Any], state: dict[str, Any]
+) -> None:
+    """Refuse architecture_kwargs that do not match the stored weights, before allocating.
+
+    The kwargs come from the file: ``hidden=[60000, 60000]`` in a file of a few hundred
+    kilobytes would make ``build`` allocate gigabytes before ``load_state_dict`` found
+    the mismatch. On PyTorch's ``meta`` device the network is built without memory, so
+    its parameter names and shapes can be compared with the tensors the file holds.
+    """
+    with torch.device("meta"):
+        skeleton = architectures.build(name, **kwargs)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if len(stored) != len(state):
+        raise ValueError("field 'state_dict' holds values that are not tensors")
+    if expected == stored:
+        return
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    wrong = [k for k in expected if k in stored and expected[k] != stored[k]]
+    details = [
+        *(f"missing {k}" for k in missing[:3]),
+        *(f"unexpected {k}" for k in unexpected[:3]),
+        *(f"{k}: file {stored[k]}, architecture {expected[k]}" for k in wrong[:3]),
+    ]
+    raise ValueError(
+        f"architecture_kwargs={kwargs!r} do not match the weights in the file "
+        f"({'; '.join(details)})"
+    )
 
 
 def _load_skops(

@@ -1,0 +1,82 @@
+"""Health checks of a model before it is attacked or audited.
+
+A model whose weights hold NaN answers NaN scores, and ``argmax`` of NaN is class 0: an
+attack on it "succeeds" on every input not of class 0 and the report states a success
+rate that says nothing about the model. These checks refuse such a model by name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advml.errors import AdvmlError
+from advml.models.base import BaseClassifier, Classifier
+from advml.models.callable import CallableClassifier
+
+__all__ = ["NonFiniteModelError", "check_finite_outputs"]
+
+
+class NonFiniteModelError(AdvmlError, ValueError):
+    """The model's weights or its outputs on the data hold NaN or infinite values."""
+
+
+def check_finite_outputs(
+    model: Classifier,
+    x: np.ndarray | Tensor | None = None,
+    *,
+    name: str = "the model",
+    max_inputs: int = 64,
+) -> None:
+    """Raise :class:`NonFiniteModelError` unless ``model`` computes finite scores.
+
+    Two checks: the weights of a PyTorch model (free: no forward pass), then, when
+    ``x`` is given and the model returns scores, its scores on the first
+    ``max_inputs`` inputs of ``x``. The forward pass is not counted as queries and does
+    not spend a query budget: it is a check of the model, not the adversary's work. A
+    :class:`~advml.models.CallableClassifier` is not evaluated: its function may be a
+    paid prediction service, whose every call must be counted.
+
+    Parameters
+    ----------
+    model : Classifier
+        The model to check.
+    x : array of shape (n, *model.input_shape), optional
+        Inputs to evaluate the model on (the data it is about to be attacked on).
+    name : str, default "the model"
+        How the message names the model (e.g. its file).
+    max_inputs : int, default 64
+        At most this many inputs are evaluated.
+
+    Raises
+    ------
+    NonFiniteModelError
+        Naming the first non-finite weight tensor, or the number of inputs with
+        non-finite scores.
+    """
+    module = getattr(model, "module", None)
+    if isinstance(module, torch.nn.Module):
+        for key, tensor in module.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise NonFiniteModelError(
+                    f"{name} has {bad} NaN or infinite values in its weights ({key!r}); "
+                    f"attacking it would report meaningless results: retrain it or load "
+                    f"an undamaged file"
+                )
+    if x is None or not model.has_scores or isinstance(model, CallableClassifier):
+        return
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        return  # the caller's own check names the mismatch of model and data
+    xt = model.as_tensor(x[:max_inputs], name="x")
+    with torch.no_grad(), model.evaluating():
+        # BaseClassifier._logits bypasses the query count and budget (see above).
+        scores = model._logits(xt) if isinstance(model, BaseClassifier) else model.logits(xt)
+    finite = torch.isfinite(scores).all(dim=1)
+    if not bool(finite.all()):
+        raise NonFiniteModelError(
+            f"{name} answers NaN or infinite scores on {int((~finite).sum())} of "
+            f"{xt.shape[0]} inputs; attacking it would report meaningless results: check "
+            f"its weights and its preprocessing"
+        )
