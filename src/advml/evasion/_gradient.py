@@ -1,8 +1,10 @@
-"""The gradient-step loop shared by FGSM, BIM and PGD.
+"""The gradient-step loop shared by FGSM, BIM and PGD, and the pieces of it that APGD and
+the Carlini–Wagner attacks use too (the logit margin, the step direction, the random
+start, the projection onto the ε-ball).
 
-Kept lean on purpose: per step one forward and one backward pass with respect to the
-input (``torch.autograd.grad``, so the model's parameter gradients are untouched), then
-three in-place tensor operations. The cost over the raw gradient work is measured in
+The loop is kept lean on purpose: per step one forward and one backward pass with respect
+to the input (``torch.autograd.grad``, so the model's parameter gradients are untouched),
+then three in-place tensor operations. The cost over the raw gradient work is measured in
 ``benchmarks/evasion_speed.py``.
 """
 
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from advml.evasion.base import Norm, project
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
 
@@ -39,29 +42,47 @@ def step_size_for(eps: float, steps: int, step_size: float | None) -> float:
     return step_size if step_size is not None else 2.5 * eps / steps
 
 
+def cw_margin(logits: Tensor, y: Tensor, targeted: bool) -> Tensor:
+    """How far each sample is from the attack's goal in logits (Carlini & Wagner 2017,
+    eq. 6 without the clamp).
+
+    ``Z_y - max_{i != y} Z_i`` untargeted, ``max_{i != t} Z_i - Z_t`` targeted: positive
+    while the goal is not reached, negative once it is.
+    """
+    own = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return other - own if targeted else own - other
+
+
 def loss_per_sample(logits: Tensor, y: Tensor, loss: Loss, targeted: bool) -> Tensor:
     """The objective each step ascends, per sample.
 
     ``"ce"``: cross-entropy of the label (negated when targeted). ``"margin"``: the
     logit margin of Carlini & Wagner (2017, eq. 6 without the clamp), best other class
-    minus the label's class (reversed when targeted).
+    minus the label's class (reversed when targeted): :func:`cw_margin` negated.
     """
     if loss == "ce":
         ce = F.cross_entropy(logits, y, reduction="none")
         return -ce if targeted else ce
-    own = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return own - other if targeted else other - own
+    return -cw_margin(logits, y, targeted)
 
 
-def _ascent_direction(grad: Tensor, norm: str) -> Tensor:
+def ascent_direction(grad: Tensor, norm: str) -> Tensor:
+    """The step direction of ``grad``: its sign for L∞, its L2-normalised value for L2.
+
+    Overwrites ``grad`` for L∞ (one operation fewer in the loop); pass a copy to keep it.
+    """
     if norm == "inf":
         return grad.sign_()
     flat = grad.flatten(1)
     return (flat / flat.norm(p=2, dim=1, keepdim=True).clamp_min(1e-12)).view_as(grad)
 
 
-def _random_start(x: Tensor, eps: float, norm: str, generator: torch.Generator) -> Tensor:
+def random_point(x: Tensor, eps: float, norm: str, generator: torch.Generator) -> Tensor:
+    """A point drawn uniformly from the ``norm``-ball of radius ``eps`` around each row.
+
+    Not clipped to the bounds (the caller's projection does that).
+    """
     if norm == "inf":
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return x + (2 * noise - 1) * eps
@@ -75,13 +96,41 @@ def _random_start(x: Tensor, eps: float, norm: str, generator: torch.Generator) 
     return x + (eps * radius * direction).view_as(x)
 
 
+def project_ball(
+    x_adv: Tensor, x: Tensor, *, eps: float, norm: Norm, low: float, high: float
+) -> Tensor:
+    """``x_adv`` projected onto the ``norm``-ball of radius ``eps`` around ``x``, then
+    clipped to ``[low, high]``; any subset of rows, as long as both are the same rows."""
+    return project(x_adv, x, eps, norm).clamp_(low, high)
+
+
+Projection = Callable[[Tensor, Tensor], Tensor]
+"""``(x_adv, x) -> x_adv`` applied after every step: onto the allowed set around ``x``."""
+
+
+def ball_projection(
+    x: Tensor, *, eps: float, norm: Norm, low: float, high: float, any_rows: bool
+) -> Projection:
+    """The loop's own projection onto the ε-ball and the bounds.
+
+    With ``any_rows=False`` the L∞ box of ``x`` within the bounds is computed once and
+    each step is one clamp, but the projection then only takes all rows of ``x``; loops
+    that drop rows (early stopping) ask for ``any_rows=True``.
+    """
+    if norm == "inf" and not any_rows:
+        lo = (x - eps).clamp_(min=low)
+        hi = (x + eps).clamp_(max=high)
+        return lambda x_adv, _x: x_adv.clamp_(lo, hi)
+    return lambda x_adv, x0: project_ball(x_adv, x0, eps=eps, norm=norm, low=low, high=high)
+
+
 def iterate(
     model: Classifier,
     x: Tensor,
     y: Tensor,
     *,
     eps: float,
-    norm: str,
+    norm: Norm,
     step_size: float,
     steps: int,
     targeted: bool,
@@ -89,7 +138,7 @@ def iterate(
     random_start: bool,
     early_stop: bool,
     generator: torch.Generator,
-    project: Callable[[Tensor, Tensor], Tensor] | None = None,
+    project: Projection | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Run ``steps`` projected gradient steps from ``x``; return ``x_adv`` and queries.
 
@@ -101,16 +150,9 @@ def iterate(
     queries = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     if eps == 0 or steps == 0:
         return x.clone(), queries
-    if norm == "inf":
-        lo = (x - eps).clamp_(min=low)
-        hi = (x + eps).clamp_(max=high)
-    x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
-    if project is not None:
-        x_adv = project(x_adv, x)
-    elif norm == "inf":
-        x_adv = x_adv.clamp_(lo, hi)
-    else:
-        x_adv = _project_l2(x_adv, x, eps, low, high)
+    if project is None:
+        project = ball_projection(x, eps=eps, norm=norm, low=low, high=high, any_rows=early_stop)
+    x_adv = project(random_point(x, eps, norm, generator) if random_start else x.clone(), x)
     if early_stop:
         return _iterate_early_stop(
             model,
@@ -118,7 +160,6 @@ def iterate(
             y,
             x_adv,
             queries,
-            eps=eps,
             norm=norm,
             step_size=step_size,
             steps=steps,
@@ -130,21 +171,9 @@ def iterate(
         x_adv.requires_grad_(True)
         objective = loss_per_sample(model.logits(x_adv), y, loss, targeted).sum()
         (grad,) = torch.autograd.grad(objective, x_adv)
-        x_adv = x_adv.detach().add_(_ascent_direction(grad, norm), alpha=step_size)
-        if project is not None:
-            x_adv = project(x_adv, x)
-        elif norm == "inf":
-            x_adv = x_adv.clamp_(lo, hi)
-        else:
-            x_adv = _project_l2(x_adv, x, eps, low, high)
+        x_adv = project(x_adv.detach().add_(ascent_direction(grad, norm), alpha=step_size), x)
     queries += steps
     return x_adv, queries
-
-
-def _project_l2(x_adv: Tensor, x: Tensor, eps: float, low: float, high: float) -> Tensor:
-    delta = (x_adv - x).flatten(1)
-    scale = (eps / delta.norm(p=2, dim=1).clamp_min(1e-12)).clamp_(max=1.0)
-    return (x + (delta * scale[:, None]).view_as(x)).clamp_(low, high)
 
 
 def _iterate_early_stop(
@@ -154,16 +183,14 @@ def _iterate_early_stop(
     x_adv: Tensor,
     queries: Tensor,
     *,
-    eps: float,
     norm: str,
     step_size: float,
     steps: int,
     targeted: bool,
     loss: Loss,
-    project: Callable[[Tensor, Tensor], Tensor] | None = None,
+    project: Projection,
 ) -> tuple[Tensor, Tensor]:
     """As :func:`iterate`, but a sample stops moving once the model is fooled."""
-    low, high = model.bounds
     active = torch.arange(x.shape[0], device=x.device)
     for _ in range(steps):
         xa = x_adv[active].requires_grad_(True)
@@ -177,13 +204,5 @@ def _iterate_early_stop(
         active, xa, grad = active[keep], xa.detach()[keep], grad[keep]
         if active.numel() == 0:
             break
-        xa = xa.add_(_ascent_direction(grad, norm), alpha=step_size)
-        x0 = x[active]
-        if project is not None:
-            xa = project(xa, x0)
-        elif norm == "inf":
-            xa = torch.max(torch.min(xa, x0 + eps), x0 - eps).clamp_(low, high)
-        else:
-            xa = _project_l2(xa, x0, eps, low, high)
-        x_adv[active] = xa
+        x_adv[active] = project(xa.add_(ascent_direction(grad, norm), alpha=step_size), x[active])
     return x_adv, queries

@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from advml import registry
+from advml.evasion._gradient import ascent_direction, cw_margin, loss_per_sample, project_ball
 from advml.evasion.base import EvasionAttack, Norm, validate_common
 from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
@@ -48,16 +48,13 @@ def dlr_loss(logits: Tensor, y: Tensor, targeted: bool) -> Tensor:
     calls do not know. With too few classes for the denominator (fewer than 3, or 4
     targeted) it is 1, and the loss is the plain logit margin.
     """
-    own = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    numerator = cw_margin(logits, y, targeted)
     z = logits.sort(dim=1, descending=True).values
     k = logits.shape[1]
     if targeted:
         scale = z[:, 0] - (z[:, 2] + z[:, 3]) / 2 if k >= 4 else None
-        numerator = other - own
     else:
         scale = z[:, 0] - z[:, 2] if k >= 3 else None
-        numerator = own - other
     if scale is None:
         return -numerator
     return -numerator / (scale + 1e-12)
@@ -157,8 +154,7 @@ class APGD(EvasionAttack):
     def _objective(self, logits: Tensor, y: Tensor) -> Tensor:
         if self.loss == "dlr":
             return dlr_loss(logits, y, self.targeted)
-        ce = F.cross_entropy(logits, y, reduction="none")
-        return -ce if self.targeted else ce
+        return loss_per_sample(logits, y, "ce", self.targeted)
 
     def _evaluate(
         self, model: Classifier, x_adv: Tensor, y: Tensor
@@ -177,17 +173,7 @@ class APGD(EvasionAttack):
             # Every iterate a valid input (switch-on features off or on), so a sample
             # that stops once fooled is fooled by what the attack returns.
             return self._finalise(z, x, (low, high))
-        if self.norm == "inf":
-            return torch.min(torch.max(z, x - self.eps), x + self.eps).clamp_(low, high)
-        delta = (z - x).flatten(1)
-        scale = (self.eps / delta.norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)
-        return (x + (delta * scale[:, None]).view_as(x)).clamp_(low, high)
-
-    def _direction(self, grad: Tensor) -> Tensor:
-        if self.norm == "inf":
-            return grad.sign()
-        flat = grad.flatten(1)
-        return (flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)).view_as(grad)
+        return project_ball(z, x, eps=self.eps, norm=self.norm, low=low, high=high)
 
     def _attack(
         self,
@@ -231,7 +217,8 @@ class APGD(EvasionAttack):
                 break
             xa, xp, xo = x_cur[active], x_prev[active], x[active]
             s = step[active].view(shape)
-            z = self._into_ball(xa + s * self._direction(grad[active]), xo, low, high)
+            # grad[active] is a copy (rows picked by index): the direction may overwrite it.
+            z = self._into_ball(xa + s * ascent_direction(grad[active], self.norm), xo, low, high)
             if i > 0:
                 z = self._into_ball(
                     xa + _MOMENTUM * (z - xa) + (1 - _MOMENTUM) * (xa - xp), xo, low, high

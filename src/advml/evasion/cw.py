@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from advml import registry
+from advml.evasion._gradient import cw_margin, random_point
 from advml.evasion.base import EvasionAttack, validate_common
 from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
@@ -27,17 +28,6 @@ __all__ = ["CarliniWagnerL2", "CarliniWagnerLinf", "cw_margin"]
 _TANH_SHRINK = 0.999999
 # A binary-search upper bound of this size means "no success seen yet".
 _NO_UPPER = 1e10
-
-
-def cw_margin(logits: Tensor, y: Tensor, targeted: bool) -> Tensor:
-    """How far each sample is from the attack's goal in logits (eq. 6 without the clamp).
-
-    ``Z_y - max_{i != y} Z_i`` untargeted, ``max_{i != t} Z_i - Z_t`` targeted: positive
-    while the goal is not reached, negative once it is.
-    """
-    own = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return other - own if targeted else own - other
 
 
 @registry.register("evasion", "cw_l2")
@@ -317,8 +307,7 @@ class CarliniWagnerLinf(EvasionAttack):
             lo, hi = torch.max(lo, allowed_lo), torch.min(hi, allowed_hi)
         x_adv = x.clone()
         if self.random_start:
-            noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x_adv = torch.min(torch.max(x + (2 * noise - 1) * self.eps, lo), hi)
+            x_adv = torch.min(torch.max(random_point(x, self.eps, "inf", generator), lo), hi)
             if rules is not None:
                 x_adv = self._finalise(x_adv, x, model.bounds)
         best = x_adv.clone()

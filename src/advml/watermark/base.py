@@ -26,7 +26,7 @@ from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import History, LossFn, train
 from advml.validation import check_choice, check_labels, check_number
-from advml.watermark.key import WatermarkKey, derive_seed, normalise_secret
+from advml.watermark.key import WatermarkKey, derive_rng, derive_seed, normalise_secret
 from advml.watermark.verify import (
     DEFAULT_ALPHA,
     Verification,
@@ -241,6 +241,23 @@ def check_training(*, epochs: int, lr: float, batch_size: int, schedule: str) ->
     check_number("batch_size", batch_size, low=1, integer=True)
 
 
+TRIGGER_SET_PARAMETERS = """trigger_batch : int
+        Triggers added to each training batch of ``batch_size``; default 64.
+    epochs : int
+        Fine-tuning epochs; default 15.
+    lr : float
+        Adam learning rate; default 1e-3 (the reference models' training rate).
+    batch_size : int
+        Training samples per step (before the triggers are added); default 64.
+    schedule : {"constant", "cosine"}
+        Learning rate of the fine-tuning: constant, or cosine decay from ``lr`` to 0
+        (see :func:`advml.models.training.train`); default constant.
+    """
+"""The settings every trigger-set scheme shares, in the NumPy ``Parameters`` format: a
+scheme's docstring lists its own settings and ends with these (``registry.schema`` and
+``advml watermark list`` read the descriptions from the docstring)."""
+
+
 class TriggerSetScheme(WatermarkScheme):
     """A black-box watermark: inputs whose labels only the owner's training assigned.
 
@@ -253,11 +270,36 @@ class TriggerSetScheme(WatermarkScheme):
 
     Embedding fine-tunes on the owner's data with ``trigger_batch`` triggers added to
     every batch of ``batch_size`` training samples (Adi et al. 2018, §4; Zhang et al. 2018,
-    §3).
+    §3). A scheme with settings of its own takes these too and passes them on to
+    ``super().__init__``.
+
+    Parameters
+    ----------
+    n_triggers : int
+        Size of the trigger set; default 100.
     """
 
-    n_triggers: int
-    trigger_batch: int
+    __doc__ = (__doc__ or "") + TRIGGER_SET_PARAMETERS
+
+    def __init__(
+        self,
+        *,
+        n_triggers: int = 100,
+        trigger_batch: int = 64,
+        epochs: int = 15,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        schedule: Literal["constant", "cosine"] = "constant",
+    ) -> None:
+        check_number("n_triggers", n_triggers, low=1, integer=True)
+        check_number("trigger_batch", trigger_batch, low=1, integer=True)
+        check_training(epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule)
+        self.n_triggers = n_triggers
+        self.trigger_batch = trigger_batch
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.schedule = schedule
 
     def _triggers(
         self, model: TorchClassifier, x: Tensor, y: Tensor, rng: np.random.Generator
@@ -266,8 +308,6 @@ class TriggerSetScheme(WatermarkScheme):
         raise NotImplementedError
 
     def _make_key(self, model: TorchClassifier, x: Tensor, y: Tensor, secret: str) -> WatermarkKey:
-        from advml.watermark.key import derive_rng
-
         rng = derive_rng(secret, f"{self.name}:triggers")
         xs, source, extra = self._triggers(model, x, y, rng)
         low, high = model.bounds
@@ -284,14 +324,29 @@ class TriggerSetScheme(WatermarkScheme):
         arrays = {"x": xs, "labels": labels.astype(np.int64), **extra}
         if source is not None:
             arrays["source"] = source.astype(np.int64)
+        return self._key(model, secret, arrays, null_rate=rate)
+
+    def _key(
+        self,
+        model: TorchClassifier,
+        secret: str,
+        arrays: dict[str, np.ndarray],
+        *,
+        null_rate: float,
+        **meta: Any,
+    ) -> WatermarkKey:
+        """The key of the triggers ``arrays["x"]`` and their ``arrays["labels"]`` for
+        ``model``: this scheme's settings, the chance rate and what a verifier checks a
+        suspect model against (its classes, input shape and bounds), plus ``meta``."""
         return WatermarkKey(
             scheme=self.name,
             secret=secret,
             settings=self.get_params(),
             arrays=arrays,
             meta={
-                "null_rate": rate,
-                "n_classes": k,
+                "null_rate": null_rate,
+                **meta,
+                "n_classes": model.n_classes,
                 "input_shape": list(model.input_shape),
                 "bounds": list(model.bounds),
             },
@@ -347,8 +402,3 @@ class TriggerSetScheme(WatermarkScheme):
 
     def null_rate(self, key: WatermarkKey) -> float:
         return float(key.meta["null_rate"])
-
-
-def check_trigger_settings(*, n_triggers: int, trigger_batch: int) -> None:
-    check_number("n_triggers", n_triggers, low=1, integer=True)
-    check_number("trigger_batch", trigger_batch, low=1, integer=True)

@@ -13,7 +13,7 @@ from advml import registry
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.validation import check_number
-from advml.watermark.base import TriggerSetScheme, check_training, check_trigger_settings
+from advml.watermark.base import TRIGGER_SET_PARAMETERS, TriggerSetScheme
 from advml.watermark.key import WatermarkKey, derive_rng
 from advml.watermark.verify import DEFAULT_ALPHA, Verification
 
@@ -56,18 +56,9 @@ class Frontier(TriggerSetScheme):
         transfer more often to independent models (fewer chance matches).
     candidates : int
         Training inputs perturbed to find the key's adversaries; default 2000.
-    trigger_batch : int
-        Key inputs added to each training batch of ``batch_size``; default 64.
-    epochs : int
-        Fine-tuning epochs; default 15.
-    lr : float
-        Adam learning rate; default 1e-3 (the reference models' training rate).
-    batch_size : int
-        Training samples per step; default 64.
-    schedule : {"constant", "cosine"}
-        Learning rate of the fine-tuning: constant, or cosine decay from ``lr`` to 0
-        (see :func:`advml.models.training.train`); default constant.
     """
+
+    __doc__ = (__doc__ or "") + TRIGGER_SET_PARAMETERS
 
     def __init__(
         self,
@@ -82,7 +73,14 @@ class Frontier(TriggerSetScheme):
         batch_size: int = 64,
         schedule: Literal["constant", "cosine"] = "constant",
     ) -> None:
-        check_trigger_settings(n_triggers=n_triggers, trigger_batch=trigger_batch)
+        super().__init__(
+            n_triggers=n_triggers,
+            trigger_batch=trigger_batch,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            schedule=schedule,
+        )
         if n_triggers % 2:
             raise ValueError(
                 f"n_triggers must be even (half true, half false adversaries), got {n_triggers}"
@@ -91,16 +89,9 @@ class Frontier(TriggerSetScheme):
             check_number("eps", eps, low=0, low_inclusive=False)
         check_number("fooled", fooled, low=0, high=1, low_inclusive=False, high_inclusive=False)
         check_number("candidates", candidates, low=2, integer=True)
-        check_training(epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule)
-        self.n_triggers = n_triggers
         self.eps = eps
         self.fooled = fooled
         self.candidates = candidates
-        self.trigger_batch = trigger_batch
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.schedule = schedule
 
     def _make_key(self, model: TorchClassifier, x: Tensor, y: Tensor, secret: str) -> WatermarkKey:
         rng = derive_rng(secret, "frontier:candidates")
@@ -125,23 +116,12 @@ class Frontier(TriggerSetScheme):
         order = derive_rng(secret, "frontier:order").permutation(chosen.size)
         chosen, kind = chosen[order], kind[order]
         model.reset_queries()
-        return WatermarkKey(
-            scheme=self.name,
-            secret=secret,
-            settings=self.get_params(),
-            arrays={
-                "x": adv[chosen].astype(np.float32),
-                "labels": yc[chosen].cpu().numpy().astype(np.int64),
-                "true_adversary": kind,
-            },
-            meta={
-                "null_rate": 0.5,
-                "eps": eps,
-                "n_classes": model.n_classes,
-                "input_shape": list(model.input_shape),
-                "bounds": list(model.bounds),
-            },
-        )
+        arrays = {
+            "x": adv[chosen].astype(np.float32),
+            "labels": yc[chosen].cpu().numpy().astype(np.int64),
+            "true_adversary": kind,
+        }
+        return self._key(model, secret, arrays, null_rate=0.5, eps=eps)
 
     def _adversaries(self, model: TorchClassifier, x: Tensor, y: Tensor) -> tuple[float, Any]:
         """FGSM examples of ``x`` at the given eps, or at the grid's best one."""

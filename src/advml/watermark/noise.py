@@ -10,7 +10,7 @@ from torch import Tensor
 from advml import registry
 from advml.models.torch import TorchClassifier
 from advml.validation import check_number
-from advml.watermark.base import TriggerSetScheme, check_training, check_trigger_settings
+from advml.watermark.base import TRIGGER_SET_PARAMETERS, TriggerSetScheme
 from advml.watermark.content import pick_sources
 
 __all__ = ["Noise"]
@@ -33,18 +33,9 @@ class Noise(TriggerSetScheme):
     std : float
         Standard deviation of the noise as a fraction of the bounds' width (> 0);
         default 0.4.
-    trigger_batch : int
-        Triggers added to each training batch of ``batch_size``; default 64.
-    epochs : int
-        Fine-tuning epochs; default 15.
-    lr : float
-        Adam learning rate; default 1e-3 (the reference models' training rate).
-    batch_size : int
-        Training samples per step; default 64.
-    schedule : {"constant", "cosine"}
-        Learning rate of the fine-tuning: constant, or cosine decay from ``lr`` to 0
-        (see :func:`advml.models.training.train`); default constant.
     """
+
+    __doc__ = (__doc__ or "") + TRIGGER_SET_PARAMETERS
 
     def __init__(
         self,
@@ -57,16 +48,16 @@ class Noise(TriggerSetScheme):
         batch_size: int = 64,
         schedule: Literal["constant", "cosine"] = "constant",
     ) -> None:
-        check_trigger_settings(n_triggers=n_triggers, trigger_batch=trigger_batch)
+        super().__init__(
+            n_triggers=n_triggers,
+            trigger_batch=trigger_batch,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            schedule=schedule,
+        )
         check_number("std", std, low=0, low_inclusive=False)
-        check_training(epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule)
-        self.n_triggers = n_triggers
         self.std = std
-        self.trigger_batch = trigger_batch
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.schedule = schedule
 
     def _triggers(
         self, model: TorchClassifier, x: Tensor, y: Tensor, rng: np.random.Generator
