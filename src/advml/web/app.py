@@ -25,6 +25,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -145,7 +146,8 @@ def _validation_message(err: RequestValidationError) -> str:
             parts.append(f"request body: not valid JSON ({reason}{where})")
             continue
         names = [str(p) for p in loc if p not in ("body", "query", "path")]
-        parts.append(f"{'.'.join(names) or 'request'}: {e.get('msg', 'invalid')}")
+        where = ".".join(names) or ("request body" if loc[:1] == ("body",) else "request")
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 
 
@@ -216,6 +218,13 @@ def _add_error_handlers(app: FastAPI, service: DemoService) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_r: Request, err: RequestValidationError) -> JSONResponse:
         return _error(422, _validation_message(err))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, err: StarletteHTTPException) -> JSONResponse:
+        detail = str(err.detail)
+        if detail == "There was an error parsing the body":  # FastAPI's, e.g. on deep nesting
+            detail = "request body: could not be parsed as JSON (nested too deeply?)"
+        return _error(err.status_code, detail, dict(err.headers or {}))
 
     @app.exception_handler(UploadError)
     async def _upload(_r: Request, err: UploadError) -> JSONResponse:

@@ -174,7 +174,7 @@ def _float(v: float) -> float:
     try:
         return float(v)
     except OverflowError:  # an int beyond float range: infinite, refused by the caller
-        return math.copysign(math.inf, v)
+        return math.inf if v > 0 else -math.inf
 
 
 def _kind(raw: np.ndarray) -> str:
