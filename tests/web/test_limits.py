@@ -1,13 +1,15 @@
 """The web demo's time limit and its busy answer, for every kind of model.
 
 No test here depends on the machine's speed: the time limit is read on a clock the
-test controls (each reading advances it by one "second", so a limit of L lets exactly L
-model queries through), and a request that must be running while another arrives
-holds the model on a :class:`threading.Event` until the test lets it go.
+test controls (each reading by the work advances it by one "second", so a limit of L
+lets exactly L model queries through; or one the test sets by hand), and a request
+that must be running while another arrives holds the model on a
+:class:`threading.Event` until the test lets it go.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,15 +31,32 @@ _WAIT = 60.0  # upper bound of a wait on a condition (never reached unless a tes
 
 
 class TickingClock:
-    """A clock that advances one second at every reading: one reading per model query."""
+    """A clock that advances one second at every reading by the work.
+
+    The work reads it once when a job starts and once before each model query. The
+    app's watchdog, on the event loop, reads it without advancing it.
+    """
 
     def __init__(self) -> None:
         self.now = 0.0
         self.readings = 0
 
     def __call__(self) -> float:
-        self.now += 1.0
-        self.readings += 1
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not the event loop: the work
+            self.now += 1.0
+            self.readings += 1
+        return self.now
+
+
+class ManualClock:
+    """A clock that stands still until the test sets ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
         return self.now
 
 
@@ -187,6 +206,17 @@ class Gate:
         self._open.set()
 
 
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition()`` holds (it is a state the test brought about, not a race)."""
+    done = threading.Event()
+    for _ in range(int(_WAIT / 0.01)):
+        if condition():
+            done.set()
+            break
+        done.wait(0.01)
+    assert done.is_set(), "the condition never held"
+
+
 def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     out: list[Any] = []
     t = threading.Thread(target=lambda: out.append(fn()))
@@ -229,10 +259,7 @@ def test_a_waiting_request_runs_once_the_model_is_free(
         t1, first = _in_thread(lambda: c.post("/api/attack", json={**_ATTACK, "attack": "square"}))
         assert gate.entered.wait(_WAIT)
         t2, second = _in_thread(lambda: c.post("/api/predict", json=_PREDICT))
-        waiting = threading.Event()
-        while not waiting.wait(0.01):  # until the second request is queued
-            if app.state.runner.slot.waiting:
-                waiting.set()
+        _until(lambda: app.state.runner.slot.waiting == 1)  # the second request is queued
         gate.release()
         t1.join(_WAIT)
         t2.join(_WAIT)
@@ -243,23 +270,27 @@ def test_a_query_that_hangs_is_answered_504_and_the_model_stays_busy_until_it_re
     digits: Dataset,
 ) -> None:
     gate = Gate(block_at=3)  # the attack's second query hangs
-    svc = DemoService(_callable_model(gate), digits, timeout=0.05)
+    clock = ManualClock()
+    svc = DemoService(_callable_model(gate), digits, timeout=10, clock=clock)
     app = create_app(svc, prepare_defences=False, max_wait=0)
-    app.state.runner.grace = 0.0
+    slot = app.state.runner.slot
     try:
         with TestClient(app) as c:
-            r = c.post("/api/attack", json={**_ATTACK, "attack": "square"})
-            assert gate.entered.is_set()
+            t, answers = _in_thread(
+                lambda: c.post("/api/attack", json={**_ATTACK, "attack": "square"})
+            )
+            assert gate.entered.wait(_WAIT)
+            clock.now = 10 + app.state.runner.grace + 1  # past the limit and the grace
+            t.join(_WAIT)
+            r = answers[0]
             assert r.status_code == 504, r.text  # answered while the query still hangs
+            assert "limit of 10 s" in _detail(r)
             # The model is still inside that query: busy (503), not a second 504.
             busy = c.post("/api/predict", json=_PREDICT)
             assert busy.status_code == 503 and "Retry-After" in busy.headers
+            assert slot.busy
             gate.release()
-            slot = app.state.runner.slot
-            free = threading.Event()
-            while not free.wait(0.01):
-                if not slot.busy:
-                    free.set()
+            _until(lambda: not slot.busy)
             # The hung query returned and the attack stopped there: no further query.
             assert gate.calls == 3
             assert c.post("/api/predict", json=_PREDICT).status_code == 200

@@ -159,9 +159,9 @@ class ModelRunner:
     computation runs on a worker thread under a :class:`~advml.web.limits.Job` of
     ``service.timeout`` seconds, so it stops with
     :class:`~advml.web.limits.RequestTimeout` at its first model query past the limit.
-    Should one query itself hang, the request is answered 504 ``grace`` seconds after
-    the limit, the job is cancelled (the work stops when that query returns), and the
-    model counts as busy (503) until it does.
+    A watchdog covers a query that itself hangs: ``grace`` seconds past the limit (on
+    the service's clock) the request is answered 504 and the job cancelled (the work
+    stops when that query returns), and the model counts as busy (503) until it does.
 
     Parameters
     ----------
@@ -170,15 +170,24 @@ class ModelRunner:
         Seconds a request may wait for a busy model before :class:`ServerBusy`.
     grace : float
         Seconds past the limit before answering 504 without the worker's word.
+    poll : float
+        Seconds between the watchdog's looks at the clock.
     """
 
     def __init__(
-        self, service: DemoService, *, max_wait: float = DEFAULT_MAX_WAIT, grace: float = _GRACE
+        self,
+        service: DemoService,
+        *,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        grace: float = _GRACE,
+        poll: float = 0.05,
     ) -> None:
         check_number("max_wait", max_wait, low=0)
         check_number("grace", grace, low=0)
+        check_number("poll", poll, low=0, low_inclusive=False)
         self.service = service
         self.grace = float(grace)
+        self.poll = float(poll)
         self.slot = ModelSlot(max_wait=max_wait, max_waiting=_MAX_WAITING)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="advml-model")
 
@@ -198,11 +207,15 @@ class ModelRunner:
         # Released when the worker has really finished, not when the request is answered.
         future.add_done_callback(lambda _f: self.slot.release())
         try:
-            return await asyncio.wait_for(asyncio.shield(future), service.timeout + self.grace)
-        except asyncio.TimeoutError:
-            job.cancel()
-            raise RequestTimeout("the computation ran past its time limit") from None
-        except asyncio.CancelledError:
+            while True:
+                # asyncio.wait leaves the future running when it times out or is cancelled.
+                done, _ = await asyncio.wait({future}, timeout=self.poll)
+                if done:
+                    return future.result()
+                if job.overdue(self.grace):
+                    job.cancel()
+                    raise RequestTimeout("the computation ran past its time limit")
+        except asyncio.CancelledError:  # the client went away
             job.cancel()
             raise
 

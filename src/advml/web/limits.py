@@ -99,6 +99,10 @@ class Job:
             return self.limit
         return max(0.0, self.deadline - self.clock())
 
+    def overdue(self, grace: float = 0.0) -> bool:
+        """Started, and more than ``grace`` seconds past the deadline."""
+        return self.deadline is not None and self.clock() > self.deadline + grace
+
     def check(self) -> None:
         """Raise :class:`RequestTimeout` when cancelled or past the deadline."""
         if self._cancelled.is_set():
