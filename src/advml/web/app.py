@@ -331,10 +331,10 @@ def _resolve(service: DemoService, ref: ImageRef, name: str) -> Any:
     return service.resolve(pixels=ref.pixels, dataset=ref.dataset, index=ref.index, name=name)
 
 
-def _add_model_routes(
+def _add_upload_route(
     app: FastAPI, service: DemoService, run: ModelRunner, max_upload_bytes: int
 ) -> None:
-    """The verbs on an input: upload, predict, attack, defend."""
+    """An uploaded file as a model input (decoded as data, never as code)."""
 
     @app.post(
         "/api/upload",
@@ -368,6 +368,10 @@ def _add_model_routes(
             return {"kind": kind, **service.view(x)}
 
         return await run(decode_and_view)
+
+
+def _add_model_routes(app: FastAPI, service: DemoService, run: ModelRunner) -> None:
+    """The verbs on an input: predict, attack, defend."""
 
     @app.post(
         "/api/predict",
@@ -464,7 +468,8 @@ def create_app(
     _add_error_handlers(app, service)
     _add_page(app)
     _add_gallery_routes(app, service, run)
-    _add_model_routes(app, service, run, max_upload_bytes)
+    _add_upload_route(app, service, run, max_upload_bytes)
+    _add_model_routes(app, service, run)
     if prepare_defences:
         service.prepare_autoencoders(background=True)
     if allowed_hosts is not None:
