@@ -478,6 +478,26 @@ def test_label_only_model_offers_only_the_attacks_it_allows(digits: Dataset) -> 
         assert view["confidences"] is None and 0 <= view["label"] < 10
 
 
+@pytest.mark.parametrize(
+    ("call", "word"),
+    [
+        (lambda s: s.image("digits", 10**30), "index"),
+        (lambda s: s.image("digits", True), "index"),
+        (lambda s: s.thumbnails("digits", 10**30, 5), "offset"),
+        (lambda s: s.attack_settings("pgd", "low", 10**400), "eps"),
+        (lambda s: s.check_input(np.full((1, 8, 8), 10**400).tolist()), "pixels"),
+        (lambda s: s.check_input([[["0.5"] * 8] * 8]), "pixels"),
+        (lambda s: s.resolve(dataset="digits", index=10**30, name="original"), "original.index"),
+    ],
+    ids=["index-huge", "index-bool", "offset-huge", "eps-huge", "pixels-huge", "pixels-text",
+         "resolve-names-the-field"],
+)  # fmt: skip
+def test_the_python_api_names_the_parameter(service: DemoService, call: Any, word: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=word) as err:
+        call(service)
+    assert "ufunc" not in str(err.value)
+
+
 def test_model_and_dataset_must_match(digits_mlp: TorchClassifier) -> None:
     with pytest.raises(ValueError, match="mnist-5k"):
         DemoService(copy.deepcopy(digits_mlp), load_dataset("mnist-5k"))

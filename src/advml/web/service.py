@@ -477,6 +477,11 @@ class DemoService:
                     f"eps does not apply to {attack}: it is not bounded by an eps-ball; use "
                     f"strength instead"
                 )
+            if isinstance(eps, int) and not isinstance(eps, bool) and abs(eps) > 1:
+                raise ValueError(
+                    f"eps must be <= 1 (a fraction of the input range), got an integer of "
+                    f"{len(str(abs(eps)))} digits"
+                )
             check_number("eps", eps, low=0, high=1, low_inclusive=False)
         if spec.eps is not None:
             settings["eps"] = float(eps if eps is not None else spec.eps[strength]) * width
