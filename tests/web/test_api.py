@@ -1,7 +1,7 @@
 """The web demo's JSON API, in-process: every endpoint, bad input, limits.
 
-The model is the suite's digits MLP (a copy: the service hooks its network to enforce
-deadlines); the gallery is the embedded digits dataset, whose test split is the one the
+The model is the suite's digits MLP (a copy: the demo's queries count on it); the
+gallery is the embedded digits dataset, whose test split is the one the
 MLP was not trained on.
 """
 
@@ -11,7 +11,6 @@ import base64
 import copy
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from advml.data import Dataset, load_dataset
 from advml.models import CallableClassifier, TorchClassifier
 from advml.web import DemoService, create_app
 from advml.web.app import AttackName, DefenceName
-from advml.web.service import ATTACKS, DEFENCES, ServerBusy
+from advml.web.service import ATTACKS, DEFENCES
 
 
 @pytest.fixture(scope="module")
@@ -457,29 +456,7 @@ def test_bodies_over_the_limit_are_refused_before_reading(service: DemoService) 
         assert c.post("/api/attack", json=body).status_code == 200
 
 
-# -- limits, the page, the schema --------------------------------------------------------
-def test_a_request_past_the_time_limit_is_stopped_with_504(
-    digits: Dataset, digits_mlp: TorchClassifier
-) -> None:
-    svc = DemoService(copy.deepcopy(digits_mlp), digits, timeout=0.05)
-    with TestClient(create_app(svc, prepare_defences=False)) as c:
-        body = {"image": {"dataset": "digits", "index": 0}, "attack": "cw_l2", "strength": "high"}
-        start = time.perf_counter()
-        r = c.post("/api/attack", json=body)
-        elapsed = time.perf_counter() - start
-        assert r.status_code == 504
-        assert "0.05 s" in _detail(r) and "--timeout" in _detail(r)
-        assert elapsed < 2.0  # stopped at the next model call, not left to finish
-        # The deadline is disarmed afterwards: a quick request still works.
-        assert c.get("/api/datasets/digits/images/0").status_code == 200
-
-
-def test_a_request_that_waited_past_its_deadline_is_busy(service: DemoService) -> None:
-    with pytest.raises(ServerBusy):
-        service.bounded(lambda: 1, time.monotonic() - 1.0)
-    assert service.bounded(lambda: 1, time.monotonic() + 5.0) == 1
-
-
+# -- the page, the schema (time limits: test_limits.py) ----------------------------------
 def test_label_only_model_offers_only_the_attacks_it_allows(digits: Dataset) -> None:
     model = CallableClassifier(
         lambda x: (x.reshape(len(x), -1).mean(1) * 20).astype(np.int64) % 10,
@@ -499,6 +476,26 @@ def test_label_only_model_offers_only_the_attacks_it_allows(digits: Dataset) -> 
         assert r.status_code == 422 and "gradients" in _detail(r)
         view = c.get("/api/datasets/digits/images/0").json()
         assert view["confidences"] is None and 0 <= view["label"] < 10
+
+
+@pytest.mark.parametrize(
+    ("call", "word"),
+    [
+        (lambda s: s.image("digits", 10**30), "index"),
+        (lambda s: s.image("digits", True), "index"),
+        (lambda s: s.thumbnails("digits", 10**30, 5), "offset"),
+        (lambda s: s.attack_settings("pgd", "low", 10**400), "eps"),
+        (lambda s: s.check_input(np.full((1, 8, 8), 10**400).tolist()), "pixels"),
+        (lambda s: s.check_input([[["0.5"] * 8] * 8]), "pixels"),
+        (lambda s: s.resolve(dataset="digits", index=10**30, name="original"), "original.index"),
+    ],
+    ids=["index-huge", "index-bool", "offset-huge", "eps-huge", "pixels-huge", "pixels-text",
+         "resolve-names-the-field"],
+)  # fmt: skip
+def test_the_python_api_names_the_parameter(service: DemoService, call: Any, word: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=word) as err:
+        call(service)
+    assert "ufunc" not in str(err.value)
 
 
 def test_model_and_dataset_must_match(digits_mlp: TorchClassifier) -> None:

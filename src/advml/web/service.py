@@ -5,10 +5,12 @@ and turns the demo's three steps into plain data: a *view* of an input is its PN
 pixels, the model's label and the confidence of every class. The HTTP layer
 (:mod:`advml.web.app`) only validates requests and maps errors to status codes.
 
-Every computation runs under a deadline: :meth:`DemoService.bounded` arms it, and a
-forward pre-hook on the network raises :class:`RequestTimeout` on the first model call
-past it, so an attack that runs too long stops where it is instead of occupying the
-server.
+Every computation can run under a time limit: :meth:`DemoService.run` starts a
+:class:`~advml.web.limits.Job`, and the service queries its model only through a
+:class:`~advml.web.limits.LimitedModel`, which raises
+:class:`~advml.web.limits.RequestTimeout` at the first query past the limit. An attack
+that runs too long thus stops where it is, whatever the kind of model, instead of
+occupying the server.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-from torch import nn
 
 from advml import registry
 from advml.data import Dataset, advml_home, load_dataset
@@ -33,6 +34,7 @@ from advml.evasion import FeatureConstraints
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
 from advml.web.images import perturbation_png, png_data_url, resize_to
+from advml.web.limits import Clock, Job, LimitedModel, RequestTimeout, ServerBusy
 
 __all__ = [
     "ATTACKS",
@@ -41,6 +43,7 @@ __all__ = [
     "AttackSpec",
     "DefenceNotReady",
     "DemoService",
+    "Job",
     "RequestTimeout",
     "ServerBusy",
 ]
@@ -50,14 +53,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 StrengthName = Literal["low", "medium", "high"]
 STRENGTHS: tuple[StrengthName, ...] = ("low", "medium", "high")
-
-
-class RequestTimeout(RuntimeError):
-    """A computation ran past its deadline (or waited past it for the model)."""
-
-
-class ServerBusy(RequestTimeout):
-    """The request waited for the model (busy with others) until its deadline passed."""
 
 
 class DefenceNotReady(RuntimeError):
@@ -144,6 +139,51 @@ DEFENCES: dict[str, str] = {
 _GREEDY_ALL_PIXELS = 256
 
 
+def _check_int(name: str, value: Any, *, low: int, high: int) -> None:
+    """``value`` must be an int in ``[low, high]``; plain Python, so any size is fine."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not low <= int(value) <= high:
+        digits = len(str(abs(int(value))))
+        shown = repr(value) if digits <= 12 else f"an integer of {digits} digits"
+        raise ValueError(f"{name} must be between {low} and {high}, got {shown}")
+
+
+def _numeric_array(x: Any, name: str, input_shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` (nested lists or an array) as a float64 array, or ValueError naming ``name``.
+
+    Refuses strings and booleans, which numpy would otherwise turn into numbers, and
+    ragged lists; integers of any size are taken (and later refused by the bounds).
+    """
+    what = f"{name} must be a nested list of numbers of shape {input_shape}"
+    try:
+        raw = np.asarray(x)
+    except (TypeError, ValueError):  # ragged nesting
+        raise ValueError(f"{what}; the nested lists have different lengths") from None
+    if raw.dtype.kind in "iuf":
+        return raw.astype(np.float64)
+    if raw.dtype.kind == "O" and all(
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+        for v in raw.ravel()
+    ):
+        return np.array([_float(v) for v in raw.ravel()], dtype=np.float64).reshape(raw.shape)
+    raise ValueError(f"{what}; got values of type {_kind(raw)}")
+
+
+def _float(v: float) -> float:
+    try:
+        return float(v)
+    except OverflowError:  # an int beyond float range: infinite, refused by the caller
+        return math.inf if v > 0 else -math.inf
+
+
+def _kind(raw: np.ndarray) -> str:
+    if raw.dtype.kind == "O":
+        kinds = sorted({type(v).__name__ for v in raw.ravel()})
+        return ", ".join(kinds[:4])
+    return {"b": "bool", "U": "str", "S": "bytes"}.get(raw.dtype.kind, str(raw.dtype))
+
+
 def _image_datasets() -> list[str]:
     return [name for name, info in EMBEDDED.items() if len(info.input_shape) == 3]
 
@@ -154,20 +194,24 @@ class DemoService:
     Parameters
     ----------
     model : Classifier
-        The model under attack; a :class:`~advml.models.TorchClassifier` for the
-        gradient attacks (others get the attacks that need scores only).
+        The model under attack: a :class:`~advml.models.TorchClassifier` for the
+        gradient attacks (others, e.g. a scikit-learn model or a callable, get the
+        attacks that need scores only). The service queries it only through
+        :attr:`model`, a :class:`~advml.web.limits.LimitedModel` around it.
     dataset : Dataset
         The data the model was trained on: its test split is the gallery, its training
         split trains the autoencoder defence.
     model_description : str
         What the page says about the model.
     timeout : float
-        Seconds one request may compute (and wait for the model) before it is stopped.
+        Seconds one computation may run under :meth:`run` before it is stopped.
     seed : int
         Seed of the attacks and defences that draw random numbers, and of the
         autoencoders' training.
     cache_dir : path, optional
         Where trained autoencoders are kept (default ``$ADVML_HOME/models``).
+    clock : callable, optional
+        The clock time limits are read on (``time.monotonic``); tests inject their own.
     """
 
     def __init__(
@@ -179,57 +223,68 @@ class DemoService:
         timeout: float = 30.0,
         seed: int = 0,
         cache_dir: Path | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         check_number("timeout", timeout, low=0, low_inclusive=False)
+        if not isinstance(model, Classifier):
+            raise TypeError(
+                f"model must be an advml Classifier (e.g. TorchClassifier), got "
+                f"{type(model).__name__}; wrap it with an adapter from advml.models"
+            )
         if tuple(model.input_shape) != tuple(dataset.input_shape):
             raise ValueError(
                 f"the model takes inputs of shape {tuple(model.input_shape)} but dataset "
                 f"{dataset.name!r} has inputs of shape {dataset.input_shape}; choose the "
                 f"dataset the model was trained on"
             )
-        self.model = model
+        self._local = threading.local()
+        self.model = LimitedModel(model, self.current_job)
         self.dataset = dataset
         self.model_description = model_description or type(model).__name__
         self.timeout = float(timeout)
         self.seed = seed
+        self.clock = clock
         self.cache_dir = cache_dir if cache_dir is not None else advml_home() / "models"
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in model.input_shape)
         self.bounds = (float(model.bounds[0]), float(model.bounds[1]))
         self._datasets: dict[str, Dataset] = {dataset.name: dataset}
         self._data_lock = threading.Lock()
-        self._deadline: float | None = None
         self._autoencoders: dict[str, Autoencoder] = {}
         self._ae_errors: dict[str, str] = {}
         self._ae_thread: threading.Thread | None = None
-        module = getattr(model, "module", None)
-        if isinstance(module, nn.Module):
-            module.register_forward_pre_hook(self._check_deadline)
 
-    # -- deadlines -----------------------------------------------------------------------
-    def _check_deadline(self, _module: nn.Module, _inputs: Any) -> None:
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            raise RequestTimeout("the computation ran past its deadline")
+    # -- time limits ---------------------------------------------------------------------
+    def new_job(self) -> Job:
+        """A job with this service's time limit and clock (not started)."""
+        return Job(self.timeout, self.clock)
 
-    def bounded(self, fn: Callable[[], T], deadline: float) -> T:
-        """Run ``fn`` with the model's deadline armed (``time.monotonic()`` seconds).
+    def current_job(self) -> Job | None:
+        """The job running on the calling thread, or ``None`` (then nothing is limited)."""
+        job: Job | None = getattr(self._local, "job", None)
+        return job
 
-        Call from one thread at a time (the app runs every computation on a single
-        worker thread, so the model is never used concurrently).
+    def run(self, fn: Callable[[], T], job: Job | None = None) -> T:
+        """Run ``fn`` under ``job``'s time limit (a new :meth:`new_job` by default).
+
+        Every model query ``fn`` makes on this thread first checks the job, so the
+        computation stops at its first query past the limit or after
+        :meth:`Job.cancel`, whatever the kind of model.
 
         Raises
         ------
-        ServerBusy
-            When the deadline has already passed (the request waited for the model).
         RequestTimeout
-            When it passes during a model call.
+            When the job is (or was already) past its limit or cancelled.
         """
-        if time.monotonic() > deadline:
-            raise ServerBusy("the request waited for the model past its deadline")
-        self._deadline = deadline
+        job = job if job is not None else self.new_job()
+        if job.cancelled:
+            raise RequestTimeout("the computation was cancelled before it started")
+        previous = self.current_job()
+        self._local.job = job
+        job.start()
         try:
             return fn()
         finally:
-            self._deadline = None
+            self._local.job = previous
 
     # -- what there is -------------------------------------------------------------------
     def attack_available(self, name: str) -> str | None:
@@ -287,8 +342,8 @@ class DemoService:
             )
         return out
 
-    def _data(self, name: str) -> Dataset:
-        check_choice("dataset", name, _image_datasets())
+    def _data(self, name: str, field: str = "dataset") -> Dataset:
+        check_choice(field, name, _image_datasets())
         with self._data_lock:
             if name not in self._datasets:
                 self._datasets[name] = load_dataset(name)
@@ -298,13 +353,14 @@ class DemoService:
         """Images in the test split of ``dataset`` (the gallery)."""
         return self._data(dataset).n_test
 
-    def image(self, dataset: str, index: int) -> tuple[np.ndarray, int]:
+    def image(self, dataset: str, index: int, *, name: str = "") -> tuple[np.ndarray, int]:
         """Test image ``index`` of ``dataset`` as one model input ``(1, *input_shape)``.
 
         Images of another dataset are resized and channel-matched to the model's input.
+        ``name`` prefixes the parameter names in error messages (e.g. ``"image."``).
         """
-        ds = self._data(dataset)
-        check_number("index", index, low=0, high=ds.n_test - 1, integer=True)
+        ds = self._data(dataset, f"{name}dataset")
+        _check_int(f"{name}index", index, low=0, high=ds.n_test - 1)
         x = ds.x_test[int(index) : int(index) + 1].astype(np.float32)
         if tuple(ds.input_shape) != self.input_shape:
             x = self._rescale(resize_to(x, self.input_shape), ds.bounds)
@@ -318,8 +374,8 @@ class DemoService:
     def thumbnails(self, dataset: str, offset: int, limit: int) -> dict[str, Any]:
         """PNG thumbnails and true labels of test images ``offset .. offset + limit``."""
         ds = self._data(dataset)
-        check_number("offset", offset, low=0, integer=True)
-        check_number("limit", limit, low=1, high=200, integer=True)
+        _check_int("offset", offset, low=0, high=ds.n_test)
+        _check_int("limit", limit, low=1, high=200)
         stop = min(ds.n_test, int(offset) + int(limit))
         items = [
             {
@@ -332,29 +388,58 @@ class DemoService:
         ]
         return {"dataset": ds.name, "total": ds.n_test, "offset": int(offset), "images": items}
 
+    def gallery_view(self, dataset: str, index: int) -> dict[str, Any]:
+        """Test image ``index`` of ``dataset``: its view and its true label."""
+        x, y = self.image(dataset, index)
+        names = self._data(dataset).class_names
+        return {
+            "dataset": dataset,
+            "index": int(index),
+            "true_label": y,
+            "true_label_name": names[y] if y < len(names) else str(y),
+            **self.view(x),
+        }
+
     # -- the model's answer --------------------------------------------------------------
+    def resolve(
+        self,
+        *,
+        pixels: Any = None,
+        dataset: str | None = None,
+        index: int | None = None,
+        name: str = "image",
+    ) -> np.ndarray:
+        """One model input from explicit ``pixels`` or a gallery ``dataset`` and ``index``.
+
+        Errors name the parameter as ``name.pixels``, ``name.dataset``, ``name.index``.
+        """
+        if pixels is not None:
+            if dataset is not None or index is not None:
+                raise ValueError(f"{name}: give either pixels or dataset and index, not both")
+            return self.check_input(pixels, f"{name}.pixels")
+        if dataset is None or index is None:
+            raise ValueError(f"{name}: give pixels, or both dataset and index")
+        return self.image(dataset, index, name=f"{name}.")[0]
+
     def check_input(self, x: Any, name: str = "pixels") -> np.ndarray:
         """``x`` as one model input ``(1, *input_shape)``, or ValueError naming ``name``."""
-        try:
-            arr = np.asarray(x, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{name} must be a nested list of numbers of shape {self.input_shape}"
-            ) from None
+        arr = _numeric_array(x, name, self.input_shape)
         if tuple(arr.shape) not in (self.input_shape, (1, *self.input_shape)):
             raise ValueError(
                 f"{name} must have shape {self.input_shape} (one input of this model), got "
                 f"{tuple(arr.shape)}"
             )
         if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise ValueError(
+                f"{name} contains NaN or infinite values (or numbers too large for a float)"
+            )
         low, high = self.bounds
         if arr.min() < low - 1e-6 or arr.max() > high + 1e-6:
             raise ValueError(
                 f"{name} has values in [{arr.min():g}, {arr.max():g}], outside the model's "
                 f"input bounds [{low:g}, {high:g}]"
             )
-        return np.clip(arr.reshape(1, *self.input_shape), low, high)
+        return np.clip(arr.reshape(1, *self.input_shape), low, high).astype(np.float32)
 
     def view(self, x: np.ndarray) -> dict[str, Any]:
         """The image, its pixels, the model's label and every class's confidence."""
@@ -391,6 +476,11 @@ class DemoService:
                 raise ValueError(
                     f"eps does not apply to {attack}: it is not bounded by an eps-ball; use "
                     f"strength instead"
+                )
+            if isinstance(eps, int) and not isinstance(eps, bool) and abs(eps) > 1:
+                raise ValueError(
+                    f"eps must be <= 1 (a fraction of the input range), got an integer of "
+                    f"{len(str(abs(eps)))} digits"
                 )
             check_number("eps", eps, low=0, high=1, low_inclusive=False)
         if spec.eps is not None:
