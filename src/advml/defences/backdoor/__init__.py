@@ -17,7 +17,9 @@ from advml.defences.backdoor.base import (
     BackdoorDefence,
     PoisonDetection,
     bake_masks,
+    block_output,
     clone_model,
+    default_layer,
 )
 from advml.defences.backdoor.fine_pruning import FinePruning, FinePruningResult
 from advml.defences.backdoor.neural_cleanse import NeuralCleanse, NeuralCleanseResult
@@ -44,5 +46,7 @@ __all__ = [
     "SpectralSignatures",
     "activation_profile",
     "bake_masks",
+    "block_output",
     "clone_model",
+    "default_layer",
 ]

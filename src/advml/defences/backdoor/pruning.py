@@ -19,16 +19,16 @@ from advml import registry
 from advml.defences.backdoor.base import (
     BackdoorDefence,
     as_numpy,
+    block_output,
     check_torch_model,
     check_xy,
     clone_model,
     default_layer,
-    measured_layer,
     unit_means,
 )
+from advml.metrics.backdoor import backdoor_success_rate
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
-from advml.poisoning.metrics import backdoor_success_rate
 from advml.validation import check_number
 
 __all__ = ["Pruning", "PruningCurve", "PruningResult"]
@@ -62,6 +62,7 @@ class PruningResult:
     model: TorchClassifier
     """A pruned copy of the model (units masked at ``layer``); the original is unchanged."""
     layer: str
+    """Where the units are masked: the block output (activation) of the pruned layer."""
     order: np.ndarray
     """Units of ``layer`` in the order they are pruned (increasing clean mean activation)."""
     mean_activation: np.ndarray
@@ -134,7 +135,9 @@ class Pruning(BackdoorDefence):
     ----------
     layer : str, optional
         Layer whose units are pruned; default the last convolutional layer, else the
-        last hidden linear layer.
+        last hidden linear layer. A convolutional or linear layer is pruned at its
+        block's output, after the BatchNorm and activation that follow it (so a pruned
+        unit outputs exactly 0 downstream); ``PruningResult.layer`` names that point.
     max_accuracy_drop : float
         Largest allowed fall of clean validation accuracy, in [0, 1] (0.04 = 4 points).
     step : int
@@ -179,10 +182,13 @@ class Pruning(BackdoorDefence):
         """Prune a copy of ``model`` using clean validation data ``(x_val, y_val)``."""
         torch_model = check_torch_model(model, type(self).__name__)
         x_np, y_np = check_xy(torch_model, x_val, y_val, ("x_val", "y_val"))
-        layer = self.layer or default_layer(torch_model)
+        # Units are masked where they leave their block, after BatchNorm and the
+        # activation (a mask before a BatchNorm leaves its shift), and ranked by their
+        # mean activation there on clean data (Liu et al. 2018, §4.1).
+        layer = block_output(torch_model, self.layer) if self.layer else default_layer(torch_model)
         work = clone_model(torch_model)
         units = work.n_units(layer)
-        means = unit_means(work, x_np, measured_layer(work, layer))
+        means = unit_means(work, x_np, layer)
         order = np.argsort(means, kind="stable")
         limit = int(np.floor(self.max_fraction * units))
         counts = list(range(0, limit + 1, int(self.step)))

@@ -1,0 +1,161 @@
+"""Backdoor defences on networks a user brings: defined here, outside advml, and wrapped
+in TorchClassifier. A CNN of conv-BatchNorm-ReLU blocks and a GELU MLP, trained on the
+8x8 digits with 10% BadNets poisoning (2x2 patch in the bottom-right corner, label 0)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from advml.defences.backdoor import Pruning, bake_masks, default_layer
+from advml.models import TorchClassifier, train
+from advml.poisoning import BadNets, PatternTrigger, PoisonedData
+
+TRIGGER = PatternTrigger(size=2, margin=0, shape="square")
+
+
+def bn_cnn() -> nn.Module:
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(1, 16, 3, padding=1),
+            bn1=nn.BatchNorm2d(16),
+            relu1=nn.ReLU(),
+            pool=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(16, 24, 3, padding=1),
+            bn2=nn.BatchNorm2d(24),
+            relu2=nn.ReLU(),
+            flat=nn.Flatten(),
+            fc=nn.Linear(24 * 16, 64),
+            relu3=nn.ReLU(),
+            out=nn.Linear(64, 10),
+        )
+    )
+
+
+def gelu_mlp() -> nn.Module:
+    return nn.Sequential(
+        OrderedDict(
+            flat=nn.Flatten(),
+            fc1=nn.Linear(64, 128),
+            act1=nn.GELU(),
+            fc2=nn.Linear(128, 64),
+            act2=nn.GELU(),
+            out=nn.Linear(64, 10),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class UserBackdoor:
+    model: TorchClassifier
+    poisoned: PoisonedData
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def backdoored(digits_data: object, arch: str, seed: int = 0) -> UserBackdoor:
+    """Train ``arch`` ("cnn" or "mlp") on digits poisoned with BadNets (seeded)."""
+    d = digits_data
+    poisoned = BadNets(trigger=TRIGGER, fraction=0.1, target=0, seed=seed).poison(
+        d.x_train,  # type: ignore[attr-defined]
+        d.y_train,  # type: ignore[attr-defined]
+        n_classes=10,
+    )
+    torch.manual_seed(seed)
+    net = bn_cnn() if arch == "cnn" else gelu_mlp()
+    model = TorchClassifier(net, input_shape=(1, 8, 8), n_classes=10)
+    train(
+        model,
+        poisoned.x,
+        poisoned.y,
+        epochs=15,
+        seed=seed,
+        patience=None,
+        val_fraction=0.0,
+        show_progress=False,
+    )
+    half = len(d.x_test) // 2  # type: ignore[attr-defined]
+    return UserBackdoor(
+        model,
+        poisoned,
+        d.x_test[:half],  # type: ignore[attr-defined]
+        d.y_test[:half],  # type: ignore[attr-defined]
+        d.x_test[half:],  # type: ignore[attr-defined]
+        d.y_test[half:],  # type: ignore[attr-defined]
+    )
+
+
+@pytest.fixture(scope="module")
+def user_cnn(digits_data: object) -> UserBackdoor:
+    return backdoored(digits_data, "cnn")
+
+
+@pytest.fixture(scope="module")
+def user_mlp(digits_data: object) -> UserBackdoor:
+    return backdoored(digits_data, "mlp")
+
+
+def test_pruning_a_batchnorm_block_zeroes_the_unit_downstream(user_cnn: UserBackdoor) -> None:
+    b = user_cnn
+    # The last convolution's units are taken where they leave the block, after bn2 and
+    # relu2: zeroed at conv2, bn2 would output its shift instead of 0.
+    assert default_layer(b.model) == "relu2"
+    assert Pruning(layer="conv2").repair(b.model, b.x_val, b.y_val).layer == "relu2"
+    result = Pruning().repair(b.model, b.x_val, b.y_val)
+    assert result.layer == "relu2" and result.order.size == 24 and result.n_pruned > 0
+    # Units are ranked by their mean post-activation output on the clean data.
+    with b.model.evaluating():
+        acts = np.asarray(b.model.activations(b.x_val, "relu2"))
+    means = acts.mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(result.mean_activation, means, rtol=1e-5, atol=1e-7)
+    pruned = result.order[: result.n_pruned]
+    assert set(pruned) == set(np.argsort(means, kind="stable")[: result.n_pruned])
+    # Every pruned channel is exactly 0 after the block and in the flattened features
+    # the next layer reads, for every input (clean or triggered).
+    x = np.concatenate([b.x_test, TRIGGER.apply(b.x_test)])
+    model = result.model
+    with model.evaluating():
+        block = np.asarray(model.activations(x, "relu2"))
+        flat = np.asarray(model.activations(x, "flat")).reshape(block.shape)
+    assert (block[:, pruned] == 0).all() and (flat[:, pruned] == 0).all()
+    # Masking every unit leaves nothing at all downstream.
+    model.set_unit_mask("relu2", np.zeros(24, dtype=bool))
+    with model.evaluating():
+        assert not np.asarray(model.activations(x, "flat")).any()
+
+
+def test_baked_batchnorm_pruning_behaves_like_the_mask(user_cnn: UserBackdoor) -> None:
+    b = user_cnn
+    result = Pruning().repair(b.model, b.x_val, b.y_val)
+    baked = bake_masks(result.model)
+    assert all(baked.unit_mask(layer) is None for layer in baked.layer_names)
+    pruned = result.order[: result.n_pruned]
+    # The mask on relu2 is written into bn2 (scale and shift 0): exactly 0 after relu2.
+    assert not baked.module.bn2.weight[pruned].any() and not baked.module.bn2.bias[pruned].any()
+    x = np.concatenate([b.x_test, TRIGGER.apply(b.x_test)])
+    with baked.evaluating():
+        assert (np.asarray(baked.activations(x, "relu2"))[:, pruned] == 0).all()
+    with baked.evaluating(), result.model.evaluating():
+        np.testing.assert_allclose(
+            np.asarray(baked.predict_proba(x)),
+            np.asarray(result.model.predict_proba(x)),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def test_pruning_the_gelu_mlp_masks_after_the_activation(user_mlp: UserBackdoor) -> None:
+    b = user_mlp
+    assert default_layer(b.model) == "act2"
+    result = Pruning().repair(b.model, b.x_val, b.y_val)
+    pruned = result.order[: result.n_pruned]
+    with result.model.evaluating():
+        acts = np.asarray(result.model.activations(b.x_test, "act2"))
+    assert result.n_pruned > 0 and (acts[:, pruned] == 0).all()
