@@ -24,7 +24,7 @@ from advml.defences.backdoor.base import (
 from advml.defences.backdoor.fine_pruning import FinePruning, FinePruningResult
 from advml.defences.backdoor.neural_cleanse import NeuralCleanse, NeuralCleanseResult
 from advml.defences.backdoor.neuron_analysis import ActivationProfile, activation_profile
-from advml.defences.backdoor.pruning import Pruning, PruningCurve, PruningResult
+from advml.defences.backdoor.pruning import Pruning, PruningCurve, PruningResult, RepairCheck
 from advml.defences.backdoor.spectral_signatures import SpectralSignatures
 from advml.defences.backdoor.strip import STRIP, STRIPDetector, STRIPResult
 
@@ -41,6 +41,7 @@ __all__ = [
     "Pruning",
     "PruningCurve",
     "PruningResult",
+    "RepairCheck",
     "STRIPDetector",
     "STRIPResult",
     "SpectralSignatures",

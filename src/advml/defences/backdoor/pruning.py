@@ -31,7 +31,46 @@ from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.validation import check_number
 
-__all__ = ["Pruning", "PruningCurve", "PruningResult"]
+__all__ = ["Pruning", "PruningCurve", "PruningResult", "RepairCheck"]
+
+
+@dataclass(frozen=True)
+class RepairCheck:
+    """A repaired model measured on clean and triggered test inputs."""
+
+    clean_accuracy: float
+    attack_success: float
+    """Triggered inputs whose true label is not the backdoor label sent to it."""
+    max_success: float
+    """The largest attack success counted as a repair."""
+    repair_failed: bool
+    """True when ``attack_success`` stays above ``max_success``: the backdoor survived."""
+
+    @classmethod
+    def measure(
+        cls,
+        model: TorchClassifier,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor,
+        x_triggered: np.ndarray | Tensor,
+        y_backdoor: np.ndarray | Tensor,
+        max_success: float = 0.2,
+    ) -> RepairCheck:
+        check_number("max_success", max_success, low=0, high=1)
+        y_np = as_numpy(y)
+        with model.evaluating():
+            acc = float((as_numpy(model.predict(as_numpy(x))) == y_np).mean())
+            pred = as_numpy(model.predict(as_numpy(x_triggered)))
+        asr = backdoor_success_rate(y_np, as_numpy(y_backdoor), pred)
+        return cls(acc, asr, max_success, bool(asr > max_success))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "clean_accuracy": self.clean_accuracy,
+            "attack_success": self.attack_success,
+            "max_success": self.max_success,
+            "repair_failed": self.repair_failed,
+        }
 
 
 @dataclass(frozen=True)
@@ -107,6 +146,18 @@ class PruningResult:
             acc.append(float((as_numpy(work.predict(x_np)) == y_np).mean()))
             asr.append(backdoor_success_rate(y_np, yb_np, as_numpy(work.predict(xt_np))))
         return PruningCurve(self.fractions.copy(), np.array(acc), np.array(asr))
+
+    def check(
+        self,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor,
+        x_triggered: np.ndarray | Tensor,
+        y_backdoor: np.ndarray | Tensor,
+        *,
+        max_success: float = 0.2,
+    ) -> RepairCheck:
+        """Whether the pruned model still obeys the trigger (see :class:`RepairCheck`)."""
+        return RepairCheck.measure(self.model, x, y, x_triggered, y_backdoor, max_success)
 
     def summary(self) -> dict[str, Any]:
         return {
