@@ -310,6 +310,21 @@ def _measure(
                     k: float(v)
                     for k, v in clustering.score(poisoned.indices, within_class=target).items()
                 },
+                "whole_training_set": {
+                    k: float(v) for k, v in clustering.score(poisoned.indices).items()
+                },
+                "per_class": [
+                    {
+                        "class": int(info["class"]),
+                        "n": int(info["n"]),
+                        "poisoned": bool(info["poisoned"]),
+                        "reason": str(info.get("reason", "")),
+                        "silhouette": _num(info.get("silhouette")),
+                        "relative_silhouette": _num(info.get("relative_silhouette")),
+                        "small_fraction": _num(info.get("small_fraction")),
+                    }
+                    for info in clustering.per_class
+                ],
                 "reduction": settings["clustering"],
             },
             "strip": {
@@ -350,7 +365,7 @@ REPAIR_MAX_SUCCESS = 0.2
 rate below which the verdict says the backdoor did not take."""
 
 
-def _num(v: float) -> float | None:
+def _num(v: float | None) -> float | None:
     return None if v is None or math.isnan(v) else float(v)
 
 
