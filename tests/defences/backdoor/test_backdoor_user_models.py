@@ -18,6 +18,7 @@ from advml.defences.backdoor import (
     Pruning,
     bake_masks,
     default_layer,
+    run_defence,
 )
 from advml.defences.backdoor.activation_clustering import clustering_layer
 from advml.defences.backdoor.fine_pruning import LR_GRID
@@ -235,3 +236,23 @@ def test_activation_clustering_flags_the_target_class_over_the_whole_training_se
         assert info["relative_silhouette"] is not None
     clean = [i for i in result.per_class if i["class"] not in classes]
     assert all("robust deviations" in i["reason"] for i in clean)
+
+
+def test_run_defence_measures_and_says_when_the_repair_failed(user_mlp: UserBackdoor) -> None:
+    b = user_mlp
+    run = run_defence(
+        FinePruning(lr=1e-3, epochs=1), b.model, b.x_val, b.y_val, b.x_test, b.y_test,
+        backdoor=b.poisoned,
+    )  # fmt: skip
+    n = run.numbers
+    assert n["before"]["attack_success"] >= 0.95 and n["repair_failed"] is True
+    assert n["after"]["attack_success"] > n["max_success"] == 0.2
+    assert run.repaired is not None and "repair failed" in "\n".join(run.lines())
+    screen = run_defence(
+        ActivationClustering(), b.model, b.x_val, b.y_val, b.x_test, b.y_test,
+        backdoor=b.poisoned,
+    )  # fmt: skip
+    assert screen.repaired is None and screen.numbers["flagged_classes"] == [0, 9]
+    assert screen.numbers["f1"] >= 0.85
+    with pytest.raises(ValueError, match="--data"):
+        run_defence(ActivationClustering(), b.model, b.x_val, b.y_val, b.x_test, b.y_test)

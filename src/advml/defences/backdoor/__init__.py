@@ -21,6 +21,7 @@ from advml.defences.backdoor.base import (
     clone_model,
     default_layer,
 )
+from advml.defences.backdoor.evaluate import DefenceRun, KnownBackdoor, run_defence
 from advml.defences.backdoor.fine_pruning import FinePruning, FinePruningResult
 from advml.defences.backdoor.neural_cleanse import NeuralCleanse, NeuralCleanseResult
 from advml.defences.backdoor.neuron_analysis import ActivationProfile, activation_profile
@@ -33,8 +34,10 @@ __all__ = [
     "ActivationClustering",
     "ActivationProfile",
     "BackdoorDefence",
+    "DefenceRun",
     "FinePruning",
     "FinePruningResult",
+    "KnownBackdoor",
     "NeuralCleanse",
     "NeuralCleanseResult",
     "PoisonDetection",
@@ -50,4 +53,5 @@ __all__ = [
     "block_output",
     "clone_model",
     "default_layer",
+    "run_defence",
 ]
