@@ -53,9 +53,9 @@ from advml.defences.backdoor import (
     Pruning,
     SpectralSignatures,
 )
+from advml.metrics import backdoor_success_rate
 from advml.models import TorchClassifier, load_model, save_model
 from advml.poisoning import BadNets, PatternTrigger, evaluate_backdoor, transfer_backdoor
-from advml.poisoning.metrics import backdoor_success_rate
 
 torch.set_num_threads(1)
 CACHE = Path(__file__).resolve().parent / ".cache" / "backdoor"

@@ -54,6 +54,16 @@ def test_tiny_audit_plants_measures_and_resumes(
     assert curve["fractions"][0] == 0 and curve["fractions"][-1] == 1
     assert curve["attack_success"][0] == pytest.approx(section["attack_success"])
     assert section["fine_pruning"]["attack_success"] < section["attack_success"]
+    fine = section["fine_pruning"]
+    # The repair is judged against the trigger the audit planted, and said so.
+    assert fine["repair_failed"] == (fine["attack_success"] > fine["max_success"])
+    assert fine["epochs"] == 5 and fine["lr"] in [row["lr"] for row in fine["lr_search"]]
+    assert ("(repair failed)" in (tmp_path / "report.html").read_text()) == any(
+        section[k]["repair_failed"] for k in ("pruning", "fine_pruning")
+    )
+    ac = section["detectors"]["activation_clustering"]
+    assert [c["class"] for c in ac["per_class"]] == list(range(10))
+    assert {c["class"] for c in ac["per_class"] if c["poisoned"]} == set(ac["flagged_classes"])
     assert section["verdict"]["level"] in ("warn", "fail")
     html = (tmp_path / "report.html").read_text()
     for fig in ("trigger", "profile", "pruning", "detectors"):

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from advml.cli import main
-from advml.commands.poisoning import load_poisoned
 from advml.data import load_dataset
 from advml.models import load_model
-from advml.poisoning import evaluate_backdoor
+from advml.poisoning import evaluate_backdoor, load_poisoned
 
 
 @pytest.fixture(scope="module")

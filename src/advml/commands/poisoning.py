@@ -11,7 +11,6 @@ success before and after.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +115,12 @@ def _list(*families: str) -> int:
 
 
 def _poison(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from advml import registry
     from advml.audit.reference import default_architecture, train_reference
     from advml.data import load_dataset
     from advml.models.io import save_model
-    from advml.poisoning import PoisoningAttack, evaluate_backdoor
+    from advml.models.torch import TorchClassifier
+    from advml.poisoning import PoisoningAttack, poison_and_train, save_poisoned
 
     if args.list:
         return _list("poisoning", "trigger")
@@ -135,94 +133,48 @@ def _poison(args: argparse.Namespace) -> int:
         settings["trigger"] = trigger
     attack = registry.create("poisoning", args.attack, **settings)
     assert isinstance(attack, PoisoningAttack)
-    data = attack.poison(ds.x_train, ds.y_train, n_classes=ds.n_classes, bounds=ds.bounds)
     arch = args.architecture or default_architecture(ds)
-    model = train_reference(
-        ds,
-        data.x,
-        data.y,
-        architecture=arch,
-        seed=args.seed,
-        epochs=args.epochs,
-        show_progress=not args.quiet,
-        desc="training on poisoned data",
+
+    def train(x: Any, y: Any) -> Any:
+        return train_reference(
+            ds,
+            x,
+            y,
+            architecture=arch,
+            seed=args.seed,
+            epochs=args.epochs,
+            show_progress=not args.quiet,
+            desc="training on poisoned data",
+        )
+
+    run = poison_and_train(
+        attack,
+        ds.x_train,
+        ds.y_train,
+        ds.x_test,
+        ds.y_test,
+        n_classes=ds.n_classes,
+        bounds=ds.bounds,
+        train=train,
     )
-    out_model, out_data = Path(args.out_model), Path(args.out_data)
-    for path in (out_model, out_data):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    model = run.model
+    assert isinstance(model, TorchClassifier)  # train_reference builds one
+    out_model = Path(args.out_model)
+    out_model.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, out_model)
-    meta = {
-        "attack": data.attack,
-        "dataset": ds.name,
-        "target": data.target,
-        "mode": data.mode,
-        "n_classes": data.n_classes,
-        "bounds": list(data.bounds),
-        "trigger": None
-        if data.trigger is None
-        else {"name": data.trigger.name, **_plain(data.trigger.get_params())},
-    }
-    np.savez_compressed(
-        out_data,
-        x=data.x,
-        y=data.y,
-        y_original=data.y_original,
-        indices=data.indices,
-        meta=np.array(json.dumps(meta)),
-    )
-    print(f"{attack!r} on {ds.name}: {data.n_poisoned} of {len(data.y)} training samples")
-    accuracy = float((np.asarray(model.predict(ds.x_test)) == ds.y_test).mean())
-    print(f"  clean test accuracy   {accuracy:.2%}")
-    if data.trigger is not None:
-        ev = evaluate_backdoor(model, data, ds.x_test, ds.y_test)
-        print(f"  attack success        {ev.attack_success:.2%}")
+    out_data = save_poisoned(run.data, args.out_data, dataset=ds.name)
+    print(f"{attack!r} on {ds.name}: {run.data.n_poisoned} of {len(run.data.y)} training samples")
+    print("\n".join(run.lines()[1:]))
     print(f"saved the poisoned model to {out_model} and the poisoned data to {out_data}")
     return 0
 
 
-def _plain(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
-
-
-def load_poisoned(path: str | Path) -> Any:
-    """The :class:`~advml.poisoning.PoisonedData` written by ``advml poison``."""
-    import numpy as np
-
-    from advml import registry
-    from advml.poisoning import PoisonedData
-
-    with np.load(path, allow_pickle=False) as f:
-        missing = {"x", "y", "y_original", "indices", "meta"} - set(f.files)
-        if missing:
-            raise ValueError(f"--data {path} is not written by 'advml poison' (no {missing})")
-        meta = json.loads(str(f["meta"]))
-        arrays = {k: f[k] for k in ("x", "y", "y_original", "indices")}
-    trig = meta["trigger"]
-    trigger = None
-    if trig is not None:
-        trigger = registry.create("trigger", trig.pop("name"), **trig)
-    return PoisonedData(
-        x=arrays["x"],
-        y=arrays["y"],
-        indices=arrays["indices"],
-        trigger=trigger,  # type: ignore[arg-type]
-        target=meta["target"],
-        mode=meta["mode"],
-        n_classes=int(meta["n_classes"]),
-        bounds=(float(meta["bounds"][0]), float(meta["bounds"][1])),
-        y_original=arrays["y_original"],
-        attack=meta["attack"],
-    )
-
-
 def _defend(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from advml import registry
     from advml.commands._common import load_model_and_data
-    from advml.defences.backdoor import BackdoorDefence, PoisonDetection, bake_masks
+    from advml.defences.backdoor import BackdoorDefence, bake_masks, run_defence
     from advml.models.io import save_model
-    from advml.poisoning import evaluate_backdoor
+    from advml.poisoning import load_poisoned
     from advml.validation import check_number
 
     if args.list:
@@ -237,65 +189,23 @@ def _defend(args: argparse.Namespace) -> int:
     )
     defence = registry.create("backdoor_defence", args.defence, **dict(args.settings))
     assert isinstance(defence, BackdoorDefence)
-    model, ds = load_model_and_data(args)
     data = load_poisoned(args.data) if args.data else None
+    model, ds = load_model_and_data(args)
     n_val = max(1, round(args.val_fraction * len(ds.y_test)))
-    x_val, y_val = ds.x_test[:n_val], ds.y_test[:n_val]
-    x_ev, y_ev = ds.x_test[n_val:], ds.y_test[n_val:]
-    trained_on = defence.uses
-    print(f"{defence!r} on {ds.name}; it uses {trained_on}")
-
-    def measure(m: Any, label: str) -> None:
-        acc = float((np.asarray(m.predict(x_ev)) == y_ev).mean())
-        line = f"  {label:<8} clean accuracy {acc:.2%}"
-        if data is not None and data.trigger is not None:
-            line += f", attack success {evaluate_backdoor(m, data, x_ev, y_ev).attack_success:.2%}"
-        print(line)
-
-    if args.defence in ("activation_clustering", "spectral_signatures"):
-        if data is None:
-            raise ValueError(f"--defence {args.defence} screens a training set: give --data")
-        found = defence.run(model, data.x, data.y)
-        assert isinstance(found, PoisonDetection)
-        scores = found.score(data.indices)
-        print(
-            f"  flagged {int(found.flagged.sum())} of {len(data.y)} training samples "
-            f"in classes {list(found.flagged_classes)}"
-        )
-        print(
-            f"  precision {scores['precision']:.2%}, recall {scores['recall']:.2%}, "
-            f"F1 {scores['f1']:.3f} (against the {data.n_poisoned} poisoned indices)"
-        )
-        if data.target is not None:
-            t = found.score(data.indices, within_class=data.target)
-            print(f"  in the target class {data.target}: F1 {t['f1']:.3f}")
-        return 0
-    if args.defence == "strip":
-        detector = defence.run(model, x_val, y_val)
-        print(
-            f"  threshold {detector.threshold:.4f} (false rejection {detector.frr:.1%} on "
-            "clean validation inputs)"
-        )
-        print(f"  clean test inputs flagged     {detector.detect(x_ev).detection_rate:.2%}")
-        if data is not None and data.trigger is not None:
-            keep = data.backdoor_labels(y_ev) != y_ev
-            trig = np.asarray(data.apply_trigger(x_ev[keep]))
-            print(f"  triggered test inputs flagged {detector.detect(trig).detection_rate:.2%}")
-        return 0
-    measure(model, "before")
-    result = defence.run(model, x_val, y_val)
-    if args.defence == "neural_cleanse":
-        print(
-            f"  anomaly index {float(result.anomaly_index.max()):.2f}; "
-            + (f"backdoor to label {result.target}" if result.flagged else "not flagged")
-        )
-        repaired = defence.repair(model, x_val, y_val, inspection=result)  # type: ignore[attr-defined]
-    else:
-        repaired = result.model
-        print(f"  pruned {result.summary()['fraction_pruned']:.0%} of {result.summary()['layer']}")
-    measure(repaired, "after")
-    out = Path(args.out_model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(bake_masks(repaired), out)
-    print(f"saved the repaired model to {out}")
+    print(f"{defence!r} on {ds.name}; it uses {defence.uses}")
+    run = run_defence(
+        defence,
+        model,
+        ds.x_test[:n_val],
+        ds.y_test[:n_val],
+        ds.x_test[n_val:],
+        ds.y_test[n_val:],
+        backdoor=data,
+    )
+    print("\n".join(run.lines()))
+    if run.repaired is not None:
+        out = Path(args.out_model)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_model(bake_masks(run.repaired), out)
+        print(f"saved the repaired model to {out}")
     return 0

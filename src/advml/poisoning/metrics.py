@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from advml.metrics.backdoor import backdoor_success_rate
 from advml.models.base import Classifier
 from advml.poisoning.base import PoisonedData
 from advml.validation import check_labels
 
+# backdoor_success_rate lives in advml.metrics; re-exported for existing imports.
 __all__ = ["BackdoorEvaluation", "backdoor_success_rate", "evaluate_backdoor"]
 
 
@@ -39,14 +41,6 @@ class BackdoorEvaluation:
             "triggered_accuracy": self.triggered_accuracy,
             "n": self.n,
         }
-
-
-def backdoor_success_rate(y_true: np.ndarray, y_backdoor: np.ndarray, y_pred: np.ndarray) -> float:
-    """Share of inputs with ``y_true != y_backdoor`` predicted as ``y_backdoor``."""
-    eligible = y_true != y_backdoor
-    return (
-        float((y_pred[eligible] == y_backdoor[eligible]).mean()) if eligible.any() else float("nan")
-    )
 
 
 def evaluate_backdoor(

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from advml.metrics.backdoor import backdoor_success_rate
 from advml.models.torch import TorchClassifier
 from advml.models.training import train
 from advml.poisoning.base import PoisonedData
-from advml.poisoning.metrics import backdoor_success_rate
 from advml.validation import check_choice, check_number
 
 __all__ = ["TransferResult", "fine_tune", "last_linear_layer", "transfer_backdoor"]

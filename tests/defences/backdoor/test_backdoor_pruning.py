@@ -54,7 +54,7 @@ def test_pruning_default_layer_and_errors(small_cnn: TorchClassifier, digits_dat
     x = digits_data.x_test[:40]  # type: ignore[attr-defined]
     y = digits_data.y_test[:40]  # type: ignore[attr-defined]
     result = Pruning(step=2).repair(small_cnn, x, y)
-    assert result.layer == "conv2" and result.order.size == 8
+    assert result.layer == "relu2" and result.order.size == 8  # the block output of conv2
     assert result.fractions[0] == 0 and result.fractions[-1] == 1
     with pytest.raises(UnsupportedModelError, match="nope"):
         Pruning(layer="nope").repair(small_cnn, x, y)
@@ -136,7 +136,7 @@ def test_bake_masks_writes_the_pruning_into_the_weights(hand_model: TorchClassif
     pruned = Pruning(layer="fc1").repair(hand_model, x, y).model
     baked = bake_masks(pruned)
     assert all(baked.unit_mask(layer) is None for layer in baked.layer_names)
-    assert pruned.unit_mask("fc1") is not None  # the masked copy is left as it was
+    assert pruned.unit_mask("relu1") is not None  # the masked copy is left as it was
     trig = HAND_TRIGGER.apply(x)
     np.testing.assert_allclose(
         np.asarray(baked.predict_proba(trig)), np.asarray(pruned.predict_proba(trig)), atol=1e-6

@@ -61,7 +61,7 @@ class BackdoorSection(AuditSection):
         "train_samples": 2000,
         "epochs": 2,
         "pruning_steps": 8,
-        "fine_pruning_epochs": 10,
+        "fine_pruning_epochs": None,
         "strip_overlays": 8,
         "clustering": "pca",
         "neural_cleanse": False,
@@ -179,7 +179,8 @@ def _check(settings: Mapping[str, Any]) -> None:
     check_number("fraction", settings["fraction"], low=0, high=0.5)
     for key in _KEYS_INT:
         check_number(key, settings[key], low=0 if key == "target" else 1, integer=True)
-    check_number("fine_pruning_epochs", settings["fine_pruning_epochs"], low=1, integer=True)
+    if settings["fine_pruning_epochs"] is not None:
+        check_number("fine_pruning_epochs", settings["fine_pruning_epochs"], low=1, integer=True)
     check_number("examples", settings["examples"], low=0, integer=True)
     for key in ("train_samples", "epochs"):
         if settings[key] is not None:
@@ -257,10 +258,15 @@ def _measure(
     pruning = Pruning(step=step).repair(model, x_val, y_val)
     curve = pruning.curve(x_ev, y_ev, xt_ev, yb_ev)
     pruned = evaluate_backdoor(pruning.model, poisoned, x_ev, y_ev)
-    fine = FinePruning(step=step, epochs=int(settings["fine_pruning_epochs"]), seed=seed).repair(
+    epochs = settings["fine_pruning_epochs"]
+    fine = FinePruning(step=step, epochs=None if epochs is None else int(epochs), seed=seed).repair(
         model, x_val, y_val
     )
     fine_ev = evaluate_backdoor(fine.model, poisoned, x_ev, y_ev)
+    # The defences cannot see the trigger; the audit can, and says when a repair failed
+    # (attack success above REPAIR_MAX_SUCCESS) rather than print a weak number.
+    pruning_check = pruning.check(x_ev, y_ev, xt_ev, yb_ev, max_success=REPAIR_MAX_SUCCESS)
+    fine_check = fine.check(x_ev, y_ev, xt_ev, yb_ev, max_success=REPAIR_MAX_SUCCESS)
     clustering = ActivationClustering(reduction=settings["clustering"], seed=seed).detect(
         model, poisoned.x, poisoned.y
     )
@@ -285,12 +291,17 @@ def _measure(
             "clean_accuracy": pruned.clean_accuracy,
             "attack_success": pruned.attack_success,
             "crossing": curve.crossing(0.05),
+            "repair_failed": pruning_check.repair_failed,
             "curve": {k: [_num(v) for v in vals] for k, vals in curve.to_dict().items()},
         },
         "fine_pruning": {
-            "epochs": int(settings["fine_pruning_epochs"]),
+            "epochs": fine.epochs,
+            "lr": fine.lr,
+            "lr_search": [dict(row) for row in fine.lr_search],
             "clean_accuracy": fine_ev.clean_accuracy,
             "attack_success": fine_ev.attack_success,
+            "repair_failed": fine_check.repair_failed,
+            "max_success": REPAIR_MAX_SUCCESS,
         },
         "detectors": {
             "activation_clustering": {
@@ -299,6 +310,21 @@ def _measure(
                     k: float(v)
                     for k, v in clustering.score(poisoned.indices, within_class=target).items()
                 },
+                "whole_training_set": {
+                    k: float(v) for k, v in clustering.score(poisoned.indices).items()
+                },
+                "per_class": [
+                    {
+                        "class": int(info["class"]),
+                        "n": int(info["n"]),
+                        "poisoned": bool(info["poisoned"]),
+                        "reason": str(info.get("reason", "")),
+                        "silhouette": _num(info.get("silhouette")),
+                        "relative_silhouette": _num(info.get("relative_silhouette")),
+                        "small_fraction": _num(info.get("small_fraction")),
+                    }
+                    for info in clustering.per_class
+                ],
                 "reduction": settings["clustering"],
             },
             "strip": {
@@ -334,7 +360,12 @@ def _measure(
     return meta, arrays
 
 
-def _num(v: float) -> float | None:
+REPAIR_MAX_SUCCESS = 0.2
+"""Attack success above which a repair (pruning, fine-pruning) is reported as failed: the
+rate below which the verdict says the backdoor did not take."""
+
+
+def _num(v: float | None) -> float | None:
     return None if v is None or math.isnan(v) else float(v)
 
 
@@ -368,10 +399,16 @@ def _verdict(meta: Mapping[str, Any]) -> Verdict:
             numbers,
         )
     removed = fine is not None and fine <= 0.05
+    failed = bool(meta["fine_pruning"].get("repair_failed", False))
     detected = strip >= 0.9 or ac_f1 >= 0.9
+    repair = (
+        f" Fine-pruning with the owner's clean images failed to repair the model: "
+        f"{100 * (fine or 0):.0f}% of patched images still reach the attacker's label"
+        if failed
+        else f" Fine-pruning with the owner's clean images lowered that to {100 * (fine or 0):.0f}%"
+    )
     tail = (
-        f" Fine-pruning with the owner's clean images lowered that to {100 * (fine or 0):.0f}%"
-        f" (clean accuracy {100 * meta['fine_pruning']['clean_accuracy']:.0f}%); STRIP "
+        repair + f" (clean accuracy {100 * meta['fine_pruning']['clean_accuracy']:.0f}%); STRIP "
         f"flagged {100 * strip:.0f}% of patched inputs at a 1% false alarm rate; activation "
         f"clustering found the poisoned images with F1 {ac_f1:.2f}."
     )

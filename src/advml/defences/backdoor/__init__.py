@@ -17,12 +17,15 @@ from advml.defences.backdoor.base import (
     BackdoorDefence,
     PoisonDetection,
     bake_masks,
+    block_output,
     clone_model,
+    default_layer,
 )
+from advml.defences.backdoor.evaluate import DefenceRun, KnownBackdoor, run_defence
 from advml.defences.backdoor.fine_pruning import FinePruning, FinePruningResult
 from advml.defences.backdoor.neural_cleanse import NeuralCleanse, NeuralCleanseResult
 from advml.defences.backdoor.neuron_analysis import ActivationProfile, activation_profile
-from advml.defences.backdoor.pruning import Pruning, PruningCurve, PruningResult
+from advml.defences.backdoor.pruning import Pruning, PruningCurve, PruningResult, RepairCheck
 from advml.defences.backdoor.spectral_signatures import SpectralSignatures
 from advml.defences.backdoor.strip import STRIP, STRIPDetector, STRIPResult
 
@@ -31,18 +34,24 @@ __all__ = [
     "ActivationClustering",
     "ActivationProfile",
     "BackdoorDefence",
+    "DefenceRun",
     "FinePruning",
     "FinePruningResult",
+    "KnownBackdoor",
     "NeuralCleanse",
     "NeuralCleanseResult",
     "PoisonDetection",
     "Pruning",
     "PruningCurve",
     "PruningResult",
+    "RepairCheck",
     "STRIPDetector",
     "STRIPResult",
     "SpectralSignatures",
     "activation_profile",
     "bake_masks",
+    "block_output",
     "clone_model",
+    "default_layer",
+    "run_defence",
 ]

@@ -19,18 +19,22 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
-from torch import Tensor
+from torch import Tensor, nn
 
 from advml import registry
 from advml.defences.backdoor.base import (
     BackdoorDefence,
     PoisonDetection,
+    block_output,
     check_torch_model,
     check_xy,
+    default_layer,
+    execution_order,
     features,
-    penultimate_layer,
 )
+from advml.errors import UnsupportedModelError
 from advml.models.base import Classifier
+from advml.models.torch import TorchClassifier
 from advml.validation import check_choice, check_number
 
 __all__ = ["ActivationClustering"]
@@ -43,13 +47,30 @@ class ActivationClustering(BackdoorDefence):
     Uses the (possibly poisoned) training inputs and their given labels, and the model
     trained on them; no clean reference data and no trigger.
 
+    Per class (Chen et al. §3): the activations of the class are reduced, split by
+    2-means, and the suspect cluster is the smaller one (or, when the smaller holds 35%
+    of the class or more, the more spread one: poison comes from many source classes).
+    The class is judged poisoned only if every test passes: the smaller cluster holds
+    at most ``max_cluster_size`` of the class, the split's silhouette reaches
+    ``min_silhouette``, and, with 5 or more classes, that silhouette stands
+    ``min_relative_silhouette`` robust deviations (median absolute deviation x 1.4826)
+    above the other classes' median: clean classes split too (two ways of writing a 1
+    or a 9), and a poisoned class stands out from the rest of its own data set. Each
+    class's numbers and decision, with the reason, are in ``per_class``.
+
+    Measured on the digits, BadNets 10% with a 2x2 patch, seeds 0-3, over the whole
+    training set: F1 1.00 on every seed for a conv-BatchNorm CNN, 0.80-0.93 for a GELU
+    MLP (class 9 flagged too); before, 0.67 and 0.36 (docs/backdoor.md).
+
     Parameters
     ----------
     layer : str, optional
-        Layer whose activations are clustered; default the last hidden layer (the input
-        of the output layer, after its activation function).
+        Layer whose activations are clustered; default :func:`clustering_layer`: the
+        output of the last convolutional block, else of the first hidden block.
     n_components : int
-        Dimensions kept by the reduction (>= 1); Chen et al. use 10.
+        Dimensions kept by the reduction (>= 1); default 2 (Chen et al. use 10; with
+        10 the silhouettes of every class shrink towards each other and the poisoned
+        class no longer stands out, measured on the digits).
     reduction : {"pca", "ica"}
         PCA (default) or independent component analysis (Chen et al.'s choice). ICA's
         unit-variance whitening stretches every direction to the same spread and hid the
@@ -63,9 +84,9 @@ class ActivationClustering(BackdoorDefence):
         makes about half of the target class poison, so the default allows up to half.
     min_silhouette : float
         ... and only if the 2-means split has at least this silhouette score, in [-1, 1].
-        Some clean classes split naturally too (the two ways of writing a 1 reach 0.37
-        on mnist-5k): they are flagged as false positives, which the per-class numbers
-        in ``per_class`` let a reviewer see.
+    min_relative_silhouette : float
+        ... and only if, among 5 or more classes, its silhouette lies at least this many
+        robust deviations above the median class's (>= 0; default 3).
     seed : int
         Seed of the reduction and of k-means.
     """
@@ -76,10 +97,11 @@ class ActivationClustering(BackdoorDefence):
         self,
         *,
         layer: str | None = None,
-        n_components: int = 10,
+        n_components: int = 2,
         reduction: Literal["ica", "pca"] = "pca",
         max_cluster_size: float = 0.5,
         min_silhouette: float = 0.25,
+        min_relative_silhouette: float = 3.0,
         seed: int = 0,
     ) -> None:
         if layer is not None and not isinstance(layer, str):
@@ -88,12 +110,14 @@ class ActivationClustering(BackdoorDefence):
         check_choice("reduction", reduction, ("ica", "pca"))
         check_number("max_cluster_size", max_cluster_size, low=0, high=0.5, low_inclusive=False)
         check_number("min_silhouette", min_silhouette, low=-1, high=1)
+        check_number("min_relative_silhouette", min_relative_silhouette, low=0)
         check_number("seed", seed, low=0, integer=True)
         self.layer = layer
         self.n_components = n_components
         self.reduction = reduction
         self.max_cluster_size = max_cluster_size
         self.min_silhouette = min_silhouette
+        self.min_relative_silhouette = min_relative_silhouette
         self.seed = seed
 
     def run(
@@ -107,34 +131,59 @@ class ActivationClustering(BackdoorDefence):
         """Flag suspicious samples of the training set ``(x_train, y_train)``."""
         torch_model = check_torch_model(model, type(self).__name__)
         x_np, y_np = check_xy(torch_model, x_train, y_train, ("x_train", "y_train"))
-        layer = self.layer or penultimate_layer(torch_model)
+        layer = self.layer or clustering_layer(torch_model)
         acts = features(torch_model, x_np, layer)
         flagged = np.zeros(len(y_np), dtype=bool)
         scores = np.zeros(len(y_np))
         per_class: list[dict[str, Any]] = []
-        classes: list[int] = []
+        splits: dict[int, np.ndarray] = {}
         for c in range(torch_model.n_classes):
             members = np.flatnonzero(y_np == c)
             info: dict[str, Any] = {"class": c, "members": members, "n": int(members.size)}
             per_class.append(info)
             if members.size < 4:
                 info.update(small_fraction=None, silhouette=None, poisoned=False)
+                info["reason"] = "fewer than 4 samples"
                 continue
             reduced = self._reduce(acts[members])
             km = KMeans(n_clusters=2, n_init=10, random_state=self.seed).fit(reduced)
             labels = km.labels_
             sizes = np.bincount(labels, minlength=2)
-            small = int(np.argmin(sizes))
+            small = _suspect_cluster(acts[members], labels)
             fraction = float(sizes[small] / members.size)
             sil = float(silhouette_score(reduced, labels)) if sizes.min() > 0 else -1.0
-            poisoned = fraction <= self.max_cluster_size and sil >= self.min_silhouette
-            # Score: distance to the large cluster's centre relative to the small one's.
-            d_large = np.linalg.norm(reduced - km.cluster_centers_[1 - small], axis=1)
+            # Score: distance to the other cluster's centre relative to the suspect's.
+            d_other = np.linalg.norm(reduced - km.cluster_centers_[1 - small], axis=1)
             d_small = np.linalg.norm(reduced - km.cluster_centers_[small], axis=1)
-            scores[members] = d_large - d_small
-            info.update(small_fraction=fraction, silhouette=sil, poisoned=poisoned)
-            if poisoned:
-                flagged[members[labels == small]] = True
+            scores[members] = d_other - d_small
+            info.update(
+                small_fraction=fraction,
+                smaller_fraction=float(sizes.min() / members.size),
+                silhouette=sil,
+            )
+            splits[c] = members[labels == small]
+        relative = _relative_silhouettes(per_class)
+        classes: list[int] = []
+        for info in per_class:
+            c = int(info["class"])
+            if c not in splits:
+                continue
+            z = relative.get(c)
+            info["relative_silhouette"] = z
+            reasons = []
+            if info["smaller_fraction"] > self.max_cluster_size:
+                reasons.append(f"both clusters hold more than {self.max_cluster_size:g}")
+            if info["silhouette"] < self.min_silhouette:
+                reasons.append(f"silhouette below {self.min_silhouette:g}")
+            if z is not None and z < self.min_relative_silhouette:
+                reasons.append(
+                    f"silhouette within {self.min_relative_silhouette:g} robust deviations "
+                    "of the other classes'"
+                )
+            info["poisoned"] = not reasons
+            info["reason"] = "; ".join(reasons) or "small, well-separated cluster"
+            if not reasons:
+                flagged[splits[c]] = True
                 classes.append(c)
         return PoisonDetection(
             flagged=flagged,
@@ -161,3 +210,60 @@ class ActivationClustering(BackdoorDefence):
             return FastICA(
                 n_components=k, random_state=self.seed, max_iter=400, whiten="unit-variance"
             ).fit_transform(a)
+
+
+def clustering_layer(model: TorchClassifier) -> str:
+    """Where activation clustering reads activations by default.
+
+    The output of the last convolutional block (:func:`default_layer`), where feature
+    maps still say *where* a pattern is, so a patch trigger stands apart from the
+    class's own strokes; for a network without convolutions, the output of its first
+    hidden block, for the same reason. Measured on the digits with a 2x2 patch: the
+    penultimate layer mixes trigger and class evidence (2-means found the poison with
+    F1 0.54-0.92 within the target class), while these layers separated it (0.89-1.00).
+    """
+    order = execution_order(model)
+    if any(isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) for _, m, _ in order):
+        return default_layer(model)
+    linears = [n for n, m, _ in order if isinstance(m, nn.Linear)]
+    if len(linears) < 2:
+        raise UnsupportedModelError("the model has no hidden layer to cluster; pass layer=")
+    return block_output(model, linears[0])
+
+
+def _suspect_cluster(acts: np.ndarray, labels: np.ndarray) -> int:
+    """The cluster taken for poison: the smaller one, or the more spread one when the
+    smaller holds 35% of the class or more.
+
+    Chen et al. expect poison to be at most about a third of its label (their 0.35);
+    an all-to-one attack on 10% of a 10-class set makes it half the target class, and
+    then size says nothing. Poison comes from many source classes, the class's own
+    samples from one, so the poison cluster is the more spread one.
+    """
+    sizes = np.bincount(labels, minlength=2)
+    if sizes.min() < 0.35 * sizes.sum():
+        return int(np.argmin(sizes))
+    # Spread in the full activations: the reduction keeps the direction that splits
+    # the clusters, not the within-cluster variety.
+    spread = [float(acts[labels == k].var(axis=0).sum()) for k in (0, 1)]
+    return int(np.argmax(spread))
+
+
+def _relative_silhouettes(per_class: list[dict[str, Any]]) -> dict[int, float]:
+    """Each class's silhouette in robust deviations from the other classes' median.
+
+    Clean classes split too (two ways of writing a 1), at silhouettes that vary from one
+    data set to another; a poisoned class stands out from the rest of *its* data set.
+    Needs at least 5 classes with a split; fewer give no relative test (empty dict).
+    """
+    sil = {
+        int(i["class"]): float(i["silhouette"])
+        for i in per_class
+        if i.get("silhouette") is not None
+    }
+    if len(sil) < 5:
+        return {}
+    values = np.array(list(sil.values()))
+    median = float(np.median(values))
+    mad = 1.4826 * float(np.median(np.abs(values - median)))
+    return {c: (v - median) / max(mad, 1e-12) for c, v in sil.items()}

@@ -26,9 +26,11 @@ __all__ = [
     "PoisonDetection",
     "as_numpy",
     "bake_masks",
+    "block_output",
     "clone_model",
     "default_layer",
     "detection_scores",
+    "execution_order",
     "measured_layer",
     "penultimate_layer",
     "unit_means",
@@ -80,18 +82,97 @@ def _leaves(model: TorchClassifier) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.module.named_modules() if n and not list(m.children())]
 
 
-def default_layer(model: TorchClassifier) -> str:
-    """The last convolutional layer, else the last hidden linear layer (Liu et al.'s choice)."""
+_NORMS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+)
+_ZERO_AT_ZERO = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.ReLU6)
+"""Activations with f(0) = 0: a unit zeroed before them stays exactly 0 after them."""
+
+
+def execution_order(model: TorchClassifier) -> list[tuple[str, nn.Module, int]]:
+    """The model's leaf layers in the order one forward pass runs them, with call counts.
+
+    ``named_modules()`` lists layers in the order they were declared, which a
+    ``forward`` is free to ignore; one probe input (not a query: nothing is returned)
+    shows the order the data actually takes. A layer called more than once (a ReLU
+    module reused across a residual block) is listed at its first call.
+    """
     leaves = _leaves(model)
-    convs = [n for n, m in leaves if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)]
+    calls: dict[str, int] = {}
+    order: list[str] = []
+    handles = []
+    for name, module in leaves:
+
+        def hook(_m: nn.Module, _i: object, _o: object, name: str = name) -> None:
+            if name not in calls:
+                order.append(name)
+            calls[name] = calls.get(name, 0) + 1
+
+        handles.append(module.register_forward_hook(hook))
+    zero = torch.full((1, *model.input_shape), model.bounds[0], device=model.device)
+    try:
+        with torch.no_grad(), model.evaluating():
+            model.forward(zero)
+    finally:
+        for h in handles:
+            h.remove()
+    modules = dict(leaves)
+    return [(n, modules[n], calls[n]) for n in order]
+
+
+def block_output(model: TorchClassifier, layer: str) -> str:
+    """Where the units of a convolutional or linear ``layer`` leave their block.
+
+    A unit is pruned by zeroing it after the block's normalisation and activation
+    (Liu et al. 2018 prune the last convolutional layer's *activations*): zeroed at the
+    convolution, a BatchNorm that follows would output its shift instead of 0. Walking
+    the execution order from ``layer`` past normalisation, dropout and identity layers:
+    the first activation module run once (a module reused elsewhere cannot be masked
+    for this block alone), else the last normalisation layer (its 0 stays 0 through a
+    functional ReLU or GELU), else ``layer`` itself. Any other layer is returned as given.
+    """
+    order = execution_order(model)
+    names = [n for n, _, _ in order]
+    if layer not in names or not isinstance(order[names.index(layer)][1], _PRUNABLE):
+        return layer
+    best = layer
+    for name, module, calls in order[names.index(layer) + 1 :]:
+        if isinstance(module, _NORMS) and calls == 1:
+            best = name
+        elif isinstance(module, _ACTIVATIONS) and calls == 1:
+            return name
+        elif not isinstance(module, nn.Dropout | nn.Identity):
+            break
+    return best
+
+
+_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def default_layer(model: TorchClassifier) -> str:
+    """Output of the last convolutional block, else of the last hidden linear block.
+
+    Liu et al. (Fine-Pruning, RAID 2018, §4.1) prune the last convolutional layer, by
+    its activations: the layer is found in execution order and the units are taken at
+    the block's output (:func:`block_output`), after any BatchNorm and activation.
+    """
+    order = execution_order(model)
+    convs = [n for n, m, _ in order if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)]
     if convs:
-        return convs[-1]
-    linears = [n for n, m in leaves if isinstance(m, nn.Linear)]
+        return block_output(model, convs[-1])
+    linears = [n for n, m, _ in order if isinstance(m, nn.Linear)]
     if len(linears) < 2:
         raise UnsupportedModelError(
             "the model has no convolutional or hidden linear layer to prune; pass layer="
         )
-    return linears[-2]
+    return block_output(model, linears[-2])
 
 
 def penultimate_layer(model: TorchClassifier) -> str:
@@ -107,17 +188,12 @@ def penultimate_layer(model: TorchClassifier) -> str:
 
 
 def measured_layer(model: TorchClassifier, layer: str) -> str:
-    """``layer``'s activation function when one follows it directly, else ``layer``.
+    """Where the activity of ``layer``'s units is read: its block's output.
 
-    Units are masked at ``layer``; their activity is read after the non-linearity.
+    For a convolutional or linear layer that is :func:`block_output` (after its
+    normalisation and activation); any other layer is read where it is.
     """
-    leaves = _leaves(model)
-    names = [n for n, _ in leaves]
-    if layer in names:
-        i = names.index(layer)
-        if i + 1 < len(leaves) and isinstance(leaves[i + 1][1], _ACTIVATIONS):
-            return leaves[i + 1][0]
-    return layer
+    return block_output(model, layer)
 
 
 def unit_means(model: TorchClassifier, x: np.ndarray | Tensor, layer: str) -> np.ndarray:
@@ -150,28 +226,46 @@ def clone_model(model: TorchClassifier) -> TorchClassifier:
 def bake_masks(model: TorchClassifier) -> TorchClassifier:
     """A copy of ``model`` whose unit masks are written into its weights, so it can be saved.
 
-    A masked unit of a linear or convolutional layer has its weight row (output channel)
-    and bias zeroed: its output is then exactly the 0 the mask gave, and the saved file
-    (weights only) behaves like the masked model.
+    A masked unit of a linear, convolutional or affine normalisation layer has its weight
+    row (output channel) and bias zeroed: its output is then exactly the 0 the mask gave.
+    A mask on an activation with f(0) = 0 (ReLU, GELU, ...) is written into the layer
+    that feeds it, whose 0 the activation keeps. The saved file (weights only) then
+    behaves like the masked model.
     """
     twin = clone_model(model)
+    order = execution_order(twin)
     for layer in model.layer_names:
         keep = twin.unit_mask(layer)
-        if keep is None:
-            continue
-        module = twin.module.get_submodule(layer)
+        if keep is not None:
+            _zero_units(twin, order, layer, keep)
+    twin.clear_unit_masks()
+    return twin
+
+
+def _zero_units(
+    model: TorchClassifier,
+    order: list[tuple[str, nn.Module, int]],
+    layer: str,
+    keep: Tensor,
+) -> None:
+    names = [n for n, _, _ in order]
+    target = layer
+    while True:
+        module = model.module.get_submodule(target)
         weight = getattr(module, "weight", None)
-        if not isinstance(weight, Tensor) or weight.shape[0] != keep.numel():
+        if isinstance(weight, Tensor) and weight.shape[0] == keep.numel():
+            break
+        i = names.index(target) if target in names else -1
+        if not isinstance(module, (*_ZERO_AT_ZERO, nn.Dropout, nn.Identity)) or i < 1:
             raise UnsupportedModelError(
                 f"cannot write the mask of {layer!r} into its weights; keep the model in memory"
             )
-        with torch.no_grad():
-            weight[~keep.to(weight.device)] = 0
-            bias = getattr(module, "bias", None)
-            if isinstance(bias, Tensor):
-                bias[~keep.to(bias.device)] = 0
-    twin.clear_unit_masks()
-    return twin
+        target = names[i - 1]
+    with torch.no_grad():
+        weight[~keep.to(weight.device)] = 0
+        bias = getattr(module, "bias", None)
+        if isinstance(bias, Tensor):
+            bias[~keep.to(bias.device)] = 0
 
 
 @dataclass(frozen=True)

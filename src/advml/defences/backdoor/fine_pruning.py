@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,14 +14,18 @@ from torch.nn import functional as F
 
 from advml import registry
 from advml.defences.backdoor.base import BackdoorDefence, check_torch_model, check_xy, clone_model
-from advml.defences.backdoor.pruning import Pruning, PruningResult
+from advml.defences.backdoor.pruning import Pruning, PruningResult, RepairCheck
 from advml.imaging import random_shift
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import train
 from advml.validation import check_choice, check_number
 
-__all__ = ["FinePruning", "FinePruningResult"]
+__all__ = ["LR_GRID", "FinePruning", "FinePruningResult"]
+
+LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+"""Candidate fine-tuning rates (Adam) when none is given; the largest that keeps clean
+held-out accuracy is used."""
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,38 @@ class FinePruningResult:
     """The pruning step (its ``model`` is the pruned copy before fine-tuning)."""
     val_accuracy: float
     """Clean validation accuracy after fine-tuning (on the data it was tuned on)."""
+    lr: float = 0.0
+    """The fine-tuning learning rate used (chosen on held-out clean data unless given)."""
+    epochs: int = 0
+    """The fine-tuning epochs used."""
+    lr_search: tuple[dict[str, float], ...] = ()
+    """Each candidate rate with its cross-validated clean accuracy (empty when ``lr`` was
+    given): ``{"lr", "accuracy", "accepted"}``."""
 
     def summary(self) -> dict[str, Any]:
-        return {**self.pruning.summary(), "val_accuracy_after_fine_tuning": self.val_accuracy}
+        return {
+            **self.pruning.summary(),
+            "val_accuracy_after_fine_tuning": self.val_accuracy,
+            "lr": self.lr,
+            "epochs": self.epochs,
+        }
+
+    def check(
+        self,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor,
+        x_triggered: np.ndarray | Tensor,
+        y_backdoor: np.ndarray | Tensor,
+        *,
+        max_success: float = 0.2,
+    ) -> RepairCheck:
+        """Measure the repaired model on test data with the trigger (the evaluator's step).
+
+        The defence cannot see the backdoor; whoever knows the trigger (an audit, a red
+        team) checks here whether it is gone: ``repair_failed`` is True when attack
+        success on ``x_triggered`` stays above ``max_success``.
+        """
+        return RepairCheck.measure(self.model, x, y, x_triggered, y_backdoor, max_success)
 
 
 @registry.register("backdoor_defence", "fine_pruning")
@@ -47,6 +81,14 @@ class FinePruning(BackdoorDefence):
     Fine-tuning moves the weights away from the backdoor that pruning left behind in
     the units still active on clean inputs (Liu et al. report 0% attack success with a
     0.4-point accuracy loss on face recognition).
+
+    Defaults that work on the architectures a user brings: the learning rate is the
+    largest of ``lr_grid`` that keeps clean accuracy (cross-validated on the clean data
+    the defender holds), and the length is enough epochs for ``min_steps`` optimiser
+    steps. A fixed 1e-2 for 10 epochs left 18-64% attack success on a GELU MLP over 4
+    seeds (digits, 2x2 patch); the chosen 3e-2 for 17 epochs left 8-12% (docs/backdoor.md).
+    A defence cannot see the trigger: :meth:`FinePruningResult.check` measures whether
+    the backdoor survived (``repair_failed``), for whoever holds triggered test inputs.
 
     The fine-tuning must actually move the weights. A defender's clean set is small
     (a few hundred inputs: a handful of optimiser steps per epoch), and clean inputs
@@ -90,11 +132,23 @@ class FinePruning(BackdoorDefence):
         Allowed fall of clean validation accuracy during pruning, in [0, 1].
     step : int
         Units pruned per pruning step (>= 1); larger steps are faster and coarser.
-    epochs : int
-        Fine-tuning epochs over the clean data (>= 1).
-    lr : float
-        Initial fine-tuning learning rate (Adam); default 1e-2, ten times the reference
-        training rate (see above).
+    epochs : int, optional
+        Fine-tuning epochs over the clean data (>= 1); default enough epochs for
+        ``min_steps`` optimiser steps.
+    lr : float, optional
+        Initial fine-tuning learning rate (Adam). Default: chosen from ``lr_grid`` on the
+        clean data (the largest rate whose cross-validated clean accuracy stays within
+        ``lr_tolerance`` of the pruned model's; see below).
+    lr_grid : tuple of float
+        Candidate rates when ``lr`` is not given (default 1e-3 to 1e-1).
+    lr_tolerance : float
+        Largest fall of cross-validated clean accuracy a rate may cost, in [0, 1]
+        (default 0.1: a model fine-tuned on two thirds of a few hundred inputs scores
+        lower on the last third than the final one does on test data).
+    folds : int
+        Folds of the clean data for choosing the rate (>= 2).
+    min_steps : int
+        Optimiser steps the default ``epochs`` reach (>= 1).
     schedule : {"cosine", "constant"}
         Learning rate over the fine-tuning: cosine decay from ``lr`` to 0 (default), or
         constant ``lr``.
@@ -116,16 +170,29 @@ class FinePruning(BackdoorDefence):
         layer: str | None = None,
         max_accuracy_drop: float = 0.04,
         step: int = 1,
-        epochs: int = 10,
-        lr: float = 1e-2,
+        epochs: int | None = None,
+        lr: float | None = None,
+        lr_grid: tuple[float, ...] = LR_GRID,
+        lr_tolerance: float = 0.1,
+        folds: int = 3,
+        min_steps: int = 100,
         schedule: Literal["cosine", "constant"] = "cosine",
         batch_size: int = 32,
         shift: int = 0,
         seed: int = 0,
     ) -> None:
         Pruning(layer=layer, max_accuracy_drop=max_accuracy_drop, step=step)  # same checks
-        check_number("epochs", epochs, low=1, integer=True)
-        check_number("lr", lr, low=0, low_inclusive=False)
+        if epochs is not None:
+            check_number("epochs", epochs, low=1, integer=True)
+        if lr is not None:
+            check_number("lr", lr, low=0, low_inclusive=False)
+        if not isinstance(lr_grid, tuple | list) or not lr_grid:
+            raise ValueError(f"lr_grid must be a non-empty sequence of rates, got {lr_grid!r}")
+        for rate in lr_grid:
+            check_number("lr_grid", rate, low=0, low_inclusive=False)
+        check_number("lr_tolerance", lr_tolerance, low=0, high=1)
+        check_number("folds", folds, low=2, integer=True)
+        check_number("min_steps", min_steps, low=1, integer=True)
         check_choice("schedule", schedule, ("cosine", "constant"))
         check_number("batch_size", batch_size, low=1, integer=True)
         check_number("shift", shift, low=0, integer=True)
@@ -135,6 +202,10 @@ class FinePruning(BackdoorDefence):
         self.step = step
         self.epochs = epochs
         self.lr = lr
+        self.lr_grid = tuple(float(r) for r in lr_grid)
+        self.lr_tolerance = lr_tolerance
+        self.folds = folds
+        self.min_steps = min_steps
         self.schedule = schedule
         self.batch_size = batch_size
         self.shift = shift
@@ -159,13 +230,41 @@ class FinePruning(BackdoorDefence):
         pruned = Pruning(
             layer=self.layer, max_accuracy_drop=self.max_accuracy_drop, step=self.step
         ).repair(torch_model, x_np, y_np)
-        tuned = clone_model(pruned.model)
+        epochs = self.epochs or self._auto_epochs(len(x_np))
+        search: tuple[dict[str, float], ...] = ()
+        lr = self.lr
+        if lr is None:
+            lr, search = self._choose_lr(pruned.model, x_np, y_np, epochs)
+        tuned = self._tune(pruned.model, x_np, y_np, lr, epochs)
+        acc = float((np.asarray(tuned.predict(x_np)) == y_np).mean())
+        return FinePruningResult(
+            model=tuned,
+            pruning=pruned,
+            val_accuracy=acc,
+            lr=float(lr),
+            epochs=int(epochs),
+            lr_search=search,
+        )
+
+    def _auto_epochs(self, n: int) -> int:
+        """Enough epochs for ``min_steps`` optimiser steps over ``n`` clean inputs.
+
+        A defender's clean set is small: ten epochs of 180 inputs are 60 steps, too few
+        to move the weights off the backdoor; a large set needs fewer passes.
+        """
+        per_epoch = max(1, math.ceil(n / int(self.batch_size)))
+        return max(1, math.ceil(int(self.min_steps) / per_epoch))
+
+    def _tune(
+        self, pruned: TorchClassifier, x: np.ndarray, y: np.ndarray, lr: float, epochs: int
+    ) -> TorchClassifier:
+        tuned = clone_model(pruned)
         train(
             tuned,
-            x_np,
-            y_np,
-            epochs=self.epochs,
-            lr=self.lr,
+            x,
+            y,
+            epochs=int(epochs),
+            lr=float(lr),
             schedule=self.schedule,
             batch_size=int(self.batch_size),
             val_fraction=0.0,
@@ -175,8 +274,40 @@ class FinePruning(BackdoorDefence):
             desc="fine-pruning",
             loss_fn=_shifted_loss(self.shift, self.seed) if self.shift else None,
         )
-        acc = float((np.asarray(tuned.predict(x_np)) == y_np).mean())
-        return FinePruningResult(model=tuned, pruning=pruned, val_accuracy=acc)
+        return tuned
+
+    def _choose_lr(
+        self, pruned: TorchClassifier, x: np.ndarray, y: np.ndarray, epochs: int
+    ) -> tuple[float, tuple[dict[str, float], ...]]:
+        """The largest rate of ``lr_grid`` whose fine-tuning keeps held-out clean accuracy.
+
+        The clean data are split into ``folds`` (seeded); for each rate the pruned model
+        is fine-tuned on all folds but one and scored on the one left out. The pruned
+        model's own accuracy on the held-out folds is the reference; a rate is accepted
+        when fine-tuning loses at most ``lr_tolerance`` of it. A larger rate moves the
+        weights further from the backdoor (Sha et al., "Fine-tuning is all you need to
+        mitigate backdoor attacks", 2022); clean accuracy says how far is too far. When
+        no rate is accepted the smallest is used.
+        """
+        folds = min(int(self.folds), len(y))
+        perm = np.random.default_rng(self.seed).permutation(len(y))
+        parts = np.array_split(perm, folds)
+        with pruned.evaluating():
+            reference = float((np.asarray(pruned.predict(x)) == y).mean())
+        rows: list[dict[str, float]] = []
+        for rate in sorted(self.lr_grid):
+            correct = 0
+            for k in range(folds):
+                held = parts[k]
+                rest = np.concatenate([parts[i] for i in range(folds) if i != k])
+                model = self._tune(pruned, x[rest], y[rest], rate, epochs)
+                with model.evaluating():
+                    correct += int((np.asarray(model.predict(x[held])) == y[held]).sum())
+            acc = correct / len(y)
+            ok = acc >= reference - self.lr_tolerance - 1e-12
+            rows.append({"lr": rate, "accuracy": acc, "accepted": float(ok)})
+        accepted = [r["lr"] for r in rows if r["accepted"]]
+        return (max(accepted) if accepted else min(self.lr_grid)), tuple(rows)
 
 
 def _shifted_loss(shift: int, seed: int) -> Callable[[TorchClassifier, Tensor, Tensor], Tensor]:

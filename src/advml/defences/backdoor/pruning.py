@@ -19,19 +19,58 @@ from advml import registry
 from advml.defences.backdoor.base import (
     BackdoorDefence,
     as_numpy,
+    block_output,
     check_torch_model,
     check_xy,
     clone_model,
     default_layer,
-    measured_layer,
     unit_means,
 )
+from advml.metrics.backdoor import backdoor_success_rate
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
-from advml.poisoning.metrics import backdoor_success_rate
 from advml.validation import check_number
 
-__all__ = ["Pruning", "PruningCurve", "PruningResult"]
+__all__ = ["Pruning", "PruningCurve", "PruningResult", "RepairCheck"]
+
+
+@dataclass(frozen=True)
+class RepairCheck:
+    """A repaired model measured on clean and triggered test inputs."""
+
+    clean_accuracy: float
+    attack_success: float
+    """Triggered inputs whose true label is not the backdoor label sent to it."""
+    max_success: float
+    """The largest attack success counted as a repair."""
+    repair_failed: bool
+    """True when ``attack_success`` stays above ``max_success``: the backdoor survived."""
+
+    @classmethod
+    def measure(
+        cls,
+        model: TorchClassifier,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor,
+        x_triggered: np.ndarray | Tensor,
+        y_backdoor: np.ndarray | Tensor,
+        max_success: float = 0.2,
+    ) -> RepairCheck:
+        check_number("max_success", max_success, low=0, high=1)
+        y_np = as_numpy(y)
+        with model.evaluating():
+            acc = float((as_numpy(model.predict(as_numpy(x))) == y_np).mean())
+            pred = as_numpy(model.predict(as_numpy(x_triggered)))
+        asr = backdoor_success_rate(y_np, as_numpy(y_backdoor), pred)
+        return cls(acc, asr, max_success, bool(asr > max_success))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "clean_accuracy": self.clean_accuracy,
+            "attack_success": self.attack_success,
+            "max_success": self.max_success,
+            "repair_failed": self.repair_failed,
+        }
 
 
 @dataclass(frozen=True)
@@ -62,6 +101,7 @@ class PruningResult:
     model: TorchClassifier
     """A pruned copy of the model (units masked at ``layer``); the original is unchanged."""
     layer: str
+    """Where the units are masked: the block output (activation) of the pruned layer."""
     order: np.ndarray
     """Units of ``layer`` in the order they are pruned (increasing clean mean activation)."""
     mean_activation: np.ndarray
@@ -107,6 +147,18 @@ class PruningResult:
             asr.append(backdoor_success_rate(y_np, yb_np, as_numpy(work.predict(xt_np))))
         return PruningCurve(self.fractions.copy(), np.array(acc), np.array(asr))
 
+    def check(
+        self,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor,
+        x_triggered: np.ndarray | Tensor,
+        y_backdoor: np.ndarray | Tensor,
+        *,
+        max_success: float = 0.2,
+    ) -> RepairCheck:
+        """Whether the pruned model still obeys the trigger (see :class:`RepairCheck`)."""
+        return RepairCheck.measure(self.model, x, y, x_triggered, y_backdoor, max_success)
+
     def summary(self) -> dict[str, Any]:
         return {
             "layer": self.layer,
@@ -134,7 +186,9 @@ class Pruning(BackdoorDefence):
     ----------
     layer : str, optional
         Layer whose units are pruned; default the last convolutional layer, else the
-        last hidden linear layer.
+        last hidden linear layer. A convolutional or linear layer is pruned at its
+        block's output, after the BatchNorm and activation that follow it (so a pruned
+        unit outputs exactly 0 downstream); ``PruningResult.layer`` names that point.
     max_accuracy_drop : float
         Largest allowed fall of clean validation accuracy, in [0, 1] (0.04 = 4 points).
     step : int
@@ -179,10 +233,13 @@ class Pruning(BackdoorDefence):
         """Prune a copy of ``model`` using clean validation data ``(x_val, y_val)``."""
         torch_model = check_torch_model(model, type(self).__name__)
         x_np, y_np = check_xy(torch_model, x_val, y_val, ("x_val", "y_val"))
-        layer = self.layer or default_layer(torch_model)
+        # Units are masked where they leave their block, after BatchNorm and the
+        # activation (a mask before a BatchNorm leaves its shift), and ranked by their
+        # mean activation there on clean data (Liu et al. 2018, §4.1).
+        layer = block_output(torch_model, self.layer) if self.layer else default_layer(torch_model)
         work = clone_model(torch_model)
         units = work.n_units(layer)
-        means = unit_means(work, x_np, measured_layer(work, layer))
+        means = unit_means(work, x_np, layer)
         order = np.argsort(means, kind="stable")
         limit = int(np.floor(self.max_fraction * units))
         counts = list(range(0, limit + 1, int(self.step)))

@@ -141,12 +141,13 @@ def render(
                 ["audited model", pct(section["audited_clean_accuracy"]), "–"],
                 ["backdoored copy", pct(section["clean_accuracy"]), pct(section["attack_success"])],
                 [
-                    f"pruned ({pct(section['pruning']['fraction_pruned'], 0)} of units)",
+                    f"pruned ({pct(section['pruning']['fraction_pruned'], 0)} of units)"
+                    + _failed(section["pruning"]),
                     pct(section["pruning"]["clean_accuracy"]),
                     pct(section["pruning"]["attack_success"]),
                 ],
                 [
-                    "fine-pruned",
+                    "fine-pruned" + _failed(section["fine_pruning"]),
                     pct(section["fine_pruning"]["clean_accuracy"]),
                     pct(section["fine_pruning"]["attack_success"]),
                 ],
@@ -235,3 +236,8 @@ def render(
     parts += [f"<li>{esc(k)}: {esc(v)}</li>" for k, v in section["data_used"].items()]
     parts.append("</ul>")
     return "\n".join(parts)
+
+
+def _failed(part: dict[str, Any]) -> str:
+    """' (repair failed)' when the backdoor survived this repair (attack success high)."""
+    return " (repair failed)" if part.get("repair_failed") else ""
