@@ -430,3 +430,32 @@ def test_clone_is_independent_and_keeps_the_masks(mlp: TorchClassifier, digits_d
     with torch.no_grad():
         next(twin.module.parameters()).add_(1.0)
     assert not torch.equal(next(twin.module.parameters()), next(mlp.module.parameters()))
+
+
+def test_fingerprint_follows_the_weights_and_normalisation(mlp: TorchClassifier) -> None:
+    """The audit's cache keys: same weights, same key; any changed weight, a new key."""
+    key = mlp.fingerprint()
+    assert key == mlp.clone().fingerprint()
+    normalised = TorchClassifier(
+        mlp.module, input_shape=(1, 8, 8), n_classes=10, preprocessing=(0.5, 0.25)
+    )
+    assert normalised.fingerprint() != key
+    with torch.no_grad():
+        next(mlp.module.parameters()).view(-1)[0] += 1e-3
+    assert mlp.fingerprint() != key
+
+
+def test_describe_names_the_network_and_its_size(mlp: TorchClassifier) -> None:
+    n_params = sum(p.numel() for p in mlp.module.parameters())
+    assert mlp.describe() == f"PyTorch mlp ({n_params:,} parameters), white-box"
+
+    class Outside(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.fc(x.flatten(1))
+
+    model = TorchClassifier(Outside(), input_shape=(1, 8, 8), n_classes=10)
+    assert model.describe() == "PyTorch Outside (650 parameters), white-box"

@@ -119,9 +119,9 @@ def _poison(args: argparse.Namespace) -> int:
     import numpy as np
 
     from advml import registry
-    from advml.audit.reference import default_architecture, train_reference
     from advml.data import load_dataset
     from advml.models.io import save_model
+    from advml.models.reference import default_architecture, train_reference
     from advml.poisoning import PoisoningAttack, evaluate_backdoor
 
     if args.list:

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, _like
+from advml.models.base import BaseClassifier, same_kind_as
+from advml.runtime.cache import fingerprint as hash_data
 
 __all__ = ["TorchClassifier"]
 
@@ -172,7 +173,7 @@ class TorchClassifier(BaseClassifier):
             self._batched(t, self.logits, batch_size)
         finally:
             handle.remove()
-        return _like(torch.cat(captured), x)
+        return same_kind_as(torch.cat(captured), x)
 
     def n_units(self, layer: str) -> int:
         """Number of units of ``layer``: channels of a conv output, features of a linear one."""
@@ -187,6 +188,19 @@ class TorchClassifier(BaseClassifier):
         finally:
             handle.remove()
         return int(shapes[0])
+
+    # -- identity --------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A hash of the weights (every tensor of the state dict) and the normalisation."""
+        state = {k: v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+        return hash_data([self._identity(), state, repr(self.preprocessing)])
+
+    def describe(self) -> str:
+        """One line for reports: the network, its size, white-box."""
+        arch = getattr(self.module, "advml_architecture", None)
+        n_params = sum(p.numel() for p in self.module.parameters())
+        name = arch[0] if arch else type(self.module).__name__
+        return f"PyTorch {name} ({n_params:,} parameters), white-box"
 
     def clone(self) -> TorchClassifier:
         """An independent copy: same network and weights, bounds, normalisation and masks.
