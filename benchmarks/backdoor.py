@@ -2,7 +2,7 @@
 
 For each model (``digits-mlp``: the audit's digits reference MLP; ``digits-cnn``: the
 reference CNN on digits; ``mnist-cnn``: the audit's mnist-5k reference CNN), all trained
-with the reference recipe (:data:`advml.audit.reference.TRAINING`, seed 0), it measures:
+with the reference recipe (:data:`advml.models.reference.TRAINING`, seed 0), it measures:
 
 - BadNets, 3x3 checkerboard pattern in the bottom-right corner, all-to-one (label 0),
   10% of the training samples: clean accuracy of the backdoored and of the clean model
@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from advml.audit.reference import train_reference
 from advml.data import load_dataset
 from advml.defences.backdoor import (
     STRIP,
@@ -55,6 +54,7 @@ from advml.defences.backdoor import (
 )
 from advml.metrics import backdoor_success_rate
 from advml.models import TorchClassifier, load_model, save_model
+from advml.models.reference import train_reference
 from advml.poisoning import BadNets, PatternTrigger, evaluate_backdoor, transfer_backdoor
 
 torch.set_num_threads(1)

@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.reference import reference_model
 from advml.data import advml_home, load_dataset
 from advml.defences.detection import AutoencoderDetector, FeatureSqueezingDetector
 from advml.defences.preprocess import Autoencoder, Preprocessor, evaluate_defence
 from advml.models import TorchClassifier
+from advml.models.reference import reference_model
 
 
 def autoencoder(x_train: np.ndarray, strength: str) -> Autoencoder:

@@ -2,7 +2,7 @@
 and torchattacks, DeepFool and JSMA against C&W, and the ``strongest`` ensemble against
 its members.
 
-The model is ``advml.audit.reference.reference_model(load_dataset("mnist-5k"),
+The model is ``advml.models.reference.reference_model(load_dataset("mnist-5k"),
 architecture="cnn", seed=0)`` (trained once, cached under ``$ADVML_HOME/models``).
 Inputs are the first test images, in order. Every attack runs with advml's default
 settings unless a line says otherwise. Timings are wall-clock on one thread
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.reference import reference_model
 from advml.data import load_dataset
 from advml.evasion import AdversarialResult, EvasionAttack
 from advml.models import TorchClassifier
+from advml.models.reference import reference_model
 
 
 def _median(values: np.ndarray) -> float:

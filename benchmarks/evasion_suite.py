@@ -16,7 +16,7 @@ reference CNN, each printed with its target and whether it is met.
   0.3 every attack reaches 0% on this model, which would make the comparison empty):
   robust accuracy <= each member's.
 
-The model is ``advml.audit.reference.reference_model(load_dataset("mnist-5k"),
+The model is ``advml.models.reference.reference_model(load_dataset("mnist-5k"),
 architecture="cnn", seed=0)`` (trained once, cached under ``$ADVML_HOME/models``). The
 inputs are the first ``--n`` test images, in order (correctly classified or not: an
 untargeted attack on a misclassified image succeeds at once with zero perturbation, as
@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.reference import reference_model
 from advml.data import load_dataset
 from advml.evasion import AdversarialResult, EvasionAttack
 from advml.models import CallableClassifier, TorchClassifier
+from advml.models.reference import reference_model
 
 RESULTS: list[dict[str, Any]] = []
 

@@ -5,7 +5,7 @@
    victim on the test split and on 10,000 uniform random inputs; then behind each output
    defence.
 2. Learning-based stealing of the mnist-5k reference CNN
-   (``advml.audit.reference.reference_model(load_dataset("mnist-5k"), architecture="cnn",
+   (``advml.models.reference.reference_model(load_dataset("mnist-5k"), architecture="cnn",
    seed=0)``) at 1,000 queries, labels and scores, with ART's CopycatCNN and KnockoffNets
    on the same pool, the same copy architecture and the same epochs.
 3. The fidelity-vs-queries curves with scores and with labels only, up to 5,000 queries
@@ -47,13 +47,13 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from advml.audit.reference import reference_model
 from advml.data import load_dataset
 from advml.defences.output import LabelsOnly, NoisyScores, Rounding, TopK
 from advml.errors import UnsupportedModelError
 from advml.extraction import Copycat, EquationSolving, fit_to_input_shape, transfer_evasion
 from advml.models import SklearnClassifier, TorchClassifier
 from advml.models.architectures import build
+from advml.models.reference import reference_model
 
 RESULTS: dict[str, Any] = {}
 JSON_PATH: list[str] = []

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.reference import train_reference
 from advml.data import Dataset, load_dataset
 from advml.errors import DatasetUnavailableError
+from advml.models.reference import train_reference
 from advml.privacy.inversion import MIFace, evaluate_inversion, independent_judge
 
 SETTINGS: dict[str, dict[str, Any]] = {

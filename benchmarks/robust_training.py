@@ -1,7 +1,7 @@
 """Robust training of the mnist-5k reference CNN: clean vs robust accuracy, training time.
 
 Trains the reference CNN architecture (``architectures.build("cnn")``, as in
-``advml/audit/reference.py``) on mnist-5k's 4,000 training images with each robust
+``advml/models/reference.py``) on mnist-5k's 4,000 training images with each robust
 training method, then evaluates every model - the standard reference CNN included -
 on the 1,000 test images: clean accuracy and robust accuracy under PGD-40 at ε = 0.3
 (the issue's target: >= 70% robust, clean accuracy at most 3 points below the
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.reference import reference_model
 from advml.data import load_dataset
 from advml.defences.training import RobustTraining
 from advml.defences.training.cross_eval import cross_evaluate, default_attacks
 from advml.models import TorchClassifier, load_model, save_model
+from advml.models.reference import reference_model
 
 # The recipe for the mnist-5k CNN, sized for a shared 2-core machine: adversarial
 # fine-tuning of the reference CNN (init="model") with 5 PGD steps of 2.5 * eps / 5

@@ -23,7 +23,7 @@ Null models ("independently trained on the same data": own seed, no watermark; c
 under ``benchmarks/.cache/watermark``; seeds 1..N, calibration seeds 101..):
 
 - digits MLP: ``--nulls`` reference MLPs trained with the reference recipe
-  (:data:`advml.audit.reference.TRAINING`, 60 epochs with early stopping), and
+  (:data:`advml.models.reference.TRAINING`, 60 epochs with early stopping), and
   ``--calibration`` more for the empirical null;
 - mnist-5k CNN: one training of the CNN takes minutes on two shared CPU cores, so only
   ``--cnn-nulls`` CNNs are trained, with the reference recipe capped at
@@ -47,9 +47,9 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.reference import reference_model, train_reference
 from advml.data import load_dataset
 from advml.models import TorchClassifier, load_model, save_model
+from advml.models.reference import reference_model, train_reference
 from advml.watermark import RemovalAttack, WatermarkScheme, calibrate, robustness_table, verify
 
 torch.set_num_threads(1)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import numpy as np
 import pytest
+import torch
 
 import advml.audit.sections.evasion as audit_run
 from advml.audit import AuditConfig, plan, run_audit
 from advml.data import load_dataset
 from advml.models import CallableClassifier, TorchClassifier
-from advml.report import report_schema
+from advml.report import SCHEMA_VERSION, report_schema
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +257,31 @@ def test_constrained_adversary_reaches_every_attack_that_keeps_the_rules(tmp_pat
     assert "Constrained adversary" in (tmp_path / "report.html").read_text()
     with pytest.raises(ValueError, match="constraints"):
         AuditConfig(constraints={"frozen": [0]})
+
+
+def test_report_records_what_its_numbers_depend_on(digits, digits_mlp: TorchClassifier) -> None:
+    """Threads, library versions and CPU kernels change float sums and so trained
+    weights; the report names them (issue 11 §2.7)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        report = run_audit(
+            _config(n_samples=20, eps=(0.0,), attacks=("fgsm",)),
+            model=copy.deepcopy(digits_mlp),
+            dataset=digits,
+            show_progress=False,
+        ).report
+    finally:
+        torch.set_num_threads(before)
+    jsonschema.validate(report, report_schema())
+    env = report["environment"]
+    assert env["torch_threads"] == 2
+    assert env["torch_interop_threads"] == torch.get_num_interop_threads()
+    assert env["torch"] == torch.__version__
+    assert env["numpy"] == np.__version__
+    assert env["python"] == platform.python_version()
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["device"] == "cpu"
+    assert report["schema_version"] == SCHEMA_VERSION
+    assert report["model"]["fingerprint"] == digits_mlp.fingerprint()
+    assert report["model"]["description"] == digits_mlp.describe()

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
-from advml.models import Classifier, TorchClassifier
+from advml.models import CallableClassifier, Classifier, TorchClassifier
+from advml.models.torch import reinitialise, require_torch
 
 
 @pytest.fixture
@@ -430,3 +431,81 @@ def test_clone_is_independent_and_keeps_the_masks(mlp: TorchClassifier, digits_d
     with torch.no_grad():
         next(twin.module.parameters()).add_(1.0)
     assert not torch.equal(next(twin.module.parameters()), next(mlp.module.parameters()))
+
+
+def test_fingerprint_follows_the_weights_and_normalisation(mlp: TorchClassifier) -> None:
+    """The audit's cache keys: same weights, same key; any changed weight, a new key."""
+    key = mlp.fingerprint()
+    assert key == mlp.clone().fingerprint()
+    normalised = TorchClassifier(
+        mlp.module, input_shape=(1, 8, 8), n_classes=10, preprocessing=(0.5, 0.25)
+    )
+    assert normalised.fingerprint() != key
+    with torch.no_grad():
+        next(mlp.module.parameters()).view(-1)[0] += 1e-3
+    assert mlp.fingerprint() != key
+
+
+def test_describe_names_the_network_and_its_size(mlp: TorchClassifier) -> None:
+    n_params = sum(p.numel() for p in mlp.module.parameters())
+    assert mlp.describe() == f"PyTorch mlp ({n_params:,} parameters), white-box"
+
+    class Outside(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.fc(x.flatten(1))
+
+    model = TorchClassifier(Outside(), input_shape=(1, 8, 8), n_classes=10)
+    assert model.describe() == "PyTorch Outside (650 parameters), white-box"
+
+
+class _BatchNormNet(nn.Module):
+    """A network defined outside advml, with BatchNorm and one bare parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 64, 10)
+        self.temperature = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1)) / self.temperature
+
+
+def test_reinitialised_draws_seeded_fresh_weights_and_keeps_the_original() -> None:
+    torch.manual_seed(0)
+    model = TorchClassifier(_BatchNormNet(), input_shape=(1, 8, 8), n_classes=10)
+    with torch.no_grad():
+        model.module.bn.weight.fill_(3.0)
+        model.module.temperature.fill_(2.0)
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    state = torch.random.get_rng_state()
+    a, b, c = model.reinitialised(1), model.reinitialised(1), model.reinitialised(2)
+    assert torch.equal(torch.random.get_rng_state(), state)  # global state untouched
+    assert all(torch.equal(v, model.module.state_dict()[k]) for k, v in before.items())
+    wa, wb, wc = (m.module.state_dict() for m in (a, b, c))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(wa["conv.weight"], wc["conv.weight"])
+    assert not torch.equal(wa["conv.weight"], before["conv.weight"])
+    assert torch.equal(wa["bn.weight"], torch.ones(4))  # BatchNorm reset too
+    # no reset_parameters() covers the bare parameter: it keeps its value, and is named
+    assert float(wa["temperature"]) == 2.0
+    fresh = copy.deepcopy(model.module)
+    assert reinitialise(fresh, 1) == ["temperature"]
+
+
+def test_require_torch_names_who_needs_what() -> None:
+    torch_model = TorchClassifier(_BatchNormNet(), input_shape=(1, 8, 8), n_classes=10)
+    assert require_torch(torch_model, "Uchida") is torch_model
+    api = CallableClassifier(
+        lambda x: np.zeros((len(x), 10)), input_shape=(1, 8, 8), n_classes=10, bounds=(0, 1)
+    )
+    with pytest.raises(
+        UnsupportedModelError,
+        match=r"Uchida needs a white-box.*its layer weights; got CallableClassifier",
+    ):
+        require_torch(api, "Uchida", "its layer weights")

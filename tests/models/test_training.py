@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from advml.models import History, TorchClassifier, train, validation_split
+from advml.models import History, TorchClassifier, TrainingRecipe, train, validation_split
 from advml.models.architectures import mlp
 
 
@@ -304,3 +304,59 @@ def test_validation_split_partitions_the_records() -> None:
         validation_split(2, 0.9, seed=0)
     with pytest.raises(ValueError, match="val_fraction"):
         validation_split(10, 0.0, seed=0)
+
+
+def test_a_recipe_is_the_same_call_as_its_keywords(digits_data: Any) -> None:
+    x, y = digits_data.x_train, digits_data.y_train
+    settings: dict[str, Any] = dict(
+        epochs=3, batch_size=32, lr=0.05, optimizer="sgd", momentum=0.8, weight_decay=1e-4,
+        val_fraction=0.2, patience=1, schedule="cosine",
+    )  # fmt: skip
+    by_keywords, by_recipe = small_model(dropout=0.3), small_model(dropout=0.3)
+    h1 = train(by_keywords, x, y, seed=5, show_progress=False, **settings)
+    h2 = train(by_recipe, x, y, seed=5, show_progress=False, recipe=TrainingRecipe(**settings))
+    assert h1.train_loss == h2.train_loss and h1.best_epoch == h2.best_epoch
+    w1, w2 = weights(by_keywords), weights(by_recipe)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_the_loop_is_plain_minibatch_training(digits_data: Any) -> None:
+    """Bit for bit what a plain loop does (seeded shuffle, cosine SGD, dropout): the loop's
+    parts (split, epoch, early stopping) change nothing of the arithmetic."""
+    x, y = digits_data.x_train[:400], digits_data.y_train[:400]
+    model = small_model(dropout=0.3)
+    train(
+        model, x, y, epochs=3, batch_size=50, lr=0.1, optimizer="sgd", schedule="cosine",
+        val_fraction=0.0, seed=11, show_progress=False,
+    )  # fmt: skip
+
+    plain = small_model(dropout=0.3)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    opt = torch.optim.SGD(plain.module.parameters(), lr=0.1, momentum=0.9)
+    gen, step, total = torch.Generator().manual_seed(11), 0, 3 * 8
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        for _ in range(3):
+            plain.module.train()
+            order = torch.randperm(400, generator=gen)
+            for i in range(0, 400, 50):
+                idx = order[i : i + 50]
+                opt.zero_grad()
+                loss = F.cross_entropy(plain.forward(xt[idx]), yt[idx])
+                loss.backward()
+                for group in opt.param_groups:  # Loshchilov & Hutter 2017, eq. 5
+                    group["lr"] = 0.1 * 0.5 * (1 + math.cos(math.pi * step / total))
+                step += 1
+                opt.step()
+    w1, w2 = weights(model), weights(plain)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_a_recipe_and_keywords_together_are_refused(digits_data: Any) -> None:
+    with pytest.raises(ValueError, match="either as recipe=TrainingRecipe"):
+        train(
+            small_model(), digits_data.x_train, digits_data.y_train, epochs=2,
+            recipe=TrainingRecipe(epochs=3), show_progress=False,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="epochs"):
+        TrainingRecipe(epochs=0)

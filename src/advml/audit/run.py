@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import platform
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,26 +20,27 @@ import torch
 
 from advml import __version__
 from advml.audit.config import AuditConfig
-from advml.audit.reference import reference_model
 from advml.audit.sections import AuditContext, AuditSection, available_sections
 from advml.audit.sections.base import Threat
 from advml.audit.sections.evasion import plan as evasion_plan
 from advml.data import Dataset, load_dataset
 from advml.evasion.base import EvasionAttack
+from advml.models.access import restrict_access
 from advml.models.base import Classifier
 from advml.models.checks import check_finite_outputs
 from advml.models.io import load_model
-from advml.models.torch import TorchClassifier
+from advml.models.reference import reference_model
+from advml.report import write_report
+from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import ResultCache, fingerprint
 from advml.runtime.progress import progress
 
-__all__ = ["SCHEMA_VERSION", "AuditResult", "load_report", "plan", "run_audit"]
+__all__ = ["SCHEMA_VERSION", "AuditResult", "environment", "load_report", "plan", "run_audit"]
 
 # Which steps ran and which were read back: written to OUT/audit.log, not the terminal.
 log = logging.getLogger("advml.audit.steps")
 log.propagate = False
 
-SCHEMA_VERSION = "2.0"
 THREATS: tuple[Threat, ...] = ("integrity", "confidentiality", "ownership")
 _THREAT_WORDS = {
     "integrity": "Integrity: can an attacker make the model give wrong answers?",
@@ -125,6 +127,34 @@ def _run_audit(
     started = time.perf_counter()
     sections = _chosen_sections(config)
     ds = dataset if dataset is not None else load_dataset(config.dataset)
+    model, model_info = _audited_model(config, ds, model, show_progress=show_progress)
+    out_dir = Path(out) if out is not None else None
+    ctx = _context(config, ds, model, model_info, out_dir=out_dir, show_progress=show_progress)
+    report_sections, skipped, artifacts = _run_sections(ctx, sections, show_progress=show_progress)
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "advml_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 2),
+        "environment": environment(model),
+        "config": config.to_dict(),
+        "dataset": _dataset_entry(ctx),
+        "model": _model_entry(ctx),
+        "sections": report_sections,
+        "skipped_sections": skipped,
+        "summary": _summary(report_sections, skipped),
+    }
+    report["thresholds"] = check_thresholds(report, config)
+    if out_dir is not None:
+        write_report(report, out_dir, artifacts=artifacts)
+    return AuditResult(report=report, artifacts=artifacts, out=out_dir)
+
+
+def _audited_model(
+    config: AuditConfig, ds: Dataset, model: Classifier | None, *, show_progress: bool
+) -> tuple[Classifier, dict[str, Any]]:
+    """The model the audit attacks, as the threat model's adversary sees it, and how it
+    was obtained (given, read from a file, or a reference model trained or read back)."""
     model_info: dict[str, Any]
     if model is not None:
         model_info = {"source": "given"}
@@ -146,12 +176,22 @@ def _run_audit(
             f"dataset {ds.name!r} has inputs {ds.input_shape} and {ds.n_classes} classes; "
             f"choose the dataset the model was trained on (--dataset)"
         )
+    return model, model_info
+
+
+def _context(
+    config: AuditConfig,
+    ds: Dataset,
+    model: Classifier,
+    model_info: dict[str, Any],
+    *,
+    out_dir: Path | None,
+    show_progress: bool,
+) -> AuditContext:
+    """The context every section gets: the evaluated subset, the fingerprints that key
+    the step cache, and the clean predictions (itself a cached step)."""
     sub = ds.subset(n_test=min(config.n_samples, ds.x_test.shape[0]), seed=config.seed)
     x, y = sub.x_test, sub.y_test
-    out_dir = Path(out) if out is not None else None
-    cache = ResultCache(out_dir / "steps") if out_dir is not None else None
-    model_fp = model_fingerprint(model)
-    data_fp = fingerprint([x, y])
     ctx = AuditContext(
         config=config,
         model=model,
@@ -161,15 +201,21 @@ def _run_audit(
         y=y,
         clean_pred=np.empty(0, dtype=np.int64),
         clean_proba=np.empty((0, model.n_classes), dtype=np.float32),
-        model_fp=model_fp,
-        data_fp=data_fp,
-        cache=cache,
+        model_fp=model.fingerprint(),
+        data_fp=fingerprint([x, y]),
+        cache=ResultCache(out_dir / "steps") if out_dir is not None else None,
         show_progress=show_progress,
         section="clean",
     )
     _, clean = ctx.step("predictions", None, lambda: _clean_step(model, x, y))
-    ctx = replace(ctx, clean_pred=clean["pred"], clean_proba=clean["proba"])
+    return replace(ctx, clean_pred=clean["pred"], clean_proba=clean["proba"])
 
+
+def _run_sections(
+    ctx: AuditContext, sections: dict[str, type[AuditSection]], *, show_progress: bool
+) -> tuple[dict[str, Any], list[dict[str, str]], dict[str, dict[str, np.ndarray]]]:
+    """Each section in report order: its report entry (or why it was skipped) and the
+    arrays its pictures draw."""
     report_sections: dict[str, Any] = {}
     skipped: list[dict[str, str]] = []
     artifacts: dict[str, dict[str, np.ndarray]] = {}
@@ -179,7 +225,7 @@ def _run_audit(
     for name, cls in bar:
         bar.set_postfix_str(name)
         section = cls()
-        settings = cls.settings_for(config)
+        settings = cls.settings_for(ctx.config)
         sctx = ctx.for_section(name)
         reason = section.skip_reason(sctx, settings)
         if reason is not None:
@@ -198,69 +244,59 @@ def _run_audit(
         }
         if output.artifacts:
             artifacts[name] = output.artifacts
+    return report_sections, skipped, artifacts
 
-    report: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "advml_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - started, 2),
-        "config": config.to_dict(),
-        "dataset": {
-            "name": ds.name,
-            "description": ds.description,
-            "input_shape": list(ds.input_shape),
-            "n_classes": ds.n_classes,
-            "class_names": list(ds.class_names),
-            "bounds": list(ds.bounds),
-            "n_evaluated": int(x.shape[0]),
-            "fingerprint": data_fp,
-        },
-        "model": {
-            **model_info,
-            "adapter": type(model).__name__,
-            "description": _describe(model),
-            "has_gradients": bool(model.has_gradients),
-            "has_scores": bool(model.has_scores),
-            "fingerprint": model_fp,
-            "clean_accuracy": ctx.clean_accuracy,
-        },
-        "sections": report_sections,
-        "skipped_sections": skipped,
-        "summary": _summary(report_sections, skipped),
+
+def _dataset_entry(ctx: AuditContext) -> dict[str, Any]:
+    ds = ctx.dataset
+    return {
+        "name": ds.name,
+        "description": ds.description,
+        "input_shape": list(ds.input_shape),
+        "n_classes": ds.n_classes,
+        "class_names": list(ds.class_names),
+        "bounds": list(ds.bounds),
+        "n_evaluated": int(ctx.x.shape[0]),
+        "fingerprint": ctx.data_fp,
     }
-    report["thresholds"] = check_thresholds(report, config)
-    if out_dir is not None:
-        from advml.report import write_report
-
-        write_report(report, out_dir, artifacts=artifacts)
-    return AuditResult(report=report, artifacts=artifacts, out=out_dir)
 
 
-def restrict_access(model: Classifier, access: str) -> Classifier:
-    """``model`` as an adversary with ``access`` sees it: a prediction API that returns
-    scores (``"scores"``: no gradients) or labels only (``"labels"``)."""
-    from advml.models import CallableClassifier
+def _model_entry(ctx: AuditContext) -> dict[str, Any]:
+    model = ctx.model
+    return {
+        **ctx.model_info,
+        "adapter": type(model).__name__,
+        "description": model.describe(),
+        "has_gradients": bool(model.has_gradients),
+        "has_scores": bool(model.has_scores),
+        "fingerprint": ctx.model_fp,
+        "clean_accuracy": ctx.clean_accuracy,
+    }
 
-    if access == "white-box":
-        return model
-    if access == "scores" and not model.has_scores:
-        raise ValueError("access='scores' needs a model that returns scores; this one gives labels")
 
-    def answer(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            if access == "scores":
-                return torch.softmax(model.logits(x), dim=1)
-            return model.predict_labels(x)
+def environment(model: Classifier | None = None) -> dict[str, Any]:
+    """What the numbers of an audit depend on besides its config and seed.
 
-    return CallableClassifier(
-        answer,
-        input_shape=model.input_shape,
-        n_classes=model.n_classes,
-        bounds=model.bounds,
-        returns="probs" if access == "scores" else "labels",
-        accepts="torch",
-        device=model.device,
-    )
+    The same seed gives the same weights and the same report only with the same thread
+    counts (the order of float additions in a parallel reduction depends on them), the
+    same torch and numpy versions and the same CPU kernels (``cpu_capability``: AVX2 and
+    AVX512 kernels round differently). A report records them so that two reports can be
+    compared knowingly.
+    """
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda": torch.version.cuda,
+    }
+    if model is not None:
+        env["device"] = str(model.device)
+    return env
 
 
 def check_thresholds(report: dict[str, Any], config: AuditConfig) -> dict[str, Any]:
@@ -365,36 +401,6 @@ def plan(
 def _plain(obj: Any) -> Any:
     """Settings as JSON data (tuples to lists)."""
     return json.loads(json.dumps(obj, default=str))
-
-
-def model_fingerprint(model: Classifier) -> str:
-    """A hash of the model: its weights for torch models, else answers on a fixed probe."""
-    meta = [type(model).__name__, list(model.input_shape), model.n_classes, list(model.bounds)]
-    if isinstance(model, TorchClassifier):
-        state = {k: v.detach().cpu().numpy() for k, v in model.module.state_dict().items()}
-        return fingerprint([meta, state, repr(model.preprocessing)])
-    gen = torch.Generator().manual_seed(12345)
-    low, high = model.bounds
-    probe = low + (high - low) * torch.rand(16, *model.input_shape, generator=gen)
-    probe = probe.to(model.device)
-    with torch.no_grad():
-        if model.has_scores:
-            answer = np.round(torch.softmax(model.logits(probe), 1).cpu().numpy(), 5)
-        else:
-            answer = model.predict_labels(probe).cpu().numpy()
-    return fingerprint([meta, answer])
-
-
-def _describe(model: Classifier) -> str:
-    describe = getattr(model, "describe", None)
-    if callable(describe):
-        return str(describe())
-    if isinstance(model, TorchClassifier):
-        arch = getattr(model.module, "advml_architecture", None)
-        n_params = sum(p.numel() for p in model.module.parameters())
-        name = arch[0] if arch else type(model.module).__name__
-        return f"PyTorch {name} ({n_params:,} parameters), white-box"
-    return repr(model)
 
 
 def _clean_step(

@@ -89,9 +89,9 @@ def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-
 
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model (``--model`` or the cached reference model) and the dataset."""
-    from advml.audit.reference import reference_model
     from advml.data import load_dataset
     from advml.models.io import load_model
+    from advml.models.reference import reference_model
 
     ds = load_dataset(args.dataset or getattr(args, "default_dataset", "mnist-5k"))
     if args.model:

@@ -177,10 +177,10 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from advml.audit.reference import reference_model
     from advml.data import load_dataset
     from advml.metrics import accuracy
     from advml.models.io import save_model
+    from advml.models.reference import reference_model
 
     ds = load_dataset(args.dataset)
     model, info = reference_model(

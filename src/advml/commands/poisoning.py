@@ -116,9 +116,9 @@ def _list(*families: str) -> int:
 
 def _poison(args: argparse.Namespace) -> int:
     from advml import registry
-    from advml.audit.reference import default_architecture, train_reference
     from advml.data import load_dataset
     from advml.models.io import save_model
+    from advml.models.reference import default_architecture, train_reference
     from advml.models.torch import TorchClassifier
     from advml.poisoning import PoisoningAttack, poison_and_train, save_poisoned
 

@@ -129,7 +129,7 @@ def _defence_args(p: argparse.ArgumentParser) -> None:
 def _as_attacked(model: Any, args: argparse.Namespace) -> Any:
     """The model as the attacker sees it: access restriction, then output defence."""
     from advml import registry
-    from advml.audit.run import restrict_access
+    from advml.models.access import restrict_access
 
     seen = restrict_access(model, args.access)
     if args.defence != "none":
@@ -275,10 +275,10 @@ def _membership_setup(args: argparse.Namespace) -> dict[str, Any]:
     """Members, non-members, the attacker's data and how shadows are trained."""
     import numpy as np
 
-    from advml.audit.reference import TRAINING, default_architecture
     from advml.data import load_dataset
     from advml.models import TorchClassifier, build_architecture, train
     from advml.models.io import load_model
+    from advml.models.reference import TRAINING, default_architecture
 
     ds = load_dataset(args.dataset)
     rng = np.random.default_rng(args.seed)
@@ -385,9 +385,9 @@ def _invert(args: argparse.Namespace) -> int:
     import numpy as np
 
     from advml import registry
-    from advml.audit.reference import reference_model
     from advml.data import load_dataset
     from advml.models.io import load_model
+    from advml.models.reference import reference_model
     from advml.privacy.inversion import evaluate_inversion, independent_judge
 
     settings = dict(args.settings)

@@ -57,11 +57,11 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from advml import registry
-    from advml.audit.reference import TRAINING, default_architecture
     from advml.data import load_dataset
     from advml.defences.training import RobustTraining
     from advml.metrics import accuracy
     from advml.models import TorchClassifier, build_architecture, load_model, save_model
+    from advml.models.reference import TRAINING, default_architecture
 
     if args.list:
         for short, name in METHODS.items():

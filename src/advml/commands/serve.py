@@ -74,8 +74,8 @@ def _serve(args: argparse.Namespace) -> int:
             f"advml serve needs FastAPI and uvicorn ({err}); install them with "
             f"pip install 'fastapi>=0.110' 'uvicorn>=0.29'"
         ) from err
-    from advml.audit.reference import default_architecture
     from advml.commands._common import load_model_and_data
+    from advml.models.reference import default_architecture
 
     model, ds = load_model_and_data(args)
     description = (

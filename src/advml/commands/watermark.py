@@ -148,8 +148,8 @@ def _references(model: Any, ds: Any, n: int, quiet: bool) -> list[Any]:
     """``n`` models trained like the reference one from other seeds (the empirical null)."""
     import torch
 
-    from advml.audit.reference import TRAINING, default_architecture
     from advml.models import TorchClassifier, build_architecture, train
+    from advml.models.reference import TRAINING, default_architecture
 
     arch = default_architecture(ds)
     recipe = TRAINING[arch]

@@ -1,4 +1,5 @@
-"""The model seam: the Classifier protocol, its adapters, reference networks, training."""
+"""The model seam: the Classifier protocol, its adapters, access levels, reference
+networks (:mod:`advml.models.reference`), the one training loop."""
 
 from advml.models.architectures import build as build_architecture
 from advml.models.base import BaseClassifier, Classifier
@@ -6,7 +7,7 @@ from advml.models.callable import CallableClassifier
 from advml.models.io import load_model, save_model
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
-from advml.models.training import History, train, validation_split
+from advml.models.training import History, TrainingRecipe, train, validation_split
 
 __all__ = [
     "BaseClassifier",
@@ -15,6 +16,7 @@ __all__ = [
     "History",
     "SklearnClassifier",
     "TorchClassifier",
+    "TrainingRecipe",
     "build_architecture",
     "load_model",
     "save_model",

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
+from advml.runtime.cache import fingerprint as hash_data
 from advml.validation import (
     check_bounds,
     check_finite,
@@ -29,7 +30,7 @@ from advml.validation import (
     check_number,
 )
 
-__all__ = ["BaseClassifier", "Classifier"]
+__all__ = ["BaseClassifier", "Classifier", "same_kind_as"]
 
 
 @runtime_checkable
@@ -86,6 +87,14 @@ class Classifier(Protocol):
 
     def evaluating(self) -> contextlib.AbstractContextManager[None]:
         """Context in which the model is in inference mode (restored afterwards)."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A hash that changes when the model's answers can change (cache keys)."""
+        ...
+
+    def describe(self) -> str:
+        """One line for reports: what the model is and how advml reaches it."""
         ...
 
 
@@ -220,7 +229,7 @@ class BaseClassifier:
             )
         t = self.as_tensor(x)
         out = self._batched(t, lambda b: torch.softmax(self.logits(b), dim=1), batch_size)
-        return _like(out, x)
+        return same_kind_as(out, x)
 
     @overload
     def predict(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray: ...
@@ -232,7 +241,7 @@ class BaseClassifier:
         """Predicted class indices, shape ``(n,)``; numpy in, numpy out."""
         t = self.as_tensor(x)
         out = self._batched(t, self.predict_labels, batch_size)
-        return _like(out, x)
+        return same_kind_as(out, x)
 
     def _batched(self, x: Tensor, fn: object, batch_size: int | None) -> Tensor:
         if batch_size is not None:
@@ -247,6 +256,33 @@ class BaseClassifier:
                 parts.append(fn(x[start : start + size]))  # type: ignore[operator]
         return torch.cat(parts)
 
+    # -- identity --------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A hash of the model's answers on a fixed probe of 16 random inputs.
+
+        Adapters that can read their weights override this with a hash of the weights;
+        this default works for any model, black-box included. Scores are rounded to 5
+        decimals so that the last bits of float arithmetic do not change the key.
+        """
+        gen = torch.Generator().manual_seed(12345)
+        low, high = self.bounds
+        probe = low + (high - low) * torch.rand(16, *self.input_shape, generator=gen)
+        probe = probe.to(self.device)
+        with torch.no_grad():
+            if self.has_scores:
+                answer = np.round(torch.softmax(self.logits(probe), 1).cpu().numpy(), 5)
+            else:
+                answer = self.predict_labels(probe).cpu().numpy()
+        return hash_data([self._identity(), answer])
+
+    def _identity(self) -> list[object]:
+        """What every fingerprint starts with: adapter, input shape, classes, bounds."""
+        return [type(self).__name__, list(self.input_shape), self.n_classes, list(self.bounds)]
+
+    def describe(self) -> str:
+        """One line for reports; adapters say more (framework, access)."""
+        return repr(self)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(input_shape={self.input_shape}, n_classes={self.n_classes}, "
@@ -254,7 +290,12 @@ class BaseClassifier:
         )
 
 
-def _like(out: Tensor, template: np.ndarray | Tensor) -> np.ndarray | Tensor:
+def same_kind_as(out: Tensor, template: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """``out`` as the caller gave its input: a tensor on the input's device, or numpy.
+
+    The public boundary's rule (numpy in, numpy out; tensor in, tensor out), shared by
+    the adapters and by wrappers such as the output defences.
+    """
     if isinstance(template, Tensor):
         return out.to(template.device) if template.device != out.device else out
     return out.cpu().numpy()

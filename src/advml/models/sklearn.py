@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, _like
+from advml.models.base import BaseClassifier, same_kind_as
 
 __all__ = ["SklearnClassifier"]
 
@@ -278,7 +278,7 @@ class SklearnClassifier(BaseClassifier):
             out = np.asarray(self.estimator.decision_function(self._numpy(batch)))
             return torch.as_tensor(out, dtype=torch.float64, device=self.device)
 
-        return _like(self._batched(self.as_tensor(x), run, batch_size), x)
+        return same_kind_as(self._batched(self.as_tensor(x), run, batch_size), x)
 
     # -- the check that the twin is exact ----------------------------------------------
     def _matches_estimator(self, exact: _Exact) -> bool:

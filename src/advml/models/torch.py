@@ -11,9 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, _like
+from advml.models.base import BaseClassifier, same_kind_as
+from advml.runtime.cache import fingerprint as hash_data
 
-__all__ = ["TorchClassifier"]
+__all__ = ["TorchClassifier", "reinitialise", "require_torch"]
 
 
 class TorchClassifier(BaseClassifier):
@@ -172,7 +173,7 @@ class TorchClassifier(BaseClassifier):
             self._batched(t, self.logits, batch_size)
         finally:
             handle.remove()
-        return _like(torch.cat(captured), x)
+        return same_kind_as(torch.cat(captured), x)
 
     def n_units(self, layer: str) -> int:
         """Number of units of ``layer``: channels of a conv output, features of a linear one."""
@@ -187,6 +188,19 @@ class TorchClassifier(BaseClassifier):
         finally:
             handle.remove()
         return int(shapes[0])
+
+    # -- identity --------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A hash of the weights (every tensor of the state dict) and the normalisation."""
+        state = {k: v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+        return hash_data([self._identity(), state, repr(self.preprocessing)])
+
+    def describe(self) -> str:
+        """One line for reports: the network, its size, white-box."""
+        arch = getattr(self.module, "advml_architecture", None)
+        n_params = sum(p.numel() for p in self.module.parameters())
+        name = arch[0] if arch else type(self.module).__name__
+        return f"PyTorch {name} ({n_params:,} parameters), white-box"
 
     def clone(self) -> TorchClassifier:
         """An independent copy: same network and weights, bounds, normalisation and masks.
@@ -211,6 +225,13 @@ class TorchClassifier(BaseClassifier):
         )
         for layer, mask in self._masks.items():
             twin.set_unit_mask(layer, mask.bool())
+        return twin
+
+    def reinitialised(self, seed: int) -> TorchClassifier:
+        """:meth:`clone` with fresh, seeded initial weights (same architecture): the
+        start of training a model like this one from scratch (see :func:`reinitialise`)."""
+        twin = self.clone()
+        reinitialise(twin.module, seed)
         return twin
 
     def set_unit_mask(self, layer: str, keep: np.ndarray | Tensor | Sequence[bool]) -> None:
@@ -250,3 +271,51 @@ class TorchClassifier(BaseClassifier):
             handle.remove()
         self._mask_hooks.clear()
         self._masks.clear()
+
+
+def reinitialise(module: nn.Module, seed: int) -> list[str]:
+    """Draw fresh initial weights for ``module`` in place, seeded; the global random state
+    is left alone.
+
+    Every submodule with ``reset_parameters()`` (linear, convolution, normalisation
+    layers...) draws its own initial values again, in module order, so the same seed
+    gives the same weights.
+
+    Returns
+    -------
+    list of str
+        The parameters no ``reset_parameters()`` covered (they keep their values); the
+        caller decides whether that deserves a warning.
+    """
+    covered: set[int] = set()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for sub in module.modules():
+            reset = getattr(sub, "reset_parameters", None)
+            if callable(reset):
+                reset()
+                covered.update(id(p) for p in sub.parameters(recurse=False))
+    return [name for name, p in module.named_parameters() if id(p) not in covered]
+
+
+def require_torch(
+    model: object, who: str, needs: str = "its weights and layers"
+) -> TorchClassifier:
+    """``model`` if it is a :class:`TorchClassifier`, else :class:`UnsupportedModelError`
+    saying who needs it, for what, and how to get one.
+
+    Parameters
+    ----------
+    model : object
+        The model given.
+    who : str
+        What needs it, e.g. ``"Uchida"`` or ``"Neural Cleanse"``.
+    needs : str
+        What of the network it needs, e.g. ``"its named layers"``.
+    """
+    if not isinstance(model, TorchClassifier):
+        raise UnsupportedModelError(
+            f"{who} needs a white-box PyTorch model (TorchClassifier) for {needs}; got "
+            f"{type(model).__name__}. Wrap an nn.Module with advml.models.TorchClassifier"
+        )
+    return model

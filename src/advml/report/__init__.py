@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from advml.report.html import render_html
+from advml.report.model import SCHEMA_VERSION
 from advml.report.terminal import format_summary
 from advml.runtime.files import atomic_write
 
-__all__ = ["format_summary", "render_html", "report_schema", "write_report"]
+__all__ = ["SCHEMA_VERSION", "format_summary", "render_html", "report_schema", "write_report"]
 
 
 def report_schema() -> dict[str, Any]:

@@ -210,8 +210,8 @@ def _training_subset(
 def _rebuild(ctx: AuditContext, weights: Mapping[str, np.ndarray]) -> TorchClassifier:
     import torch
 
-    from advml.audit.reference import TRAINING
     from advml.models import build_architecture
+    from advml.models.reference import TRAINING
 
     arch = ctx.architecture
     assert arch is not None  # skip_reason said so

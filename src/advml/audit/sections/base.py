@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
+from advml.models.reference import train_reference
+from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import ResultCache, fingerprint
 from advml.runtime.progress import progress
 
@@ -129,11 +131,9 @@ class AuditContext:
         """A fresh model of the audited model's architecture trained like it on ``x, y``.
 
         Only for :attr:`retrainable` models; uses the reference training recipe
-        (:data:`advml.audit.reference.TRAINING`), so a poisoned or watermarked copy is
+        (:data:`advml.models.reference.TRAINING`), so a poisoned or watermarked copy is
         trained exactly as the audited model was, apart from its data.
         """
-        from advml.audit.reference import train_reference
-
         if self.architecture is None:
             raise ValueError(
                 f"section {self.section!r} needs to retrain the model, but advml does not "
@@ -186,8 +186,7 @@ class AuditContext:
 
 
 def _step_version() -> str:
-    from advml.audit.run import SCHEMA_VERSION
-
+    """Part of every step's key: a new report schema recomputes the steps."""
     return SCHEMA_VERSION
 
 

@@ -259,9 +259,7 @@ def _robust_model(path: str, audited: Classifier) -> Classifier:
 
 
 def _model_fp(model: Classifier) -> str:
-    from advml.audit.run import model_fingerprint
-
-    return model_fingerprint(model)
+    return model.fingerprint()
 
 
 def _robust_model_step(

@@ -30,6 +30,7 @@ import torch
 
 from advml import registry
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.models.access import restrict_access
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import train
@@ -405,8 +406,6 @@ def _key_from(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Wate
 
 def _suspect(model: Classifier, access: str) -> Classifier:
     """``model`` as the owner can query it under the threat model's ``access``."""
-    from advml.audit.run import restrict_access  # run imports the sections: at call time
-
     return restrict_access(model, access)
 
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, Classifier, _like
+from advml.models.base import BaseClassifier, Classifier, same_kind_as
 from advml.runtime.seeding import make_generator
 
 __all__ = ["PROBA_FLOOR", "HardenedClassifier", "OutputDefence"]
@@ -173,7 +173,7 @@ class HardenedClassifier(BaseClassifier):
                 else:
                     labels = self._labels(xb)
                     parts.append(torch.nn.functional.one_hot(labels, self.n_classes).float())
-        return _like(torch.cat(parts), x)
+        return same_kind_as(torch.cat(parts), x)
 
     def __repr__(self) -> str:
         return f"HardenedClassifier({self.model!r}, {self.defence!r})"

@@ -12,7 +12,7 @@ a :class:`PrivateTrainedModel`.
 """
 
 from advml.defences.training.adversarial import FGSMTraining, PGDTraining
-from advml.defences.training.base import RobustTraining, TrainedModel, clone_model
+from advml.defences.training.base import RobustTraining, TrainedModel
 from advml.defences.training.dp import DPSGD, PrivateTrainedModel
 from advml.defences.training.regularised import Regularised
 from advml.defences.training.standard import StandardTraining
@@ -28,5 +28,4 @@ __all__ = [
     "RobustTraining",
     "StandardTraining",
     "TrainedModel",
-    "clone_model",
 ]

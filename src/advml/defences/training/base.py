@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.torch import TorchClassifier
+from advml.models.torch import TorchClassifier, reinitialise
 from advml.models.training import History, train
 from advml.validation import check_bool, check_choice, check_in_bounds, check_number
 
@@ -31,7 +30,6 @@ __all__ = [
     "RobustTraining",
     "TrainedModel",
     "check_training_settings",
-    "clone_model",
 ]
 
 Init = Literal["scratch", "model"]
@@ -91,24 +89,6 @@ def check_training_settings(
         )
     check_choice("init", init, ("scratch", "model"))
     check_number("seed", seed, low=0, integer=True)
-
-
-def clone_model(model: TorchClassifier) -> TorchClassifier:
-    """An independent copy of ``model``: same network, weights, bounds, normalisation."""
-    return model.clone()
-
-
-def _reinitialise(module: nn.Module, seed: int) -> list[str]:
-    """Draw fresh initial weights (seeded); return parameters that could not be reset."""
-    covered: set[int] = set()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for sub in module.modules():
-            reset = getattr(sub, "reset_parameters", None)
-            if callable(reset):
-                reset()
-                covered.update(id(p) for p in sub.parameters(recurse=False))
-    return [name for name, p in module.named_parameters() if id(p) not in covered]
 
 
 class RobustTraining(Component):
@@ -177,9 +157,9 @@ class RobustTraining(Component):
         check_bool("show_progress", show_progress)
         xt = model.as_tensor(x, name="x")
         check_in_bounds("x", xt, model.bounds)
-        target = model if inplace else clone_model(model)
+        target = model if inplace else model.clone()
         if self.init == "scratch":
-            missed = _reinitialise(target.module, self.seed)
+            missed = reinitialise(target.module, self.seed)
             if missed:
                 warnings.warn(
                     f"init='scratch' could not draw new values for {', '.join(missed)} "

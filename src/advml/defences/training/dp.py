@@ -15,7 +15,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -24,14 +24,14 @@ from torch.nn import functional as F
 
 from advml import registry
 from advml.base import Component
-from advml.defences.training.base import TrainedModel, clone_model
+from advml.defences.training.base import TrainedModel
 from advml.errors import UnsupportedModelError
 from advml.models.torch import TorchClassifier
 from advml.models.training import History
 from advml.runtime.progress import progress
 from advml.validation import check_bool, check_choice, check_in_bounds, check_labels, check_number
 
-__all__ = ["DPSGD", "PrivateTrainedModel", "reinitialised_copy"]
+__all__ = ["DPSGD", "PrivateTrainedModel"]
 
 
 @dataclass(frozen=True)
@@ -49,18 +49,6 @@ class PrivateTrainedModel(TrainedModel):
         out = dict(super().summary())
         out.update(epsilon=self.epsilon, delta=self.delta, noise_multiplier=self.noise_multiplier)
         return out
-
-
-def reinitialised_copy(model: TorchClassifier, seed: int) -> TorchClassifier:
-    """A copy of ``model`` with fresh seeded weights (the architecture is kept)."""
-    twin = clone_model(model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for sub in twin.module.modules():
-            reset = getattr(sub, "reset_parameters", None)
-            if callable(reset):
-                reset()
-    return twin
 
 
 @registry.register("private_training", "dp_sgd")
@@ -173,77 +161,21 @@ class DPSGD(Component):
             If ``model`` is not a TorchClassifier, or its network has layers opacus cannot
             train privately (e.g. batch normalisation); the message says which.
         """
-        try:
-            from opacus import PrivacyEngine
-            from opacus.validators import ModuleValidator
-        except ImportError as e:  # pragma: no cover - opacus is a declared dependency
-            raise ImportError("DP-SGD needs opacus: pip install 'opacus>=1.5'") from e
         if not isinstance(model, TorchClassifier):
             raise UnsupportedModelError(
                 f"DPSGD trains PyTorch networks; got {type(model).__name__}. Wrap an "
                 f"nn.Module with advml.models.TorchClassifier"
             )
         check_bool("show_progress", show_progress)
-        xt = model.as_tensor(x, name="x")
-        check_in_bounds("x", xt, model.bounds)
-        y_arr = y if isinstance(y, np.ndarray | Tensor) else np.asarray(y)
-        check_labels("y", y_arr, model.n_classes, xt.shape[0])
-        yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
-        yt = yt.to(device=model.device, dtype=torch.long)
-        target = reinitialised_copy(model, self.seed)
-        # opacus validates a module in training mode; the caller's may be in eval mode.
-        target.module.train()
-        problems = ModuleValidator.validate(target.module, strict=False)
-        if problems:
-            text = "; ".join(str(p) for p in problems)
-            hint = (
-                ". Replace batch normalisation by group normalisation "
-                "(opacus.validators.ModuleValidator.fix does this)"
-                if "BatchNorm" in text
-                else ""
-            )
-            raise UnsupportedModelError(f"opacus cannot train this network privately: {text}{hint}")
+        xt, yt = _training_data(model, x, y)
+        target = _private_copy(model, self.seed)
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
             torch.manual_seed(self.seed)
-            loader_gen = torch.Generator().manual_seed(self.seed)
-            dataset = torch.utils.data.TensorDataset(xt, yt)
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_size=self.batch_size, shuffle=True, generator=loader_gen
-            )
-            module = target.module
-            module.train()
-            params = [p for p in module.parameters() if p.requires_grad]
-            opt: torch.optim.Optimizer
-            if self.optimizer == "sgd":
-                opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9)
-            else:
-                opt = torch.optim.Adam(params, lr=self.lr)
-            noise_gen = torch.Generator(device=model.device).manual_seed(self.seed + 1)
             with warnings.catch_warnings():
                 # opacus warns about secure RNG and about full-backward hooks on every call.
                 warnings.simplefilter("ignore", UserWarning)
-                engine = PrivacyEngine(accountant=self.accountant)
-                if self.target_epsilon is not None:
-                    private, opt, loader = engine.make_private_with_epsilon(
-                        module=module,
-                        optimizer=opt,
-                        data_loader=loader,
-                        target_epsilon=self.target_epsilon,
-                        target_delta=self.delta,
-                        epochs=self.epochs,
-                        max_grad_norm=self.max_grad_norm,
-                        noise_generator=noise_gen,
-                    )
-                else:
-                    private, opt, loader = engine.make_private(
-                        module=module,
-                        optimizer=opt,
-                        data_loader=loader,
-                        noise_multiplier=self.noise_multiplier,
-                        max_grad_norm=self.max_grad_norm,
-                        noise_generator=noise_gen,
-                    )
+                engine, private, opt, loader = self._make_private(target, xt, yt)
                 sigma = float(opt.noise_multiplier)  # type: ignore[attr-defined]
                 runner = TorchClassifier(
                     private,
@@ -253,43 +185,10 @@ class DPSGD(Component):
                     preprocessing=model.preprocessing,
                     device=model.device,
                 )
-                losses: list[float] = []
-                accs: list[float] = []
-                bar = progress(
-                    range(self.epochs), desc="DP-SGD", enabled=show_progress, total=self.epochs
-                )
-                for _ in bar:
-                    private.train()
-                    total, count = 0.0, 0
-                    for xb, yb in loader:
-                        if xb.shape[0] == 0:  # Poisson sampling can draw an empty batch
-                            continue
-                        opt.zero_grad(set_to_none=True)
-                        loss = F.cross_entropy(runner.forward(xb), yb)
-                        loss.backward()
-                        opt.step()
-                        total += float(loss.detach()) * xb.shape[0]
-                        count += xb.shape[0]
-                    losses.append(total / max(count, 1))
-                    private.eval()
-                    with torch.no_grad():
-                        pred = runner.forward(xt).argmax(1)
-                    accs.append(float((pred == yt).float().mean()))
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{accs[-1]:.3f}")
+                losses, accs = self._train_epochs(runner, opt, loader, xt, yt, show_progress)
                 epsilon = float(engine.get_epsilon(self.delta))
             opt.zero_grad(set_to_none=True)
-        # opacus wraps the network and leaves per-sample gradient hooks on it: hand back the
-        # plain network, with its trained weights and no gradients.
-        plain = getattr(private, "_module", module)
-        if hasattr(private, "_close"):
-            private._close()
-        for p in plain.parameters():
-            p.grad = None
-            for attr in ("grad_sample", "summed_grad"):
-                if hasattr(p, attr):
-                    delattr(p, attr)
-        plain.eval()
-        target.module = plain
+        target.module = _unwrapped(private, target.module)
         seconds = time.perf_counter() - start
         history = History(
             train_loss=tuple(losses),
@@ -310,3 +209,135 @@ class DPSGD(Component):
             delta=self.delta,
             noise_multiplier=sigma,
         )
+
+    def _make_private(
+        self, target: TorchClassifier, xt: Tensor, yt: Tensor
+    ) -> tuple[Any, torch.nn.Module, torch.optim.Optimizer, Any]:
+        """opacus's engine, the wrapped network, the private optimiser and the Poisson
+        data loader for ``target`` (in training mode), seeded by ``self.seed``."""
+        from opacus import PrivacyEngine
+
+        loader_gen = torch.Generator().manual_seed(self.seed)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(xt, yt),
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=loader_gen,
+        )
+        module = target.module
+        module.train()
+        params = [p for p in module.parameters() if p.requires_grad]
+        opt: torch.optim.Optimizer
+        if self.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9)
+        else:
+            opt = torch.optim.Adam(params, lr=self.lr)
+        noise_gen = torch.Generator(device=target.device).manual_seed(self.seed + 1)
+        engine = PrivacyEngine(accountant=self.accountant)
+        if self.target_epsilon is not None:
+            private, opt, loader = engine.make_private_with_epsilon(
+                module=module,
+                optimizer=opt,
+                data_loader=loader,
+                target_epsilon=self.target_epsilon,
+                target_delta=self.delta,
+                epochs=self.epochs,
+                max_grad_norm=self.max_grad_norm,
+                noise_generator=noise_gen,
+            )
+        else:
+            private, opt, loader = engine.make_private(
+                module=module,
+                optimizer=opt,
+                data_loader=loader,
+                noise_multiplier=self.noise_multiplier,
+                max_grad_norm=self.max_grad_norm,
+                noise_generator=noise_gen,
+            )
+        return engine, private, opt, loader
+
+    def _train_epochs(
+        self,
+        runner: TorchClassifier,
+        opt: torch.optim.Optimizer,
+        loader: Any,
+        xt: Tensor,
+        yt: Tensor,
+        show_progress: bool,
+    ) -> tuple[list[float], list[float]]:
+        """``self.epochs`` passes of DP-SGD steps; the mean loss and the training
+        accuracy after each."""
+        private = runner.module
+        losses: list[float] = []
+        accs: list[float] = []
+        bar = progress(range(self.epochs), desc="DP-SGD", enabled=show_progress, total=self.epochs)
+        for _ in bar:
+            private.train()
+            total, count = 0.0, 0
+            for xb, yb in loader:
+                if xb.shape[0] == 0:  # Poisson sampling can draw an empty batch
+                    continue
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(runner.forward(xb), yb)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * xb.shape[0]
+                count += xb.shape[0]
+            losses.append(total / max(count, 1))
+            private.eval()
+            with torch.no_grad():
+                pred = runner.forward(xt).argmax(1)
+            accs.append(float((pred == yt).float().mean()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{accs[-1]:.3f}")
+        return losses, accs
+
+
+def _training_data(
+    model: TorchClassifier, x: np.ndarray | Tensor, y: np.ndarray | Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(x, y)`` validated against ``model``, as tensors on its device."""
+    xt = model.as_tensor(x, name="x")
+    check_in_bounds("x", xt, model.bounds)
+    y_arr = y if isinstance(y, np.ndarray | Tensor) else np.asarray(y)
+    check_labels("y", y_arr, model.n_classes, xt.shape[0])
+    yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
+    return xt, yt.to(device=model.device, dtype=torch.long)
+
+
+def _private_copy(model: TorchClassifier, seed: int) -> TorchClassifier:
+    """A re-initialised copy of ``model`` that opacus can train, in training mode; else
+    :class:`UnsupportedModelError` naming the layers it cannot (batch normalisation)."""
+    try:
+        from opacus.validators import ModuleValidator
+    except ImportError as e:  # pragma: no cover - opacus is a declared dependency
+        raise ImportError("DP-SGD needs opacus: pip install 'opacus>=1.5'") from e
+    target = model.reinitialised(seed)
+    # opacus validates a module in training mode; the caller's may be in eval mode.
+    target.module.train()
+    problems = ModuleValidator.validate(target.module, strict=False)
+    if problems:
+        text = "; ".join(str(p) for p in problems)
+        hint = (
+            ". Replace batch normalisation by group normalisation "
+            "(opacus.validators.ModuleValidator.fix does this)"
+            if "BatchNorm" in text
+            else ""
+        )
+        raise UnsupportedModelError(f"opacus cannot train this network privately: {text}{hint}")
+    return target
+
+
+def _unwrapped(private: torch.nn.Module, module: torch.nn.Module) -> torch.nn.Module:
+    """The plain trained network: opacus wraps it and leaves per-sample gradient hooks
+    and buffers on it; hand back the network with its weights and no gradients."""
+    plain: torch.nn.Module = getattr(private, "_module", module)
+    close = getattr(private, "_close", None)
+    if callable(close):
+        close()
+    for p in plain.parameters():
+        p.grad = None
+        for attr in ("grad_sample", "summed_grad"):
+            if hasattr(p, attr):
+                delattr(p, attr)
+    plain.eval()
+    return plain

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from advml import registry
 from advml.base import Component
-from advml.defences.training.dp import PrivateTrainedModel, reinitialised_copy
+from advml.defences.training.dp import PrivateTrainedModel
 from advml.errors import UnsupportedModelError
 from advml.models.torch import TorchClassifier
 from advml.models.training import train
@@ -145,7 +145,7 @@ class Regularised(Component):
         check_bool("show_progress", show_progress)
         xt = model.as_tensor(x, name="x")
         check_in_bounds("x", xt, model.bounds)
-        target = reinitialised_copy(model, self.seed)
+        target = model.reinitialised(self.seed)
         target.query_budget = None
         alpha = float(self.label_smoothing)
 

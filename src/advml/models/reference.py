@@ -1,4 +1,10 @@
-"""Reference models the audit trains (once) when the user brings none."""
+"""advml's reference networks for a dataset, and the recipe they are trained with.
+
+The audit trains one (once, then reads it back) when the user brings no model; the CLI
+commands, the web demo and the audit sections that train copies (poisoned, watermarked,
+shadow models) use the same architectures and recipe, so they all live here in the
+model seam rather than in the audit.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +17,46 @@ import numpy as np
 import torch
 
 from advml.data import Dataset, advml_home
-from advml.models import TorchClassifier, build_architecture, train
+from advml.models.architectures import build as build_architecture
 from advml.models.io import load_model, save_model
-from advml.models.training import History
+from advml.models.torch import TorchClassifier
+from advml.models.training import History, TrainingRecipe, train
 from advml.validation import check_choice
 
-__all__ = ["TRAINING", "default_architecture", "reference_model", "train_reference"]
+__all__ = [
+    "TRAINING",
+    "ReferenceRecipe",
+    "default_architecture",
+    "reference_model",
+    "train_reference",
+]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainingRecipe:
+class ReferenceRecipe:
+    """How a reference architecture is built and trained (by :func:`train`)."""
+
     epochs: int
     batch_size: int
     lr: float
     patience: int
     arch_kwargs: dict[str, Any]
 
+    def training(self, epochs: int | None = None) -> TrainingRecipe:
+        """The :class:`TrainingRecipe` of this reference (``epochs`` overrides its maximum)."""
+        return TrainingRecipe(
+            epochs=epochs if epochs is not None else self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            patience=self.patience,
+        )
 
-TRAINING: dict[str, TrainingRecipe] = {
-    "cnn": TrainingRecipe(epochs=15, batch_size=64, lr=1e-3, patience=3, arch_kwargs={}),
-    "mlp": TrainingRecipe(epochs=60, batch_size=64, lr=1e-3, patience=5, arch_kwargs={}),
+
+TRAINING: dict[str, ReferenceRecipe] = {
+    "cnn": ReferenceRecipe(epochs=15, batch_size=64, lr=1e-3, patience=3, arch_kwargs={}),
+    "mlp": ReferenceRecipe(epochs=60, batch_size=64, lr=1e-3, patience=5, arch_kwargs={}),
 }
 
 
@@ -156,10 +180,7 @@ def _train(
         model,
         x,
         y,
-        epochs=epochs if epochs is not None else recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        patience=recipe.patience,
+        recipe=recipe.training(epochs),
         seed=seed,
         show_progress=show_progress,
         desc=desc,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advml.audit.reference import default_architecture, reference_model
 from advml.data import load_dataset
 from advml.metrics import accuracy
+from advml.models.reference import default_architecture, reference_model
 
 
 def test_digits_mlp_reaches_95_percent_and_is_reused(tmp_path: Path) -> None:
