@@ -58,9 +58,11 @@ def local_map(fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Any]:
 
 ShadowArchitecture = Literal["same", "mlp", "cnn"]
 
-# Log-probabilities are floored here so that a probability of 0 (a rounded or top-k API)
-# gives a finite score.
-_LOG_FLOOR = float(np.log(1e-12))
+# Log-probabilities are floored at the log of the smallest normal float64, so that a
+# probability of 0 (a rounded or top-k API) gives a finite score while every probability
+# a network can produce keeps its own value (a floor at log 1e-12 made all confident
+# records tie).
+LOG_FLOOR = float(np.log(np.finfo(np.float64).tiny))
 
 
 @dataclass(frozen=True)
@@ -248,14 +250,54 @@ def _inputs(
     return xt, yt.to(device=model.device, dtype=torch.long)
 
 
-def log_probs(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Log-probabilities ``(n, n_classes)`` of ``model`` on ``x`` (counted queries), floored
-    at ``log(1e-12)`` so that zeros from rounded or top-k outputs stay finite."""
+def model_logits(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:
+    """The target's logits ``(n, n_classes)`` on ``x`` in float64 (counted queries)."""
     parts = []
     with torch.no_grad(), model.evaluating():
         for i in range(0, x.shape[0], batch_size):
-            parts.append(torch.log_softmax(model.logits(x[i : i + batch_size]).float(), dim=1))
-    return torch.cat(parts).clamp_min(_LOG_FLOOR)
+            parts.append(model.logits(x[i : i + batch_size]).double())
+    return torch.cat(parts)
+
+
+def stable_log_softmax(logits: Tensor) -> Tensor:
+    """Log-softmax in float64 that keeps the top class's log-probability exact.
+
+    ``log_softmax`` computes ``z - max - log(sum exp(z - max))``; for a confident record
+    the sum is ``1 + eps`` and ``log`` rounds it to 0 once ``eps`` is below the float's
+    resolution (float32: a logit margin of about 17; float64: about 37), so the most
+    confident records all get ``log p_top = 0`` and tie. Here the top class's own term is
+    left out of the sum and ``log1p`` is used: ``log p_top = -log1p(sum_{j != top}
+    exp(z_j - z_top))``, exact to a relative 1e-16 however large the margin (while the
+    result is above the smallest float64). Floored at :data:`LOG_FLOOR` so that zero
+    probabilities (logits of ``-inf``) stay finite.
+    """
+    z = logits.double()
+    top = z.argmax(dim=1, keepdim=True)
+    shifted = z - z.gather(1, top)
+    rest = shifted.exp().scatter(1, top, 0.0).sum(dim=1, keepdim=True)
+    return (shifted - torch.log1p(rest)).clamp_min(LOG_FLOOR)
+
+
+def log_probs(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Log-probabilities ``(n, n_classes)`` of ``model`` on ``x`` (counted queries), in
+    float64 from the logits by :func:`stable_log_softmax`, so that confident records keep
+    their order (membership scores live in the last digits of confident predictions)."""
+    return stable_log_softmax(model_logits(model, x, batch_size))
+
+
+def logit_margin(logits: Tensor, labels: Tensor) -> Tensor:
+    """``phi = log(p_y / (1 - p_y)) = z_y - log sum_{j != y} exp(z_j)``, float64.
+
+    The logit-scaled confidence of Carlini et al. 2022 (§IV-B, eq. 4) written on the
+    logits, where the normaliser cancels: no probability is formed, so it neither
+    saturates at ``p_y = 1`` nor underflows at ``p_y = 0``. Shape ``(n,)``. A record whose
+    other classes all have probability 0 gets the float64 maximum instead of ``+inf``.
+    """
+    z = logits.double()
+    own = z.gather(1, labels[:, None])[:, 0]
+    others = z.scatter(1, labels[:, None], float("-inf")).logsumexp(dim=1)
+    big = torch.finfo(torch.float64).max
+    return (own - others).clamp(-big, big)
 
 
 def predicted_labels(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:

@@ -24,7 +24,8 @@ from advml.privacy.membership.base import (
     best_threshold,
     default_train_fn,
     half_splits,
-    log_probs,
+    logit_margin,
+    model_logits,
     task_seeds,
     train_shadows,
 )
@@ -39,12 +40,10 @@ _MIN_STD = 1e-4
 
 def logit_confidence(model: Classifier, x: Tensor, y: Tensor) -> Tensor:
     """``phi = log(p_y / (1 - p_y))``, the logit-scaled confidence in the true label
-    (Carlini et al. 2022, §IV-B, eq. 4), computed stably from log-probabilities as
-    ``log p_y - log sum_{j != y} p_j``. Shape ``(n,)``, float64."""
-    lp = log_probs(model, x).double()
-    own = lp.gather(1, y[:, None])[:, 0]
-    others = lp.scatter(1, y[:, None], float("-inf")).logsumexp(dim=1)
-    return own - others
+    (Carlini et al. 2022, §IV-B, eq. 4), computed in float64 on the logits as
+    ``z_y - log sum_{j != y} exp(z_j)`` (:func:`~advml.privacy.membership.base.logit_margin`):
+    no probability is formed, so confident records keep distinct values. Shape ``(n,)``."""
+    return logit_margin(model_logits(model, x), y)
 
 
 @dataclass(frozen=True)
