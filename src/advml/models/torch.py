@@ -213,6 +213,24 @@ class TorchClassifier(BaseClassifier):
             twin.set_unit_mask(layer, mask.bool())
         return twin
 
+    def reinitialise(self, seed: int) -> list[str]:
+        """Draw fresh initial weights in place, seeded; the architecture is kept.
+
+        Calls ``reset_parameters()`` of every submodule that has one (BatchNorm's also
+        resets its running statistics). Use on a :meth:`clone` for an untrained twin.
+        Returns the names of parameters no submodule could reset (they keep their values).
+        """
+        covered: set[int] = set()
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            for sub in self.module.modules():
+                reset = getattr(sub, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+                    covered.update(id(p) for p in sub.parameters(recurse=False))
+        return [name for name, p in self.module.named_parameters() if id(p) not in covered]
+
     def set_unit_mask(self, layer: str, keep: np.ndarray | Tensor | Sequence[bool]) -> None:
         """Zero the outputs of the units of ``layer`` where ``keep`` is False (pruning).
 

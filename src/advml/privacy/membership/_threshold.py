@@ -29,7 +29,6 @@ from advml.privacy.membership.base import (
     ShadowArchitecture,
     TrainFn,
     best_threshold,
-    default_train_fn,
     half_splits,
     task_seeds,
     train_shadows,
@@ -121,13 +120,7 @@ class ThresholdAttack(MembershipAttack):
                 f"x has {x.shape[0]} records; shadow calibration needs at least 4 (two "
                 "halves with members and non-members)"
             )
-        trainer = train_fn or default_train_fn(
-            model,
-            architecture=self.shadow_architecture,
-            epochs=self.shadow_epochs,
-            lr=self.shadow_lr,
-            batch_size=self.shadow_batch_size,
-        )
+        trainer = self._shadow_trainer(model, train_fn)
         masks = half_splits(x.shape[0], 2, self.seed)[:1]
         (shadow,) = train_shadows(
             x, y, masks, task_seeds(self.seed, 1), trainer, shadow_wrapper, map_fn, "shadow"

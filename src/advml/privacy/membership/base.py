@@ -18,6 +18,7 @@ scores and is refused by the score-based attacks with a pointer to ``label_only`
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -101,6 +102,10 @@ class MembershipAttack(Component):
     family: ClassVar[str] = "membership"
     needs_scores: ClassVar[bool] = True
     seed: int
+    shadow_architecture: ShadowArchitecture
+    shadow_epochs: int
+    shadow_lr: float
+    shadow_batch_size: int
 
     # -- the public verbs ------------------------------------------------------------
     def fit(
@@ -125,8 +130,10 @@ class MembershipAttack(Component):
             population-calibrated ones assume its records are not members.
         train_fn : callable, optional
             ``train_fn(x, y, seed) -> model`` trains a shadow model "like the target".
-            Default: the target's reference architecture (``shadow_architecture``)
-            trained with advml's training loop and the attack's ``shadow_*`` settings.
+            Default (``shadow_architecture="same"``): a fresh copy of the target's own
+            network, every parameter re-initialised, trained with advml's training loop
+            and the attack's ``shadow_*`` settings; a warning names the fallback (the
+            reference MLP) when the target cannot be copied (:func:`default_train_fn`).
         shadow_wrapper : callable, optional
             Applied to every shadow model, so that shadows answer in the target API's
             format (e.g. an output-hardening wrapper the attacker has observed).
@@ -153,6 +160,20 @@ class MembershipAttack(Component):
             threshold=float(threshold),
             fit_queries=model.query_count - before,
             fit_seconds=time.perf_counter() - start,
+        )
+
+    def _shadow_trainer(self, model: Classifier, train_fn: TrainFn | None) -> TrainFn:
+        """``train_fn``, or the default: shadows like ``model`` with this attack's
+        ``shadow_*`` recipe (:func:`default_train_fn`; warns when it falls back on the MLP)."""
+        if train_fn is not None:
+            return train_fn
+        return default_train_fn(
+            model,
+            architecture=self.shadow_architecture,
+            epochs=self.shadow_epochs,
+            lr=self.shadow_lr,
+            batch_size=self.shadow_batch_size,
+            attack=type(self).__name__,
         )
 
     # -- hooks -----------------------------------------------------------------------
@@ -342,34 +363,51 @@ def default_train_fn(
     epochs: int,
     lr: float,
     batch_size: int,
+    attack: str = "the attack",
 ) -> TrainFn:
-    """A trainer that builds a reference network like the target's and trains it with
-    advml's training loop (no validation split, all ``epochs``)."""
+    """A trainer of shadow models "like the target", trained with advml's training loop
+    (Adam, no validation split, all ``epochs``).
+
+    ``architecture="same"``: each shadow is a fresh copy of the target's own network
+    (:meth:`~advml.models.TorchClassifier.clone`, then every parameter re-initialised with
+    the shadow's seed, BatchNorm statistics included), with the target's bounds and
+    normalisation. When that cannot be done (the target is not a PyTorch network, or a
+    parameter has no ``reset_parameters()`` and would start from the target's trained
+    values) the shadows are advml's reference MLP and a warning names the fallback.
+    ``"mlp"`` / ``"cnn"``: advml's reference network of that name.
+    """
     from advml.models.architectures import build
     from advml.models.training import train
 
-    name: str
-    kwargs: dict[str, Any]
-    recipe = None
-    if isinstance(target, TorchClassifier):
-        recipe = target.module.__dict__.get("advml_architecture")
-    if architecture == "same" and recipe is not None:
-        name, kwargs = recipe[0], dict(recipe[1])
-    else:
-        name = "mlp" if architecture == "same" else architecture
-        kwargs = {"input_shape": target.input_shape, "n_classes": target.n_classes}
-        if name == "cnn" and len(target.input_shape) != 3:
-            raise ValueError(
-                f"shadow_architecture='cnn' needs image inputs (C, H, W), the target takes "
-                f"{target.input_shape}; use 'mlp'"
-            )
+    fallback = _same_architecture_problem(target) if architecture == "same" else None
+    if fallback is not None:
+        warnings.warn(
+            f"{attack}: {fallback}, so its shadow models are advml's reference MLP instead "
+            "of copies of the target's architecture, which can leak membership differently. "
+            "Pass train_fn to train shadows like the target, or shadow_architecture='mlp' "
+            "to choose the MLP explicitly",
+            UserWarning,
+            stacklevel=5,
+        )
+    name = "mlp" if architecture == "same" else architecture
+    if name == "cnn" and len(target.input_shape) != 3:
+        raise ValueError(
+            f"shadow_architecture='cnn' needs image inputs (C, H, W), the target takes "
+            f"{target.input_shape}; use 'mlp' or 'same'"
+        )
+    kwargs = {"input_shape": target.input_shape, "n_classes": target.n_classes}
     preprocessing = target.preprocessing if isinstance(target, TorchClassifier) else None
 
-    def train_fn(x: np.ndarray, y: np.ndarray, seed: int) -> Classifier:
+    def fresh(seed: int) -> TorchClassifier:
+        if architecture == "same" and fallback is None:
+            assert isinstance(target, TorchClassifier)  # checked by the problem above
+            twin = target.clone()
+            twin.reinitialise(seed)
+            return twin
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = build(name, **kwargs)
-        shadow = TorchClassifier(
+        return TorchClassifier(
             module,
             input_shape=target.input_shape,
             n_classes=target.n_classes,
@@ -377,6 +415,9 @@ def default_train_fn(
             preprocessing=preprocessing,
             device=target.device,
         )
+
+    def train_fn(x: np.ndarray, y: np.ndarray, seed: int) -> Classifier:
+        shadow = fresh(seed)
         train(
             shadow,
             x,
@@ -392,6 +433,22 @@ def default_train_fn(
         return shadow
 
     return train_fn
+
+
+def _same_architecture_problem(target: Classifier) -> str | None:
+    """Why no untrained copy of ``target``'s network can be made, or None if it can."""
+    if not isinstance(target, TorchClassifier):
+        return (
+            f"the target is a {type(target).__name__}, not a PyTorch network advml can copy "
+            "and re-initialise"
+        )
+    missed = target.clone().reinitialise(0)
+    if missed:
+        return (
+            f"the target's parameters {', '.join(missed)} have no reset_parameters() and "
+            "would start from the trained values"
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from advml.privacy.membership.base import (
     ShadowArchitecture,
     TrainFn,
     best_threshold,
-    default_train_fn,
     half_splits,
     logit_margin,
     model_logits,
@@ -89,8 +88,10 @@ class LiRA(MembershipAttack):
         0.062 per record, at 0.1% FPR 0.037 against 0.009, for an AUC of 0.631 against
         0.642.
     shadow_architecture : {"same", "mlp", "cnn"}
-        Network of the shadows: the target's own reference architecture when it has one
-        (``"same"``, else an MLP), or the one named.
+        Network of the shadows: ``"same"`` (default) fresh copies of the target's own
+        network (same architecture, every parameter re-initialised), or advml's
+        reference MLP / CNN. Where no copy can be made (a model that is not a PyTorch
+        network) ``"same"`` trains the reference MLP and warns.
     shadow_epochs : int
         Training epochs of each shadow (>= 1); train the shadows as the target was trained.
     shadow_lr : float
@@ -158,13 +159,7 @@ class LiRA(MembershipAttack):
     ) -> tuple[_LiRAState, float]:
         if x.shape[0] < 4:
             raise ValueError(f"x has {x.shape[0]} records; LiRA needs a pool of at least 4")
-        trainer = train_fn or default_train_fn(
-            model,
-            architecture=self.shadow_architecture,
-            epochs=self.shadow_epochs,
-            lr=self.shadow_lr,
-            batch_size=self.shadow_batch_size,
-        )
+        trainer = self._shadow_trainer(model, train_fn)
         masks = half_splits(x.shape[0], self.n_shadow, self.seed)
         shadows = train_shadows(
             x,
