@@ -45,6 +45,7 @@ from advml.privacy.membership import (
     LossThreshold,
     MembershipAttack,
     MembershipMetrics,
+    membership_attacks,
 )
 
 __all__ = ["SECTION", "MembershipSection", "reference_members"]
@@ -345,12 +346,8 @@ def _threshold_step(
     recorded: Callable[[], Classifier], names: list[str], split: dict[str, Any], seed: int
 ) -> StepResult:
     model = recorded()
-    out = []
-    for name in names:
-        attack = registry.create("membership", name, calibration="population", seed=seed)
-        assert isinstance(attack, MembershipAttack)
-        out.append(_run_attack(attack, model, split))
-    return {"attacks": out}, {}
+    attacks = membership_attacks(names, {"calibration": "population"}, seed=seed)
+    return {"attacks": [_run_attack(a, model, split) for a in attacks.values()]}, {}
 
 
 def _label_only_rows(split: dict[str, Any], n_label: int) -> np.ndarray:
@@ -447,9 +444,7 @@ def _hardened_step(
 ) -> StepResult:
     hardened = defence.wrap(recorded())
     out = []
-    for name in names:
-        attack = registry.create("membership", name, calibration="population", seed=seed)
-        assert isinstance(attack, MembershipAttack)
+    for attack in membership_attacks(names, {"calibration": "population"}, seed=seed).values():
         summary = _run_attack(attack, hardened, split)
         summary.pop("curve")
         out.append(summary)
