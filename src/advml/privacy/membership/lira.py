@@ -85,7 +85,7 @@ class LiRA(MembershipAttack):
         Default: fixed below 64 shadows, where Carlini et al. find the per-record
         variances too noisy (§VI-B); measured here with 16 shadows on the overfit digits
         MLP (``benchmarks/privacy_membership.py``, 3 seeds), TPR at 1% FPR 0.086 against
-        0.062 per record, at 0.1% FPR 0.037 against 0.009, for an AUC of 0.631 against
+        0.061 per record, at 0.1% FPR 0.037 against 0.010, for an AUC of 0.631 against
         0.642.
     shadow_architecture : {"same", "mlp", "cnn"}
         Network of the shadows: ``"same"`` (default) fresh copies of the target's own
