@@ -114,9 +114,10 @@ def test_loss_threshold_score_is_minus_the_cross_entropy() -> None:
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_confidence_threshold_score_is_the_top_probability_whatever_the_label() -> None:
+def test_confidence_threshold_score_is_the_log_top_probability_whatever_the_label() -> None:
     scores = population_scores(ConfidenceThreshold, PROBS, LABELS)
-    np.testing.assert_allclose(scores, PROBS.max(axis=1), rtol=1e-5)
+    # log p_max: ordered as p_max (the same ROC) without rounding to 1 when confident.
+    np.testing.assert_allclose(scores, np.log(PROBS.max(axis=1)), rtol=1e-5, atol=1e-6)
     other_labels = (LABELS + 1) % 3
     np.testing.assert_allclose(population_scores(ConfidenceThreshold, PROBS, other_labels), scores)
 

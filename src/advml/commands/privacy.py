@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,16 +142,9 @@ def _as_attacked(model: Any, args: argparse.Namespace) -> Any:
 
 
 def _describe(model: Any) -> str:
-    from advml.models.torch import TorchClassifier
-
+    """The model's own one-line description (every adapter has one), else its type."""
     describe = getattr(model, "describe", None)
-    if callable(describe):
-        return str(describe())
-    if isinstance(model, TorchClassifier):
-        recipe = getattr(model.module, "advml_architecture", None)
-        name = recipe[0] if recipe else type(model.module).__name__
-        return f"PyTorch {name}, white-box"
-    return type(model).__name__
+    return str(describe()) if callable(describe) else type(model).__name__
 
 
 # -- advml membership ---------------------------------------------------------------------
@@ -156,7 +152,10 @@ def _describe(model: Any) -> str:
 
 def _membership(args: argparse.Namespace) -> int:
     from advml import registry
-    from advml.privacy.membership import MembershipAttack
+    from advml.data import load_dataset
+    from advml.models.io import load_model
+    from advml.models.reference import TRAINING, default_architecture
+    from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
 
     if args.list:
         for name in registry.available("membership"):
@@ -165,10 +164,6 @@ def _membership(args: argparse.Namespace) -> int:
             needs = "scores" if getattr(cls, "needs_scores", True) else "labels"
             print(f"{name:<22}needs {needs:<8}{doc}")
         return 0
-    known = registry.available("membership")
-    unknown = [a for a in args.attacks if a not in known]
-    if unknown:
-        raise ValueError(f"--attacks has unknown names {unknown}; available: {', '.join(known)}")
     for flag, value, low in (("--target-size", args.target_size, 2), ("--n-eval", args.n_eval, 1)):
         if value < low:
             raise ValueError(f"{flag} must be >= {low}, got {value}")
@@ -176,84 +171,95 @@ def _membership(args: argparse.Namespace) -> int:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     if args.shadows is not None and args.shadows < 2:
         raise ValueError(f"--shadows must be >= 2, got {args.shadows}")
-    extra = dict(args.settings)
-    attacks: dict[str, MembershipAttack] = {}
-    for name in args.attacks:
-        schema = registry.schema("membership", name)
-        settings = {k: v for k, v in extra.items() if k in schema}
-        if "seed" in schema:
-            settings.setdefault("seed", args.seed)
-        if args.shadows is not None and "n_shadow" in schema:
-            settings["n_shadow"] = args.shadows
-        attack = registry.create("membership", name, **settings)
-        assert isinstance(attack, MembershipAttack)
-        attacks[name] = attack
-    ignored = sorted(set(extra) - {k for n in attacks for k in registry.schema("membership", n)})
-    if ignored:
-        raise ValueError(f"--set {ignored}: no chosen attack has such a setting")
-    setup = _membership_setup(args)
-    target = _as_attacked(setup["model"], args)
+    with _flags_named():
+        attacks = membership_attacks(
+            args.attacks, dict(args.settings), seed=args.seed, n_shadow=args.shadows
+        )
+    ds = load_dataset(args.dataset)
+    if args.model:
+        model = load_model(args.model, trust=args.trust_model_file)
+        with _flags_named():
+            setup = MembershipSetup.from_splits(
+                model, ds, n_eval=args.n_eval, seed=args.seed, name=args.model
+            )
+    else:
+        arch = default_architecture(ds)
+        recipe = TRAINING[arch]
+        with _flags_named():
+            setup = MembershipSetup.trained_here(
+                ds,
+                architecture=arch,
+                target_size=args.target_size,
+                epochs=args.epochs or recipe.epochs,
+                lr=recipe.lr,
+                batch_size=recipe.batch_size,
+                seed=args.seed,
+                show_progress=not args.quiet,
+            )
+    plain_view = args.access == "white-box" and args.defence == "none"
+    report = evaluate_membership(
+        setup, attacks, view=None if plain_view else (lambda m: _as_attacked(m, args))
+    )
+    _print_membership(report)
+    n_out = setup.n_non_members
+    if args.roc and report.curves():
+        from advml.report.privacy_figures import roc_figure
 
-    print(f"target: {_describe(target)} on {setup['dataset']}")
-    print(f"  {setup['story']}")
-    x, y, truth = setup["x"], setup["y"], setup["is_member"]
-    print(f"  scored: {int(truth.sum())} members, {int((~truth).sum())} non-members")
-    rows: dict[str, Any] = {}
-    curves: dict[str, Any] = {}
+        Path(args.roc).write_bytes(roc_figure(report.curves(), n_non_members=n_out))
+        print(f"wrote {args.roc}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=1, default=_plain))
+        print(f"wrote {args.json}")
+    return 0
+
+
+# The API's parameter names and the flags that set them.
+_FLAGS = {
+    "attacks": "--attacks",
+    "settings": "--set",
+    "n_shadow": "--shadows",
+    "target_size": "--target-size",
+    "n_eval": "--n-eval",
+    "epochs": "--epochs",
+}
+
+
+@contextlib.contextmanager
+def _flags_named() -> Iterator[None]:
+    """Re-raise the API's ValueErrors naming the flag the user typed, not the parameter."""
+    try:
+        yield
+    except ValueError as e:
+        text = str(e)
+        for param, flag in _FLAGS.items():
+            text = re.sub(rf"^{param}\b", flag, text)
+        raise ValueError(text) from None
+
+
+def _print_membership(report: Any) -> None:
+    setup = report.setup
+    print(f"target: {_describe(report.target)} on {setup.dataset}")
+    print(f"  {setup.story}")
+    print(f"  scored: {setup.n_members} members, {setup.n_non_members} non-members")
     print(
         f"\n{'attack':<22}{'AUC':>7}{'TPR@0.1%':>10}{'TPR@1%':>9}{'bal.acc':>9}"
         f"{'advantage':>11}{'queries':>10}{'seconds':>9}"
     )
-    for name, attack in attacks.items():
-        if attack.needs_scores and not target.has_scores:
-            print(f"{name:<22}skipped: needs scores; the model answers labels only")
-            rows[name] = {"skipped": "needs scores; the model answers labels only"}
+    for name, outcome in report.outcomes.items():
+        m = outcome.metrics
+        if m is None:
+            print(f"{name:<22}skipped: {outcome.skipped}")
             continue
-        fit_x, fit_y = (setup["pool_x"], setup["pool_y"]) if name == "lira" else setup["aux"]
-        fitted = attack.fit(
-            target,
-            fit_x,
-            fit_y,
-            train_fn=setup["train_fn"],
-            shadow_wrapper=_shadow_wrapper(args),
-        )
-        result = fitted.infer(target, x, y)
-        metrics = result.metrics(truth)
-        rows[name] = {
-            **metrics.summary(),
-            "queries": result.queries + fitted.fit_queries,
-            "seconds": result.seconds + fitted.fit_seconds,
-            "exposed_at_0.1%_fpr": metrics.exposed(0.001),
-        }
-        curves[name] = metrics.curve()
-        r = rows[name]
         print(
-            f"{name:<22}{metrics.auc:>7.3f}{metrics.tpr_at_0_1_fpr:>10.3f}"
-            f"{metrics.tpr_at_1_fpr:>9.3f}{metrics.balanced_accuracy:>9.3f}"
-            f"{metrics.advantage:>11.3f}{r['queries']:>10d}{r['seconds']:>9.1f}"
+            f"{name:<22}{m.auc:>7.3f}{m.tpr_at_0_1_fpr:>10.3f}{m.tpr_at_1_fpr:>9.3f}"
+            f"{m.balanced_accuracy:>9.3f}{m.advantage:>11.3f}{outcome.queries:>10d}"
+            f"{outcome.seconds:>9.1f}"
         )
-    n_out = int((~truth).sum())
-    if n_out < 1000:
+    if setup.n_non_members < 1000:
         print(
-            f"(with {n_out} non-members, TPR at 0.1% FPR is the TPR at zero false positives; "
-            "AUC 0.5 is guessing)"
+            f"(with {setup.n_non_members} non-members, TPR at 0.1% FPR is the TPR at zero "
+            "false positives; AUC 0.5 is guessing)"
         )
-    if args.roc and curves:
-        from advml.report.privacy_figures import roc_figure
-
-        Path(args.roc).write_bytes(roc_figure(curves, n_non_members=n_out))
-        print(f"wrote {args.roc}")
-    if args.json:
-        numbers = {
-            "target": setup["info"],
-            "n_members": int(truth.sum()),
-            "n_non_members": n_out,
-            "attacks": rows,
-            "roc": curves,
-        }
-        Path(args.json).write_text(json.dumps(numbers, indent=1, default=_plain))
-        print(f"wrote {args.json}")
-    return 0
 
 
 def _plain(value: Any) -> Any:
@@ -262,120 +268,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
-
-
-def _shadow_wrapper(args: argparse.Namespace) -> Any:
-    """Shadows answer like the attacked API: same access and output defence."""
-    if args.access == "white-box" and args.defence == "none":
-        return None
-    return lambda shadow: _as_attacked(shadow, args)
-
-
-def _membership_setup(args: argparse.Namespace) -> dict[str, Any]:
-    """Members, non-members, the attacker's data and how shadows are trained."""
-    import numpy as np
-
-    from advml.data import load_dataset
-    from advml.models import TorchClassifier, build_architecture, train
-    from advml.models.io import load_model
-    from advml.models.reference import TRAINING, default_architecture
-
-    ds = load_dataset(args.dataset)
-    rng = np.random.default_rng(args.seed)
-    if args.model:
-        model = load_model(args.model, trust=args.trust_model_file)
-        n_in = min(args.n_eval, len(ds.x_train))
-        n_out = min(args.n_eval, len(ds.x_test) - 2)
-        if n_out < 1:
-            raise ValueError(f"dataset {ds.name!r} has too few test records to score")
-        members = rng.choice(len(ds.x_train), n_in, replace=False)
-        order = rng.permutation(len(ds.x_test))
-        non_members, rest = order[:n_out], order[n_out:]
-        x = np.concatenate([ds.x_train[members], ds.x_test[non_members]])
-        y = np.concatenate([ds.y_train[members], ds.y_test[non_members]])
-        truth = np.r_[np.ones(n_in, bool), np.zeros(n_out, bool)]
-        aux = (ds.x_test[rest], ds.y_test[rest])
-        return {
-            "model": model,
-            "dataset": ds.name,
-            "story": f"{args.model}, taken to be trained on the training split of {ds.name}: "
-            f"{n_in} training records (members) against {n_out} test records (non-members); "
-            f"the attacker's own data: the other {len(rest)} test records",
-            "x": x,
-            "y": y,
-            "is_member": truth,
-            "aux": aux,
-            "pool_x": np.concatenate([x, aux[0]]),
-            "pool_y": np.concatenate([y, aux[1]]),
-            "train_fn": None,
-            "info": {"source": "file", "file": args.model},
-        }
-    x_all = np.concatenate([ds.x_train, ds.x_test])
-    y_all = np.concatenate([ds.y_train, ds.y_test])
-    n = args.target_size
-    if 2 * n > len(x_all):
-        raise ValueError(
-            f"--target-size {n} needs a pool of {2 * n} records; {ds.name} has {len(x_all)}"
-        )
-    order = rng.permutation(len(x_all))
-    pool, rest = order[: 2 * n], order[2 * n :]
-    truth = np.zeros(2 * n, bool)
-    truth[rng.choice(2 * n, n, replace=False)] = True
-    arch = default_architecture(ds)
-    recipe = TRAINING[arch]
-    epochs = args.epochs or recipe.epochs
-    show = not args.quiet
-
-    def train_fn(xs: np.ndarray, ys: np.ndarray, seed: int) -> TorchClassifier:
-        import torch
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = build_architecture(arch, input_shape=ds.input_shape, n_classes=ds.n_classes)
-        net = TorchClassifier(
-            module, input_shape=ds.input_shape, n_classes=ds.n_classes, bounds=ds.bounds
-        )
-        train(
-            net,
-            xs,
-            ys,
-            epochs=epochs,
-            batch_size=recipe.batch_size,
-            lr=recipe.lr,
-            val_fraction=0.0,
-            patience=None,
-            seed=seed,
-            show_progress=show,
-            desc="training",
-        )
-        return net
-
-    x, y = x_all[pool], y_all[pool]
-    model = train_fn(x[truth], y[truth], args.seed)
-    train_acc = float((model.predict(x[truth]) == y[truth]).mean())
-    test_acc = float((model.predict(x[~truth]) == y[~truth]).mean())
-    model.reset_queries()
-    return {
-        "model": model,
-        "dataset": ds.name,
-        "story": f"a {arch} trained here for {epochs} epochs on {n} records (members; "
-        f"accuracy {train_acc:.1%}) of a pool of {2 * n}, the other {n} non-members "
-        f"(accuracy {test_acc:.1%}); the attacker's own data: {len(rest)} other records",
-        "x": x,
-        "y": y,
-        "is_member": truth,
-        "aux": (x_all[rest], y_all[rest]),
-        "pool_x": x,
-        "pool_y": y,
-        "train_fn": train_fn,
-        "info": {
-            "source": "trained",
-            "architecture": arch,
-            "epochs": epochs,
-            "train_accuracy": train_acc,
-            "non_member_accuracy": test_acc,
-        },
-    }
 
 
 # -- advml invert -------------------------------------------------------------------------
@@ -388,7 +280,7 @@ def _invert(args: argparse.Namespace) -> int:
     from advml.data import load_dataset
     from advml.models.io import load_model
     from advml.models.reference import reference_model
-    from advml.privacy.inversion import evaluate_inversion, independent_judge
+    from advml.privacy.inversion import InversionAttack, invert_and_judge
 
     settings = dict(args.settings)
     if args.steps is not None:
@@ -396,6 +288,8 @@ def _invert(args: argparse.Namespace) -> int:
     settings.setdefault("gradient", args.gradient)
     settings.setdefault("seed", args.seed)
     attack = registry.create("inversion", "mi_face", **settings)
+    if not isinstance(attack, InversionAttack):  # the registry holds MIFace here
+        raise TypeError("'mi_face' is not an inversion attack")
     ds = load_dataset(args.dataset)
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)
@@ -409,25 +303,32 @@ def _invert(args: argparse.Namespace) -> int:
     else:
         classes = np.arange(ds.n_classes)
     target = _as_attacked(model, args)
-    result = attack.invert(target, classes)  # type: ignore[attr-defined]
-    judge = independent_judge(
-        ds.x_test, ds.y_test, bounds=ds.bounds, input_shape=ds.input_shape, seed=args.seed
+    judged = invert_and_judge(
+        attack,
+        target,
+        classes,
+        x_judge=ds.x_test,
+        y_judge=ds.y_test,
+        x_real=ds.x_train,
+        y_real=ds.y_train,
+        seed=args.seed,
     )
-    judged = evaluate_inversion(result, judge, ds.x_train, ds.y_train)
+    result, evaluation = judged.result, judged.evaluation
     print(f"{attack!r} against {_describe(target)} on {ds.name}")
     print(f"  gradients               {result.gradient}")
     print(f"  queries                 {result.queries}")
     print(f"  target's confidence     {float(np.nanmean(result.confidence)):.1%} (mean)")
     print(
-        f"  judge recognises        {judged.recognition_rate:.1%} "
-        f"({int((judged.predicted == result.classes).sum())} of {len(result.classes)} classes)"
+        f"  judge recognises        {evaluation.recognition_rate:.1%} "
+        f"({int((evaluation.predicted == result.classes).sum())} of {len(result.classes)} "
+        "classes)"
     )
-    print(f"  SSIM to class mean      {float(np.nanmean(judged.ssim_to_mean)):.3f} (mean)")
-    print(f"  MSE to class mean       {float(judged.mse_to_mean.mean()):.4f} (mean)")
+    print(f"  SSIM to class mean      {float(np.nanmean(evaluation.ssim_to_mean)):.3f} (mean)")
+    print(f"  MSE to class mean       {float(evaluation.mse_to_mean.mean()):.4f} (mean)")
     print(f"  time                    {result.seconds:.1f} s")
     wrong = [
         f"{ds.class_names[c]} seen as {ds.class_names[p]}"
-        for c, p in zip(result.classes, judged.predicted, strict=True)
+        for c, p in zip(result.classes, evaluation.predicted, strict=True)
         if c != p
     ]
     if wrong:
@@ -437,36 +338,15 @@ def _invert(args: argparse.Namespace) -> int:
 
         png = inversion_grid(
             result.images,
-            judged.class_means,
+            evaluation.class_means,
             result.classes,
             ds.class_names,
             ds.bounds,
-            judged.predicted,
+            evaluation.predicted,
         )
         Path(args.out).write_bytes(png)
         print(f"wrote {args.out}")
     if args.json:
-        numbers = {
-            "inversion": result.summary(),
-            "evaluation": judged.summary(),
-            "per_class": [
-                {
-                    "class": int(c),
-                    "judged": int(p),
-                    "confidence": float(conf),
-                    "ssim_to_mean": float(s),
-                    "mse_to_mean": float(e),
-                }
-                for c, p, conf, s, e in zip(
-                    result.classes,
-                    judged.predicted,
-                    result.confidence,
-                    judged.ssim_to_mean,
-                    judged.mse_to_mean,
-                    strict=True,
-                )
-            ],
-        }
-        Path(args.json).write_text(json.dumps(numbers, indent=1, default=_plain))
+        Path(args.json).write_text(json.dumps(judged.summary(), indent=1, default=_plain))
         print(f"wrote {args.json}")
     return 0

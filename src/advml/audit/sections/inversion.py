@@ -22,7 +22,7 @@ import numpy as np
 from advml import registry
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
 from advml.models.base import Classifier
-from advml.privacy.inversion import MIFace, evaluate_inversion, independent_judge
+from advml.privacy.inversion import MIFace, invert_and_judge
 
 __all__ = ["SECTION", "InversionSection"]
 
@@ -166,37 +166,30 @@ def _invert_step(
     ctx: AuditContext, model: Classifier, attack: MIFace, classes: np.ndarray
 ) -> StepResult:
     ds = ctx.dataset
-    result = attack.invert(model, classes)
-    judge = independent_judge(
-        ds.x_test, ds.y_test, bounds=ds.bounds, input_shape=ds.input_shape, seed=ctx.config.seed
+    x_real, y_real = _real_samples(ds, seed=ctx.config.seed)
+    judged = invert_and_judge(
+        attack,
+        model,
+        classes,
+        x_judge=ds.x_test,
+        y_judge=ds.y_test,
+        x_real=x_real,
+        y_real=y_real,
+        seed=ctx.config.seed,
     )
-    judged = evaluate_inversion(result, judge, *_real_samples(ds, seed=ctx.config.seed))
-    per_class = [
-        {
-            "class": int(c),
-            "judged_as": int(p),
-            "confidence": float(conf),
-            "ssim_to_mean": None if np.isnan(s) else float(s),
-            "mse_to_mean": float(e),
-        }
-        for c, p, conf, s, e in zip(
-            result.classes,
-            judged.predicted,
-            result.confidence,
-            judged.ssim_to_mean,
-            judged.mse_to_mean,
-            strict=True,
-        )
-    ]
+    result, evaluation = judged.result, judged.evaluation
+    per_class = judged.per_class()
     ssim = (
-        float(np.nanmean(judged.ssim_to_mean)) if np.isfinite(judged.ssim_to_mean).any() else None
+        float(np.nanmean(evaluation.ssim_to_mean))
+        if np.isfinite(evaluation.ssim_to_mean).any()
+        else None
     )
     meta = {
         "gradient": result.gradient,
-        "recognition_rate": judged.recognition_rate,
+        "recognition_rate": evaluation.recognition_rate,
         "mean_confidence": float(np.nanmean(result.confidence)),
         "mean_ssim_to_class_mean": ssim,
-        "mean_mse_to_class_mean": float(judged.mse_to_mean.mean()),
+        "mean_mse_to_class_mean": float(evaluation.mse_to_mean.mean()),
         "queries": int(result.queries),
         "seconds": round(result.seconds, 3),
         "params": dict(attack.get_params()),
@@ -204,9 +197,9 @@ def _invert_step(
     }
     arrays = {
         "images": result.images.astype(np.float32),
-        "class_means": judged.class_means.astype(np.float32),
+        "class_means": evaluation.class_means.astype(np.float32),
         "classes": result.classes,
-        "judged": np.asarray(judged.predicted),
+        "judged": np.asarray(evaluation.predicted),
     }
     return meta, arrays
 

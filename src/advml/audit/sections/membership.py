@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from advml import registry
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
@@ -44,6 +45,7 @@ from advml.privacy.membership import (
     LossThreshold,
     MembershipAttack,
     MembershipMetrics,
+    membership_attacks,
 )
 
 __all__ = ["SECTION", "MembershipSection", "reference_members"]
@@ -266,28 +268,34 @@ def _recorded(model: Classifier, split: dict[str, Any]) -> Classifier:
     """``model``'s answers on the section's records, asked once and replayed.
 
     Every score-based attack here, and every output defence in front of them, sees the
-    same probabilities for the same records; asking the model once and answering from
-    the record keeps the section's cost at one pass over its records. Inputs not
-    recorded are passed to the model. Queries are counted by the replaying API as usual.
+    same answers for the same records; asking the model once and answering from the
+    record keeps the section's cost at one pass over its records. The logits are recorded
+    (not probabilities, which round to 1 for confident records and would make them tie),
+    so the replay is exact. Inputs not recorded are passed to the model. Queries are
+    counted by the replaying API as usual.
     """
     from advml.models.callable import CallableClassifier
 
     x_all = np.concatenate([split["x"], split["x_pop"]]).astype(np.float32)
     flat = x_all.reshape(len(x_all), -1)
-    with model.evaluating():
-        probs = np.asarray(model.predict_proba(x_all), dtype=np.float64)
+    logits = np.empty((len(x_all), model.n_classes), dtype=np.float64)
+    with torch.no_grad(), model.evaluating():
+        for i in range(0, len(x_all), 512):
+            batch = model.as_tensor(x_all[i : i + 512])
+            logits[i : i + 512] = model.logits(batch).double().cpu().numpy()
     index = {row.tobytes(): i for i, row in enumerate(flat)}
 
     def answer(x: np.ndarray) -> np.ndarray:
         rows = x.astype(np.float32).reshape(len(x), -1)
         found = [index.get(r.tobytes(), -1) for r in rows]
-        out = np.empty((len(x), probs.shape[1]))
+        out = np.empty((len(x), logits.shape[1]))
         known = np.array(found) >= 0
         if known.any():
-            out[known] = probs[np.array(found)[known]]
+            out[known] = logits[np.array(found)[known]]
         if not known.all():
-            with model.evaluating():
-                out[~known] = np.asarray(model.predict_proba(x[~known]), dtype=np.float64)
+            with torch.no_grad(), model.evaluating():
+                rest = model.logits(model.as_tensor(x[~known]))
+            out[~known] = rest.double().cpu().numpy()
         return out
 
     return CallableClassifier(
@@ -295,7 +303,7 @@ def _recorded(model: Classifier, split: dict[str, Any]) -> Classifier:
         input_shape=model.input_shape,
         n_classes=model.n_classes,
         bounds=model.bounds,
-        returns="probs",
+        returns="logits",
         device=model.device,
     )
 
@@ -338,12 +346,8 @@ def _threshold_step(
     recorded: Callable[[], Classifier], names: list[str], split: dict[str, Any], seed: int
 ) -> StepResult:
     model = recorded()
-    out = []
-    for name in names:
-        attack = registry.create("membership", name, calibration="population", seed=seed)
-        assert isinstance(attack, MembershipAttack)
-        out.append(_run_attack(attack, model, split))
-    return {"attacks": out}, {}
+    attacks = membership_attacks(names, {"calibration": "population"}, seed=seed)
+    return {"attacks": [_run_attack(a, model, split) for a in attacks.values()]}, {}
 
 
 def _label_only_rows(split: dict[str, Any], n_label: int) -> np.ndarray:
@@ -440,9 +444,7 @@ def _hardened_step(
 ) -> StepResult:
     hardened = defence.wrap(recorded())
     out = []
-    for name in names:
-        attack = registry.create("membership", name, calibration="population", seed=seed)
-        assert isinstance(attack, MembershipAttack)
+    for attack in membership_attacks(names, {"calibration": "population"}, seed=seed).values():
         summary = _run_attack(attack, hardened, split)
         summary.pop("curve")
         out.append(summary)

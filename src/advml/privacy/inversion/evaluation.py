@@ -10,6 +10,7 @@ mean of its class's real samples and with those samples one by one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +20,16 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml.models.base import Classifier
-from advml.privacy.inversion.base import InversionResult
+from advml.privacy.inversion.base import InversionAttack, InversionResult
 from advml.validation import check_labels
 
-__all__ = ["InversionEvaluation", "evaluate_inversion", "ssim"]
+__all__ = [
+    "InversionEvaluation",
+    "JudgedInversion",
+    "evaluate_inversion",
+    "invert_and_judge",
+    "ssim",
+]
 
 
 def _gaussian_window(size: int, sigma: float) -> Tensor:
@@ -158,3 +165,63 @@ def evaluate_inversion(
         ssim_to_samples=to_samples,
         class_means=means,
     )
+
+
+@dataclass(frozen=True)
+class JudgedInversion:
+    """Reconstructions and their judgement, with the per-class table reports print."""
+
+    result: InversionResult
+    evaluation: InversionEvaluation
+
+    def per_class(self) -> list[dict[str, Any]]:
+        """One row per reconstructed class: its judged label, the target's confidence,
+        SSIM (None for non-images) and MSE to the class mean."""
+        r, e = self.result, self.evaluation
+        return [
+            {
+                "class": int(c),
+                "judged_as": int(p),
+                "confidence": float(conf),
+                "ssim_to_mean": None if np.isnan(s) else float(s),
+                "mse_to_mean": float(m),
+            }
+            for c, p, conf, s, m in zip(
+                r.classes, e.predicted, r.confidence, e.ssim_to_mean, e.mse_to_mean, strict=True
+            )
+        ]
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers: the attack's and the judgement's summaries, and per class."""
+        return {
+            "inversion": self.result.summary(),
+            "evaluation": self.evaluation.summary(),
+            "per_class": self.per_class(),
+        }
+
+
+def invert_and_judge(
+    attack: InversionAttack,
+    model: Classifier,
+    classes: np.ndarray | Sequence[int],
+    *,
+    x_judge: np.ndarray,
+    y_judge: np.ndarray,
+    x_real: np.ndarray,
+    y_real: np.ndarray,
+    seed: int = 0,
+) -> JudgedInversion:
+    """Reconstruct ``classes`` from ``model`` and judge them independently.
+
+    The judge is :func:`~advml.privacy.inversion.independent_judge` trained on
+    ``(x_judge, y_judge)`` (data the target was not trained on, e.g. the test split);
+    the reconstructions are compared with the real samples ``(x_real, y_real)`` by
+    :func:`evaluate_inversion`.
+    """
+    from advml.privacy.inversion.judge import independent_judge
+
+    result = attack.invert(model, np.asarray(classes))
+    judge = independent_judge(
+        x_judge, y_judge, bounds=model.bounds, input_shape=model.input_shape, seed=seed
+    )
+    return JudgedInversion(result, evaluate_inversion(result, judge, x_real, y_real))

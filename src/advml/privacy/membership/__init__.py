@@ -16,6 +16,9 @@ name                          attack                                            
 ``lira``                      likelihood ratio, online/offline (Carlini 2022)      scores
 ``label_only``                label robust to perturbations (Choquette-Choo 2021)  labels
 ============================  ===================================================  ======
+
+:func:`evaluate_membership` runs attacks against a :class:`MembershipSetup` (members,
+non-members and the attacker's data) and measures them: what ``advml membership`` prints.
 """
 
 from advml.privacy.membership.base import (
@@ -25,6 +28,13 @@ from advml.privacy.membership.base import (
 )
 from advml.privacy.membership.confidence_threshold import ConfidenceThreshold
 from advml.privacy.membership.entropy_threshold import EntropyThreshold
+from advml.privacy.membership.experiment import (
+    AttackOutcome,
+    MembershipReport,
+    MembershipSetup,
+    evaluate_membership,
+    membership_attacks,
+)
 from advml.privacy.membership.label_only import LabelOnly
 from advml.privacy.membership.lira import LiRA
 from advml.privacy.membership.loss_threshold import LossThreshold
@@ -38,6 +48,7 @@ from advml.privacy.membership.modified_entropy import ModifiedEntropy
 from advml.privacy.membership.shadow import ShadowModels
 
 __all__ = [
+    "AttackOutcome",
     "ConfidenceThreshold",
     "EntropyThreshold",
     "FittedMembershipAttack",
@@ -46,9 +57,13 @@ __all__ = [
     "LossThreshold",
     "MembershipAttack",
     "MembershipMetrics",
+    "MembershipReport",
     "MembershipResult",
+    "MembershipSetup",
     "ModifiedEntropy",
     "ShadowModels",
+    "evaluate_membership",
+    "membership_attacks",
     "membership_metrics",
     "roc_curve",
     "tpr_at_fpr",

@@ -29,7 +29,6 @@ from advml.privacy.membership.base import (
     ShadowArchitecture,
     TrainFn,
     best_threshold,
-    default_train_fn,
     half_splits,
     task_seeds,
     train_shadows,
@@ -60,7 +59,9 @@ def check_shadow_settings(
 class ThresholdAttack(MembershipAttack):
     """A membership attack that thresholds one score per record (higher = member).
 
-    Subclasses implement :meth:`record_scores`.
+    The constructor holds the settings every threshold attack shares (calibration and
+    the calibration shadow's recipe); a subclass implements :meth:`record_scores` and adds
+    an ``__init__`` only for settings of its own.
     """
 
     calibration: Calibration
@@ -70,16 +71,16 @@ class ThresholdAttack(MembershipAttack):
     shadow_lr: float
     shadow_batch_size: int
 
-    def _store_common(
+    def __init__(
         self,
         *,
-        calibration: Calibration,
-        population_fpr: float,
-        shadow_architecture: ShadowArchitecture,
-        shadow_epochs: int,
-        shadow_lr: float,
-        shadow_batch_size: int,
-        seed: int,
+        calibration: Calibration = "shadow",
+        population_fpr: float = 0.05,
+        shadow_architecture: ShadowArchitecture = "same",
+        shadow_epochs: int = 30,
+        shadow_lr: float = 1e-3,
+        shadow_batch_size: int = 64,
+        seed: int = 0,
     ) -> None:
         check_choice("calibration", calibration, ("shadow", "population"))
         check_number("population_fpr", population_fpr, low=0, high=1, low_inclusive=False)
@@ -119,13 +120,7 @@ class ThresholdAttack(MembershipAttack):
                 f"x has {x.shape[0]} records; shadow calibration needs at least 4 (two "
                 "halves with members and non-members)"
             )
-        trainer = train_fn or default_train_fn(
-            model,
-            architecture=self.shadow_architecture,
-            epochs=self.shadow_epochs,
-            lr=self.shadow_lr,
-            batch_size=self.shadow_batch_size,
-        )
+        trainer = self._shadow_trainer(model, train_fn)
         masks = half_splits(x.shape[0], 2, self.seed)[:1]
         (shadow,) = train_shadows(
             x, y, masks, task_seeds(self.seed, 1), trainer, shadow_wrapper, map_fn, "shadow"
@@ -148,8 +143,11 @@ COMMON_PARAMETERS = """calibration : {"shadow", "population"}
         With ``calibration="population"``: the fraction of the attacker's records the
         threshold flags (its false-positive rate on them); default 0.05.
     shadow_architecture : {"same", "mlp", "cnn"}
-        Network of the calibration shadow: the target's own reference architecture when
-        it has one (``"same"``, else an MLP), or the one named.
+        Network of the calibration shadow: ``"same"`` (default) a fresh copy of the
+        target's own network (same architecture, every parameter re-initialised, trained
+        with the settings below), or advml's reference MLP / CNN. Where no copy can be
+        made (a model that is not a PyTorch network) ``"same"`` trains the reference MLP
+        and warns.
     shadow_epochs : int
         Training epochs of the shadow model (>= 1); default 30.
     shadow_lr : float

@@ -18,6 +18,7 @@ scores and is refused by the score-based attacks with a pointer to ``label_only`
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -30,7 +31,7 @@ from advml import registry
 from advml.base import Component
 from advml.errors import UnsupportedModelError
 from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier
+from advml.models.torch import TorchClassifier, reinitialise
 from advml.privacy.membership.metrics import MembershipMetrics, membership_metrics
 from advml.runtime.progress import progress
 from advml.validation import check_in_bounds, check_labels
@@ -58,9 +59,11 @@ def local_map(fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Any]:
 
 ShadowArchitecture = Literal["same", "mlp", "cnn"]
 
-# Log-probabilities are floored here so that a probability of 0 (a rounded or top-k API)
-# gives a finite score.
-_LOG_FLOOR = float(np.log(1e-12))
+# Log-probabilities are floored at the log of the smallest normal float64, so that a
+# probability of 0 (a rounded or top-k API) gives a finite score while every probability
+# a network can produce keeps its own value (a floor at log 1e-12 made all confident
+# records tie).
+LOG_FLOOR = float(np.log(np.finfo(np.float64).tiny))
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ class MembershipAttack(Component):
     family: ClassVar[str] = "membership"
     needs_scores: ClassVar[bool] = True
     seed: int
+    shadow_architecture: ShadowArchitecture
+    shadow_epochs: int
+    shadow_lr: float
+    shadow_batch_size: int
 
     # -- the public verbs ------------------------------------------------------------
     def fit(
@@ -123,8 +130,10 @@ class MembershipAttack(Component):
             population-calibrated ones assume its records are not members.
         train_fn : callable, optional
             ``train_fn(x, y, seed) -> model`` trains a shadow model "like the target".
-            Default: the target's reference architecture (``shadow_architecture``)
-            trained with advml's training loop and the attack's ``shadow_*`` settings.
+            Default (``shadow_architecture="same"``): a fresh copy of the target's own
+            network, every parameter re-initialised, trained with advml's training loop
+            and the attack's ``shadow_*`` settings; a warning names the fallback (the
+            reference MLP) when the target cannot be copied (:func:`default_train_fn`).
         shadow_wrapper : callable, optional
             Applied to every shadow model, so that shadows answer in the target API's
             format (e.g. an output-hardening wrapper the attacker has observed).
@@ -151,6 +160,20 @@ class MembershipAttack(Component):
             threshold=float(threshold),
             fit_queries=model.query_count - before,
             fit_seconds=time.perf_counter() - start,
+        )
+
+    def _shadow_trainer(self, model: Classifier, train_fn: TrainFn | None) -> TrainFn:
+        """``train_fn``, or the default: shadows like ``model`` with this attack's
+        ``shadow_*`` recipe (:func:`default_train_fn`; warns when it falls back on the MLP)."""
+        if train_fn is not None:
+            return train_fn
+        return default_train_fn(
+            model,
+            architecture=self.shadow_architecture,
+            epochs=self.shadow_epochs,
+            lr=self.shadow_lr,
+            batch_size=self.shadow_batch_size,
+            attack=type(self).__name__,
         )
 
     # -- hooks -----------------------------------------------------------------------
@@ -248,14 +271,54 @@ def _inputs(
     return xt, yt.to(device=model.device, dtype=torch.long)
 
 
-def log_probs(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Log-probabilities ``(n, n_classes)`` of ``model`` on ``x`` (counted queries), floored
-    at ``log(1e-12)`` so that zeros from rounded or top-k outputs stay finite."""
+def model_logits(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:
+    """The target's logits ``(n, n_classes)`` on ``x`` in float64 (counted queries)."""
     parts = []
     with torch.no_grad(), model.evaluating():
         for i in range(0, x.shape[0], batch_size):
-            parts.append(torch.log_softmax(model.logits(x[i : i + batch_size]).float(), dim=1))
-    return torch.cat(parts).clamp_min(_LOG_FLOOR)
+            parts.append(model.logits(x[i : i + batch_size]).double())
+    return torch.cat(parts)
+
+
+def stable_log_softmax(logits: Tensor) -> Tensor:
+    """Log-softmax in float64 that keeps the top class's log-probability exact.
+
+    ``log_softmax`` computes ``z - max - log(sum exp(z - max))``; for a confident record
+    the sum is ``1 + eps`` and ``log`` rounds it to 0 once ``eps`` is below the float's
+    resolution (float32: a logit margin of about 17; float64: about 37), so the most
+    confident records all get ``log p_top = 0`` and tie. Here the top class's own term is
+    left out of the sum and ``log1p`` is used: ``log p_top = -log1p(sum_{j != top}
+    exp(z_j - z_top))``, exact to a relative 1e-16 however large the margin (while the
+    result is above the smallest float64). Floored at :data:`LOG_FLOOR` so that zero
+    probabilities (logits of ``-inf``) stay finite.
+    """
+    z = logits.double()
+    top = z.argmax(dim=1, keepdim=True)
+    shifted = z - z.gather(1, top)
+    rest = shifted.exp().scatter(1, top, 0.0).sum(dim=1, keepdim=True)
+    return (shifted - torch.log1p(rest)).clamp_min(LOG_FLOOR)
+
+
+def log_probs(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Log-probabilities ``(n, n_classes)`` of ``model`` on ``x`` (counted queries), in
+    float64 from the logits by :func:`stable_log_softmax`, so that confident records keep
+    their order (membership scores live in the last digits of confident predictions)."""
+    return stable_log_softmax(model_logits(model, x, batch_size))
+
+
+def logit_margin(logits: Tensor, labels: Tensor) -> Tensor:
+    """``phi = log(p_y / (1 - p_y)) = z_y - log sum_{j != y} exp(z_j)``, float64.
+
+    The logit-scaled confidence of Carlini et al. 2022 (§IV-B, eq. 4) written on the
+    logits, where the normaliser cancels: no probability is formed, so it neither
+    saturates at ``p_y = 1`` nor underflows at ``p_y = 0``. Shape ``(n,)``. A record whose
+    other classes all have probability 0 gets the float64 maximum instead of ``+inf``.
+    """
+    z = logits.double()
+    own = z.gather(1, labels[:, None])[:, 0]
+    others = z.scatter(1, labels[:, None], float("-inf")).logsumexp(dim=1)
+    big = torch.finfo(torch.float64).max
+    return (own - others).clamp(-big, big)
 
 
 def predicted_labels(model: Classifier, x: Tensor, batch_size: int = 512) -> Tensor:
@@ -300,34 +363,49 @@ def default_train_fn(
     epochs: int,
     lr: float,
     batch_size: int,
+    attack: str = "the attack",
 ) -> TrainFn:
-    """A trainer that builds a reference network like the target's and trains it with
-    advml's training loop (no validation split, all ``epochs``)."""
+    """A trainer of shadow models "like the target", trained with advml's training loop
+    (Adam, no validation split, all ``epochs``).
+
+    ``architecture="same"``: each shadow is a fresh copy of the target's own network
+    (:meth:`~advml.models.TorchClassifier.clone`, then every parameter re-initialised with
+    the shadow's seed, BatchNorm statistics included), with the target's bounds and
+    normalisation. When that cannot be done (the target is not a PyTorch network, or a
+    parameter has no ``reset_parameters()`` and would start from the target's trained
+    values) the shadows are advml's reference MLP and a warning names the fallback.
+    ``"mlp"`` / ``"cnn"``: advml's reference network of that name.
+    """
     from advml.models.architectures import build
     from advml.models.training import train
 
-    name: str
-    kwargs: dict[str, Any]
-    recipe = None
-    if isinstance(target, TorchClassifier):
-        recipe = target.module.__dict__.get("advml_architecture")
-    if architecture == "same" and recipe is not None:
-        name, kwargs = recipe[0], dict(recipe[1])
-    else:
-        name = "mlp" if architecture == "same" else architecture
-        kwargs = {"input_shape": target.input_shape, "n_classes": target.n_classes}
-        if name == "cnn" and len(target.input_shape) != 3:
-            raise ValueError(
-                f"shadow_architecture='cnn' needs image inputs (C, H, W), the target takes "
-                f"{target.input_shape}; use 'mlp'"
-            )
+    fallback = _same_architecture_problem(target) if architecture == "same" else None
+    if fallback is not None:
+        warnings.warn(
+            f"{attack}: {fallback}, so its shadow models are advml's reference MLP instead "
+            "of copies of the target's architecture, which can leak membership differently. "
+            "Pass train_fn to train shadows like the target, or shadow_architecture='mlp' "
+            "to choose the MLP explicitly",
+            UserWarning,
+            stacklevel=5,
+        )
+    name = "mlp" if architecture == "same" else architecture
+    if name == "cnn" and len(target.input_shape) != 3:
+        raise ValueError(
+            f"shadow_architecture='cnn' needs image inputs (C, H, W), the target takes "
+            f"{target.input_shape}; use 'mlp' or 'same'"
+        )
+    kwargs = {"input_shape": target.input_shape, "n_classes": target.n_classes}
     preprocessing = target.preprocessing if isinstance(target, TorchClassifier) else None
 
-    def train_fn(x: np.ndarray, y: np.ndarray, seed: int) -> Classifier:
+    def fresh(seed: int) -> TorchClassifier:
+        if architecture == "same" and fallback is None:
+            assert isinstance(target, TorchClassifier)  # checked by the problem above
+            return target.reinitialised(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = build(name, **kwargs)
-        shadow = TorchClassifier(
+        return TorchClassifier(
             module,
             input_shape=target.input_shape,
             n_classes=target.n_classes,
@@ -335,6 +413,9 @@ def default_train_fn(
             preprocessing=preprocessing,
             device=target.device,
         )
+
+    def train_fn(x: np.ndarray, y: np.ndarray, seed: int) -> Classifier:
+        shadow = fresh(seed)
         train(
             shadow,
             x,
@@ -350,6 +431,22 @@ def default_train_fn(
         return shadow
 
     return train_fn
+
+
+def _same_architecture_problem(target: Classifier) -> str | None:
+    """Why no untrained copy of ``target``'s network can be made, or None if it can."""
+    if not isinstance(target, TorchClassifier):
+        return (
+            f"the target is a {type(target).__name__}, not a PyTorch network advml can copy "
+            "and re-initialise"
+        )
+    missed = reinitialise(target.clone().module, 0)
+    if missed:
+        return (
+            f"the target's parameters {', '.join(missed)} have no reset_parameters() and "
+            "would start from the trained values"
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from torch import Tensor
 
 from advml import registry
 from advml.models.base import Classifier
-from advml.privacy.membership._threshold import Calibration, ThresholdAttack, threshold_doc
-from advml.privacy.membership.base import ShadowArchitecture, log_probs
+from advml.privacy.membership._threshold import ThresholdAttack, threshold_doc
+from advml.privacy.membership.base import log_probs
 
 __all__ = ["EntropyThreshold"]
 
@@ -19,31 +19,11 @@ class EntropyThreshold(ThresholdAttack):
         """Member when the prediction's entropy is low (Salem et al. 2019).
 
     Salem et al., NDSS 2019, §V; Song & Mittal 2021, eq. 5. Score:
-    ``-H(p(x)) = sum_j p_j log p_j``; needs scores, not labels."""
+    ``-H(p(x)) = sum_j p_j log p_j`` in float64 from the logits; needs scores, not
+    labels."""
     )
-
-    def __init__(
-        self,
-        *,
-        calibration: Calibration = "shadow",
-        population_fpr: float = 0.05,
-        shadow_architecture: ShadowArchitecture = "same",
-        shadow_epochs: int = 30,
-        shadow_lr: float = 1e-3,
-        shadow_batch_size: int = 64,
-        seed: int = 0,
-    ) -> None:
-        self._store_common(
-            calibration=calibration,
-            population_fpr=population_fpr,
-            shadow_architecture=shadow_architecture,
-            shadow_epochs=shadow_epochs,
-            shadow_lr=shadow_lr,
-            shadow_batch_size=shadow_batch_size,
-            seed=seed,
-        )
 
     def record_scores(self, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
         del y  # label-free by design
-        lp = log_probs(model, x).double()
+        lp = log_probs(model, x)
         return (lp.exp() * lp).sum(dim=1).cpu().numpy()

@@ -69,7 +69,7 @@ class LabelOnly(ThresholdAttack):
         self.perturbation = perturbation
         self.noise = noise
         self.max_shift = max_shift
-        self._store_common(
+        super().__init__(
             calibration=calibration,
             population_fpr=population_fpr,
             shadow_architecture=shadow_architecture,

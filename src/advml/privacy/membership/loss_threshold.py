@@ -7,8 +7,8 @@ from torch import Tensor
 
 from advml import registry
 from advml.models.base import Classifier
-from advml.privacy.membership._threshold import Calibration, ThresholdAttack, threshold_doc
-from advml.privacy.membership.base import ShadowArchitecture, log_probs
+from advml.privacy.membership._threshold import ThresholdAttack, threshold_doc
+from advml.privacy.membership.base import log_probs
 
 __all__ = ["LossThreshold"]
 
@@ -18,31 +18,12 @@ class LossThreshold(ThresholdAttack):
     __doc__ = threshold_doc(
         """Member when the target's loss on the record is low (Yeom et al., CSF 2018, §3.2).
 
-    Score: ``log p_y(x) = -loss`` (cross-entropy of the true label). Needs scores and the
+    Score: ``log p_y(x) = -loss`` (cross-entropy of the true label), in float64 from the
+    logits (:func:`~advml.privacy.membership.base.stable_log_softmax`), so that the most
+    confident records keep distinct scores instead of all reading 0. Needs scores and the
     record's label."""
     )
 
-    def __init__(
-        self,
-        *,
-        calibration: Calibration = "shadow",
-        population_fpr: float = 0.05,
-        shadow_architecture: ShadowArchitecture = "same",
-        shadow_epochs: int = 30,
-        shadow_lr: float = 1e-3,
-        shadow_batch_size: int = 64,
-        seed: int = 0,
-    ) -> None:
-        self._store_common(
-            calibration=calibration,
-            population_fpr=population_fpr,
-            shadow_architecture=shadow_architecture,
-            shadow_epochs=shadow_epochs,
-            shadow_lr=shadow_lr,
-            shadow_batch_size=shadow_batch_size,
-            seed=seed,
-        )
-
     def record_scores(self, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
         lp = log_probs(model, x)
-        return lp.gather(1, y[:, None])[:, 0].double().cpu().numpy()
+        return lp.gather(1, y[:, None])[:, 0].cpu().numpy()

@@ -20,7 +20,6 @@ from advml.privacy.membership.base import (
     MembershipAttack,
     ShadowArchitecture,
     TrainFn,
-    default_train_fn,
     half_splits,
     log_probs,
     task_seeds,
@@ -63,8 +62,10 @@ class ShadowModels(MembershipAttack):
         tests) or gradient-boosted trees (scikit-learn's histogram GBDT) on
         the log-probability vector.
     shadow_architecture : {"same", "mlp", "cnn"}
-        Network of the shadows: the target's own reference architecture when it has one
-        (``"same"``, else an MLP), or the one named.
+        Network of the shadows: ``"same"`` (default) fresh copies of the target's own
+        network (same architecture, every parameter re-initialised), or advml's
+        reference MLP / CNN. Where no copy can be made (a model that is not a PyTorch
+        network) ``"same"`` trains the reference MLP and warns.
     shadow_epochs : int
         Training epochs of each shadow (>= 1); default 30.
     shadow_lr : float
@@ -119,13 +120,7 @@ class ShadowModels(MembershipAttack):
     ) -> tuple[_ShadowState, float]:
         if x.shape[0] < 4:
             raise ValueError(f"x has {x.shape[0]} records; shadow models need at least 4")
-        trainer = train_fn or default_train_fn(
-            model,
-            architecture=self.shadow_architecture,
-            epochs=self.shadow_epochs,
-            lr=self.shadow_lr,
-            batch_size=self.shadow_batch_size,
-        )
+        trainer = self._shadow_trainer(model, train_fn)
         # With one shadow, half_splits of two gives it a random half.
         masks = half_splits(x.shape[0], max(2, self.n_shadow), self.seed)[: self.n_shadow]
         shadows = train_shadows(
