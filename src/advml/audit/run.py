@@ -147,7 +147,7 @@ def _run_audit(
     sub = ds.subset(n_test=min(config.n_samples, ds.x_test.shape[0]), seed=config.seed)
     x, y = sub.x_test, sub.y_test
     out_dir = Path(out) if out is not None else None
-    cache = ResultCache(out_dir / "steps") if out_dir is not None else None
+    cache = ResultCache(out_dir / "steps", log=log) if out_dir is not None else None
     model_fp = model_fingerprint(model)
     data_fp = fingerprint([x, y])
     ctx = AuditContext(
