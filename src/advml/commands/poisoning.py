@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg
+from advml.commands._common import add_model_args, add_settings_arg, output_file
 
 __all__ = ["add_commands"]
 
@@ -126,6 +126,8 @@ def _poison(args: argparse.Namespace) -> int:
 
     if args.list:
         return _list("poisoning", "trigger")
+    out_model = output_file("--out-model", args.out_model)
+    out_data = output_file("--out-data", args.out_data, suffix=".npz")
     ds = load_dataset(args.dataset or args.default_dataset)
     trigger = registry.create("trigger", args.trigger, **dict(args.trigger_settings))
     settings: dict[str, Any] = {"fraction": args.fraction, "target": args.target, "seed": args.seed}
@@ -147,9 +149,6 @@ def _poison(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         desc="training on poisoned data",
     )
-    out_model, out_data = Path(args.out_model), Path(args.out_data)
-    for path in (out_model, out_data):
-        path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, out_model)
     meta = {
         "attack": data.attack,
@@ -227,6 +226,7 @@ def _defend(args: argparse.Namespace) -> int:
 
     if args.list:
         return _list("backdoor_defence")
+    out = output_file("--out-model", args.out_model)
     check_number(
         "--val-fraction",
         args.val_fraction,
@@ -294,8 +294,6 @@ def _defend(args: argparse.Namespace) -> int:
         repaired = result.model
         print(f"  pruned {result.summary()['fraction_pruned']:.0%} of {result.summary()['layer']}")
     measure(repaired, "after")
-    out = Path(args.out_model)
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_model(bake_masks(repaired), out)
     print(f"saved the repaired model to {out}")
     return 0

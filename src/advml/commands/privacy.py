@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_settings_arg, names, setting
+from advml.commands._common import add_settings_arg, names, output_file, setting
 
 __all__ = ["add_commands"]
 
@@ -165,6 +165,8 @@ def _membership(args: argparse.Namespace) -> int:
             needs = "scores" if getattr(cls, "needs_scores", True) else "labels"
             print(f"{name:<22}needs {needs:<8}{doc}")
         return 0
+    if args.json:
+        output_file("--json", args.json)
     known = registry.available("membership")
     unknown = [a for a in args.attacks if a not in known]
     if unknown:
@@ -390,6 +392,9 @@ def _invert(args: argparse.Namespace) -> int:
     from advml.models.io import load_model
     from advml.privacy.inversion import evaluate_inversion, independent_judge
 
+    for option, value in (("--out", args.out), ("--json", args.json)):
+        if value:
+            output_file(option, value)
     settings = dict(args.settings)
     if args.steps is not None:
         settings["steps"] = args.steps
