@@ -48,8 +48,13 @@ class DiskFullError(AdvmlError, OSError):
 
     def __init__(self, message: str, *, filename: str | None = None) -> None:
         super().__init__(message)
+        self.message = message
         self.errno = 28  # ENOSPC on every platform advml runs on
         self.filename = filename
+
+    def __str__(self) -> str:
+        # OSError's own str shows "[Errno 28] None: 'file'" once filename is set.
+        return self.message
 
 
 class OutputPathError(AdvmlError, ValueError):

@@ -43,7 +43,7 @@ def atomic_write(
         raise
     try:
         with os.fdopen(fd, "wb") as f:
-            _write(f, payload)
+            _write(target, f, payload)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -60,8 +60,11 @@ def atomic_write(
     return target
 
 
-def _write(f: BinaryIO, payload: bytes | Callable[[BinaryIO], object]) -> None:
-    """Put ``payload`` into the open temporary file (the one place that writes bytes)."""
+def _write(target: Path, f: BinaryIO, payload: bytes | Callable[[BinaryIO], object]) -> None:
+    """Put ``payload`` into ``f``, the open temporary file that becomes ``target``.
+
+    The one place that writes bytes (tests replace it to simulate a full disk).
+    """
     if isinstance(payload, bytes):
         f.write(payload)
     else:
