@@ -219,7 +219,8 @@ class EvasionAttack(Component):
         queries = torch.zeros(n, dtype=torch.long, device=model.device)
         y_adv = yt.clone()
         done = 0  # inputs whose chunk is finished, final check included
-        short = False  # the budget stopped an attack before it was finished
+        short = False  # the budget ran out before every input was attacked in full
+        cut = False  # ... and it cut the attack of the last chunk short
         with model.evaluating():
             while done < n:
                 size = min(chunk, n - done)
@@ -252,18 +253,31 @@ class EvasionAttack(Component):
                     y_adv[i : i + size] = model.predict_labels(xa)
                 done += size
                 if scope.short:
-                    short = True
+                    short = cut = True
                     break
         result = self._result(x, xt, yt, x_adv, y_adv, queries, done, time.perf_counter() - start)
         if short:
-            spent = model.query_count
             budget = getattr(model, "query_budget", None)
+            spent = f"{model.query_count} of query_budget={budget} queries spent"
+            if done == 0:
+                what = (
+                    f"{spent} before any of the {n} inputs could be attacked (each needs at "
+                    f"least 2: one for the attack, one for the final check)"
+                )
+            else:
+                what = (
+                    f"{spent}; {done} of {n} inputs attacked, {int(result.success.sum())} "
+                    f"adversarial examples found"
+                    + (
+                        ", the last inputs with fewer queries than the settings allow"
+                        if cut
+                        else ""
+                    )
+                    + ". The error's partial_result holds them"
+                )
             raise QueryBudgetExceededError(
-                f"query budget ran out: {spent} of query_budget={budget} queries spent; "
-                f"{done} of {n} inputs attacked ({int(result.success.sum())} adversarial "
-                f"examples found), the last ones with fewer queries than the attack's "
-                f"settings allow. The error's partial_result holds what was found; raise "
-                f"query_budget, attack fewer inputs or lower the attack's max_queries",
+                f"query budget ran out: {what}; raise query_budget, attack fewer inputs or "
+                f"lower the attack's max_queries",
                 partial_result=result,
             )
         return result
