@@ -165,8 +165,9 @@ def _membership(args: argparse.Namespace) -> int:
             needs = "scores" if getattr(cls, "needs_scores", True) else "labels"
             print(f"{name:<22}needs {needs:<8}{doc}")
         return 0
-    if args.json:
-        output_file("--json", args.json)
+    for option, value in (("--json", args.json), ("--roc", args.roc)):
+        if value:
+            output_file(option, value)
     known = registry.available("membership")
     unknown = [a for a in args.attacks if a not in known]
     if unknown:

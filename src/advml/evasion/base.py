@@ -235,10 +235,16 @@ class EvasionAttack(Component):
                         break
                 i = done
                 xc, yc = xt[i : i + size], yt[i : i + size]
-                scope = _Spend(reserve=size)
+                # Reserves add up when an attack runs others inside its own chunk
+                # ('strongest'): the inner final checks must not spend the outer one's.
+                outer = _SPEND.get()
+                scope = _Spend(reserve=size + (outer.reserve if outer is not None else 0))
                 token = _SPEND.set(scope)
                 try:
                     xa, q = self._run(model, xc, yc, generator)
+                    xa = self._finalise(xa.detach(), xc, model.bounds)
+                    with torch.no_grad():
+                        ya = model.predict_labels(xa)
                 except QueryBudgetExceededError:
                     # An attack that does not shrink its own batches: this chunk's
                     # queries are lost, the finished chunks are kept.
@@ -246,11 +252,9 @@ class EvasionAttack(Component):
                     break
                 finally:
                     _SPEND.reset(token)
-                xa = self._finalise(xa.detach(), xc, model.bounds)
                 x_adv[i : i + size] = xa
                 queries[i : i + size] = q
-                with torch.no_grad():
-                    y_adv[i : i + size] = model.predict_labels(xa)
+                y_adv[i : i + size] = ya
                 done += size
                 if scope.short:
                     short = cut = True
