@@ -49,6 +49,7 @@ def test_bad_method_and_setting_are_named(
     code = main(["adversarial-train", "--init", "model", "--dataset", "digits", "--out", out])
     assert code == 2
     assert "--init model" in capsys.readouterr().err
-    missing = str(tmp_path / "no-such-folder" / "m.pt")
-    assert main(["adversarial-train", "--dataset", "digits", "--out", missing]) == 2
+    (tmp_path / "taken").write_text("a file, not a folder")
+    under_a_file = str(tmp_path / "taken" / "m.pt")
+    assert main(["adversarial-train", "--dataset", "digits", "--out", under_a_file]) == 2
     assert "--out" in capsys.readouterr().err

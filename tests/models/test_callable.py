@@ -165,6 +165,13 @@ def test_queries_are_counted_and_the_budget_is_enforced_before_fn(x: np.ndarray)
         model.predict(x[:6], batch_size=6)
     assert model.query_count == 20
     assert len(api.batches) == 6  # the refused batch never reached the API
+    # The model says what is left, so an attack can shrink its last batch to it.
+    assert model.queries_left == 5
+    model.predict(x[:5])
+    assert model.queries_left == 0 and model.query_count == 25
+    model.reset_queries()
+    assert model.queries_left == 25
+    assert _model(api).queries_left is None  # no budget: unlimited
 
 
 def test_settings_are_validated() -> None:

@@ -203,7 +203,7 @@ def _context(
         clean_proba=np.empty((0, model.n_classes), dtype=np.float32),
         model_fp=model.fingerprint(),
         data_fp=fingerprint([x, y]),
-        cache=ResultCache(out_dir / "steps") if out_dir is not None else None,
+        cache=ResultCache(out_dir / "steps", log=log) if out_dir is not None else None,
         show_progress=show_progress,
         section="clean",
     )

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from advml.errors import OutputPathError
 
 __all__ = [
     "add_model_args",
@@ -13,6 +17,8 @@ __all__ = [
     "floats",
     "load_model_and_data",
     "names",
+    "output_file",
+    "output_folder",
     "setting",
 ]
 
@@ -99,3 +105,120 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
     return model, ds
+
+
+# -- output paths: checked before any work, so a long run never ends in a traceback ---
+def output_file(
+    option: str,
+    value: str | os.PathLike[str],
+    *,
+    suffix: str | None = None,
+    default_name: str | None = None,
+) -> Path:
+    """The file an output option names, checked before any work; missing folders made.
+
+    Parameters
+    ----------
+    option : str
+        The option's name for messages, e.g. ``"--out"``.
+    value : str or path-like
+        What the user gave.
+    suffix : str, optional
+        The file must end with it (e.g. ``".npz"``); nothing is appended, so the file
+        written is exactly the path printed.
+    default_name : str, optional
+        When ``value`` is an existing folder (or ends with ``/``), the file is this name
+        inside it; without one a folder is refused.
+
+    Raises
+    ------
+    OutputPathError
+        For an empty value, a folder where a file is needed, a wrong suffix, a file in
+        the way of a folder, or a folder that cannot be written.
+    """
+    text = os.fspath(value)
+    if not text.strip():
+        example = default_name or f"result{suffix or ''}"
+        raise OutputPathError(f"{option} is empty; give a file name, e.g. {option} {example}")
+    path = Path(text)
+    names_a_folder = path.is_dir() or text.endswith(("/", os.sep))
+    if names_a_folder:
+        if default_name is None:
+            raise OutputPathError(
+                f"{option} {text} is a folder; give a file name inside it, e.g. "
+                f"{option} {path / ('result' + (suffix or ''))}"
+            )
+        path = path / default_name
+    elif suffix is not None and path.suffix.lower() != suffix:
+        folder_hint = (
+            f" or an existing folder ({default_name} is then written inside it)"
+            if default_name
+            else ""
+        )
+        raise OutputPathError(
+            f"{option} {text}: give a path ending in {suffix} (the file written is exactly "
+            f"that path){folder_hint}, e.g. {option} {path.with_suffix(suffix)}"
+        )
+    if path.is_dir():
+        raise OutputPathError(
+            f"{option} {path} is a folder; give a file name, or remove the folder"
+        )
+    _make_folder(option, text, path.parent)
+    if path.exists() and not _can_write(path):
+        raise OutputPathError(
+            f"{option} {path}: the file exists and cannot be overwritten (permission "
+            f"denied); choose another name or change its permissions"
+        )
+    return path
+
+
+def output_folder(option: str, value: str | os.PathLike[str]) -> Path:
+    """The folder an output option names, checked (and made) before any work.
+
+    Raises
+    ------
+    OutputPathError
+        For an empty value, an existing file of that name, a file in the way of one of
+        its parent folders, or a folder that cannot be written.
+    """
+    text = os.fspath(value)
+    if not text.strip():
+        raise OutputPathError(f"{option} is empty; give a folder, e.g. {option} advml-audit")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(
+            f"{option} {text} is a file, but the command writes a folder of files there; "
+            f"give a folder path (new or existing), e.g. {option} {path.with_suffix('')}-out"
+        )
+    _make_folder(option, text, path)
+    return path
+
+
+def _make_folder(option: str, text: str, folder: Path) -> None:
+    """Create ``folder`` (and its parents) or say precisely why it cannot be."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise OutputPathError(
+            f"{option} {text}: {ancestor} is a file, not a folder, so nothing can be "
+            f"written under it; choose a path in a folder"
+        )
+    target = folder if folder.exists() else ancestor
+    if not _can_write(target):
+        raise OutputPathError(
+            f"{option} {text}: cannot write in folder {target} (permission denied); "
+            f"choose a folder you can write to"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputPathError(
+            f"{option} {text}: cannot create folder {folder} ({err.strerror}); choose another path"
+        ) from None
+
+
+def _can_write(path: Path) -> bool:
+    """Whether this process may write ``path`` (a file, or files in a folder)."""
+    mode = os.W_OK | (os.X_OK if path.is_dir() else 0)
+    return os.access(path, mode)

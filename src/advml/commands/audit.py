@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, floats, names, setting
+from advml.commands._common import (
+    add_model_args,
+    floats,
+    names,
+    output_file,
+    output_folder,
+    setting,
+)
 
 __all__ = ["add_commands"]
 
@@ -146,6 +152,7 @@ def _audit(args: argparse.Namespace) -> int:
     from advml.audit import run_audit
     from advml.audit.config_file import config_to_yaml
     from advml.audit.sections import available_sections
+    from advml.errors import DiskFullError
     from advml.report import format_summary
     from advml.runtime.files import atomic_write
 
@@ -157,10 +164,19 @@ def _audit(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.yaml", config_to_yaml(config))
-    result = run_audit(config, out=out, show_progress=not args.quiet and not args.json)
+    out = output_folder("--out", args.out)
+    try:
+        atomic_write(out / "config.yaml", config_to_yaml(config))
+        result = run_audit(config, out=out, show_progress=not args.quiet and not args.json)
+    except DiskFullError as err:
+        kept = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        print(
+            f"advml audit: error: {err}. Kept in {out}: {', '.join(kept) or 'nothing'}; "
+            f"the finished steps in {out / 'steps'} are read back by a rerun, so it "
+            f"resumes where this one stopped",
+            file=sys.stderr,
+        )
+        return 2
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:
@@ -182,11 +198,12 @@ def _train(args: argparse.Namespace) -> int:
     from advml.models.io import save_model
     from advml.models.reference import reference_model
 
+    out = output_file("--out", args.out)
     ds = load_dataset(args.dataset)
     model, info = reference_model(
         ds, architecture=args.architecture, seed=args.seed, show_progress=not args.quiet
     )
-    path = save_model(model, args.out)
+    path = save_model(model, out)
     acc = accuracy(model, ds.x_test, ds.y_test)
     print(f"{info['architecture']} on {ds.name}: test accuracy {acc:.1%}; saved to {path}")
     return 0

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 from typing import Any
 
 import numpy as np
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg, load_model_and_data
+from advml.commands._common import (
+    add_model_args,
+    add_settings_arg,
+    load_model_and_data,
+    output_file,
+)
 
 __all__ = ["add_commands"]
 
@@ -29,14 +34,28 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     add_settings_arg(t)
     t.add_argument("--target", type=int, help="targeted attack towards this class")
     t.add_argument("--n-samples", type=int, default=100, help="test inputs to attack (default 100)")
-    t.add_argument("--out", default="adversarial.npz", help="output .npz (default adversarial.npz)")
+    t.add_argument(
+        "--query-budget",
+        type=int,
+        metavar="N",
+        help="model queries the attack may spend in all (a paid API's budget); when it runs "
+        "out, the inputs attacked so far are saved and the exit code is 2",
+    )
+    t.add_argument(
+        "--out",
+        default="adversarial.npz",
+        help="output file, ending in .npz, or a folder to write adversarial.npz in "
+        "(default adversarial.npz)",
+    )
     return {"attack": _attack}
 
 
 def _attack(args: argparse.Namespace) -> int:
     from advml import registry
-    from advml.metrics import accuracy
+    from advml.errors import QueryBudgetExceededError
     from advml.models.checks import check_finite_outputs
+    from advml.runtime.files import atomic_write
+    from advml.validation import check_number
 
     if args.list:
         for name in registry.available("evasion"):
@@ -57,34 +76,55 @@ def _attack(args: argparse.Namespace) -> int:
     if "seed" in registry.schema("evasion", args.attack) and "seed" not in settings:
         settings["seed"] = args.seed
     attack = registry.create("evasion", args.attack, **settings)
+    if args.query_budget is not None:
+        check_number("--query-budget", args.query_budget, low=1, integer=True)
+    out = output_file("--out", args.out, suffix=".npz", default_name="adversarial.npz")
     model, ds = load_model_and_data(args)
     sub = ds.subset(n_test=min(args.n_samples, ds.x_test.shape[0]), seed=args.seed)
     x, y = sub.x_test, sub.y_test
     check_finite_outputs(model, x, name=args.model or "the reference model")
-    if args.target is not None:
-        target = np.full_like(y, args.target)
-        result = attack.generate(model, x, target)  # type: ignore[attr-defined]
-    else:
-        result = attack.generate(model, x, y)  # type: ignore[attr-defined]
+    goal = np.full_like(y, args.target) if args.target is not None else y
+    clean_pred = np.asarray(model.predict(x))
+    if args.query_budget is not None:
+        # The budget is the attack's: the clean predictions above are not charged to it.
+        model.reset_queries()
+        model.query_budget = args.query_budget
+    budget_error: QueryBudgetExceededError | None = None
+    try:
+        result = attack.generate(model, x, goal)  # type: ignore[attr-defined]
+    except QueryBudgetExceededError as err:
+        if err.partial_result is None or err.partial_result.n == 0:
+            raise
+        # The queries are paid for: save and report what they bought.
+        budget_error, result = err, err.partial_result
+        x, y, clean_pred = x[: result.n], y[: result.n], clean_pred[: result.n]
     x_adv = np.asarray(result.x_adv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        out,
-        x=x,
-        x_adv=x_adv,
-        y=y,
-        y_adv=result.y_adv,
-        success=result.success,
-        queries=result.queries,
-    )
+    arrays = {
+        "x": x,
+        "x_adv": x_adv,
+        "y": y,
+        "y_adv": result.y_adv,
+        "success": result.success,
+        "queries": result.queries,
+    }
+    atomic_write(out, lambda f: np.savez_compressed(f, **arrays))
     s = result.summary()
     print(f"{attack!r} on {ds.name}, {len(y)} test inputs")
-    print(f"  clean accuracy        {accuracy(model, x, y):.1%}")
+    print(f"  clean accuracy        {float((clean_pred == y).mean()):.1%}")
     print(f"  accuracy under attack {float((result.y_adv == y).mean()):.1%}")
     print(f"  success rate          {s['success_rate']:.1%}")
     print(f"  median L2 / L∞        {s['median_l2']:.3f} / {s['median_linf']:.3f} (successes)")
     print(f"  queries / input       {s['mean_queries']:.0f}")
     print(f"  time                  {s['seconds']:.2f} s")
     print(f"saved x, x_adv, y, y_adv, success, queries to {out}")
+    if budget_error is not None:
+        print(
+            f"advml attack: the query budget ran out: all {model.query_count} queries of "
+            f"--query-budget {model.query_budget} spent; {out} holds the {result.n} of "
+            f"{len(sub.y_test)} inputs attacked so far ({int(result.success.sum())} "
+            f"adversarial). Raise --query-budget, attack fewer inputs (--n-samples) or "
+            f"lower max_queries",
+            file=sys.stderr,
+        )
+        return 2
     return 0

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg, load_model_and_data
+from advml.commands._common import (
+    add_model_args,
+    add_settings_arg,
+    load_model_and_data,
+    output_file,
+)
 
 __all__ = ["add_commands"]
 
@@ -89,6 +93,7 @@ def _extract(args: argparse.Namespace) -> int:
     from advml.extraction import transfer_evasion
     from advml.models.io import save_model
     from advml.models.torch import TorchClassifier
+    from advml.runtime.files import atomic_write
 
     if args.list:
         for name in registry.available("extraction"):
@@ -105,6 +110,8 @@ def _extract(args: argparse.Namespace) -> int:
     if "seed" in registry.schema("extraction", args.attack) and "seed" not in settings:
         settings["seed"] = args.seed
     attack = registry.create("extraction", args.attack, **settings)
+    out = output_file("--out", args.out) if args.out else None
+    json_out = output_file("--json", args.json) if args.json else None
     model, ds = load_model_and_data(args)
     victim = model
     if args.defence != "none":
@@ -144,10 +151,10 @@ def _extract(args: argparse.Namespace) -> int:
             f"the copy, {t.transfer_success:.1%} on the model ({t.n_eligible} inputs it got right)"
         )
         numbers["transfer"] = t.summary()
-    if args.out and isinstance(result.stolen, TorchClassifier):
-        out = save_model(result.stolen, args.out)
+    if out is not None and isinstance(result.stolen, TorchClassifier):
+        save_model(result.stolen, out)
         print(f"saved the stolen model to {out}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(numbers, indent=1, default=str))
-        print(f"wrote {args.json}")
+    if json_out is not None:
+        atomic_write(json_out, json.dumps(numbers, indent=1, default=str))
+        print(f"wrote {json_out}")
     return 0

@@ -11,11 +11,10 @@ success before and after.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg
+from advml.commands._common import add_model_args, add_settings_arg, output_file
 
 __all__ = ["add_commands"]
 
@@ -124,6 +123,8 @@ def _poison(args: argparse.Namespace) -> int:
 
     if args.list:
         return _list("poisoning", "trigger")
+    out_model = output_file("--out-model", args.out_model)
+    out_data = output_file("--out-data", args.out_data, suffix=".npz")
     ds = load_dataset(args.dataset or args.default_dataset)
     trigger = registry.create("trigger", args.trigger, **dict(args.trigger_settings))
     settings: dict[str, Any] = {"fraction": args.fraction, "target": args.target, "seed": args.seed}
@@ -159,10 +160,8 @@ def _poison(args: argparse.Namespace) -> int:
     )
     model = run.model
     assert isinstance(model, TorchClassifier)  # train_reference builds one
-    out_model = Path(args.out_model)
-    out_model.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, out_model)
-    out_data = save_poisoned(run.data, args.out_data, dataset=ds.name)
+    out_data = save_poisoned(run.data, out_data, dataset=ds.name)
     print(f"{attack!r} on {ds.name}: {run.data.n_poisoned} of {len(run.data.y)} training samples")
     print("\n".join(run.lines()[1:]))
     print(f"saved the poisoned model to {out_model} and the poisoned data to {out_data}")
@@ -179,6 +178,7 @@ def _defend(args: argparse.Namespace) -> int:
 
     if args.list:
         return _list("backdoor_defence")
+    out = output_file("--out-model", args.out_model)
     check_number(
         "--val-fraction",
         args.val_fraction,
@@ -204,8 +204,6 @@ def _defend(args: argparse.Namespace) -> int:
     )
     print("\n".join(run.lines()))
     if run.repaired is not None:
-        out = Path(args.out_model)
-        out.parent.mkdir(parents=True, exist_ok=True)
         save_model(bake_masks(run.repaired), out)
         print(f"saved the repaired model to {out}")
     return 0

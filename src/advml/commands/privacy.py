@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_settings_arg, names, setting
+from advml.commands._common import add_settings_arg, names, output_file, setting
 
 __all__ = ["add_commands"]
 
@@ -164,6 +164,9 @@ def _membership(args: argparse.Namespace) -> int:
             needs = "scores" if getattr(cls, "needs_scores", True) else "labels"
             print(f"{name:<22}needs {needs:<8}{doc}")
         return 0
+    for option, value in (("--json", args.json), ("--roc", args.roc)):
+        if value:
+            output_file(option, value)
     for flag, value, low in (("--target-size", args.target_size, 2), ("--n-eval", args.n_eval, 1)):
         if value < low:
             raise ValueError(f"{flag} must be >= {low}, got {value}")
@@ -282,6 +285,9 @@ def _invert(args: argparse.Namespace) -> int:
     from advml.models.reference import reference_model
     from advml.privacy.inversion import InversionAttack, invert_and_judge
 
+    for option, value in (("--out", args.out), ("--json", args.json)):
+        if value:
+            output_file(option, value)
     settings = dict(args.settings)
     if args.steps is not None:
         settings["steps"] = args.steps

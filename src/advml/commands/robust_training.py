@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg
+from advml.commands._common import add_model_args, add_settings_arg, output_file
 
 __all__ = ["add_commands"]
 
@@ -74,6 +73,7 @@ def _train(args: argparse.Namespace) -> int:
                 + ", ".join(f"{k}={v['default']!r}" for k, v in schema.items())
             )
         return 0
+    out = output_file("--out", args.out)
     name = METHODS.get(args.method, args.method)
     settings: dict[str, Any] = dict(args.settings)
     for key in ("eps", "epochs", "init"):
@@ -108,9 +108,6 @@ def _train(args: argparse.Namespace) -> int:
         model = TorchClassifier(
             module, input_shape=ds.input_shape, n_classes=ds.n_classes, bounds=ds.bounds
         )
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"--out {args.out}: folder {str(out.parent)!r} does not exist")
     print(f"{defence!r} on {ds.name} ({ds.x_train.shape[0]} training inputs)", flush=True)
     trained = defence.fit(model, ds.x_train, ds.y_train, show_progress=not args.quiet)
     save_model(trained.model, out)

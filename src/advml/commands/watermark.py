@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg, load_model_and_data, names
+from advml.commands._common import (
+    add_model_args,
+    add_settings_arg,
+    load_model_and_data,
+    names,
+    output_file,
+)
 
 __all__ = ["add_commands"]
 
@@ -115,6 +121,8 @@ def _embed(args: argparse.Namespace) -> int:
 
     if args.list:
         return _list("watermark")
+    out_model = output_file("--out-model", args.out_model)
+    out_key = output_file("--out-key", args.out_key, suffix=".npz")
     scheme = registry.create("watermark", args.scheme, **dict(args.settings))
     assert isinstance(scheme, WatermarkScheme)
     model, ds = load_model_and_data(args)
@@ -130,9 +138,6 @@ def _embed(args: argparse.Namespace) -> int:
     if args.calibrate:
         key = calibrate(key, _references(model, ds, args.calibrate, args.quiet))
     after = _accuracy(marked.model, ds.x_test, ds.y_test)
-    out_model, out_key = Path(args.out_model), Path(args.out_key)
-    for path in (out_model, out_key):
-        path.parent.mkdir(parents=True, exist_ok=True)
     save_model(marked.model, out_model)
     save_key(key, out_key)
     print(f"{scheme!r} on {ds.name}, {marked.seconds:.1f} s")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from advml import registry
 from advml.base import Component
-from advml.errors import UnsupportedModelError
+from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.evasion.constraints import FeatureConstraints
 from advml.metrics.norms import perturbation_norms
 from advml.models.base import Classifier
@@ -28,9 +29,58 @@ from advml.models.checks import check_finite_outputs
 from advml.runtime.seeding import make_generator
 from advml.validation import check_bool, check_in_bounds, check_labels, check_number
 
-__all__ = ["AdversarialResult", "EvasionAttack", "Norm", "project"]
+__all__ = ["AdversarialResult", "EvasionAttack", "Norm", "affordable", "project", "queries_left"]
 
 Norm = Literal["inf", "2"]
+
+
+@dataclass
+class _Spend:
+    """What one chunk of ``generate`` may spend of the model's query budget."""
+
+    reserve: int
+    """Queries kept for generate's final check of the chunk (one per input)."""
+    short: bool = False
+    """Set when the attack stopped, or shrank a batch, because the budget ran out."""
+
+
+# The chunk being attacked; a context variable rather than state on the attack, so that
+# an attack object is never changed by being used (and threads do not share it).
+_SPEND: ContextVar[_Spend | None] = ContextVar("advml_evasion_spend", default=None)
+
+
+def queries_left(model: Classifier) -> int | None:
+    """Queries an attack may still spend on ``model``; ``None`` when it has no budget.
+
+    The model's ``queries_left`` less what ``generate`` keeps for its final check of
+    the chunk being attacked.
+    """
+    left = getattr(model, "queries_left", None)
+    if left is None:
+        return None
+    scope = _SPEND.get()
+    return max(0, int(left) - (scope.reserve if scope is not None else 0))
+
+
+def affordable(model: Classifier, rows: Tensor) -> Tensor:
+    """The leading entries of ``rows`` (one query each) the budget still pays for.
+
+    Query attacks pass every batch through this before the model call, so that the
+    last queries of a budget are spent on a smaller batch instead of refused with the
+    whole batch; a shortened batch marks the attack as stopped by the budget.
+    """
+    left = queries_left(model)
+    if left is None or rows.shape[0] <= left:
+        return rows
+    budget_ran_out()
+    return rows[:left]
+
+
+def budget_ran_out() -> None:
+    """Record that the attack of the current chunk was stopped by the query budget."""
+    scope = _SPEND.get()
+    if scope is not None:
+        scope.short = True
 
 
 @dataclass(frozen=True)
@@ -138,6 +188,14 @@ class EvasionAttack(Component):
         Returns
         -------
         AdversarialResult
+
+        Raises
+        ------
+        QueryBudgetExceededError
+            When the model's ``query_budget`` runs out before every input was attacked
+            as the settings ask. Query attacks spend the budget to the last query; the
+            error's ``partial_result`` is the result for the inputs attacked so far (the
+            last of them with the best point found when the budget ran out).
         """
         self._check_model(model)
         check_finite_outputs(model)  # the weights only: free, and no query is spent
@@ -159,19 +217,90 @@ class EvasionAttack(Component):
         generator = make_generator(getattr(self, "seed", None), model.device)
         chunk = self.batch_size or self._auto_batch_size(model)
         start = time.perf_counter()
-        x_adv = torch.empty_like(xt)
+        x_adv = xt.clone()
         queries = torch.zeros(n, dtype=torch.long, device=model.device)
-        y_adv = torch.empty_like(yt)
+        y_adv = yt.clone()
+        done = 0  # inputs whose chunk is finished, final check included
+        short = False  # the budget ran out before every input was attacked in full
+        cut = False  # ... and it cut the attack of the last chunk short
         with model.evaluating():
-            for i in range(0, n, chunk):
-                xc, yc = xt[i : i + chunk], yt[i : i + chunk]
-                xa, q = self._run(model, xc, yc, generator)
-                xa = self._finalise(xa.detach(), xc, model.bounds)
-                x_adv[i : i + chunk] = xa
-                queries[i : i + chunk] = q
-                with torch.no_grad():
-                    y_adv[i : i + chunk] = model.predict_labels(xa)
-        seconds = time.perf_counter() - start
+            while done < n:
+                size = min(chunk, n - done)
+                left = queries_left(model)
+                if left is not None:
+                    # A chunk needs one query per input before the attack can do anything
+                    # and one for generate's final check: shrink it to what the budget
+                    # still pays for, so that no query is wasted on a chunk cut in two.
+                    size = min(size, left // 2)
+                    if size == 0:
+                        short = True
+                        break
+                i = done
+                xc, yc = xt[i : i + size], yt[i : i + size]
+                # Reserves add up when an attack runs others inside its own chunk
+                # ('strongest'): the inner final checks must not spend the outer one's.
+                outer = _SPEND.get()
+                scope = _Spend(reserve=size + (outer.reserve if outer is not None else 0))
+                token = _SPEND.set(scope)
+                try:
+                    xa, q = self._run(model, xc, yc, generator)
+                    xa = self._finalise(xa.detach(), xc, model.bounds)
+                    with torch.no_grad():
+                        ya = model.predict_labels(xa)
+                except QueryBudgetExceededError:
+                    # An attack that does not shrink its own batches: this chunk's
+                    # queries are lost, the finished chunks are kept.
+                    short = True
+                    break
+                finally:
+                    _SPEND.reset(token)
+                x_adv[i : i + size] = xa
+                queries[i : i + size] = q
+                y_adv[i : i + size] = ya
+                done += size
+                if scope.short:
+                    short = cut = True
+                    break
+        result = self._result(x, xt, yt, x_adv, y_adv, queries, done, time.perf_counter() - start)
+        if short:
+            budget = getattr(model, "query_budget", None)
+            spent = f"{model.query_count} of query_budget={budget} queries spent"
+            if done == 0:
+                what = (
+                    f"{spent} before any of the {n} inputs could be attacked (each needs at "
+                    f"least 2: one for the attack, one for the final check)"
+                )
+            else:
+                what = (
+                    f"{spent}; {done} of {n} inputs attacked, {int(result.success.sum())} "
+                    f"adversarial examples found"
+                    + (
+                        ", the last inputs with fewer queries than the settings allow"
+                        if cut
+                        else ""
+                    )
+                    + ". The error's partial_result holds them"
+                )
+            raise QueryBudgetExceededError(
+                f"query budget ran out: {what}; raise query_budget, attack fewer inputs or "
+                f"lower the attack's max_queries",
+                partial_result=result,
+            )
+        return result
+
+    def _result(
+        self,
+        x: np.ndarray | Tensor,
+        xt: Tensor,
+        yt: Tensor,
+        x_adv: Tensor,
+        y_adv: Tensor,
+        queries: Tensor,
+        m: int,
+        seconds: float,
+    ) -> AdversarialResult:
+        """The result for the first ``m`` inputs (all of them unless the budget ran out)."""
+        xt, yt, x_adv, y_adv, queries = xt[:m], yt[:m], x_adv[:m], y_adv[:m], queries[:m]
         success = (y_adv == yt) if self.targeted else (y_adv != yt)
         l0, l2, linf = perturbation_norms(xt, x_adv)
         out_x: np.ndarray | Tensor

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion.base import EvasionAttack, validate_common
+from advml.evasion.base import EvasionAttack, affordable, validate_common
 from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
 from advml.validation import check_number
@@ -146,6 +146,16 @@ class GreedyPixel(EvasionAttack):
             if cand.shape[0] == 0:
                 active[idx] = False
                 break
+            # Where the model's budget ends within this round, the candidates it still
+            # pays for are evaluated; a sample then takes the best of those it got.
+            paid = affordable(model, cand)
+            cut = paid.shape[0] < cand.shape[0]
+            if paid.shape[0] == 0:
+                break
+            if cut:
+                valid = torch.zeros_like(valid)
+                valid[paid[:, 0], paid[:, 1], paid[:, 2]] = True
+                cand = paid
             scores = torch.full(valid.shape, math.inf, device=x.device)
             found = torch.empty(cand.shape[0], device=x.device)
             with torch.no_grad():
@@ -176,4 +186,6 @@ class GreedyPixel(EvasionAttack):
             if self.step is None:
                 going &= changed[idx].sum(1) < budget
             active[idx] = going
+            if cut:
+                break
         return x_adv.view_as(x), queries

@@ -9,7 +9,9 @@ it, each round closer to the original (Algorithm 1 of the paper).
 
 All samples of a chunk move in lockstep: every query is one batched model call over
 the samples that still need it, never one sample at a time. Each sample's queries are
-counted exactly and stop at ``max_queries``; what it has then is adversarial.
+counted exactly and stop at ``max_queries``, or earlier when the model's
+``query_budget`` runs out (the last batches shrink to what it still pays for); what a
+sample has then is adversarial.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion.base import EvasionAttack, validate_common
+from advml.evasion.base import (
+    EvasionAttack,
+    affordable,
+    budget_ran_out,
+    queries_left,
+    validate_common,
+)
 from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
@@ -168,6 +176,9 @@ class HopSkipJump(EvasionAttack):
             alive = oracle.remaining(idx) > 0
             if not alive.any():
                 break
+            if queries_left(model) == 0:
+                budget_ran_out()
+                break
             t += 1
             sel = alive.nonzero().squeeze(1)
             sub = idx[sel]
@@ -229,7 +240,7 @@ class HopSkipJump(EvasionAttack):
         low, high = model.bounds
         for _ in range(self.init_tries):
             todo = ~found & (oracle.remaining(torch.arange(x.shape[0], device=x.device)) > 1)
-            idx = todo.nonzero().squeeze(1)
+            idx = affordable(model, todo.nonzero().squeeze(1))
             if idx.numel() == 0:
                 break
             noise = torch.rand(
@@ -274,7 +285,7 @@ class HopSkipJump(EvasionAttack):
 
         while True:
             rows = (((high - low) > threshold) & (oracle.remaining(owner) > 0)).nonzero()
-            rows = rows.squeeze(1)
+            rows = affordable(oracle.model, rows.squeeze(1))
             if rows.numel() == 0:
                 break
             mid = (high[rows] + low[rows]) / 2
@@ -304,6 +315,13 @@ class HopSkipJump(EvasionAttack):
         """
         n, d = point.shape[0], point[0].numel()
         counts = oracle.remaining(owner).clamp(max=evals, min=0)
+        left = queries_left(oracle.model)
+        if left is not None and int(counts.sum()) > left:
+            # The model's budget ends within this estimate: the first samples get their
+            # probes, the rest what is left (the estimate works with any count).
+            before = counts.cumsum(0) - counts
+            counts = torch.minimum(counts, (left - before).clamp_min(0))
+            budget_ran_out()
         grad = torch.zeros(n, d, device=point.device, dtype=point.dtype)
         mask = None
         if self._constraints is not None:
@@ -363,6 +381,7 @@ class HopSkipJump(EvasionAttack):
         step = step.clone()
         for _ in range(30):
             rows = (pending & (oracle.remaining(owner) > 0)).nonzero().squeeze(1)
+            rows = affordable(oracle.model, rows)
             if rows.numel() == 0:
                 break
             trial = point[rows] + step[rows].view(shape) * direction[rows]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion.base import EvasionAttack, validate_common
+from advml.evasion.base import EvasionAttack, affordable, validate_common
 from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.evasion.greedy_pixel import margin_score
 from advml.models.base import Classifier
@@ -166,7 +166,11 @@ class Square(EvasionAttack):
             queries[rows] += 1
             return m
 
-        init = feasible(self._initial(img[todo], generator), todo)
+        init = self._initial(img[todo], generator)
+        todo = affordable(model, todo)
+        if todo.numel() == 0:
+            return x_best.view_as(x), queries
+        init = feasible(init[: todo.numel()], todo)
         margin[todo] = evaluate(init, todo)
         x_best[todo] = init
         n_iters = self.max_queries
@@ -181,6 +185,11 @@ class Square(EvasionAttack):
             rows, cand = active[changed], cand[changed]
             if rows.numel() == 0:
                 continue
+            # The last queries of a model's budget go to the first rows.
+            rows = affordable(model, rows)
+            if rows.numel() == 0:
+                break
+            cand = cand[: rows.numel()]
             m = evaluate(cand, rows)
             better = m < margin[rows]
             x_best[rows[better]] = cand[better]

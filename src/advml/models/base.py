@@ -158,6 +158,11 @@ class BaseClassifier:
         """Inputs evaluated so far through this adapter."""
         return self._queries
 
+    @property
+    def queries_left(self) -> int | None:
+        """Inputs the model may still evaluate under ``query_budget``; None: unlimited."""
+        return None if self.query_budget is None else max(0, self.query_budget - self._queries)
+
     def reset_queries(self) -> None:
         """Set the query count back to zero (the budget applies afresh)."""
         self._queries = 0

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from advml.errors import DiskFullError
+
 __all__ = ["atomic_write"]
+
+# errno values that mean "no room": the disk is full, or the user's quota is spent.
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def atomic_write(
@@ -19,22 +26,73 @@ def atomic_write(
     The content goes to a temporary file in the same folder, which then replaces
     ``path`` in one rename: readers see the old file or the new one, never a part.
     The file gets the usual permissions (0o666 less the umask).
+
+    Raises
+    ------
+    DiskFullError
+        When the disk (or quota) is full: names the file, the bytes it needed and the
+        free space. ``path`` is left as it was, and so is every other file.
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    except OSError as err:
+        if err.errno in _NO_SPACE:  # not even an empty file (no free inodes)
+            raise _disk_full(target, payload, 0) from err
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
-            if isinstance(data, str):
-                f.write(data.encode("utf-8"))
-            elif isinstance(data, bytes):
-                f.write(data)
-            else:
-                data(f)
+            _write(target, f, payload)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
+    except OSError as err:
+        written = _size(tmp)
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno in _NO_SPACE:
+            raise _disk_full(target, payload, written) from err
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _write(target: Path, f: BinaryIO, payload: bytes | Callable[[BinaryIO], object]) -> None:
+    """Put ``payload`` into ``f``, the open temporary file that becomes ``target``.
+
+    The one place that writes bytes (tests replace it to simulate a full disk).
+    """
+    if isinstance(payload, bytes):
+        f.write(payload)
+    else:
+        payload(f)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _disk_full(
+    target: Path, payload: bytes | Callable[[BinaryIO], object], written: int
+) -> DiskFullError:
+    try:
+        free = f"{shutil.disk_usage(target.parent).free:,} bytes free"
+    except OSError:
+        free = "free space unknown"
+    needed = (
+        f"{len(payload):,} bytes needed"
+        if isinstance(payload, bytes)
+        else f"more than the {written:,} bytes written before it stopped needed"
+    )
+    return DiskFullError(
+        f"could not write {target}: no space left on the device ({needed}, {free} in "
+        f"{target.parent}); free some space and run the command again. Files written "
+        f"before it are kept",
+        filename=str(target),
+    )

@@ -11,6 +11,7 @@ import numpy as np
 
 from advml import registry
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.evasion.constraints import FeatureConstraints
 from advml.metrics import attack_success_rate
@@ -81,11 +82,16 @@ class EvasionSection(AuditSection):
         for attack_name, eps, attack in bar:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{attack_name} eps={eps:g}")
-            meta, arrays = ctx.step(
-                f"{attack_name}-eps{eps:g}",
-                attack.get_params(),
-                partial(_attack_step, attack, ctx.model, ctx.x, ctx.y, ctx.clean_pred),
-            )
+            try:
+                meta, arrays = ctx.step(
+                    f"{attack_name}-eps{eps:g}",
+                    attack.get_params(),
+                    partial(_attack_step, attack, ctx.model, ctx.x, ctx.y, ctx.clean_pred),
+                )
+            except QueryBudgetExceededError as err:
+                # Nothing attacked at this ε: the model's query budget is spent.
+                skipped.append({"attack": attack_name, "reason": f"eps={eps:g}: {err}"})
+                continue
             points.setdefault(attack_name, []).append(meta)
             step_arrays[(attack_name, eps)] = arrays
         attacks = [
@@ -109,7 +115,16 @@ SECTION = EvasionSection
 def _attack_step(
     attack: EvasionAttack, model: Classifier, x: np.ndarray, y: np.ndarray, clean_pred: np.ndarray
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    result = attack.generate(model, x, y)
+    budget_note = None
+    try:
+        result = attack.generate(model, x, y)
+    except QueryBudgetExceededError as err:
+        if err.partial_result is None or err.partial_result.n == 0:
+            raise
+        # The paid queries are kept: the figures cover the inputs attacked before the
+        # model's query budget ran out, and the step says so.
+        result, budget_note = err.partial_result, str(err)
+        x, y, clean_pred = x[: result.n], y[: result.n], clean_pred[: result.n]
     x_adv = np.asarray(result.x_adv)
     params = dict(attack.get_params())
     rules = params.get("constraints")
@@ -118,7 +133,7 @@ def _attack_step(
     with model.evaluating():
         proba = (
             np.asarray(model.predict_proba(x_adv[:N_EXAMPLE_CANDIDATES]))
-            if model.has_scores
+            if model.has_scores and budget_note is None
             else None
         )
     summary = result.summary()
@@ -133,6 +148,9 @@ def _attack_step(
         "seconds": round(result.seconds, 3),
         "params": params,
     }
+    if budget_note is not None:
+        meta["n_attacked"] = int(result.n)
+        meta["budget_ran_out"] = budget_note
     if isinstance(rules, FeatureConstraints):
         # Checked, not assumed: the share of outputs that keep every constraint.
         meta["constraints_satisfied"] = float(rules.satisfied(x, x_adv, model.bounds).mean())
