@@ -35,7 +35,7 @@ from advml.models import architectures
 from advml.models.base import BaseClassifier
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
-from advml.runtime.files import atomic_write
+from advml.runtime.files import atomic_write, check_file_version
 from advml.validation import check_bool, plain_data
 
 __all__ = ["load_model", "save_model"]
@@ -387,7 +387,7 @@ def _load_torch(
             else ""
         )
         raise ValueError(f"{str(path)!r} is a PyTorch file but not an advml model{looks_like}")
-    _check_version(path, obj)
+    check_file_version(path, obj.get("version"), FORMAT_VERSION, "advml file")
     state = _field(path, obj, "state_dict", dict)
     name = _field(path, obj, "architecture", (str, type(None)))
     kwargs = _field(path, obj, "architecture_kwargs", dict)
@@ -520,7 +520,7 @@ def _sklearn_model(
     input_shape: tuple[int, ...] | None,
 ) -> SklearnClassifier:
     if isinstance(obj, dict) and obj.get("format") == SKLEARN_FORMAT:
-        _check_version(path, obj)
+        check_file_version(path, obj.get("version"), FORMAT_VERSION, "advml file")
         estimator = obj.get("estimator")
         stored_bounds = _field(path, obj, "bounds", list)
         if bounds is None:
@@ -573,17 +573,6 @@ def _field(path: pathlib.Path, obj: dict[str, Any], key: str, kind: type | tuple
             f"{str(path)!r} is a damaged advml file: field {key!r} is missing or invalid"
         )
     return obj[key]
-
-
-def _check_version(path: pathlib.Path, obj: dict[str, Any]) -> None:
-    version = obj.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"{str(path)!r} is a damaged advml file: invalid version {version!r}")
-    if version > FORMAT_VERSION:
-        raise ValueError(
-            f"{str(path)!r} was written by a newer advml (format version {version}, this one "
-            f"reads up to {FORMAT_VERSION}); upgrade advml"
-        )
 
 
 def _first_line(e: BaseException) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "check_file_version"]
 
 
 def atomic_write(
@@ -38,3 +38,21 @@ def atomic_write(
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def check_file_version(
+    path: str | os.PathLike[str], version: object, newest: int, what: str
+) -> int:
+    """The format ``version`` a file states, checked: a whole number from 1 to ``newest``.
+
+    Refuses a missing or damaged one as a damaged ``what`` (``"advml file"``,
+    ``"watermark key"``), and a larger one as written by a newer advml, asking for an upgrade.
+    """
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{str(path)!r} is a damaged {what}: invalid version {version!r}")
+    if version > newest:
+        raise ValueError(
+            f"{str(path)!r} was written by a newer advml ({what} format {version}, this one "
+            f"reads up to {newest}); upgrade advml"
+        )
+    return version

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from advml.runtime.files import atomic_write
+from advml.runtime.files import atomic_write, check_file_version
 from advml.validation import plain_data
 
 __all__ = ["WatermarkKey", "derive_rng", "derive_seed", "load_key", "new_secret", "save_key"]
@@ -185,14 +185,7 @@ def load_key(path: str | os.PathLike[str]) -> WatermarkKey:
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != KEY_FORMAT:
         raise ValueError(f"{str(path)!r} is an .npz file but not an advml watermark key")
-    version = meta.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"{str(path)!r} is a damaged watermark key: invalid version {version!r}")
-    if version > KEY_VERSION:
-        raise ValueError(
-            f"{str(path)!r} was written by a newer advml (key format {version}, this one reads "
-            f"up to {KEY_VERSION}); upgrade advml"
-        )
+    check_file_version(path, meta.get("version"), KEY_VERSION, "watermark key")
     for name, kind in (("scheme", str), ("secret", str), ("settings", dict), ("meta", dict)):
         if not isinstance(meta.get(name), kind):
             raise ValueError(f"{str(path)!r} is a damaged watermark key: field {name!r} is invalid")
