@@ -7,6 +7,7 @@ second on two CPU cores). Tests that change a model (masks, training, modes) tak
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 
@@ -27,7 +28,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from advml.models import TorchClassifier, train
+from advml.models import TorchClassifier, save_model, train
 from advml.models.architectures import build
 
 # The suite's models are tiny: one thread is faster than several fighting over two cores
@@ -73,6 +74,40 @@ def digits_mlp(digits_data: Split) -> TorchClassifier:
     model.module.eval()
     model.reset_queries()
     return model
+
+
+@pytest.fixture
+def model_file(digits_mlp: TorchClassifier, tmp_path: Path) -> Path:
+    """A copy of ``digits_mlp`` saved to ``tmp_path / "digits-mlp.pt"``, for the CLI."""
+    return save_model(copy.deepcopy(digits_mlp), tmp_path / "digits-mlp.pt")
+
+
+@pytest.fixture
+def quick_audit_argv(model_file: Path) -> Callable[..., list[str]]:
+    """``argv(out, *extra)``: the ``advml audit`` command line of a quick audit of
+    ``model_file``: the evasion section only, FGSM at eps 0 and 0.1 on 30 samples."""
+
+    def argv(out: Path, *extra: str) -> list[str]:
+        return [
+            "audit",
+            "--quick",
+            "--model",
+            str(model_file),
+            "--n-samples",
+            "30",
+            "--eps",
+            "0,0.1",
+            "--attacks",
+            "fgsm",
+            "--sections",
+            "evasion",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
+
+    return argv
 
 
 def _linear(

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from advml.cli import main
-from advml.models import TorchClassifier, save_model
-
-
-@pytest.fixture
-def model_file(digits_mlp: TorchClassifier, tmp_path: Path) -> Path:
-    return save_model(copy.deepcopy(digits_mlp), tmp_path / "digits-mlp.pt")
 
 
 def test_help_explains_every_command() -> None:
@@ -107,30 +101,12 @@ def test_targeted_attack_from_the_cli(model_file: Path, tmp_path: Path) -> None:
 
 
 def test_audit_from_the_cli_with_a_model_file(
-    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    quick_audit_argv: Callable[..., list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "audit"
-    code = main(
-        [
-            "audit",
-            "--quick",
-            "--dataset",
-            "digits",
-            "--model",
-            str(model_file),
-            "--n-samples",
-            "30",
-            "--eps",
-            "0,0.1",
-            "--attacks",
-            "fgsm",
-            "--sections",
-            "evasion",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+    code = main(quick_audit_argv(out, "--dataset", "digits"))
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["source"] == "file"

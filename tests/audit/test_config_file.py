@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ from advml.audit.run import check_thresholds
 from advml.cli import main
 from advml.data import load_dataset
 from advml.models import TorchClassifier
-from advml.models.io import save_model
 
 
 def test_written_config_reads_back_equal() -> None:
@@ -104,38 +104,14 @@ def test_thresholds_compare_figures_and_explain_missing_ones() -> None:
     assert check_thresholds(report, AuditConfig())["passed"] is True
 
 
-@pytest.fixture
-def model_file(digits_mlp: TorchClassifier, tmp_path: Path) -> Path:
-    return save_model(copy.deepcopy(digits_mlp), tmp_path / "digits-mlp.pt")
-
-
-def _argv(model_file: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "audit",
-        "--quick",
-        "--model",
-        str(model_file),
-        "--n-samples",
-        "30",
-        "--eps",
-        "0,0.1",
-        "--attacks",
-        "fgsm",
-        "--sections",
-        "evasion",
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
-
-
 def test_fail_under_makes_the_cli_exit_3_and_says_why(
-    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    quick_audit_argv: Callable[..., list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(_argv(model_file, tmp_path / "a", "--fail-under", "clean_accuracy=0.5")) == 0
+    assert main(quick_audit_argv(tmp_path / "a", "--fail-under", "clean_accuracy=0.5")) == 0
     capsys.readouterr()
-    code = main(_argv(model_file, tmp_path / "b", "--fail-under", "robust_accuracy=0.99"))
+    code = main(quick_audit_argv(tmp_path / "b", "--fail-under", "robust_accuracy=0.99"))
     assert code == 3
     err = capsys.readouterr().err
     assert "threshold not met: robust_accuracy" in err and "below 0.99" in err

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from advml.data import sources
+from advml.data.cifar import CIFAR10_CLASSES
 
 IDX_CODES = {
     np.dtype(np.uint8): 0x08,
@@ -201,21 +202,7 @@ def cifar_batch(n: int, seed: int, *, label_offset: int = 0) -> dict[bytes, Any]
 
 CIFAR_META = {
     b"num_cases_per_batch": 10000,
-    b"label_names": [
-        name.encode()
-        for name in (
-            "airplane",
-            "automobile",
-            "bird",
-            "cat",
-            "deer",
-            "dog",
-            "frog",
-            "horse",
-            "ship",
-            "truck",
-        )
-    ],
+    b"label_names": [name.encode() for name in CIFAR10_CLASSES],
     b"num_vis": 3072,
 }
 

@@ -8,14 +8,12 @@ once, briefly, on the digits training split.
 from __future__ import annotations
 
 import copy
-import math
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from _contract import bad_setting_test
 
 from advml import registry
 from advml.defences.preprocess import STRENGTHS, DefendedClassifier, Preprocessor
@@ -44,27 +42,6 @@ def build(
     prep = registry.create("preprocess", name, **settings)
     assert isinstance(prep, Preprocessor)
     return prep
-
-
-def invalid_settings(name: str) -> Iterator[tuple[str, Any, Any]]:
-    for setting, spec in registry.schema("preprocess", name).items():
-        kind = spec["type"]
-        if kind.startswith("Literal"):
-            yield setting, "not-a-choice", ValueError
-        elif re.search(r"\b(int|float)\b", kind):
-            yield setting, "1", TypeError
-            yield setting, True, TypeError
-            yield setting, math.nan, (TypeError, ValueError)
-            yield setting, -1, ValueError
-            if re.search(r"\bint\b", kind) and not re.search(r"\bfloat\b", kind):
-                yield setting, 1.5, TypeError
-
-
-BAD_SETTINGS = [
-    pytest.param(name, setting, value, error, id=f"{name}-{setting}={value!r}")
-    for name in PREPS
-    for setting, value, error in invalid_settings(name)
-]
 
 
 @pytest.fixture(params=PREPS)
@@ -108,12 +85,7 @@ def test_registry_entry(name: str) -> None:
         cls("high")  # type: ignore[call-arg]  # keyword-only settings
 
 
-@pytest.mark.parametrize(("name", "setting", "value", "error"), BAD_SETTINGS)
-def test_bad_setting_raises_naming_it(
-    name: str, setting: str, value: Any, error: type[Exception]
-) -> None:
-    with pytest.raises(error, match=rf"\b{setting}\b"):
-        registry.create("preprocess", name, **{setting: value})
+test_bad_setting_raises_naming_it = bad_setting_test({"preprocess": PREPS}, negative=-1)
 
 
 def test_explicit_parameter_overrides_the_preset(name: str) -> None:

@@ -8,14 +8,12 @@ slice of the digits data.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from _contract import bad_setting_test
 
 from advml import registry
 from advml.defences.training import RobustTraining, TrainedModel
@@ -48,40 +46,15 @@ def build(name: str, **settings: Any) -> RobustTraining:
     return defence
 
 
-def invalid_settings(name: str) -> Iterator[tuple[str, Any, Any]]:
-    for setting, spec in registry.schema("robust_training", name).items():
-        kind = spec["type"]
-        if kind.startswith("Literal"):
-            yield setting, "not-a-choice", ValueError
-        elif kind == "bool":
-            yield setting, "yes", TypeError
-        elif re.search(r"\b(int|float)\b", kind):
-            yield setting, "1", TypeError
-            yield setting, True, TypeError
-            yield setting, math.nan, (TypeError, ValueError)
-            if re.search(r"\bint\b", kind) and not re.search(r"\bfloat\b", kind):
-                yield setting, 1.5, TypeError
-        for value, error in INVALID_BY_NAME.get(setting, []):
-            yield setting, value, error
-
-
-BAD_SETTINGS = [
-    pytest.param(name, setting, value, error, id=f"{name}-{setting}={value!r}")
-    for name in DEFENCES
-    for setting, value, error in invalid_settings(name)
-]
-
-
 def small_mlp() -> TorchClassifier:
     torch.manual_seed(0)
     module = build_architecture("mlp", input_shape=(1, 8, 8), n_classes=10, hidden=(32,))
     return TorchClassifier(module, input_shape=(1, 8, 8), n_classes=10)
 
 
-@pytest.mark.parametrize(("name", "setting", "value", "error"), BAD_SETTINGS)
-def test_bad_setting_raises_naming_it(name: str, setting: str, value: Any, error: Any) -> None:
-    with pytest.raises(error, match=re.escape(setting)):
-        registry.create("robust_training", name, **{setting: value})
+test_bad_setting_raises_naming_it = bad_setting_test(
+    {"robust_training": DEFENCES}, by_name=INVALID_BY_NAME
+)
 
 
 @pytest.mark.parametrize("name", DEFENCES)

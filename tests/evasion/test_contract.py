@@ -8,14 +8,12 @@ covered without editing this file. Each attack is built from its defaults, with 
 from __future__ import annotations
 
 import copy
-import math
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from _contract import bad_setting_test
 from torch import Tensor, nn
 
 from advml import registry
@@ -53,32 +51,6 @@ def build(name: str, **settings: Any) -> EvasionAttack:
     attack = registry.create("evasion", name, **{**quick, **settings})
     assert isinstance(attack, EvasionAttack)
     return attack
-
-
-def invalid_settings(name: str) -> Iterator[tuple[str, Any, Any]]:
-    """(setting, bad value, expected error) from the schema's types and the table above."""
-    for setting, spec in registry.schema("evasion", name).items():
-        kind = spec["type"]
-        if kind.startswith("Literal"):
-            yield setting, "not-a-choice", ValueError
-        elif kind == "bool":
-            yield setting, "yes", TypeError
-            yield setting, None, TypeError
-        elif re.search(r"\b(int|float)\b", kind):
-            yield setting, "1", TypeError
-            yield setting, True, TypeError
-            yield setting, math.nan, (TypeError, ValueError)  # not finite, not an integer
-            if re.search(r"\bint\b", kind) and not re.search(r"\bfloat\b", kind):
-                yield setting, 1.5, TypeError
-        for value, error in INVALID_BY_NAME.get(setting, []):
-            yield setting, value, error
-
-
-BAD_SETTINGS = [
-    pytest.param(name, setting, value, error, id=f"{name}-{setting}={value!r}")
-    for name in ATTACKS
-    for setting, value, error in invalid_settings(name)
-]
 
 
 @pytest.fixture(params=ATTACKS)
@@ -276,12 +248,7 @@ def test_different_seeds_differ(name: str, digits_mlp: TorchClassifier, data: An
 # -- settings -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "setting", "value", "error"), BAD_SETTINGS)
-def test_bad_setting_raises_naming_it(
-    name: str, setting: str, value: Any, error: type[Exception]
-) -> None:
-    with pytest.raises(error, match=rf"\b{setting}\b"):
-        registry.create("evasion", name, **{setting: value})
+test_bad_setting_raises_naming_it = bad_setting_test({"evasion": ATTACKS}, by_name=INVALID_BY_NAME)
 
 
 def test_schema_covers_the_cases_the_contract_names() -> None:

@@ -55,13 +55,12 @@ def test_copycat_behind_a_defence(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert load_model(tmp_path / "stolen.pt").input_shape == (1, 8, 8)
 
 
-def test_equation_solving_on_a_saved_model(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _equation_solving_argv(tmp_path: Path, *extra: str) -> list[str]:
+    """``advml extract`` by equation solving of a logistic regression saved in ``tmp_path``."""
     ds = load_dataset("breast-cancer")
     est = LogisticRegression(max_iter=5000).fit(ds.x_train, ds.y_train)
     save_model(SklearnClassifier(est, bounds=(0.0, 1.0)), tmp_path / "lr.skops")
-    argv = [
+    return [
         "extract",
         "--dataset",
         "breast-cancer",
@@ -70,8 +69,14 @@ def test_equation_solving_on_a_saved_model(
         "--attack",
         "equation_solving",
         "--quiet",
+        *extra,
     ]
-    assert main(argv) == 0
+
+
+def test_equation_solving_on_a_saved_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_equation_solving_argv(tmp_path)) == 0
     out = capsys.readouterr().out
     assert "queries                 31" in out and "agreement (test)        100.0%" in out
 
@@ -79,20 +84,5 @@ def test_equation_solving_on_a_saved_model(
 def test_labels_only_refused_with_a_clear_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ds = load_dataset("breast-cancer")
-    est = LogisticRegression(max_iter=5000).fit(ds.x_train, ds.y_train)
-    save_model(SklearnClassifier(est, bounds=(0.0, 1.0)), tmp_path / "lr.skops")
-    argv = [
-        "extract",
-        "--dataset",
-        "breast-cancer",
-        "--model",
-        str(tmp_path / "lr.skops"),
-        "--attack",
-        "equation_solving",
-        "--defence",
-        "labels_only",
-        "--quiet",
-    ]
-    assert main(argv) == 2
+    assert main(_equation_solving_argv(tmp_path, "--defence", "labels_only")) == 2
     assert "equation solving is impossible" in capsys.readouterr().err

@@ -177,8 +177,15 @@ def test_bare_state_dict_and_newer_versions_are_explained(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="bare state_dict"):
         load_model(tmp_path / "sd.pt")
     torch.save({"format": "advml-torch", "version": 99}, tmp_path / "new.pt")
-    with pytest.raises(ValueError, match="newer advml"):
+    with pytest.raises(ValueError, match=r"newer advml \(advml file format 99, this one reads"):
         load_model(tmp_path / "new.pt")
+
+
+@pytest.mark.parametrize("version", [None, "1", True, 0, 1.0])
+def test_a_damaged_version_is_named(tmp_path: Path, version: object) -> None:
+    torch.save({"format": "advml-torch", "version": version}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=rf"damaged advml file: invalid version {version!r}$"):
+        load_model(tmp_path / "bad.pt")
 
 
 # -- scikit-learn ----------------------------------------------------------------------

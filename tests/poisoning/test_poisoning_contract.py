@@ -6,14 +6,12 @@ components are covered without editing this file.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from _contract import bad_setting_test
 
 from advml import registry
 from advml.poisoning import PoisonedData, PoisoningAttack, Trigger
@@ -21,42 +19,20 @@ from advml.poisoning import PoisonedData, PoisoningAttack, Trigger
 ATTACKS = registry.available("poisoning")
 TRIGGERS = registry.available("trigger")
 
-
-def invalid_settings(family: str, name: str) -> Iterator[tuple[str, Any, Any]]:
-    """(setting, bad value, expected error) derived from the settings' annotated types."""
-    for setting, spec in registry.schema(family, name).items():
-        kind = spec["type"]
-        if kind.startswith("Literal"):
-            yield setting, "not-a-choice", ValueError
-        elif kind == "bool":
-            yield setting, "yes", TypeError
-        elif re.fullmatch(r"(int|float)( \| None)?", kind):
-            yield setting, "1", TypeError
-            yield setting, True, TypeError
-            yield setting, math.nan, (TypeError, ValueError)
-            if kind.startswith("int"):
-                yield setting, 1.5, TypeError
-        if setting in ("fraction", "alpha"):
-            yield setting, 0.0, ValueError
-            yield setting, 1.5, ValueError
-        if setting in ("seed", "target", "size", "margin"):
-            yield setting, -1, ValueError
+# Values that are invalid for a setting of this name, wherever a component has it.
+INVALID_BY_NAME: dict[str, list[tuple[Any, type[Exception]]]] = {
+    "fraction": [(0.0, ValueError), (1.5, ValueError)],
+    "alpha": [(0.0, ValueError), (1.5, ValueError)],
+    "seed": [(-1, ValueError)],
+    "target": [(-1, ValueError)],
+    "size": [(-1, ValueError)],
+    "margin": [(-1, ValueError)],
+}
 
 
-BAD = [
-    pytest.param(family, name, setting, value, error, id=f"{name}-{setting}={value!r}")
-    for family, names in (("poisoning", ATTACKS), ("trigger", TRIGGERS))
-    for name in names
-    for setting, value, error in invalid_settings(family, name)
-]
-
-
-@pytest.mark.parametrize(("family", "name", "setting", "value", "error"), BAD)
-def test_bad_setting_raises_naming_it(
-    family: str, name: str, setting: str, value: Any, error: Any
-) -> None:
-    with pytest.raises(error, match=setting):
-        registry.create(family, name, **{setting: value})
+test_bad_setting_raises_naming_it = bad_setting_test(
+    {"poisoning": ATTACKS, "trigger": TRIGGERS}, by_name=INVALID_BY_NAME
+)
 
 
 @pytest.mark.parametrize("family", ["poisoning", "trigger"])

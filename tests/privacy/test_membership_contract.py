@@ -7,15 +7,13 @@ shadow settings where it has them and run on a tiny model and pool.
 from __future__ import annotations
 
 import copy
-import math
-import re
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from _contract import bad_setting_test
 from torch import Tensor, nn
 
 from advml import registry
@@ -48,30 +46,6 @@ INVALID_BY_NAME: dict[str, list[tuple[Any, type[Exception]]]] = {
     "n_perturbations": [(0, ValueError)],
     "noise": [(0, ValueError)],
 }
-
-
-def invalid_settings(name: str) -> Iterator[tuple[str, Any, Any]]:
-    for setting, spec in registry.schema("membership", name).items():
-        kind = spec["type"]
-        if kind.startswith("Literal"):
-            yield setting, "not-a-choice", ValueError
-        elif kind == "bool":
-            yield setting, "yes", TypeError
-        elif re.search(r"\b(int|float)\b", kind):
-            yield setting, "1", TypeError
-            yield setting, True, TypeError
-            yield setting, math.nan, (TypeError, ValueError)
-            if re.search(r"\bint\b", kind) and not re.search(r"\bfloat\b", kind):
-                yield setting, 1.5, TypeError
-        for value, error in INVALID_BY_NAME.get(setting, []):
-            yield setting, value, error
-
-
-BAD_SETTINGS = [
-    pytest.param(name, setting, value, error, id=f"{name}-{setting}={value!r}")
-    for name in ATTACKS
-    for setting, value, error in invalid_settings(name)
-]
 
 
 @pytest.fixture(params=ATTACKS)
@@ -219,12 +193,9 @@ def test_label_only_model_refused_by_score_attacks(name: str, tiny: Any) -> None
     assert black.query_count == 0
 
 
-@pytest.mark.parametrize(("name", "setting", "value", "error"), BAD_SETTINGS)
-def test_bad_setting_raises_naming_it(
-    name: str, setting: str, value: Any, error: type[Exception]
-) -> None:
-    with pytest.raises(error, match=rf"\b{setting}\b"):
-        registry.create("membership", name, **{setting: value})
+test_bad_setting_raises_naming_it = bad_setting_test(
+    {"membership": ATTACKS}, by_name=INVALID_BY_NAME
+)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,16 @@ import warnings
 
 import numpy as np
 
-__all__ = ["encode_labels", "infer_bounds", "minmax_scale", "split_train_test"]
+from advml.data.dataset import Dataset
+
+__all__ = [
+    "encode_labels",
+    "infer_bounds",
+    "minmax_scale",
+    "official_pixels",
+    "official_pixels_dataset",
+    "split_train_test",
+]
 
 logger = logging.getLogger("advml.data")
 
@@ -131,3 +140,35 @@ def infer_bounds(*arrays: np.ndarray, name: str = "x") -> tuple[float, float]:
             "pass bounds=(min, max)"
         )
     return low, high
+
+
+def official_pixels(source: str, n_train: int, n_test: int) -> str:
+    """The description of images on their publisher's split, pixels divided by 255."""
+    return f"{source}; official split, {n_train} train / {n_test} test; pixels / 255 -> [0, 1]"
+
+
+def official_pixels_dataset(
+    name: str,
+    source: str,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    class_names: tuple[str, ...],
+) -> Dataset:
+    """A :class:`Dataset` of images on their publisher's split, already divided by 255.
+
+    ``train`` and ``test`` are ``(x, y)`` with ``x`` of shape ``(n, *input_shape)`` in
+    [0, 1]; ``source`` opens the description (see :func:`official_pixels`).
+    """
+    (x_train, y_train), (x_test, y_test) = train, test
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        input_shape=tuple(x_train.shape[1:]),
+        n_classes=len(class_names),
+        bounds=(0.0, 1.0),
+        class_names=class_names,
+        description=official_pixels(source, len(y_train), len(y_test)),
+    )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from advml.data import sources
+from advml.data._prepare import official_pixels
 from advml.data.cifar import load_cifar10
 from advml.data.dataset import Dataset, DatasetInfo
 from advml.data.download import advml_home, ensure_files
@@ -26,52 +27,42 @@ from advml.data.olivetti import load_olivetti
 
 __all__ = ["list_datasets", "load_dataset"]
 
+
+def _remote(
+    name: str, description: str, input_shape: tuple[int, ...], n_classes: int
+) -> DatasetInfo:
+    """A downloadable dataset, needing the files :data:`sources.REMOTE_FILES` lists."""
+    files = tuple(f.filename for f in sources.REMOTE_FILES[name])
+    return DatasetInfo(name, description, input_shape, n_classes, embedded=False, files=files)
+
+
 _DOWNLOADABLE: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo(
-            name="mnist",
-            description=(
-                "MNIST handwritten digits (LeCun et al.), IDX files; official split, "
-                "60000 train / 10000 test; pixels / 255 -> [0, 1]"
-            ),
-            input_shape=(1, 28, 28),
-            n_classes=10,
-            embedded=False,
-            files=tuple(f.filename for f in sources.REMOTE_FILES["mnist"]),
+        _remote(
+            "mnist",
+            official_pixels("MNIST handwritten digits (LeCun et al.), IDX files", 60000, 10000),
+            (1, 28, 28),
+            10,
         ),
-        DatasetInfo(
-            name="fashion-mnist",
-            description=(
-                "Fashion-MNIST (Zalando), IDX files; official split, 60000 train / "
-                "10000 test; pixels / 255 -> [0, 1]"
-            ),
-            input_shape=(1, 28, 28),
-            n_classes=10,
-            embedded=False,
-            files=tuple(f.filename for f in sources.REMOTE_FILES["fashion-mnist"]),
+        _remote(
+            "fashion-mnist",
+            official_pixels("Fashion-MNIST (Zalando), IDX files", 60000, 10000),
+            (1, 28, 28),
+            10,
         ),
-        DatasetInfo(
-            name="cifar10",
-            description=(
-                "CIFAR-10 (Krizhevsky 2009), python archive; official split, 50000 train / "
-                "10000 test; pixels / 255 -> [0, 1]"
-            ),
-            input_shape=(3, 32, 32),
-            n_classes=10,
-            embedded=False,
-            files=tuple(f.filename for f in sources.REMOTE_FILES["cifar10"]),
+        _remote(
+            "cifar10",
+            official_pixels("CIFAR-10 (Krizhevsky 2009), python archive", 50000, 10000),
+            (3, 32, 32),
+            10,
         ),
-        DatasetInfo(
-            name="olivetti",
-            description=(
-                "Olivetti faces (AT&T Laboratories Cambridge), olivettifaces.mat; 40 people "
-                "x 10 images, first 7 of each train / last 3 test (280 / 120); min-max -> [0, 1]"
-            ),
-            input_shape=(1, 64, 64),
-            n_classes=40,
-            embedded=False,
-            files=tuple(f.filename for f in sources.REMOTE_FILES["olivetti"]),
+        _remote(
+            "olivetti",
+            "Olivetti faces (AT&T Laboratories Cambridge), olivettifaces.mat; 40 people "
+            "x 10 images, first 7 of each train / last 3 test (280 / 120); min-max -> [0, 1]",
+            (1, 64, 64),
+            40,
         ),
     )
 }

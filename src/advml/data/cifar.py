@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from advml.data._prepare import official_pixels_dataset
 from advml.data.dataset import Dataset
 from advml.errors import UntrustedFileError
 from advml.validation import check_bool
@@ -215,18 +216,10 @@ def load_cifar10(archive: Path, *, trust: bool = False) -> Dataset:
     y_train = np.concatenate([y for _, y in train])
     x_test = _to_unit(test_images)
     del train
-    return Dataset(
-        name="cifar10",
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        input_shape=(3, 32, 32),
-        n_classes=len(class_names),
-        bounds=(0.0, 1.0),
-        class_names=class_names,
-        description=(
-            f"CIFAR-10 python archive (Krizhevsky 2009); official split, {len(y_train)} train "
-            f"/ {len(y_test)} test; pixels / 255 -> [0, 1]"
-        ),
+    return official_pixels_dataset(
+        "cifar10",
+        "CIFAR-10 python archive (Krizhevsky 2009)",
+        (x_train, y_train),
+        (x_test, y_test),
+        class_names,
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from advml.data._prepare import official_pixels_dataset
 from advml.data.dataset import Dataset
 
 __all__ = ["FASHION_MNIST_CLASSES", "load_idx_dataset", "read_idx"]
@@ -120,18 +121,6 @@ def load_idx_dataset(name: str, paths: Sequence[Path], class_names: tuple[str, .
     x_train, y_train = _images_and_labels(train_images, train_labels)
     x_test, y_test = _images_and_labels(test_images, test_labels)
     source = "Fashion-MNIST (Zalando)" if name == "fashion-mnist" else "MNIST (LeCun et al.)"
-    return Dataset(
-        name=name,
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        input_shape=(1, 28, 28),
-        n_classes=len(class_names),
-        bounds=(0.0, 1.0),
-        class_names=class_names,
-        description=(
-            f"{source} IDX files; official split, {len(y_train)} train / {len(y_test)} "
-            "test; pixels / 255 -> [0, 1]"
-        ),
+    return official_pixels_dataset(
+        name, f"{source} IDX files", (x_train, y_train), (x_test, y_test), class_names
     )

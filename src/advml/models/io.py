@@ -35,8 +35,8 @@ from advml.models import architectures
 from advml.models.base import BaseClassifier
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
-from advml.runtime.files import atomic_write
-from advml.validation import check_bool
+from advml.runtime.files import atomic_write, check_file_version
+from advml.validation import check_bool, plain_data
 
 __all__ = ["load_model", "save_model"]
 
@@ -153,7 +153,7 @@ def _torch_bytes(
         name, kwargs = recorded if recorded is not None else (None, {})
     else:
         name, kwargs = architecture, dict(architecture_kwargs or {})
-    kwargs = _plain(dict(kwargs), "architecture_kwargs")
+    kwargs = plain_data("architecture_kwargs", dict(kwargs))
     state = {k: v.detach().cpu().clone() for k, v in model.module.state_dict().items()}
     if name is not None:
         try:
@@ -228,27 +228,6 @@ def _sklearn_bytes(model: SklearnClassifier) -> bytes:
         "input_shape": list(model.input_shape),
     }
     return bytes(skops.io.dumps(payload))
-
-
-def _plain(value: Any, where: str) -> Any:
-    """``value`` as data ``torch.load(weights_only=True)`` accepts (tuples become lists)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list | tuple):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValueError(f"{where} keys must be strings, got {k!r}")
-            out[k] = _plain(v, f"{where}[{k!r}]")
-        return out
-    raise ValueError(
-        f"{where} holds {type(value).__name__}; only numbers, strings, None, lists and "
-        f"dicts can be saved"
-    )
 
 
 def _write_atomically(path: pathlib.Path, data: bytes) -> None:
@@ -408,7 +387,7 @@ def _load_torch(
             else ""
         )
         raise ValueError(f"{str(path)!r} is a PyTorch file but not an advml model{looks_like}")
-    _check_version(path, obj)
+    check_file_version(path, obj.get("version"), FORMAT_VERSION, "advml file")
     state = _field(path, obj, "state_dict", dict)
     name = _field(path, obj, "architecture", (str, type(None)))
     kwargs = _field(path, obj, "architecture_kwargs", dict)
@@ -541,7 +520,7 @@ def _sklearn_model(
     input_shape: tuple[int, ...] | None,
 ) -> SklearnClassifier:
     if isinstance(obj, dict) and obj.get("format") == SKLEARN_FORMAT:
-        _check_version(path, obj)
+        check_file_version(path, obj.get("version"), FORMAT_VERSION, "advml file")
         estimator = obj.get("estimator")
         stored_bounds = _field(path, obj, "bounds", list)
         if bounds is None:
@@ -594,17 +573,6 @@ def _field(path: pathlib.Path, obj: dict[str, Any], key: str, kind: type | tuple
             f"{str(path)!r} is a damaged advml file: field {key!r} is missing or invalid"
         )
     return obj[key]
-
-
-def _check_version(path: pathlib.Path, obj: dict[str, Any]) -> None:
-    version = obj.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"{str(path)!r} is a damaged advml file: invalid version {version!r}")
-    if version > FORMAT_VERSION:
-        raise ValueError(
-            f"{str(path)!r} was written by a newer advml (format version {version}, this one "
-            f"reads up to {FORMAT_VERSION}); upgrade advml"
-        )
 
 
 def _first_line(e: BaseException) -> str:

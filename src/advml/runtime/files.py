@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from advml.errors import DiskFullError
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "check_file_version"]
 
 # errno values that mean "no room": the disk is full, or the user's quota is spent.
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -96,3 +96,21 @@ def _disk_full(
         f"before it are kept",
         filename=str(target),
     )
+
+
+def check_file_version(
+    path: str | os.PathLike[str], version: object, newest: int, what: str
+) -> int:
+    """The format ``version`` a file states, checked: a whole number from 1 to ``newest``.
+
+    Refuses a missing or damaged one as a damaged ``what`` (``"advml file"``,
+    ``"watermark key"``), and a larger one as written by a newer advml, asking for an upgrade.
+    """
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{str(path)!r} is a damaged {what}: invalid version {version!r}")
+    if version > newest:
+        raise ValueError(
+            f"{str(path)!r} was written by a newer advml ({what} format {version}, this one "
+            f"reads up to {newest}); upgrade advml"
+        )
+    return version

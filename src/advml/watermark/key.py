@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from advml.runtime.files import atomic_write
+from advml.runtime.files import atomic_write, check_file_version
+from advml.validation import plain_data
 
 __all__ = ["WatermarkKey", "derive_rng", "derive_seed", "load_key", "new_secret", "save_key"]
 
@@ -139,8 +140,8 @@ def save_key(key: WatermarkKey, path: str | os.PathLike[str]) -> pathlib.Path:
         "version": KEY_VERSION,
         "scheme": key.scheme,
         "secret": key.secret,
-        "settings": _plain(dict(key.settings), "settings"),
-        "meta": _plain(dict(key.meta), "meta"),
+        "settings": plain_data("key settings", dict(key.settings)),
+        "meta": plain_data("key meta", dict(key.meta)),
     }
     arrays: dict[str, np.ndarray] = {}
     for name, value in key.arrays.items():
@@ -184,14 +185,7 @@ def load_key(path: str | os.PathLike[str]) -> WatermarkKey:
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != KEY_FORMAT:
         raise ValueError(f"{str(path)!r} is an .npz file but not an advml watermark key")
-    version = meta.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"{str(path)!r} is a damaged watermark key: invalid version {version!r}")
-    if version > KEY_VERSION:
-        raise ValueError(
-            f"{str(path)!r} was written by a newer advml (key format {version}, this one reads "
-            f"up to {KEY_VERSION}); upgrade advml"
-        )
+    check_file_version(path, meta.get("version"), KEY_VERSION, "watermark key")
     for name, kind in (("scheme", str), ("secret", str), ("settings", dict), ("meta", dict)):
         if not isinstance(meta.get(name), kind):
             raise ValueError(f"{str(path)!r} is a damaged watermark key: field {name!r} is invalid")
@@ -201,25 +195,4 @@ def load_key(path: str | os.PathLike[str]) -> WatermarkKey:
         settings=meta["settings"],
         arrays=arrays,
         meta=meta["meta"],
-    )
-
-
-def _plain(value: Any, where: str) -> Any:
-    """``value`` as JSON data (tuples become lists, numpy scalars numbers)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list | tuple):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValueError(f"{where} keys must be strings, got {k!r}")
-            out[k] = _plain(v, f"{where}[{k!r}]")
-        return out
-    raise ValueError(
-        f"{where} holds {type(value).__name__}; only numbers, strings, None, lists and dicts "
-        f"can be saved in a key"
     )

@@ -9,14 +9,12 @@ Runs on the hand-built 3-feature model of ``conftest.py`` (milliseconds per call
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from _contract import bad_setting_test
 from conftest import HAND_TRIGGER, hand_built, hand_data
 
 from advml import registry
@@ -44,36 +42,9 @@ def test_every_defence_is_registered() -> None:
     }
 
 
-def invalid_settings(name: str) -> Iterator[tuple[str, Any, Any]]:
-    """(setting, bad value, expected error) derived from the settings' annotated types."""
-    for setting, spec in registry.schema("backdoor_defence", name).items():
-        kind = spec["type"]
-        if kind.startswith("Literal"):
-            yield setting, "not-a-choice", ValueError
-        elif kind == "bool":
-            yield setting, "yes", TypeError
-        elif kind == "str | None":
-            yield setting, 5, TypeError
-        elif re.fullmatch(r"(int|float)( \| None)?", kind):
-            yield setting, "1", TypeError
-            yield setting, True, TypeError
-            yield setting, math.nan, (TypeError, ValueError)
-            yield setting, -5, ValueError
-            if kind.startswith("int"):
-                yield setting, 1.5, TypeError
-
-
-BAD = [
-    pytest.param(name, setting, value, error, id=f"{name}-{setting}={value!r}")
-    for name in DEFENCES
-    for setting, value, error in invalid_settings(name)
-]
-
-
-@pytest.mark.parametrize(("name", "setting", "value", "error"), BAD)
-def test_bad_setting_raises_naming_it(name: str, setting: str, value: Any, error: Any) -> None:
-    with pytest.raises(error, match=setting):
-        registry.create("backdoor_defence", name, **{setting: value})
+test_bad_setting_raises_naming_it = bad_setting_test(
+    {"backdoor_defence": DEFENCES}, negative=-5, text=[(5, TypeError)]
+)
 
 
 @pytest.mark.parametrize("name", DEFENCES)
