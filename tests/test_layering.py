@@ -68,15 +68,7 @@ FAMILY_USES: dict[str, frozenset[str]] = {
 }
 """The imports between families the design allows; any other is a violation."""
 
-KNOWN: dict[tuple[str, str], str] = {
-    ("advml.evasion.eot", "defences"): (
-        "issue 12: EOT imports blur/JPEG from defences/preprocess inside a function, "
-        "hiding an evasion <-> defences circle; the image operations move to advml.imaging"
-    ),
-    ("advml.defences.backdoor.pruning", "poisoning"): (
-        "issue 12: the backdoor success metric pruning uses belongs in advml.metrics"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 """``(importing module, imported top-level part)`` pairs ignored until their fix merges."""
 
 

@@ -12,7 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-import advml.audit.run as audit_run
+import advml.audit.sections as audit_sections
 from advml.audit import AuditConfig, run_audit
 from advml.audit.sections import (
     AuditContext,
@@ -70,7 +70,7 @@ class NeverSection(AuditSection):
 def sections(monkeypatch: pytest.MonkeyPatch) -> None:
     real = available_sections()
     table = {"evasion": real["evasion"], "counting": CountingSection, "never": NeverSection}
-    monkeypatch.setattr(audit_run, "available_sections", lambda: table)
+    monkeypatch.setattr(audit_sections, "available_sections", lambda: table)
     CountingSection.computed = []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from advml.audit import sections as audit_sections
 from advml.validation import check_bool, check_choice, check_number
 
 __all__ = ["AuditConfig"]
@@ -225,11 +226,9 @@ def _check_section_settings(config: AuditConfig) -> None:
         )
     if not section_settings:
         return
-    # The audit's own table of sections (run.available_sections imports every section
-    # module), so a config names exactly what run_audit would run.
-    from advml.audit import run
-
-    sections = run.available_sections()
+    # The audit's own table of sections (it imports every section module), so a config
+    # names exactly what run_audit would run.
+    sections = audit_sections.available_sections()
     for name, settings in section_settings.items():
         if name not in sections:
             raise ValueError(

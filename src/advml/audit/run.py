@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from advml import __version__
+from advml.audit import sections as audit_sections
 from advml.audit.config import AuditConfig
-from advml.audit.sections import AuditContext, AuditSection, available_sections
+from advml.audit.sections import AuditContext, AuditSection
 from advml.audit.sections.base import Threat
 from advml.audit.sections.evasion import plan as evasion_plan
 from advml.data import Dataset, load_dataset
@@ -361,7 +362,7 @@ def _figure(report: dict[str, Any], figure: str) -> tuple[float | None, str | No
 
 
 def _chosen_sections(config: AuditConfig) -> dict[str, type[AuditSection]]:
-    available = available_sections()
+    available = audit_sections.available_sections()
     if config.sections is None:
         return available
     unknown = [n for n in config.sections if n not in available]
