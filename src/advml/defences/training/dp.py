@@ -23,13 +23,12 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml import registry
-from advml.base import Component
-from advml.defences.training.base import TrainedModel
+from advml.defences.training.base import TrainedModel, TrainingDefence
 from advml.errors import UnsupportedModelError
 from advml.models.torch import TorchClassifier
 from advml.models.training import History
 from advml.runtime.progress import progress
-from advml.validation import check_bool, check_choice, check_in_bounds, check_labels, check_number
+from advml.validation import check_choice, check_labels, check_number
 
 __all__ = ["DPSGD", "PrivateTrainedModel"]
 
@@ -52,7 +51,7 @@ class PrivateTrainedModel(TrainedModel):
 
 
 @registry.register("private_training", "dp_sgd")
-class DPSGD(Component):
+class DPSGD(TrainingDefence):
     """Differentially private SGD through opacus: clip per-example gradients, add noise.
 
     Give ``noise_multiplier`` (σ) and the ε reached is reported, or give
@@ -106,27 +105,20 @@ class DPSGD(Component):
         accountant: Literal["rdp", "prv", "gdp"] = "rdp",
         seed: int = 0,
     ) -> None:
+        super().__init__(
+            epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed
+        )
         check_number("noise_multiplier", noise_multiplier, low=0, low_inclusive=False)
         if target_epsilon is not None:
             check_number("target_epsilon", target_epsilon, low=0, low_inclusive=False)
         check_number("delta", delta, low=0, high=1, low_inclusive=False, high_inclusive=False)
         check_number("max_grad_norm", max_grad_norm, low=0, low_inclusive=False)
-        check_number("epochs", epochs, low=1, integer=True)
-        check_number("batch_size", batch_size, low=1, integer=True)
-        check_number("lr", lr, low=0, low_inclusive=False)
-        check_choice("optimizer", optimizer, ("sgd", "adam"))
         check_choice("accountant", accountant, ("rdp", "prv", "gdp"))
-        check_number("seed", seed, low=0, integer=True)
         self.noise_multiplier = noise_multiplier
         self.target_epsilon = target_epsilon
         self.delta = delta
         self.max_grad_norm = max_grad_norm
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
         self.accountant = accountant
-        self.seed = seed
 
     def fit(
         self,
@@ -161,13 +153,8 @@ class DPSGD(Component):
             If ``model`` is not a TorchClassifier, or its network has layers opacus cannot
             train privately (e.g. batch normalisation); the message says which.
         """
-        if not isinstance(model, TorchClassifier):
-            raise UnsupportedModelError(
-                f"DPSGD trains PyTorch networks; got {type(model).__name__}. Wrap an "
-                f"nn.Module with advml.models.TorchClassifier"
-            )
-        check_bool("show_progress", show_progress)
-        xt, yt = _training_data(model, x, y)
+        xt = self._training_inputs(model, x, show_progress=show_progress)
+        yt = _labels(model, xt, y)
         target = _private_copy(model, self.seed)
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
@@ -292,16 +279,12 @@ class DPSGD(Component):
         return losses, accs
 
 
-def _training_data(
-    model: TorchClassifier, x: np.ndarray | Tensor, y: np.ndarray | Tensor
-) -> tuple[Tensor, Tensor]:
-    """``(x, y)`` validated against ``model``, as tensors on its device."""
-    xt = model.as_tensor(x, name="x")
-    check_in_bounds("x", xt, model.bounds)
+def _labels(model: TorchClassifier, xt: Tensor, y: np.ndarray | Tensor) -> Tensor:
+    """The labels ``y`` of ``xt`` validated against ``model``, as a tensor on its device."""
     y_arr = y if isinstance(y, np.ndarray | Tensor) else np.asarray(y)
     check_labels("y", y_arr, model.n_classes, xt.shape[0])
     yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
-    return xt, yt.to(device=model.device, dtype=torch.long)
+    return yt.to(device=model.device, dtype=torch.long)
 
 
 def _private_copy(model: TorchClassifier, seed: int) -> TorchClassifier:
