@@ -14,6 +14,7 @@ its loss.
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from advml.validation import check_bool, check_choice, check_in_bounds, check_nu
 __all__ = [
     "Init",
     "Optimizer",
+    "PrivateTrainedModel",
+    "PrivateTraining",
     "RobustTraining",
     "TrainedModel",
     "TrainingDefence",
@@ -68,6 +71,23 @@ class TrainedModel:
             "final_train_loss": self.history.train_loss[-1] if self.history.train_loss else None,
             "eps_schedule": list(self.eps_schedule),
         }
+
+
+@dataclass(frozen=True)
+class PrivateTrainedModel(TrainedModel):
+    """A model trained with a privacy defence, with its privacy guarantee."""
+
+    epsilon: float = math.inf
+    """ε of the (ε, δ)-DP guarantee reached (``inf``: no formal guarantee)."""
+    delta: float = 0.0
+    """δ of the guarantee."""
+    noise_multiplier: float = 0.0
+    """σ: noise standard deviation relative to the clipping norm."""
+
+    def summary(self) -> dict[str, object]:
+        out = dict(super().summary())
+        out.update(epsilon=self.epsilon, delta=self.delta, noise_multiplier=self.noise_multiplier)
+        return out
 
 
 def with_training_parameters(
@@ -358,3 +378,57 @@ class RobustTraining(TrainingDefence):
 def cross_entropy(model: TorchClassifier, x: Tensor, y: Tensor) -> Tensor:
     """Mean cross-entropy of ``model`` on ``(x, y)`` (in the module's current mode)."""
     return F.cross_entropy(model.forward(x), y)
+
+
+class PrivateTraining(TrainingDefence):
+    """Base of the privacy defences of training: ``fit`` trains a fresh, seeded copy of
+    a network and reports the privacy guarantee it reached.
+
+    Subclasses implement :meth:`_fit` on inputs already checked here.
+    """
+
+    family: ClassVar[str] = "private_training"
+
+    def fit(
+        self,
+        model: TorchClassifier,
+        x: np.ndarray | Tensor,
+        y: np.ndarray | Tensor,
+        *,
+        show_progress: bool = True,
+    ) -> PrivateTrainedModel:
+        """Train a fresh copy of ``model``'s network on ``(x, y)`` with this defence.
+
+        Parameters
+        ----------
+        model : TorchClassifier
+            Gives the architecture, bounds and normalisation; its weights are not used
+            and it is not changed.
+        x : array of shape (n, *model.input_shape)
+            Training inputs within ``model.bounds``.
+        y : array of shape (n,)
+            Their labels.
+        show_progress : bool
+            A progress bar over epochs.
+
+        Returns
+        -------
+        PrivateTrainedModel
+            The trained model, its history, and the ε (at ``delta``) it guarantees:
+            ``inf`` for a defence without a formal guarantee (``"regularised"``).
+
+        Raises
+        ------
+        UnsupportedModelError
+            If ``model`` is not a TorchClassifier, or (DP-SGD) its network has layers
+            opacus cannot train privately (e.g. batch normalisation); the message says
+            which.
+        """
+        xt = self._training_inputs(model, x, show_progress=show_progress)
+        return self._fit(model, xt, y, show_progress=show_progress)
+
+    def _fit(
+        self, model: TorchClassifier, xt: Tensor, y: np.ndarray | Tensor, *, show_progress: bool
+    ) -> PrivateTrainedModel:
+        """Train on the checked inputs ``xt`` (a tensor on ``model``'s device)."""
+        raise NotImplementedError

@@ -11,11 +11,9 @@ every training record. This module only wires it to advml's models.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,7 +21,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml import registry
-from advml.defences.training.base import TrainedModel, TrainingDefence
+from advml.defences.training.base import PrivateTrainedModel, PrivateTraining
 from advml.errors import UnsupportedModelError
 from advml.models.torch import TorchClassifier
 from advml.models.training import History
@@ -33,25 +31,8 @@ from advml.validation import check_choice, check_labels, check_number
 __all__ = ["DPSGD", "PrivateTrainedModel"]
 
 
-@dataclass(frozen=True)
-class PrivateTrainedModel(TrainedModel):
-    """A model trained with a privacy defence, with its privacy guarantee."""
-
-    epsilon: float = math.inf
-    """ε of the (ε, δ)-DP guarantee reached (``inf``: no formal guarantee)."""
-    delta: float = 0.0
-    """δ of the guarantee."""
-    noise_multiplier: float = 0.0
-    """σ: noise standard deviation relative to the clipping norm."""
-
-    def summary(self) -> dict[str, object]:
-        out = dict(super().summary())
-        out.update(epsilon=self.epsilon, delta=self.delta, noise_multiplier=self.noise_multiplier)
-        return out
-
-
 @registry.register("private_training", "dp_sgd")
-class DPSGD(TrainingDefence):
+class DPSGD(PrivateTraining):
     """Differentially private SGD through opacus: clip per-example gradients, add noise.
 
     Give ``noise_multiplier`` (σ) and the ε reached is reported, or give
@@ -89,8 +70,6 @@ class DPSGD(TrainingDefence):
     >>> trained.epsilon, trained.model  # doctest: +SKIP
     """
 
-    family: ClassVar[str] = "private_training"
-
     def __init__(
         self,
         *,
@@ -120,40 +99,11 @@ class DPSGD(TrainingDefence):
         self.max_grad_norm = max_grad_norm
         self.accountant = accountant
 
-    def fit(
-        self,
-        model: TorchClassifier,
-        x: np.ndarray | Tensor,
-        y: np.ndarray | Tensor,
-        *,
-        show_progress: bool = True,
+    def _fit(
+        self, model: TorchClassifier, xt: Tensor, y: np.ndarray | Tensor, *, show_progress: bool
     ) -> PrivateTrainedModel:
-        """Train a fresh copy of ``model``'s network on ``(x, y)`` with DP-SGD.
-
-        Parameters
-        ----------
-        model : TorchClassifier
-            Gives the architecture, bounds and normalisation; its weights are not used
-            and it is not changed.
-        x : array of shape (n, *model.input_shape)
-            Training inputs within ``model.bounds``.
-        y : array of shape (n,)
-            Their labels.
-        show_progress : bool
-            A progress bar over epochs.
-
-        Returns
-        -------
-        PrivateTrainedModel
-            The trained model, its history, and the ε (at ``delta``) it guarantees.
-
-        Raises
-        ------
-        UnsupportedModelError
-            If ``model`` is not a TorchClassifier, or its network has layers opacus cannot
-            train privately (e.g. batch normalisation); the message says which.
-        """
-        xt = self._training_inputs(model, x, show_progress=show_progress)
+        # opacus refuses networks with layers it cannot train privately (batch
+        # normalisation): _private_copy raises UnsupportedModelError naming them.
         yt = _labels(model, xt, y)
         target = _private_copy(model, self.seed)
         start = time.perf_counter()

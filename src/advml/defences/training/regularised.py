@@ -18,15 +18,14 @@ None gives a formal guarantee: the result reports ε = ∞.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 from torch import Tensor
 from torch.nn import functional as F
 
 from advml import registry
-from advml.defences.training.base import TrainingDefence
-from advml.defences.training.dp import PrivateTrainedModel
+from advml.defences.training.base import PrivateTrainedModel, PrivateTraining
 from advml.models.torch import TorchClassifier
 from advml.validation import check_bool, check_number
 
@@ -34,7 +33,7 @@ __all__ = ["Regularised"]
 
 
 @registry.register("private_training", "regularised")
-class Regularised(TrainingDefence):
+class Regularised(PrivateTraining):
     """Standard training with weight decay, label smoothing and early stopping.
 
     Parameters
@@ -69,8 +68,6 @@ class Regularised(TrainingDefence):
     >>> trained = Regularised(label_smoothing=0.2).fit(model, x, y)  # doctest: +SKIP
     """
 
-    family: ClassVar[str] = "private_training"
-
     def __init__(
         self,
         *,
@@ -101,34 +98,9 @@ class Regularised(TrainingDefence):
         self.patience = patience
         self.val_fraction = val_fraction
 
-    def fit(
-        self,
-        model: TorchClassifier,
-        x: np.ndarray | Tensor,
-        y: np.ndarray | Tensor,
-        *,
-        show_progress: bool = True,
+    def _fit(
+        self, model: TorchClassifier, xt: Tensor, y: np.ndarray | Tensor, *, show_progress: bool
     ) -> PrivateTrainedModel:
-        """Train a fresh copy of ``model``'s network on ``(x, y)`` with the regularisers.
-
-        Parameters
-        ----------
-        model : TorchClassifier
-            Gives the architecture, bounds and normalisation; its weights are not used
-            and it is not changed.
-        x : array of shape (n, *model.input_shape)
-            Training inputs within ``model.bounds``.
-        y : array of shape (n,)
-            Their labels.
-        show_progress : bool
-            A progress bar over epochs.
-
-        Returns
-        -------
-        PrivateTrainedModel
-            The trained model and its history; ``epsilon`` is ``inf`` (no guarantee).
-        """
-        xt = self._training_inputs(model, x, show_progress=show_progress)
         target = model.reinitialised(self.seed)
         target.query_budget = None
         alpha = float(self.label_smoothing)
