@@ -171,25 +171,24 @@ class DPSGD(PrivateTraining):
             opt = torch.optim.Adam(params, lr=self.lr)
         noise_gen = torch.Generator(device=target.device).manual_seed(self.seed + 1)
         engine = PrivacyEngine(accountant=self.accountant)
+        # What both of opacus's entry points take; they differ in how σ is given.
+        common: dict[str, Any] = {
+            "module": module,
+            "optimizer": opt,
+            "data_loader": loader,
+            "max_grad_norm": self.max_grad_norm,
+            "noise_generator": noise_gen,
+        }
         if self.target_epsilon is not None:
             private, opt, loader = engine.make_private_with_epsilon(
-                module=module,
-                optimizer=opt,
-                data_loader=loader,
+                **common,
                 target_epsilon=self.target_epsilon,
                 target_delta=self.delta,
                 epochs=self.epochs,
-                max_grad_norm=self.max_grad_norm,
-                noise_generator=noise_gen,
             )
         else:
             private, opt, loader = engine.make_private(
-                module=module,
-                optimizer=opt,
-                data_loader=loader,
-                noise_multiplier=self.noise_multiplier,
-                max_grad_norm=self.max_grad_norm,
-                noise_generator=noise_gen,
+                **common, noise_multiplier=self.noise_multiplier
             )
         return engine, private, opt, loader
 
