@@ -64,6 +64,20 @@ def test_every_setting_is_documented(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", DEFENCES)
+def test_shared_settings_are_documented_once_in_the_parameters_section(name: str) -> None:
+    # The shared entries come from with_training_parameters: once each, in the
+    # Parameters section (before any Examples), in the constructor's order.
+    doc = registry.get("robust_training", name).__doc__ or ""
+    params = list(registry.schema("robust_training", name))
+    places = [doc.find(f"\n{setting} : ") for setting in params]
+    assert all(p > doc.index("Parameters\n----------") for p in places), (name, places)
+    assert places == sorted(places), name
+    assert all(doc.count(f"\n{setting} : ") == 1 for setting in params), name
+    if "Examples" in doc:
+        assert max(places) < doc.index("\nExamples\n--------")
+
+
+@pytest.mark.parametrize("name", DEFENCES)
 def test_fit_returns_a_new_trained_model_and_leaves_inputs_alone(
     name: str, digits_data: Any
 ) -> None:

@@ -21,7 +21,7 @@ from advml.defences.training.base import (
     Init,
     Optimizer,
     RobustTraining,
-    check_training_settings,
+    with_training_parameters,
 )
 from advml.evasion.base import EvasionAttack, Norm
 from advml.models.torch import TorchClassifier
@@ -82,25 +82,6 @@ class PGDTraining(RobustTraining):
     step_size : float, optional
         Step of the inner attack; default ``2.5 * eps / steps`` (scaled with ε during
         the warm-up).
-    epochs : int
-        Passes over the training data.
-    batch_size : int
-        Samples per optimiser step.
-    lr : float
-        Learning rate.
-    optimizer : {"adam", "sgd"}
-        Adam, or SGD with momentum 0.9.
-    weight_decay : float
-        L2 penalty.
-    warmup_epochs : int
-        ε rises linearly from ``eps / warmup_epochs`` to ``eps`` over the first
-        ``warmup_epochs`` epochs (0: the full ε from the start). Helps a network
-        that cannot yet fit the full ε to start learning.
-    init : {"scratch", "model"}
-        Train from freshly drawn (seeded) weights of the given network's
-        architecture, or start from its weights (adversarial fine-tuning).
-    seed : int
-        Seeds the initial weights, the shuffling and the attacks' random starts.
 
     Examples
     --------
@@ -109,6 +90,14 @@ class PGDTraining(RobustTraining):
     >>> trained = training.fit(model, x_train, y_train)  # doctest: +SKIP
     >>> robust_model = trained.model  # doctest: +SKIP
     """
+
+    __doc__ = with_training_parameters(
+        __doc__,
+        warmup_epochs="ε rises linearly from ``eps / warmup_epochs`` to ``eps`` over the first\n"
+        "``warmup_epochs`` epochs (0: the full ε from the start). Helps a network\n"
+        "that cannot yet fit the full ε to start learning.",
+        seed="Seeds the initial weights, the shuffling and the attacks' random starts.",
+    )
 
     def __init__(
         self,
@@ -126,12 +115,7 @@ class PGDTraining(RobustTraining):
         init: Init = "scratch",
         seed: int = 0,
     ) -> None:
-        check_number("eps", eps, low=0)
-        check_choice("norm", norm, ("inf", "2"))
-        check_number("steps", steps, low=1, integer=True)
-        if step_size is not None:
-            check_number("step_size", step_size, low=0, low_inclusive=False)
-        check_training_settings(
+        super().__init__(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -141,18 +125,15 @@ class PGDTraining(RobustTraining):
             init=init,
             seed=seed,
         )
+        check_number("eps", eps, low=0)
+        check_choice("norm", norm, ("inf", "2"))
+        check_number("steps", steps, low=1, integer=True)
+        if step_size is not None:
+            check_number("step_size", step_size, low=0, low_inclusive=False)
         self.eps = eps
         self.norm = norm
         self.steps = steps
         self.step_size = step_size
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.warmup_epochs = warmup_epochs
-        self.init = init
-        self.seed = seed
 
     def _loss(self, model: TorchClassifier, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
         # The step scales with ε during the warm-up, so the step/ε ratio stays fixed.
@@ -183,22 +164,6 @@ class FGSMTraining(RobustTraining):
         Norm of the ε-ball.
     step_size : float, optional
         Size of the FGSM step; default ``1.25 * eps`` (scaled with ε during warm-up).
-    epochs : int
-        Passes over the training data.
-    batch_size : int
-        Samples per optimiser step.
-    lr : float
-        Learning rate.
-    optimizer : {"adam", "sgd"}
-        Adam, or SGD with momentum 0.9.
-    weight_decay : float
-        L2 penalty.
-    warmup_epochs : int
-        ε rises linearly to ``eps`` over the first ``warmup_epochs`` epochs (0: none).
-    init : {"scratch", "model"}
-        Fresh seeded weights of the given architecture, or the given weights.
-    seed : int
-        Seeds the initial weights, the shuffling and the random starts.
 
     Examples
     --------
@@ -206,6 +171,11 @@ class FGSMTraining(RobustTraining):
     >>> training = FGSMTraining(eps=0.3, epochs=10)
     >>> robust = training.fit(model, x_train, y_train).model  # doctest: +SKIP
     """
+
+    __doc__ = with_training_parameters(
+        __doc__,
+        seed="Seeds the initial weights, the shuffling and the random starts.",
+    )
 
     def __init__(
         self,
@@ -222,11 +192,7 @@ class FGSMTraining(RobustTraining):
         init: Init = "scratch",
         seed: int = 0,
     ) -> None:
-        check_number("eps", eps, low=0)
-        check_choice("norm", norm, ("inf", "2"))
-        if step_size is not None:
-            check_number("step_size", step_size, low=0, low_inclusive=False)
-        check_training_settings(
+        super().__init__(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -236,17 +202,13 @@ class FGSMTraining(RobustTraining):
             init=init,
             seed=seed,
         )
+        check_number("eps", eps, low=0)
+        check_choice("norm", norm, ("inf", "2"))
+        if step_size is not None:
+            check_number("step_size", step_size, low=0, low_inclusive=False)
         self.eps = eps
         self.norm = norm
         self.step_size = step_size
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.warmup_epochs = warmup_epochs
-        self.init = init
-        self.seed = seed
 
     def _loss(self, model: TorchClassifier, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
         step = self._scaled_step(eps, default=1.25 * eps)

@@ -11,11 +11,9 @@ every training record. This module only wires it to advml's models.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,36 +21,18 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml import registry
-from advml.base import Component
-from advml.defences.training.base import TrainedModel
+from advml.defences.training.base import PrivateTrainedModel, PrivateTraining
 from advml.errors import UnsupportedModelError
 from advml.models.torch import TorchClassifier
 from advml.models.training import History
 from advml.runtime.progress import progress
-from advml.validation import check_bool, check_choice, check_in_bounds, check_labels, check_number
+from advml.validation import check_choice, check_labels, check_number
 
 __all__ = ["DPSGD", "PrivateTrainedModel"]
 
 
-@dataclass(frozen=True)
-class PrivateTrainedModel(TrainedModel):
-    """A model trained with a privacy defence, with its privacy guarantee."""
-
-    epsilon: float = math.inf
-    """ε of the (ε, δ)-DP guarantee reached (``inf``: no formal guarantee)."""
-    delta: float = 0.0
-    """δ of the guarantee."""
-    noise_multiplier: float = 0.0
-    """σ: noise standard deviation relative to the clipping norm."""
-
-    def summary(self) -> dict[str, object]:
-        out = dict(super().summary())
-        out.update(epsilon=self.epsilon, delta=self.delta, noise_multiplier=self.noise_multiplier)
-        return out
-
-
 @registry.register("private_training", "dp_sgd")
-class DPSGD(Component):
+class DPSGD(PrivateTraining):
     """Differentially private SGD through opacus: clip per-example gradients, add noise.
 
     Give ``noise_multiplier`` (σ) and the ε reached is reported, or give
@@ -90,8 +70,6 @@ class DPSGD(Component):
     >>> trained.epsilon, trained.model  # doctest: +SKIP
     """
 
-    family: ClassVar[str] = "private_training"
-
     def __init__(
         self,
         *,
@@ -106,68 +84,27 @@ class DPSGD(Component):
         accountant: Literal["rdp", "prv", "gdp"] = "rdp",
         seed: int = 0,
     ) -> None:
+        super().__init__(
+            epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed
+        )
         check_number("noise_multiplier", noise_multiplier, low=0, low_inclusive=False)
         if target_epsilon is not None:
             check_number("target_epsilon", target_epsilon, low=0, low_inclusive=False)
         check_number("delta", delta, low=0, high=1, low_inclusive=False, high_inclusive=False)
         check_number("max_grad_norm", max_grad_norm, low=0, low_inclusive=False)
-        check_number("epochs", epochs, low=1, integer=True)
-        check_number("batch_size", batch_size, low=1, integer=True)
-        check_number("lr", lr, low=0, low_inclusive=False)
-        check_choice("optimizer", optimizer, ("sgd", "adam"))
         check_choice("accountant", accountant, ("rdp", "prv", "gdp"))
-        check_number("seed", seed, low=0, integer=True)
         self.noise_multiplier = noise_multiplier
         self.target_epsilon = target_epsilon
         self.delta = delta
         self.max_grad_norm = max_grad_norm
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
         self.accountant = accountant
-        self.seed = seed
 
-    def fit(
-        self,
-        model: TorchClassifier,
-        x: np.ndarray | Tensor,
-        y: np.ndarray | Tensor,
-        *,
-        show_progress: bool = True,
+    def _fit(
+        self, model: TorchClassifier, xt: Tensor, y: np.ndarray | Tensor, *, show_progress: bool
     ) -> PrivateTrainedModel:
-        """Train a fresh copy of ``model``'s network on ``(x, y)`` with DP-SGD.
-
-        Parameters
-        ----------
-        model : TorchClassifier
-            Gives the architecture, bounds and normalisation; its weights are not used
-            and it is not changed.
-        x : array of shape (n, *model.input_shape)
-            Training inputs within ``model.bounds``.
-        y : array of shape (n,)
-            Their labels.
-        show_progress : bool
-            A progress bar over epochs.
-
-        Returns
-        -------
-        PrivateTrainedModel
-            The trained model, its history, and the ε (at ``delta``) it guarantees.
-
-        Raises
-        ------
-        UnsupportedModelError
-            If ``model`` is not a TorchClassifier, or its network has layers opacus cannot
-            train privately (e.g. batch normalisation); the message says which.
-        """
-        if not isinstance(model, TorchClassifier):
-            raise UnsupportedModelError(
-                f"DPSGD trains PyTorch networks; got {type(model).__name__}. Wrap an "
-                f"nn.Module with advml.models.TorchClassifier"
-            )
-        check_bool("show_progress", show_progress)
-        xt, yt = _training_data(model, x, y)
+        # opacus refuses networks with layers it cannot train privately (batch
+        # normalisation): _private_copy raises UnsupportedModelError naming them.
+        yt = _labels(model, xt, y)
         target = _private_copy(model, self.seed)
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
@@ -234,25 +171,24 @@ class DPSGD(Component):
             opt = torch.optim.Adam(params, lr=self.lr)
         noise_gen = torch.Generator(device=target.device).manual_seed(self.seed + 1)
         engine = PrivacyEngine(accountant=self.accountant)
+        # What both of opacus's entry points take; they differ in how σ is given.
+        common: dict[str, Any] = {
+            "module": module,
+            "optimizer": opt,
+            "data_loader": loader,
+            "max_grad_norm": self.max_grad_norm,
+            "noise_generator": noise_gen,
+        }
         if self.target_epsilon is not None:
             private, opt, loader = engine.make_private_with_epsilon(
-                module=module,
-                optimizer=opt,
-                data_loader=loader,
+                **common,
                 target_epsilon=self.target_epsilon,
                 target_delta=self.delta,
                 epochs=self.epochs,
-                max_grad_norm=self.max_grad_norm,
-                noise_generator=noise_gen,
             )
         else:
             private, opt, loader = engine.make_private(
-                module=module,
-                optimizer=opt,
-                data_loader=loader,
-                noise_multiplier=self.noise_multiplier,
-                max_grad_norm=self.max_grad_norm,
-                noise_generator=noise_gen,
+                **common, noise_multiplier=self.noise_multiplier
             )
         return engine, private, opt, loader
 
@@ -292,16 +228,12 @@ class DPSGD(Component):
         return losses, accs
 
 
-def _training_data(
-    model: TorchClassifier, x: np.ndarray | Tensor, y: np.ndarray | Tensor
-) -> tuple[Tensor, Tensor]:
-    """``(x, y)`` validated against ``model``, as tensors on its device."""
-    xt = model.as_tensor(x, name="x")
-    check_in_bounds("x", xt, model.bounds)
+def _labels(model: TorchClassifier, xt: Tensor, y: np.ndarray | Tensor) -> Tensor:
+    """The labels ``y`` of ``xt`` validated against ``model``, as a tensor on its device."""
     y_arr = y if isinstance(y, np.ndarray | Tensor) else np.asarray(y)
     check_labels("y", y_arr, model.n_classes, xt.shape[0])
     yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
-    return xt, yt.to(device=model.device, dtype=torch.long)
+    return yt.to(device=model.device, dtype=torch.long)
 
 
 def _private_copy(model: TorchClassifier, seed: int) -> TorchClassifier:

@@ -18,25 +18,22 @@ None gives a formal guarantee: the result reports ε = ∞.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 from torch import Tensor
 from torch.nn import functional as F
 
 from advml import registry
-from advml.base import Component
-from advml.defences.training.dp import PrivateTrainedModel
-from advml.errors import UnsupportedModelError
+from advml.defences.training.base import PrivateTrainedModel, PrivateTraining
 from advml.models.torch import TorchClassifier
-from advml.models.training import train
-from advml.validation import check_bool, check_choice, check_in_bounds, check_number
+from advml.validation import check_bool, check_number
 
 __all__ = ["Regularised"]
 
 
 @registry.register("private_training", "regularised")
-class Regularised(Component):
+class Regularised(PrivateTraining):
     """Standard training with weight decay, label smoothing and early stopping.
 
     Parameters
@@ -71,8 +68,6 @@ class Regularised(Component):
     >>> trained = Regularised(label_smoothing=0.2).fit(model, x, y)  # doctest: +SKIP
     """
 
-    family: ClassVar[str] = "private_training"
-
     def __init__(
         self,
         *,
@@ -87,6 +82,9 @@ class Regularised(Component):
         optimizer: Literal["adam", "sgd"] = "adam",
         seed: int = 0,
     ) -> None:
+        super().__init__(
+            epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed
+        )
         check_number("weight_decay", weight_decay, low=0)
         check_number("label_smoothing", label_smoothing, low=0, high=1, high_inclusive=False)
         check_bool("early_stopping", early_stopping)
@@ -94,57 +92,15 @@ class Regularised(Component):
         check_number(
             "val_fraction", val_fraction, low=0, high=1, low_inclusive=False, high_inclusive=False
         )
-        check_number("epochs", epochs, low=1, integer=True)
-        check_number("batch_size", batch_size, low=1, integer=True)
-        check_number("lr", lr, low=0, low_inclusive=False)
-        check_choice("optimizer", optimizer, ("adam", "sgd"))
-        check_number("seed", seed, low=0, integer=True)
         self.weight_decay = weight_decay
         self.label_smoothing = label_smoothing
         self.early_stopping = early_stopping
         self.patience = patience
         self.val_fraction = val_fraction
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.seed = seed
 
-    def fit(
-        self,
-        model: TorchClassifier,
-        x: np.ndarray | Tensor,
-        y: np.ndarray | Tensor,
-        *,
-        show_progress: bool = True,
+    def _fit(
+        self, model: TorchClassifier, xt: Tensor, y: np.ndarray | Tensor, *, show_progress: bool
     ) -> PrivateTrainedModel:
-        """Train a fresh copy of ``model``'s network on ``(x, y)`` with the regularisers.
-
-        Parameters
-        ----------
-        model : TorchClassifier
-            Gives the architecture, bounds and normalisation; its weights are not used
-            and it is not changed.
-        x : array of shape (n, *model.input_shape)
-            Training inputs within ``model.bounds``.
-        y : array of shape (n,)
-            Their labels.
-        show_progress : bool
-            A progress bar over epochs.
-
-        Returns
-        -------
-        PrivateTrainedModel
-            The trained model and its history; ``epsilon`` is ``inf`` (no guarantee).
-        """
-        if not isinstance(model, TorchClassifier):
-            raise UnsupportedModelError(
-                f"Regularised trains PyTorch networks; got {type(model).__name__}. Wrap an "
-                f"nn.Module with advml.models.TorchClassifier"
-            )
-        check_bool("show_progress", show_progress)
-        xt = model.as_tensor(x, name="x")
-        check_in_bounds("x", xt, model.bounds)
         target = model.reinitialised(self.seed)
         target.query_budget = None
         alpha = float(self.label_smoothing)
@@ -152,19 +108,14 @@ class Regularised(Component):
         def loss_fn(net: TorchClassifier, xb: Tensor, yb: Tensor) -> Tensor:
             return F.cross_entropy(net.forward(xb), yb, label_smoothing=alpha)
 
-        history = train(
+        history = self._train(
             target,
             xt,
             y,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
+            loss_fn,
             weight_decay=self.weight_decay,
             val_fraction=self.val_fraction if self.early_stopping else 0.0,
             patience=self.patience if self.early_stopping else None,
-            loss_fn=loss_fn,
-            seed=self.seed,
             show_progress=show_progress,
             desc="regularised",
         )

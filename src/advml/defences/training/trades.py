@@ -11,7 +11,7 @@ from advml.defences.training.base import (
     Init,
     Optimizer,
     RobustTraining,
-    check_training_settings,
+    with_training_parameters,
 )
 from advml.evasion.base import Norm, project
 from advml.models.torch import TorchClassifier
@@ -51,28 +51,17 @@ class TRADES(RobustTraining):
         Ascent steps of the KL attack per batch (>= 1); the paper used 40 on MNIST.
     step_size : float, optional
         Step of the KL attack; default ``2.5 * eps / steps``.
-    epochs : int
-        Passes over the training data.
-    batch_size : int
-        Samples per optimiser step.
-    lr : float
-        Learning rate.
-    optimizer : {"adam", "sgd"}
-        Adam, or SGD with momentum 0.9.
-    weight_decay : float
-        L2 penalty.
-    warmup_epochs : int
-        ε rises linearly to ``eps`` over the first ``warmup_epochs`` epochs (0: none).
-    init : {"scratch", "model"}
-        Fresh seeded weights of the given architecture, or the given weights.
-    seed : int
-        Seeds the initial weights, the shuffling and the attack's starting noise.
 
     Examples
     --------
     >>> from advml.defences.training import TRADES
     >>> robust = TRADES(eps=0.3, beta=6.0).fit(model, x_train, y_train).model  # doctest: +SKIP
     """
+
+    __doc__ = with_training_parameters(
+        __doc__,
+        seed="Seeds the initial weights, the shuffling and the attack's starting noise.",
+    )
 
     def __init__(
         self,
@@ -91,13 +80,7 @@ class TRADES(RobustTraining):
         init: Init = "scratch",
         seed: int = 0,
     ) -> None:
-        check_number("eps", eps, low=0)
-        check_number("beta", beta, low=0)
-        check_choice("norm", norm, ("inf", "2"))
-        check_number("steps", steps, low=1, integer=True)
-        if step_size is not None:
-            check_number("step_size", step_size, low=0, low_inclusive=False)
-        check_training_settings(
+        super().__init__(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -107,19 +90,17 @@ class TRADES(RobustTraining):
             init=init,
             seed=seed,
         )
+        check_number("eps", eps, low=0)
+        check_number("beta", beta, low=0)
+        check_choice("norm", norm, ("inf", "2"))
+        check_number("steps", steps, low=1, integer=True)
+        if step_size is not None:
+            check_number("step_size", step_size, low=0, low_inclusive=False)
         self.eps = eps
         self.beta = beta
         self.norm = norm
         self.steps = steps
         self.step_size = step_size
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.warmup_epochs = warmup_epochs
-        self.init = init
-        self.seed = seed
 
     def _loss(self, model: TorchClassifier, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
         x_adv = self._kl_attack(model, x, eps, seed)
