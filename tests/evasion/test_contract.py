@@ -433,7 +433,9 @@ def test_model_without_needed_capability_raises(
 # -- the result -----------------------------------------------------------------------------
 
 
-def test_result_fields_are_consistent(name: str, digits_mlp: TorchClassifier, data: Any) -> None:
+def test_result_fields_are_consistent(
+    name: str, digits_mlp: TorchClassifier, data: Any, assert_labels_match: Any
+) -> None:
     x, y = data
     attack = build(name)
     queries_before = digits_mlp.query_count
@@ -442,7 +444,10 @@ def test_result_fields_are_consistent(name: str, digits_mlp: TorchClassifier, da
     assert result.attack == name and result.targeted is False
     assert result.n == N
     np.testing.assert_array_equal(result.y, y)
-    np.testing.assert_array_equal(result.y_adv, digits_mlp.predict(result.x_adv))
+    # The model's labels of x_adv, read again: an input left on the decision boundary may
+    # go either way between two float32 evaluations, so compare where the argmax is clear.
+    with torch.no_grad():
+        assert_labels_match(result.y_adv, digits_mlp.logits(torch.as_tensor(result.x_adv)))
     assert result.success.dtype == bool
     np.testing.assert_array_equal(result.success, result.y_adv != y)
     assert result.success_rate == pytest.approx(result.success.mean())
