@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 # CI (CI=true) runs the whole suite; locally the default suite skips tests marked slow.
 PYTEST_ARGS ?= $(if $(filter true,$(CI)),,-m "not slow")
 
-.PHONY: install audit audit-quick test test-all lint bench clean
+.PHONY: install audit audit-quick test test-all test-kernels lint bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,16 @@ test: lint
 
 test-all: lint
 	$(BIN)/python -m pytest
+
+# The fast contract tests again on torch's portable kernels (no AVX) on one thread: float32
+# results that depend on the CPU's kernels (GEMM blocking, summation order) show up here
+# rather than on a user's machine. .ci/run calls it after `make test`.
+KERNEL_TESTS := tests/models tests/evasion/test_contract.py tests/metrics \
+	tests/defences/test_preprocess_contract.py tests/defences/test_robust_training_contract.py \
+	tests/defences/backdoor/test_backdoor_contract.py
+test-kernels: $(STAMP)
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -q \
+		$(KERNEL_TESTS)
 
 # Comparison libraries for benchmarks/: ART, and torchattacks without its torchvision
 # dependency (it only imports torch, numpy, scipy and tqdm).

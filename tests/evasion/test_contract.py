@@ -400,7 +400,9 @@ def test_model_without_needed_capability_raises(
 # -- the result -----------------------------------------------------------------------------
 
 
-def test_result_fields_are_consistent(name: str, digits_mlp: TorchClassifier, data: Any) -> None:
+def test_result_fields_are_consistent(
+    name: str, digits_mlp: TorchClassifier, data: Any, assert_labels_match: Any
+) -> None:
     x, y = data
     attack = build(name)
     queries_before = digits_mlp.query_count
@@ -409,7 +411,10 @@ def test_result_fields_are_consistent(name: str, digits_mlp: TorchClassifier, da
     assert result.attack == name and result.targeted is False
     assert result.n == N
     np.testing.assert_array_equal(result.y, y)
-    np.testing.assert_array_equal(result.y_adv, digits_mlp.predict(result.x_adv))
+    # The model's labels of x_adv, read again: an input left on the decision boundary may
+    # go either way between two float32 evaluations, so compare where the argmax is clear.
+    with torch.no_grad():
+        assert_labels_match(result.y_adv, digits_mlp.logits(torch.as_tensor(result.x_adv)))
     assert result.success.dtype == bool
     np.testing.assert_array_equal(result.success, result.y_adv != y)
     assert result.success_rate == pytest.approx(result.success.mean())
@@ -441,12 +446,18 @@ def test_result_fields_are_consistent(name: str, digits_mlp: TorchClassifier, da
         result.seconds = 0.0  # type: ignore[misc]
 
 
-def test_batch_size_splits_the_work(name: str, digits_mlp: TorchClassifier, data: Any) -> None:
+def test_batch_size_splits_the_work(
+    name: str, digits_mlp: TorchClassifier, data: Any, assert_labels_match: Any
+) -> None:
     # Chunks of 7 (not dividing N) give a result for every sample, in order.
     x, y = data
     result = build(name, batch_size=7).generate(digits_mlp, x, y)
     assert result.x_adv.shape == x.shape and result.n == N
-    np.testing.assert_array_equal(result.y_adv, digits_mlp.predict(result.x_adv))
+    # y_adv came from batches of 7, this check from one of N: the float32 logits differ in
+    # the last bits, which can flip an adversarial input that sits on the boundary.
+    with torch.no_grad():
+        logits = digits_mlp.logits(torch.as_tensor(result.x_adv))
+    assert_labels_match(result.y_adv, logits)
     assert (result.queries > 0).all()
 
 

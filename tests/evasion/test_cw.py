@@ -104,14 +104,19 @@ def test_binary_search_raises_c_until_the_attack_succeeds(
     assert searched.success.all()
 
 
-def test_targeted_reaches_every_target(digits_mlp: TorchClassifier, correct: Any) -> None:
+def test_targeted_reaches_every_target(
+    digits_mlp: TorchClassifier, correct: Any, assert_labels_match: Any
+) -> None:
     x, y = correct
     x, y = x[:30], y[:30]
     target = (y + 1 + np.arange(len(y)) % 9) % 10
     result = CarliniWagnerL2(targeted=True).generate(digits_mlp, x, target)
     assert result.success.all()
     np.testing.assert_array_equal(result.y_adv, target)
-    np.testing.assert_array_equal(digits_mlp.predict(np.asarray(result.x_adv)), target)
+    # Read again, C&W's outputs (confidence 0) sit just past the boundary: the target is the
+    # top class wherever that is clear of float32 rounding, a tied one elsewhere.
+    with torch.no_grad():
+        assert_labels_match(target, digits_mlp.logits(torch.as_tensor(result.x_adv)))
 
 
 def test_early_abort_saves_queries_per_sample(digits_mlp: TorchClassifier, correct: Any) -> None:

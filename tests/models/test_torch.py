@@ -158,14 +158,19 @@ def test_tensor_in_tensor_out(digits_mlp: TorchClassifier, digits_data: Any) -> 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 64, 1000])
 def test_batch_size_does_not_change_answers(
-    digits_mlp: TorchClassifier, digits_data: Any, batch_size: int
+    digits_mlp: TorchClassifier, digits_data: Any, batch_size: int, assert_labels_match: Any
 ) -> None:
     x = digits_data.x_test[:100]
-    np.testing.assert_array_equal(
-        digits_mlp.predict(x, batch_size=batch_size), digits_mlp.predict(x)
-    )
+    # Another batch shape blocks the float32 GEMMs differently (tests/conftest.py's policy):
+    # labels agree wherever the argmax is clear, probabilities to float32 tolerance.
+    with torch.no_grad():
+        logits = digits_mlp.logits(torch.as_tensor(x))
+    assert_labels_match(digits_mlp.predict(x, batch_size=batch_size), logits)
     np.testing.assert_allclose(
-        digits_mlp.predict_proba(x, batch_size=batch_size), digits_mlp.predict_proba(x), atol=1e-6
+        digits_mlp.predict_proba(x, batch_size=batch_size),
+        digits_mlp.predict_proba(x),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
@@ -304,7 +309,11 @@ def test_activations_equal_a_manual_hook(
     expected = _hooked(mlp.module, getattr(mlp.module, layer), torch.as_tensor(x))
     got = mlp.activations(x, layer, batch_size=16)
     assert isinstance(got, np.ndarray)
-    np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
+    # Batches of 16 against one of 40: the float32 GEMMs block differently by batch size
+    # (measured: up to 3.8e-6 on logits of about 10, AVX-512), so float32 tolerance, with
+    # an atol scaled to the layer's values for the ones near 0.
+    scale = float(np.abs(expected.numpy()).max())
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5 * scale)
     got_t = mlp.activations(torch.as_tensor(x), layer)
     assert isinstance(got_t, Tensor)
     torch.testing.assert_close(got_t, expected)
@@ -330,7 +339,9 @@ def test_n_units_of_the_mlp(mlp: TorchClassifier) -> None:
     assert mlp.query_count == 0
 
 
-def test_unit_mask_zeroes_those_units(mlp: TorchClassifier, digits_data: Any) -> None:
+def test_unit_mask_zeroes_those_units(
+    mlp: TorchClassifier, digits_data: Any, assert_labels_match: Any
+) -> None:
     x = digits_data.x_test
     keep = np.ones(256, dtype=bool)
     keep[::2] = False  # drop half of fc1
@@ -347,9 +358,12 @@ def test_unit_mask_zeroes_those_units(mlp: TorchClassifier, digits_data: Any) ->
         pruned.fc1.bias[~torch.as_tensor(keep)] = 0.0
     with torch.no_grad():
         expected = pruned(torch.as_tensor(x))
-    np.testing.assert_allclose(mlp.predict_proba(x), torch.softmax(expected, 1).numpy(), atol=1e-5)
+    # One batch of 360 against the model's batches of 256 and 104: float32 tolerance.
+    np.testing.assert_allclose(
+        mlp.predict_proba(x), torch.softmax(expected, 1).numpy(), rtol=1e-5, atol=1e-5
+    )
     after_pred = mlp.predict(x)
-    np.testing.assert_array_equal(after_pred, expected.argmax(1).numpy())
+    assert_labels_match(after_pred, expected)
     assert (after_pred != before_pred).any()  # half a layer gone changes some answers
     mask = mlp.unit_mask("fc1")
     assert mask is not None and mask.dtype == torch.bool
@@ -378,7 +392,9 @@ def test_unit_mask_can_be_replaced_and_used_on_conv_channels(
     act = small_cnn.activations(x, "conv2")
     np.testing.assert_array_equal(act, 0.0)
     proba = small_cnn.predict_proba(x)
-    np.testing.assert_allclose(proba, np.broadcast_to(proba[0], proba.shape), atol=1e-6)
+    # Equal rows of one batch may still be summed by different GEMM micro-kernels (the
+    # tail rows of a block): float32 tolerance, far below any dependence on the input.
+    np.testing.assert_allclose(proba, np.broadcast_to(proba[0], proba.shape), rtol=1e-5, atol=1e-5)
     small_cnn.clear_unit_masks()
     assert np.abs(small_cnn.activations(x, "conv2")[:, 1]).sum() > 0
 
