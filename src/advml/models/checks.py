@@ -57,8 +57,16 @@ def check_finite_outputs(
     """
     module = getattr(model, "module", None)
     if isinstance(module, torch.nn.Module):
-        for key, tensor in module.state_dict().items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        weights = {k: t for k, t in module.state_dict().items() if t.is_floating_point()}
+        # One device sync for all tensors (this runs at the start of every generate());
+        # the loop below only runs to name a damaged tensor.
+        if weights:
+            first = next(iter(weights.values())).device
+            flags = [torch.isfinite(t).all().to(first) for t in weights.values()]
+            if bool(torch.stack(flags).all()):
+                weights = {}
+        for key, tensor in weights.items():
+            if not bool(torch.isfinite(tensor).all()):
                 bad = int((~torch.isfinite(tensor)).sum())
                 raise NonFiniteModelError(
                     f"{name} has {bad} NaN or infinite values in its weights ({key!r}); "
