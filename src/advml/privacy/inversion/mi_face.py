@@ -231,4 +231,3 @@ def total_variation(x: Tensor) -> Tensor:
     dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().flatten(1).mean(1)
     dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().flatten(1).mean(1)
     return dh + dw
-
