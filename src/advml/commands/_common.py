@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ __all__ = [
     "add_model_args",
     "add_settings_arg",
     "floats",
+    "list_components",
     "load_model_and_data",
     "names",
     "output_file",
@@ -52,6 +54,27 @@ def setting(text: str) -> tuple[str, Any]:
             f"write a number, a word, or a list such as [1, 2]"
         ) from None
     return key.strip(), parsed
+
+
+def list_components(
+    family: str,
+    *,
+    width: int,
+    needs: Callable[[Any], str] | None = None,
+    needs_width: int = 0,
+    indent: str = "",
+) -> int:
+    """Print what ``--list`` shows: one line per registered component of ``family``, its
+    name padded to ``width``, then ``needs <needs(cls)>`` padded to ``needs_width`` when
+    ``needs`` is given, then the first line of its docstring. Returns the exit status 0."""
+    from advml import registry
+
+    for name in registry.available(family):
+        cls = registry.get(family, name)
+        lines = (cls.__doc__ or "").strip().splitlines()
+        column = f"needs {needs(cls):<{needs_width}}" if needs is not None else ""
+        print(f"{indent}{name:<{width}}{column}{lines[0] if lines else ''}")
+    return 0
 
 
 def add_settings_arg(p: argparse.ArgumentParser, what: str = "attack") -> None:

@@ -10,6 +10,7 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
     add_settings_arg,
+    list_components,
     load_model_and_data,
     output_file,
 )
@@ -87,6 +88,11 @@ def _setting(text: str) -> tuple[str, Any]:
     return setting(text)
 
 
+def _needs(cls: Any) -> str:
+    """What an extraction attack needs from the victim, for ``--list``."""
+    return "scores" if getattr(cls, "needs_scores", False) else "labels or scores"
+
+
 def _extract(args: argparse.Namespace) -> int:
     from advml import registry
     from advml.data import load_dataset
@@ -96,12 +102,7 @@ def _extract(args: argparse.Namespace) -> int:
     from advml.runtime.files import atomic_write
 
     if args.list:
-        for name in registry.available("extraction"):
-            cls = registry.get("extraction", name)
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            needs = "scores" if getattr(cls, "needs_scores", False) else "labels or scores"
-            print(f"{name:<18}needs {needs:<18}{doc}")
-        return 0
+        return list_components("extraction", width=18, needs=_needs, needs_width=18)
     settings = dict(args.settings)
     for key in ("strategy", "queries", "outputs"):
         value = getattr(args, key)

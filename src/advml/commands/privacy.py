@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_settings_arg, names, output_file, setting
+from advml.commands._common import (
+    add_settings_arg,
+    list_components,
+    names,
+    output_file,
+    setting,
+)
 
 __all__ = ["add_commands"]
 
@@ -151,19 +157,18 @@ def _describe(model: Any) -> str:
 
 
 def _membership(args: argparse.Namespace) -> int:
-    from advml import registry
     from advml.data import load_dataset
     from advml.models.io import load_model
     from advml.models.reference import TRAINING, default_architecture
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
 
     if args.list:
-        for name in registry.available("membership"):
-            cls = registry.get("membership", name)
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            needs = "scores" if getattr(cls, "needs_scores", True) else "labels"
-            print(f"{name:<22}needs {needs:<8}{doc}")
-        return 0
+        return list_components(
+            "membership",
+            width=22,
+            needs=lambda cls: "scores" if getattr(cls, "needs_scores", True) else "labels",
+            needs_width=8,
+        )
     for option, value in (("--json", args.json), ("--roc", args.roc)):
         if value:
             output_file(option, value)
