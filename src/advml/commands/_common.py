@@ -14,6 +14,7 @@ from advml.errors import OutputPathError
 
 __all__ = [
     "add_model_args",
+    "add_output_defence_args",
     "add_settings_arg",
     "floats",
     "list_components",
@@ -22,7 +23,11 @@ __all__ = [
     "output_file",
     "output_folder",
     "setting",
+    "with_output_defence",
 ]
+
+# The output defences a sub-command can put in front of the model (advml.defences.output).
+OUTPUT_DEFENCES = ("none", "top_k", "rounding", "labels_only", "noisy_scores")
 
 
 def floats(text: str) -> tuple[float, ...]:
@@ -88,6 +93,37 @@ def add_settings_arg(p: argparse.ArgumentParser, what: str = "attack") -> None:
         metavar="KEY=VALUE",
         help=f"any other {what} setting, e.g. --set steps=100 --set norm=2 (repeatable)",
     )
+
+
+def add_output_defence_args(p: argparse.ArgumentParser) -> None:
+    """``--defence NAME`` and ``--defence-set KEY=VALUE``: an output defence in front of
+    the model (applied by :func:`with_output_defence`)."""
+    p.add_argument(
+        "--defence",
+        choices=OUTPUT_DEFENCES,
+        default="none",
+        help="put an output defence in front of the model (settings: --defence-set)",
+    )
+    p.add_argument(
+        "--defence-set",
+        dest="defence_settings",
+        action="append",
+        default=[],
+        type=setting,
+        metavar="KEY=VALUE",
+        help="a setting of the output defence, e.g. --defence-set decimals=1 (repeatable)",
+    )
+
+
+def with_output_defence(model: Any, args: argparse.Namespace) -> Any:
+    """``model`` behind the output defence that ``--defence`` / ``--defence-set`` name, or
+    ``model`` itself for ``--defence none``."""
+    if args.defence == "none":
+        return model
+    from advml import registry
+
+    defence = registry.create("output_defence", args.defence, **dict(args.defence_settings))
+    return defence.wrap(model)  # type: ignore[attr-defined]
 
 
 def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-5k") -> None:

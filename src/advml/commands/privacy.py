@@ -12,16 +12,16 @@ from typing import Any
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_output_defence_args,
     add_settings_arg,
     list_components,
     names,
     output_file,
-    setting,
+    with_output_defence,
 )
 
 __all__ = ["add_commands"]
 
-_DEFENCES = ("none", "top_k", "rounding", "labels_only", "noisy_scores")
 _DEFAULT_ATTACKS = ("loss_threshold", "confidence_threshold", "modified_entropy", "label_only")
 
 
@@ -118,33 +118,14 @@ def _defence_args(p: argparse.ArgumentParser) -> None:
         help="what the attacker sees: the model itself, a prediction API returning scores "
         "(no gradients), or labels only (default white-box)",
     )
-    p.add_argument(
-        "--defence",
-        choices=_DEFENCES,
-        default="none",
-        help="put an output defence in front of the model (settings: --defence-set)",
-    )
-    p.add_argument(
-        "--defence-set",
-        dest="defence_settings",
-        action="append",
-        default=[],
-        type=setting,
-        metavar="KEY=VALUE",
-        help="a setting of the output defence, e.g. --defence-set decimals=1 (repeatable)",
-    )
+    add_output_defence_args(p)
 
 
 def _as_attacked(model: Any, args: argparse.Namespace) -> Any:
     """The model as the attacker sees it: access restriction, then output defence."""
-    from advml import registry
     from advml.models.access import restrict_access
 
-    seen = restrict_access(model, args.access)
-    if args.defence != "none":
-        defence = registry.create("output_defence", args.defence, **dict(args.defence_settings))
-        seen = defence.wrap(seen)  # type: ignore[attr-defined]
-    return seen
+    return with_output_defence(restrict_access(model, args.access), args)
 
 
 def _describe(model: Any) -> str:
