@@ -7,7 +7,6 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
@@ -19,6 +18,7 @@ from advml.commands._common import (
     output_file,
     with_output_defence,
 )
+from advml.runtime.files import atomic_write
 
 __all__ = ["add_commands"]
 
@@ -194,10 +194,10 @@ def _membership(args: argparse.Namespace) -> int:
     if args.roc and report.curves():
         from advml.report.privacy_figures import roc_figure
 
-        Path(args.roc).write_bytes(roc_figure(report.curves(), n_non_members=n_out))
+        atomic_write(args.roc, roc_figure(report.curves(), n_non_members=n_out))
         print(f"wrote {args.roc}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=1, default=_plain))
+        atomic_write(args.json, json.dumps(report.to_dict(), indent=1, default=_plain))
         print(f"wrote {args.json}")
     return 0
 
@@ -336,9 +336,9 @@ def _invert(args: argparse.Namespace) -> int:
             ds.bounds,
             evaluation.predicted,
         )
-        Path(args.out).write_bytes(png)
+        atomic_write(args.out, png)
         print(f"wrote {args.out}")
     if args.json:
-        Path(args.json).write_text(json.dumps(judged.summary(), indent=1, default=_plain))
+        atomic_write(args.json, json.dumps(judged.summary(), indent=1, default=_plain))
         print(f"wrote {args.json}")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
@@ -16,6 +15,7 @@ from advml.commands._common import (
     names,
     output_file,
 )
+from advml.runtime.files import atomic_write
 
 __all__ = ["add_commands"]
 
@@ -195,6 +195,7 @@ def _attack(args: argparse.Namespace) -> int:
 
     if args.list:
         return list_components("watermark_removal", width=14)
+    json_out = output_file("--json", args.json) if args.json else None
     if not 0 < args.attacker_fraction <= 1:
         raise ValueError(f"--attacker-fraction must be in (0, 1], got {args.attacker_fraction}")
     attacks = []
@@ -212,6 +213,7 @@ def _attack(args: argparse.Namespace) -> int:
         model, key, attacks, ds.x_train[idx], ds.y_train[idx], ds.x_test, ds.y_test
     )
     print(table.to_text())
-    if args.json:
-        Path(args.json).write_text(json.dumps(table.summary(), indent=1))
+    if json_out is not None:
+        atomic_write(json_out, json.dumps(table.summary(), indent=1))
+        print(f"wrote {json_out}")
     return 0
