@@ -306,17 +306,19 @@ def _invert(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     result, evaluation = judged.result, judged.evaluation
+    numbers = judged.summary()
+    means = {**numbers["inversion"], **numbers["evaluation"]}
     print(f"{attack!r} against {_describe(target)} on {ds.name}")
     print(f"  gradients               {result.gradient}")
     print(f"  queries                 {result.queries}")
-    print(f"  target's confidence     {float(np.nanmean(result.confidence)):.1%} (mean)")
+    print(f"  target's confidence     {means['mean_confidence']:.1%} (mean)")
     print(
         f"  judge recognises        {evaluation.recognition_rate:.1%} "
         f"({int((evaluation.predicted == result.classes).sum())} of {len(result.classes)} "
         "classes)"
     )
-    print(f"  SSIM to class mean      {float(np.nanmean(evaluation.ssim_to_mean)):.3f} (mean)")
-    print(f"  MSE to class mean       {float(evaluation.mse_to_mean.mean()):.4f} (mean)")
+    print(f"  SSIM to class mean      {means['mean_ssim_to_class_mean']:.3f} (mean)")
+    print(f"  MSE to class mean       {means['mean_mse_to_class_mean']:.4f} (mean)")
     print(f"  time                    {result.seconds:.1f} s")
     wrong = [
         f"{ds.class_names[c]} seen as {ds.class_names[p]}"
@@ -339,6 +341,6 @@ def _invert(args: argparse.Namespace) -> int:
         atomic_write(args.out, png)
         print(f"wrote {args.out}")
     if args.json:
-        atomic_write(args.json, json.dumps(judged.summary(), indent=1, default=_plain))
+        atomic_write(args.json, json.dumps(numbers, indent=1, default=_plain))
         print(f"wrote {args.json}")
     return 0
