@@ -77,6 +77,26 @@ def _disk_full_on(name: str) -> Setup:
     return setup
 
 
+def _both(*setups: Setup) -> Setup:
+    def setup(tmp: Path, mp: pytest.MonkeyPatch) -> None:
+        for one in setups:
+            one(tmp, mp)
+
+    return setup
+
+
+def _a_watermark_key(name: str) -> Setup:
+    """An Uchida key for the model file of the row (its material only: nothing embedded)."""
+
+    def setup(tmp: Path, mp: pytest.MonkeyPatch) -> None:
+        from advml.watermark import Uchida, save_key
+
+        model = load_model(tmp / "model.pt")
+        save_key(Uchida(bits=8)._make_key(model, None, None, "owner"), tmp / name)  # type: ignore[arg-type]
+
+    return setup
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -138,6 +158,15 @@ def _report_json_kept(tmp: Path, text: str) -> None:
     assert (tmp / "audit" / "report.json").stat().st_size > 0
     assert list((tmp / "audit" / "steps").glob("evasion-*.json"))
 
+
+# Which commands write which of the files the rows below fill the disk on.
+_WRITES = {
+    ("--json", "membership"),
+    ("--roc", "membership"),
+    ("--json", "invert"),
+    ("--out", "invert"),
+    ("--json", "watermark"),
+}
 
 CASES = [
     # -- attack --out: exactly the path printed ----------------------------------------
@@ -300,6 +329,38 @@ CASES = [
         setup=_disk_full_on("adv.npz"),
         check=_nothing_written("adv.npz"),
     ),
+    *[
+        Case(
+            f"{argv[0]}-disk-full-on-{option[2:]}",
+            [*argv, option, name],
+            2,
+            (f"could not write {name}", "no space left", "free some space"),
+            setup=_both(setup, _disk_full_on(name)),
+            check=_nothing_written(name),
+        )
+        for argv, setup in (
+            (
+                "membership --dataset digits --model {model} --attacks loss_threshold "
+                "--set calibration=population --n-eval 40 --quiet".split(),
+                _nothing,
+            ),
+            (
+                "invert --dataset digits --model {model} --steps 2 --classes 0,1 --quiet".split(),
+                _nothing,
+            ),
+            (
+                "watermark attack --dataset digits --model {model} --key wm.key.npz "
+                "--attacks preprocess --quiet".split(),
+                _a_watermark_key("wm.key.npz"),
+            ),
+        )
+        for option, name in (
+            ("--json", "numbers.json"),
+            ("--roc", "roc.png"),
+            ("--out", "grid.png"),
+        )
+        if (option, argv[0]) in _WRITES
+    ],
 ]
 
 

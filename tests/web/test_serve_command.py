@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -17,7 +18,13 @@ from advml.cli import main
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--port", "0"), ("--port", "70000"), ("--timeout", "0"), ("--max-upload-mb", "-1")],
+    [
+        ("--port", "0"),
+        ("--port", "70000"),
+        ("--timeout", "0"),
+        ("--max-upload-mb", "-1"),
+        ("--max-wait", "-1"),
+    ],
 )
 def test_bad_options_exit_2_naming_the_option(
     option: str, value: str, capsys: pytest.CaptureFixture[str]
@@ -40,6 +47,45 @@ def test_model_file_of_another_shape_is_refused(
     path = save_model(model, tmp_path / "digits.pt")
     assert main(["serve", "--dataset", "mnist-5k", "--model", str(path)]) == 2
     assert "shape" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [([], 2.0), (["--max-wait", "0.25"], 0.25)])
+def test_max_wait_reaches_the_app(
+    argv: list[str],
+    expected: float,
+    digits_mlp: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    import advml.web
+    from advml.models.io import save_model
+    from advml.web.app import DEFAULT_MAX_WAIT
+
+    model = save_model(digits_mlp, tmp_path / "digits.pt")
+    made: dict[str, Any] = {}
+    real = advml.web.create_app
+
+    def create_app(service: Any, **kwargs: Any) -> Any:
+        made.update(kwargs)
+        # No background autoencoder training: only the app's settings are checked.
+        return real(service, **kwargs, prepare_defences=False)
+
+    monkeypatch.setattr(advml.web, "create_app", create_app)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: made.update(app=app, run=kw))
+    assert main(["serve", "--dataset", "digits", "--model", str(model), *argv]) == 0
+    assert made["max_wait"] == expected
+    assert made["run"]["host"] == "127.0.0.1"
+    assert DEFAULT_MAX_WAIT == 2.0  # the CLI's default is the library's
+
+
+def test_help_documents_max_wait(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-wait MAX_WAIT" in text and "answered 503 with Retry-After (default 2" in text
 
 
 def _free_port() -> int:

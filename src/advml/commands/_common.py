@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,20 @@ from advml.errors import OutputPathError
 
 __all__ = [
     "add_model_args",
+    "add_output_defence_args",
     "add_settings_arg",
     "floats",
+    "list_components",
     "load_model_and_data",
     "names",
     "output_file",
     "output_folder",
     "setting",
+    "with_output_defence",
 ]
+
+# The output defences a sub-command can put in front of the model (advml.defences.output).
+OUTPUT_DEFENCES = ("none", "top_k", "rounding", "labels_only", "noisy_scores")
 
 
 def floats(text: str) -> tuple[float, ...]:
@@ -54,6 +61,27 @@ def setting(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
+def list_components(
+    family: str,
+    *,
+    width: int,
+    needs: Callable[[Any], str] | None = None,
+    needs_width: int = 0,
+    indent: str = "",
+) -> int:
+    """Print what ``--list`` shows: one line per registered component of ``family``, its
+    name padded to ``width``, then ``needs <needs(cls)>`` padded to ``needs_width`` when
+    ``needs`` is given, then the first line of its docstring. Returns the exit status 0."""
+    from advml import registry
+
+    for name in registry.available(family):
+        cls = registry.get(family, name)
+        lines = (cls.__doc__ or "").strip().splitlines()
+        column = f"needs {needs(cls):<{needs_width}}" if needs is not None else ""
+        print(f"{indent}{name:<{width}}{column}{lines[0] if lines else ''}")
+    return 0
+
+
 def add_settings_arg(p: argparse.ArgumentParser, what: str = "attack") -> None:
     """``--set KEY=VALUE`` (repeatable) for any setting of a registered component."""
     p.add_argument(
@@ -65,6 +93,37 @@ def add_settings_arg(p: argparse.ArgumentParser, what: str = "attack") -> None:
         metavar="KEY=VALUE",
         help=f"any other {what} setting, e.g. --set steps=100 --set norm=2 (repeatable)",
     )
+
+
+def add_output_defence_args(p: argparse.ArgumentParser) -> None:
+    """``--defence NAME`` and ``--defence-set KEY=VALUE``: an output defence in front of
+    the model (applied by :func:`with_output_defence`)."""
+    p.add_argument(
+        "--defence",
+        choices=OUTPUT_DEFENCES,
+        default="none",
+        help="put an output defence in front of the model (settings: --defence-set)",
+    )
+    p.add_argument(
+        "--defence-set",
+        dest="defence_settings",
+        action="append",
+        default=[],
+        type=setting,
+        metavar="KEY=VALUE",
+        help="a setting of the output defence, e.g. --defence-set decimals=1 (repeatable)",
+    )
+
+
+def with_output_defence(model: Any, args: argparse.Namespace) -> Any:
+    """``model`` behind the output defence that ``--defence`` / ``--defence-set`` name, or
+    ``model`` itself for ``--defence none``."""
+    if args.defence == "none":
+        return model
+    from advml import registry
+
+    defence = registry.create("output_defence", args.defence, **dict(args.defence_settings))
+    return defence.wrap(model)  # type: ignore[attr-defined]
 
 
 def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-5k") -> None:

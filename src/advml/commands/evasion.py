@@ -12,6 +12,7 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
     add_settings_arg,
+    list_components,
     load_model_and_data,
     output_file,
 )
@@ -50,6 +51,16 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     return {"attack": _attack}
 
 
+def _needs(cls: Any) -> str:
+    """What an evasion attack needs from the model, for ``--list``."""
+    needs = [
+        flag
+        for flag, attr in (("gradients", "needs_gradients"), ("scores", "needs_scores"))
+        if getattr(cls, attr, False)
+    ]
+    return "+".join(needs) or "labels"
+
+
 def _attack(args: argparse.Namespace) -> int:
     from advml import registry
     from advml.errors import QueryBudgetExceededError
@@ -58,16 +69,7 @@ def _attack(args: argparse.Namespace) -> int:
     from advml.validation import check_number
 
     if args.list:
-        for name in registry.available("evasion"):
-            cls = registry.get("evasion", name)
-            needs = [
-                flag
-                for flag, attr in (("gradients", "needs_gradients"), ("scores", "needs_scores"))
-                if getattr(cls, attr, False)
-            ]
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            print(f"{name:<16}needs {'+'.join(needs) or 'labels':<20}{doc}")
-        return 0
+        return list_components("evasion", width=16, needs=_needs, needs_width=20)
     settings = dict(args.settings)
     if args.eps is not None:
         settings["eps"] = args.eps

@@ -9,9 +9,12 @@ from typing import Any
 from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
+    add_output_defence_args,
     add_settings_arg,
+    list_components,
     load_model_and_data,
     output_file,
+    with_output_defence,
 )
 
 __all__ = ["add_commands"]
@@ -46,21 +49,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         choices=("auto", "scores", "labels"),
         help="use the model's scores or only its labels (default: scores when it has them)",
     )
-    p.add_argument(
-        "--defence",
-        choices=("none", "top_k", "rounding", "labels_only", "noisy_scores"),
-        default="none",
-        help="put an output defence in front of the model first (settings: --defence-set)",
-    )
-    p.add_argument(
-        "--defence-set",
-        dest="defence_settings",
-        action="append",
-        default=[],
-        type=_setting,
-        metavar="KEY=VALUE",
-        help="a setting of the output defence, e.g. --defence-set decimals=1 (repeatable)",
-    )
+    add_output_defence_args(p)
     p.add_argument(
         "--pool",
         default="train",
@@ -81,10 +70,9 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     return {"extract": _extract}
 
 
-def _setting(text: str) -> tuple[str, Any]:
-    from advml.commands._common import setting
-
-    return setting(text)
+def _needs(cls: Any) -> str:
+    """What an extraction attack needs from the victim, for ``--list``."""
+    return "scores" if getattr(cls, "needs_scores", False) else "labels or scores"
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -96,12 +84,7 @@ def _extract(args: argparse.Namespace) -> int:
     from advml.runtime.files import atomic_write
 
     if args.list:
-        for name in registry.available("extraction"):
-            cls = registry.get("extraction", name)
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            needs = "scores" if getattr(cls, "needs_scores", False) else "labels or scores"
-            print(f"{name:<18}needs {needs:<18}{doc}")
-        return 0
+        return list_components("extraction", width=18, needs=_needs, needs_width=18)
     settings = dict(args.settings)
     for key in ("strategy", "queries", "outputs"):
         value = getattr(args, key)
@@ -113,10 +96,7 @@ def _extract(args: argparse.Namespace) -> int:
     out = output_file("--out", args.out) if args.out else None
     json_out = output_file("--json", args.json) if args.json else None
     model, ds = load_model_and_data(args)
-    victim = model
-    if args.defence != "none":
-        defence = registry.create("output_defence", args.defence, **dict(args.defence_settings))
-        victim = defence.wrap(model)  # type: ignore[attr-defined]
+    victim = with_output_defence(model, args)
     if args.pool == "train":
         pool, pool_name = ds.x_train, f"{ds.name} training split ({len(ds.x_train)} inputs)"
     else:

@@ -14,7 +14,12 @@ import argparse
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg, output_file
+from advml.commands._common import (
+    add_model_args,
+    add_settings_arg,
+    list_components,
+    output_file,
+)
 
 __all__ = ["add_commands"]
 
@@ -103,13 +108,9 @@ def _setting(text: str) -> tuple[str, Any]:
 
 
 def _list(*families: str) -> int:
-    from advml import registry
-
     for family in families:
         print(f"{family}:")
-        for name in registry.available(family):
-            doc = (registry.get(family, name).__doc__ or "").strip().splitlines()
-            print(f"  {name:<22}{doc[0] if doc else ''}")
+        list_components(family, width=22, indent="  ")
     return 0
 
 

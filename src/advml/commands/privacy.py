@@ -7,15 +7,21 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_settings_arg, names, output_file, setting
+from advml.commands._common import (
+    add_output_defence_args,
+    add_settings_arg,
+    list_components,
+    names,
+    output_file,
+    with_output_defence,
+)
+from advml.runtime.files import atomic_write
 
 __all__ = ["add_commands"]
 
-_DEFENCES = ("none", "top_k", "rounding", "labels_only", "noisy_scores")
 _DEFAULT_ATTACKS = ("loss_threshold", "confidence_threshold", "modified_entropy", "label_only")
 
 
@@ -112,33 +118,14 @@ def _defence_args(p: argparse.ArgumentParser) -> None:
         help="what the attacker sees: the model itself, a prediction API returning scores "
         "(no gradients), or labels only (default white-box)",
     )
-    p.add_argument(
-        "--defence",
-        choices=_DEFENCES,
-        default="none",
-        help="put an output defence in front of the model (settings: --defence-set)",
-    )
-    p.add_argument(
-        "--defence-set",
-        dest="defence_settings",
-        action="append",
-        default=[],
-        type=setting,
-        metavar="KEY=VALUE",
-        help="a setting of the output defence, e.g. --defence-set decimals=1 (repeatable)",
-    )
+    add_output_defence_args(p)
 
 
 def _as_attacked(model: Any, args: argparse.Namespace) -> Any:
     """The model as the attacker sees it: access restriction, then output defence."""
-    from advml import registry
     from advml.models.access import restrict_access
 
-    seen = restrict_access(model, args.access)
-    if args.defence != "none":
-        defence = registry.create("output_defence", args.defence, **dict(args.defence_settings))
-        seen = defence.wrap(seen)  # type: ignore[attr-defined]
-    return seen
+    return with_output_defence(restrict_access(model, args.access), args)
 
 
 def _describe(model: Any) -> str:
@@ -151,19 +138,18 @@ def _describe(model: Any) -> str:
 
 
 def _membership(args: argparse.Namespace) -> int:
-    from advml import registry
     from advml.data import load_dataset
     from advml.models.io import load_model
     from advml.models.reference import TRAINING, default_architecture
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
 
     if args.list:
-        for name in registry.available("membership"):
-            cls = registry.get("membership", name)
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            needs = "scores" if getattr(cls, "needs_scores", True) else "labels"
-            print(f"{name:<22}needs {needs:<8}{doc}")
-        return 0
+        return list_components(
+            "membership",
+            width=22,
+            needs=lambda cls: "scores" if getattr(cls, "needs_scores", True) else "labels",
+            needs_width=8,
+        )
     for option, value in (("--json", args.json), ("--roc", args.roc)):
         if value:
             output_file(option, value)
@@ -208,10 +194,10 @@ def _membership(args: argparse.Namespace) -> int:
     if args.roc and report.curves():
         from advml.report.privacy_figures import roc_figure
 
-        Path(args.roc).write_bytes(roc_figure(report.curves(), n_non_members=n_out))
+        atomic_write(args.roc, roc_figure(report.curves(), n_non_members=n_out))
         print(f"wrote {args.roc}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=1, default=_plain))
+        atomic_write(args.json, json.dumps(report.to_dict(), indent=1, default=_plain))
         print(f"wrote {args.json}")
     return 0
 
@@ -320,17 +306,19 @@ def _invert(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     result, evaluation = judged.result, judged.evaluation
+    numbers = judged.summary()
+    means = {**numbers["inversion"], **numbers["evaluation"]}
     print(f"{attack!r} against {_describe(target)} on {ds.name}")
     print(f"  gradients               {result.gradient}")
     print(f"  queries                 {result.queries}")
-    print(f"  target's confidence     {float(np.nanmean(result.confidence)):.1%} (mean)")
+    print(f"  target's confidence     {means['mean_confidence']:.1%} (mean)")
     print(
         f"  judge recognises        {evaluation.recognition_rate:.1%} "
         f"({int((evaluation.predicted == result.classes).sum())} of {len(result.classes)} "
         "classes)"
     )
-    print(f"  SSIM to class mean      {float(np.nanmean(evaluation.ssim_to_mean)):.3f} (mean)")
-    print(f"  MSE to class mean       {float(evaluation.mse_to_mean.mean()):.4f} (mean)")
+    print(f"  SSIM to class mean      {means['mean_ssim_to_class_mean']:.3f} (mean)")
+    print(f"  MSE to class mean       {means['mean_mse_to_class_mean']:.4f} (mean)")
     print(f"  time                    {result.seconds:.1f} s")
     wrong = [
         f"{ds.class_names[c]} seen as {ds.class_names[p]}"
@@ -350,9 +338,9 @@ def _invert(args: argparse.Namespace) -> int:
             ds.bounds,
             evaluation.predicted,
         )
-        Path(args.out).write_bytes(png)
+        atomic_write(args.out, png)
         print(f"wrote {args.out}")
     if args.json:
-        Path(args.json).write_text(json.dumps(judged.summary(), indent=1, default=_plain))
+        atomic_write(args.json, json.dumps(numbers, indent=1, default=_plain))
         print(f"wrote {args.json}")
     return 0

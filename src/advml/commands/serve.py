@@ -42,6 +42,13 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "greedy pixel needs about 10 s on a 28x28 image on two cores)",
     )
     p.add_argument(
+        "--max-wait",
+        type=float,
+        default=2.0,
+        help="seconds a request may wait while the model works for another before it is "
+        "answered 503 with Retry-After (default 2; 0 answers 503 at once)",
+    )
+    p.add_argument(
         "--max-upload-mb",
         type=float,
         default=2.0,
@@ -64,6 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     check_number("--port", args.port, low=1, high=65535, integer=True)
     check_number("--timeout", args.timeout, low=0, low_inclusive=False)
+    check_number("--max-wait", args.max_wait, low=0)
     check_number("--max-upload-mb", args.max_upload_mb, low=0, low_inclusive=False)
     try:
         import uvicorn
@@ -91,7 +99,10 @@ def _serve(args: argparse.Namespace) -> int:
     # demo through DNS rebinding.
     hosts = ["localhost", "127.0.0.1", "[::1]", args.host] if loopback else None
     app = create_app(
-        service, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), allowed_hosts=hosts
+        service,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        allowed_hosts=hosts,
+        max_wait=args.max_wait,
     )
     if not loopback:
         print(

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
     add_settings_arg,
+    list_components,
     load_model_and_data,
     names,
     output_file,
 )
+from advml.runtime.files import atomic_write
 
 __all__ = ["add_commands"]
 
@@ -81,15 +82,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     return handler(args)
 
 
-def _list(family: str) -> int:
-    from advml import registry
-
-    for name in registry.available(family):
-        doc = (registry.get(family, name).__doc__ or "").strip().splitlines()
-        print(f"{name:<14}{doc[0] if doc else ''}")
-    return 0
-
-
 def _accuracy(model: Any, x: Any, y: Any) -> float:
     import numpy as np
 
@@ -120,7 +112,7 @@ def _embed(args: argparse.Namespace) -> int:
     from advml.watermark import WatermarkScheme, calibrate, save_key
 
     if args.list:
-        return _list("watermark")
+        return list_components("watermark", width=14)
     out_model = output_file("--out-model", args.out_model)
     out_key = output_file("--out-key", args.out_key, suffix=".npz")
     scheme = registry.create("watermark", args.scheme, **dict(args.settings))
@@ -202,7 +194,8 @@ def _attack(args: argparse.Namespace) -> int:
     from advml.watermark import RemovalAttack, load_key, robustness_table
 
     if args.list:
-        return _list("watermark_removal")
+        return list_components("watermark_removal", width=14)
+    json_out = output_file("--json", args.json) if args.json else None
     if not 0 < args.attacker_fraction <= 1:
         raise ValueError(f"--attacker-fraction must be in (0, 1], got {args.attacker_fraction}")
     attacks = []
@@ -220,6 +213,7 @@ def _attack(args: argparse.Namespace) -> int:
         model, key, attacks, ds.x_train[idx], ds.y_train[idx], ds.x_test, ds.y_test
     )
     print(table.to_text())
-    if args.json:
-        Path(args.json).write_text(json.dumps(table.summary(), indent=1))
+    if json_out is not None:
+        atomic_write(json_out, json.dumps(table.summary(), indent=1))
+        print(f"wrote {json_out}")
     return 0

@@ -178,22 +178,19 @@ def _invert_step(
         seed=ctx.config.seed,
     )
     result, evaluation = judged.result, judged.evaluation
-    per_class = judged.per_class()
-    ssim = (
-        float(np.nanmean(evaluation.ssim_to_mean))
-        if np.isfinite(evaluation.ssim_to_mean).any()
-        else None
-    )
+    numbers = judged.summary()
+    ssim = numbers["evaluation"]["mean_ssim_to_class_mean"]
     meta = {
         "gradient": result.gradient,
         "recognition_rate": evaluation.recognition_rate,
-        "mean_confidence": float(np.nanmean(result.confidence)),
-        "mean_ssim_to_class_mean": ssim,
-        "mean_mse_to_class_mean": float(evaluation.mse_to_mean.mean()),
+        "mean_confidence": numbers["inversion"]["mean_confidence"],
+        # NaN (no images) is stored as None: the report's JSON allows no NaN.
+        "mean_ssim_to_class_mean": None if np.isnan(ssim) else ssim,
+        "mean_mse_to_class_mean": numbers["evaluation"]["mean_mse_to_class_mean"],
         "queries": int(result.queries),
         "seconds": round(result.seconds, 3),
         "params": dict(attack.get_params()),
-        "per_class": per_class,
+        "per_class": numbers["per_class"],
     }
     arrays = {
         "images": result.images.astype(np.float32),

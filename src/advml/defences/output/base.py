@@ -19,8 +19,6 @@ otherwise, so the cost in utility is in the scores, not in accuracy.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -29,7 +27,8 @@ from torch import Tensor
 
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, Classifier, same_kind_as
+from advml.models.base import Classifier, same_kind_as
+from advml.models.wrapper import WrappingClassifier
 from advml.runtime.seeding import make_generator
 
 __all__ = ["PROBA_FLOOR", "HardenedClassifier", "OutputDefence"]
@@ -89,7 +88,7 @@ class OutputDefence(Component):
         return True
 
 
-class HardenedClassifier(BaseClassifier):
+class HardenedClassifier(WrappingClassifier):
     """A model behind an output defence: a black-box Classifier (no gradients).
 
     Built by :meth:`OutputDefence.wrap`. Each input queried here is one query of the
@@ -109,15 +108,7 @@ class HardenedClassifier(BaseClassifier):
     def __init__(
         self, model: Classifier, defence: OutputDefence, *, query_budget: int | None = None
     ) -> None:
-        super().__init__(
-            input_shape=model.input_shape,
-            n_classes=model.n_classes,
-            bounds=model.bounds,
-            device=model.device,
-            query_budget=query_budget,
-            batch_size=int(getattr(model, "batch_size", 256)),
-        )
-        self.model = model
+        super().__init__(model, query_budget=query_budget)
         self.defence = defence
         self.has_scores = defence.reveals_scores
         self._generator = make_generator(getattr(defence, "seed", 0), model.device)
@@ -125,11 +116,6 @@ class HardenedClassifier(BaseClassifier):
     def describe(self) -> str:
         """One line for reports."""
         return f"{type(self.model).__name__} behind {self.defence.describe()}"
-
-    @contextlib.contextmanager
-    def evaluating(self) -> Iterator[None]:
-        with self.model.evaluating():
-            yield
 
     def _revealed(self, x: Tensor) -> tuple[Tensor, Tensor]:
         with torch.no_grad():

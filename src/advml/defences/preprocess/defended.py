@@ -17,8 +17,7 @@ How an attacker's gradients see the pipeline is explicit (``backward``):
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -26,7 +25,8 @@ from torch import Tensor
 
 from advml.defences.preprocess.base import Preprocessor
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, Classifier
+from advml.models.base import Classifier
+from advml.models.wrapper import WrappingClassifier
 from advml.runtime.seeding import make_generator
 from advml.validation import check_choice, check_number
 
@@ -37,7 +37,7 @@ DEFAULT_EOT_SAMPLES = 10
 """Draws per query of the adaptive view of a randomised defence (Athalye et al. use tens)."""
 
 
-class DefendedClassifier(BaseClassifier):
+class DefendedClassifier(WrappingClassifier):
     """Preprocessors followed by a model: ``f(p_k(...p_1(x)))``, as an advml Classifier.
 
     Every attack and metric applies to it unchanged. The defended model has the input
@@ -106,15 +106,7 @@ class DefendedClassifier(BaseClassifier):
         check_number("eot_samples", eot_samples, low=1, integer=True)
         if seed is not None:
             check_number("seed", seed, low=0, integer=True)
-        super().__init__(
-            input_shape=model.input_shape,
-            n_classes=model.n_classes,
-            bounds=model.bounds,
-            device=model.device,
-            query_budget=query_budget,
-            batch_size=int(getattr(model, "batch_size", 256)),
-        )
-        self.model = model
+        super().__init__(model, query_budget=query_budget)
         self.preprocessors: tuple[Preprocessor, ...] = tuple(preps)
         self.backward = backward
         self.eot_samples = int(eot_samples)
@@ -193,12 +185,6 @@ class DefendedClassifier(BaseClassifier):
                 f"only, so the defended model has no scores"
             )
         return super().logits(x)
-
-    @contextlib.contextmanager
-    def evaluating(self) -> Iterator[None]:
-        """The inner model's inference mode."""
-        with self.model.evaluating():
-            yield
 
     def __repr__(self) -> str:
         preps = ", ".join(repr(p) for p in self.preprocessors)

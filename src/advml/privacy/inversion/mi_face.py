@@ -11,16 +11,16 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from advml import registry
 from advml.errors import UnsupportedModelError
+from advml.imaging import median_filter
 from advml.models.base import Classifier
 from advml.privacy.inversion.base import InversionAttack, InversionResult, target_classes
 from advml.runtime.seeding import make_generator
 from advml.validation import check_choice, check_number
 
-__all__ = ["MIFace", "median_filter", "total_variation"]
+__all__ = ["MIFace", "total_variation"]
 
 Gradient = Literal["auto", "white-box", "zeroth-order"]
 Init = Literal["low", "middle", "uniform"]
@@ -33,7 +33,8 @@ class MIFace(InversionAttack):
     The cost of Fredrikson et al. 2015 (Algorithm 1, ``c(x) = 1 - f_label(x) +
     AuxTerm(x)``) with two priors as the auxiliary term: total variation (smooth images)
     and an L2 pull towards the starting image; every ``denoise_every`` steps a 3x3 median
-    filter cleans the image (their ``Process`` step). The input stays within the model's
+    filter (:func:`advml.imaging.median_filter`, edges padded by reflection) cleans the
+    image (their ``Process`` step). The input stays within the model's
     bounds. With the model's gradients (white-box) the cost's gradient is exact; with
     scores only it is estimated from queries by antithetic Gaussian finite differences
     (zeroth-order, ``2 * n_directions`` counted queries per step and class). Several
@@ -171,7 +172,7 @@ class MIFace(InversionAttack):
                 optimiser.step()
                 with torch.no_grad():
                     if is_image and self.denoise_every and step % self.denoise_every == 0:
-                        x.copy_(median_filter(x))
+                        x.copy_(median_filter(x, 3))
                     x.clamp_(low, high)
             final = x.detach()
             with torch.no_grad():
@@ -230,11 +231,3 @@ def total_variation(x: Tensor) -> Tensor:
     dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().flatten(1).mean(1)
     dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().flatten(1).mean(1)
     return dh + dw
-
-
-def median_filter(x: Tensor) -> Tensor:
-    """3x3 median filter of a ``(n, C, H, W)`` batch with edge padding."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
-    patches = F.unfold(padded.reshape(n * c, 1, h + 2, w + 2), kernel_size=3)
-    return patches.median(dim=1).values.reshape(n, c, h, w)

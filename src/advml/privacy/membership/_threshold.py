@@ -16,7 +16,6 @@ candidates being judged:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -24,36 +23,17 @@ from torch import Tensor
 
 from advml.models.base import Classifier
 from advml.privacy.membership.base import (
-    MapFn,
     MembershipAttack,
     ShadowArchitecture,
-    TrainFn,
+    ShadowTraining,
     best_threshold,
     half_splits,
-    task_seeds,
-    train_shadows,
 )
 from advml.validation import check_choice, check_number
 
-__all__ = ["Calibration", "ThresholdAttack", "check_shadow_settings"]
+__all__ = ["Calibration", "ThresholdAttack"]
 
 Calibration = Literal["shadow", "population"]
-
-
-def check_shadow_settings(
-    *,
-    shadow_architecture: str,
-    shadow_epochs: int,
-    shadow_lr: float,
-    shadow_batch_size: int,
-    seed: int,
-) -> None:
-    """Validate the settings every shadow-training attack has."""
-    check_choice("shadow_architecture", shadow_architecture, ("same", "mlp", "cnn"))
-    check_number("shadow_epochs", shadow_epochs, low=1, integer=True)
-    check_number("shadow_lr", shadow_lr, low=0, low_inclusive=False)
-    check_number("shadow_batch_size", shadow_batch_size, low=1, integer=True)
-    check_number("seed", seed, low=0, integer=True)
 
 
 class ThresholdAttack(MembershipAttack):
@@ -66,10 +46,6 @@ class ThresholdAttack(MembershipAttack):
 
     calibration: Calibration
     population_fpr: float
-    shadow_architecture: ShadowArchitecture
-    shadow_epochs: int
-    shadow_lr: float
-    shadow_batch_size: int
 
     def __init__(
         self,
@@ -84,47 +60,28 @@ class ThresholdAttack(MembershipAttack):
     ) -> None:
         check_choice("calibration", calibration, ("shadow", "population"))
         check_number("population_fpr", population_fpr, low=0, high=1, low_inclusive=False)
-        check_shadow_settings(
+        self.calibration = calibration
+        self.population_fpr = population_fpr
+        self._set_shadow_settings(
             shadow_architecture=shadow_architecture,
             shadow_epochs=shadow_epochs,
             shadow_lr=shadow_lr,
             shadow_batch_size=shadow_batch_size,
             seed=seed,
         )
-        self.calibration = calibration
-        self.population_fpr = population_fpr
-        self.shadow_architecture = shadow_architecture
-        self.shadow_epochs = shadow_epochs
-        self.shadow_lr = shadow_lr
-        self.shadow_batch_size = shadow_batch_size
-        self.seed = seed
 
     def record_scores(self, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
         """One score per record from ``model``'s answers (higher = member)."""
         raise NotImplementedError
 
     def _fit(
-        self,
-        model: Classifier,
-        x: Tensor,
-        y: Tensor,
-        train_fn: TrainFn | None,
-        shadow_wrapper: Callable[[Classifier], Classifier] | None,
-        map_fn: MapFn,
+        self, model: Classifier, x: Tensor, y: Tensor, shadows: ShadowTraining
     ) -> tuple[None, float]:
         if self.calibration == "population":
             scores = self.record_scores(model, x, y)
             return None, float(np.quantile(scores, 1.0 - self.population_fpr, method="higher"))
-        if x.shape[0] < 4:
-            raise ValueError(
-                f"x has {x.shape[0]} records; shadow calibration needs at least 4 (two "
-                "halves with members and non-members)"
-            )
-        trainer = self._shadow_trainer(model, train_fn)
         masks = half_splits(x.shape[0], 2, self.seed)[:1]
-        (shadow,) = train_shadows(
-            x, y, masks, task_seeds(self.seed, 1), trainer, shadow_wrapper, map_fn, "shadow"
-        )
+        (shadow,) = shadows.train(x, y, masks, "shadow")
         inside = np.flatnonzero(masks[0])
         outside = np.flatnonzero(~masks[0])
         s_in = self.record_scores(shadow, x[inside], y[inside])

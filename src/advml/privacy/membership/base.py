@@ -34,7 +34,7 @@ from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier, reinitialise
 from advml.privacy.membership.metrics import MembershipMetrics, membership_metrics
 from advml.runtime.progress import progress
-from advml.validation import check_in_bounds, check_labels
+from advml.validation import check_choice, check_in_bounds, check_labels, check_number
 
 __all__ = [
     "FittedMembershipAttack",
@@ -42,6 +42,7 @@ __all__ = [
     "MembershipAttack",
     "MembershipResult",
     "ShadowArchitecture",
+    "ShadowTraining",
     "TrainFn",
 ]
 
@@ -150,10 +151,11 @@ class MembershipAttack(Component):
         xt, yt = _inputs(model, x, y, "x", "y")
         start = time.perf_counter()
         before = model.query_count
+        shadows = ShadowTraining(
+            self, model, train_fn, shadow_wrapper, map_fn if map_fn is not None else local_map
+        )
         with model.evaluating():
-            state, threshold = self._fit(
-                model, xt, yt, train_fn, shadow_wrapper, map_fn if map_fn is not None else local_map
-            )
+            state, threshold = self._fit(model, xt, yt, shadows)
         return FittedMembershipAttack(
             attack=self,
             state=state,
@@ -162,30 +164,34 @@ class MembershipAttack(Component):
             fit_seconds=time.perf_counter() - start,
         )
 
-    def _shadow_trainer(self, model: Classifier, train_fn: TrainFn | None) -> TrainFn:
-        """``train_fn``, or the default: shadows like ``model`` with this attack's
-        ``shadow_*`` recipe (:func:`default_train_fn`; warns when it falls back on the MLP)."""
-        if train_fn is not None:
-            return train_fn
-        return default_train_fn(
-            model,
-            architecture=self.shadow_architecture,
-            epochs=self.shadow_epochs,
-            lr=self.shadow_lr,
-            batch_size=self.shadow_batch_size,
-            attack=type(self).__name__,
-        )
+    def _set_shadow_settings(
+        self,
+        *,
+        shadow_architecture: ShadowArchitecture,
+        shadow_epochs: int,
+        shadow_lr: float,
+        shadow_batch_size: int,
+        seed: int,
+    ) -> None:
+        """Check and keep the settings every shadow-training attack has (its shadows'
+        recipe and the seed of their halves and training)."""
+        check_choice("shadow_architecture", shadow_architecture, ("same", "mlp", "cnn"))
+        check_number("shadow_epochs", shadow_epochs, low=1, integer=True)
+        check_number("shadow_lr", shadow_lr, low=0, low_inclusive=False)
+        check_number("shadow_batch_size", shadow_batch_size, low=1, integer=True)
+        check_number("seed", seed, low=0, integer=True)
+        self.shadow_architecture = shadow_architecture
+        self.shadow_epochs = shadow_epochs
+        self.shadow_lr = shadow_lr
+        self.shadow_batch_size = shadow_batch_size
+        self.seed = seed
 
     # -- hooks -----------------------------------------------------------------------
     def _fit(
-        self,
-        model: Classifier,
-        x: Tensor,
-        y: Tensor,
-        train_fn: TrainFn | None,
-        shadow_wrapper: Callable[[Classifier], Classifier] | None,
-        map_fn: MapFn,
+        self, model: Classifier, x: Tensor, y: Tensor, shadows: ShadowTraining
     ) -> tuple[Any, float]:
+        """The fitted state and the threshold; ``shadows`` trains shadow models if the
+        attack needs them."""
         raise NotImplementedError
 
     def _score(self, state: Any, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
@@ -477,3 +483,46 @@ def train_shadows(
 
     # map is lazy: iterating its results advances the bar as each shadow finishes.
     return list(progress(map_fn(run, tasks), desc=desc, total=len(tasks)))
+
+
+@dataclass(frozen=True)
+class ShadowTraining:
+    """How one :meth:`MembershipAttack.fit` trains shadow models: the caller's
+    ``train_fn`` (or the attack's own ``shadow_*`` recipe), ``shadow_wrapper`` and
+    ``map_fn``, handed to the attack's ``_fit``."""
+
+    attack: MembershipAttack
+    target: Classifier
+    train_fn: TrainFn | None
+    wrapper: Callable[[Classifier], Classifier] | None
+    map_fn: MapFn
+
+    def train(self, x: Tensor, y: Tensor, masks: np.ndarray, desc: str) -> list[Classifier]:
+        """One shadow per row of ``masks``, trained on the records it marks, shadow ``i``
+        seeded by ``task_seeds(attack.seed, len(masks))[i]``.
+
+        Raises
+        ------
+        ValueError
+            With fewer than 4 records: a half then cannot hold members and non-members.
+        """
+        attack = self.attack
+        if x.shape[0] < 4:
+            raise ValueError(
+                f"x has {x.shape[0]} records; {type(attack).__name__} trains shadow models "
+                "on halves of it and needs at least 4 (members and non-members in each half)"
+            )
+        # The default trainer is made only here: attacks that train no shadow (population
+        # calibration) never see its fallback warning.
+        trainer = self.train_fn
+        if trainer is None:
+            trainer = default_train_fn(
+                self.target,
+                architecture=attack.shadow_architecture,
+                epochs=attack.shadow_epochs,
+                lr=attack.shadow_lr,
+                batch_size=attack.shadow_batch_size,
+                attack=type(attack).__name__,
+            )
+        seeds = task_seeds(attack.seed, masks.shape[0])
+        return train_shadows(x, y, masks, seeds, trainer, self.wrapper, self.map_fn, desc)

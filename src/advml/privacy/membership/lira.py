@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,18 +14,14 @@ from torch import Tensor
 
 from advml import registry
 from advml.models.base import Classifier
-from advml.privacy.membership._threshold import check_shadow_settings
 from advml.privacy.membership.base import (
-    MapFn,
     MembershipAttack,
     ShadowArchitecture,
-    TrainFn,
+    ShadowTraining,
     best_threshold,
     half_splits,
     logit_margin,
     model_logits,
-    task_seeds,
-    train_shadows,
 )
 from advml.validation import check_bool, check_choice, check_number
 
@@ -126,21 +121,16 @@ class LiRA(MembershipAttack):
         check_choice("mode", mode, ("online", "offline"))
         if fixed_variance is not None:
             check_bool("fixed_variance", fixed_variance)
-        check_shadow_settings(
+        self.n_shadow = n_shadow
+        self.mode = mode
+        self.fixed_variance = fixed_variance
+        self._set_shadow_settings(
             shadow_architecture=shadow_architecture,
             shadow_epochs=shadow_epochs,
             shadow_lr=shadow_lr,
             shadow_batch_size=shadow_batch_size,
             seed=seed,
         )
-        self.n_shadow = n_shadow
-        self.mode = mode
-        self.fixed_variance = fixed_variance
-        self.shadow_architecture = shadow_architecture
-        self.shadow_epochs = shadow_epochs
-        self.shadow_lr = shadow_lr
-        self.shadow_batch_size = shadow_batch_size
-        self.seed = seed
 
     @property
     def uses_fixed_variance(self) -> bool:
@@ -149,32 +139,14 @@ class LiRA(MembershipAttack):
 
     # -- fit ---------------------------------------------------------------------------
     def _fit(
-        self,
-        model: Classifier,
-        x: Tensor,
-        y: Tensor,
-        train_fn: TrainFn | None,
-        shadow_wrapper: Callable[[Classifier], Classifier] | None,
-        map_fn: MapFn,
+        self, model: Classifier, x: Tensor, y: Tensor, shadows: ShadowTraining
     ) -> tuple[_LiRAState, float]:
-        if x.shape[0] < 4:
-            raise ValueError(f"x has {x.shape[0]} records; LiRA needs a pool of at least 4")
-        trainer = self._shadow_trainer(model, train_fn)
         masks = half_splits(x.shape[0], self.n_shadow, self.seed)
-        shadows = train_shadows(
-            x,
-            y,
-            masks,
-            task_seeds(self.seed, self.n_shadow),
-            trainer,
-            shadow_wrapper,
-            map_fn,
-            "LiRA shadow models",
-        )
-        phi = np.stack([logit_confidence(s, x, y).cpu().numpy() for s in shadows])
+        shadow_models = shadows.train(x, y, masks, "LiRA shadow models")
+        phi = np.stack([logit_confidence(s, x, y).cpu().numpy() for s in shadow_models])
         global_std, mean_gap = _pool_statistics(phi, masks)
         state = _LiRAState(
-            shadows=shadows,
+            shadows=shadow_models,
             masks=masks,
             phi=phi,
             index={k: j for j, k in enumerate(_keys(x, y))},

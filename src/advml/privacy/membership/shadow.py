@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,16 +13,12 @@ from torch import Tensor
 
 from advml import registry
 from advml.models.base import Classifier
-from advml.privacy.membership._threshold import check_shadow_settings
 from advml.privacy.membership.base import (
-    MapFn,
     MembershipAttack,
     ShadowArchitecture,
-    TrainFn,
+    ShadowTraining,
     half_splits,
     log_probs,
-    task_seeds,
-    train_shadows,
 )
 from advml.validation import check_choice, check_number
 
@@ -89,20 +84,15 @@ class ShadowModels(MembershipAttack):
     ) -> None:
         check_number("n_shadow", n_shadow, low=1, integer=True)
         check_choice("attack_model", attack_model, ("gbdt", "logistic"))
-        check_shadow_settings(
+        self.n_shadow = n_shadow
+        self.attack_model = attack_model
+        self._set_shadow_settings(
             shadow_architecture=shadow_architecture,
             shadow_epochs=shadow_epochs,
             shadow_lr=shadow_lr,
             shadow_batch_size=shadow_batch_size,
             seed=seed,
         )
-        self.n_shadow = n_shadow
-        self.attack_model = attack_model
-        self.shadow_architecture = shadow_architecture
-        self.shadow_epochs = shadow_epochs
-        self.shadow_lr = shadow_lr
-        self.shadow_batch_size = shadow_batch_size
-        self.seed = seed
 
     def _new_attack_model(self) -> Any:
         if self.attack_model == "gbdt":
@@ -110,31 +100,13 @@ class ShadowModels(MembershipAttack):
         return LogisticRegression(max_iter=2000)
 
     def _fit(
-        self,
-        model: Classifier,
-        x: Tensor,
-        y: Tensor,
-        train_fn: TrainFn | None,
-        shadow_wrapper: Callable[[Classifier], Classifier] | None,
-        map_fn: MapFn,
+        self, model: Classifier, x: Tensor, y: Tensor, shadows: ShadowTraining
     ) -> tuple[_ShadowState, float]:
-        if x.shape[0] < 4:
-            raise ValueError(f"x has {x.shape[0]} records; shadow models need at least 4")
-        trainer = self._shadow_trainer(model, train_fn)
         # With one shadow, half_splits of two gives it a random half.
         masks = half_splits(x.shape[0], max(2, self.n_shadow), self.seed)[: self.n_shadow]
-        shadows = train_shadows(
-            x,
-            y,
-            masks,
-            task_seeds(self.seed, self.n_shadow),
-            trainer,
-            shadow_wrapper,
-            map_fn,
-            "shadow models",
-        )
-        features = np.concatenate([log_probs(s, x).cpu().numpy() for s in shadows])
-        labels = np.concatenate([np.tile(y.cpu().numpy(), 1)] * len(shadows))
+        shadow_models = shadows.train(x, y, masks, "shadow models")
+        features = np.concatenate([log_probs(s, x).cpu().numpy() for s in shadow_models])
+        labels = np.concatenate([np.tile(y.cpu().numpy(), 1)] * len(shadow_models))
         member = masks.reshape(-1)
         fallback = self._new_attack_model().fit(features, member)
         per_class: dict[int, Any] = {}

@@ -17,7 +17,7 @@ from advml.models.training import train
 from advml.validation import check_labels, check_number
 from advml.watermark.base import require_torch
 
-__all__ = ["RemovalAttack", "RemovalResult", "check_tuning", "fine_tune", "reinitialise"]
+__all__ = ["RemovalAttack", "RemovalResult", "reinitialise"]
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,44 @@ class RemovalAttack(Component):
     def _run(self, model: Any, x: Tensor, y: Tensor | None) -> Classifier:
         raise NotImplementedError
 
+    # -- what the attacks that train share ----------------------------------------------
+    def _set_tuning(self, *, epochs: int, lr: float, batch_size: int, seed: int) -> None:
+        """Check and keep the training settings of an attack that trains."""
+        check_number("epochs", epochs, low=1, integer=True)
+        check_number("lr", lr, low=0, low_inclusive=False)
+        check_number("batch_size", batch_size, low=1, integer=True)
+        check_number("seed", seed, low=0, integer=True)
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.seed = seed
 
-def check_tuning(epochs: int, lr: float, batch_size: int, seed: int) -> None:
-    """Validate the settings of the attacks that train."""
-    check_number("epochs", epochs, low=1, integer=True)
-    check_number("lr", lr, low=0, low_inclusive=False)
-    check_number("batch_size", batch_size, low=1, integer=True)
-    check_number("seed", seed, low=0, integer=True)
+    def _fine_tune(
+        self,
+        model: TorchClassifier,
+        x: Tensor,
+        y: Tensor,
+        *,
+        params: list[nn.Parameter] | None = None,
+    ) -> None:
+        """Train ``model`` in place on the attacker's data with this attack's settings and
+        the shared loop (all of it: no validation split, no early stopping), then clear
+        its query count. ``params``: only these are trained (default all)."""
+        train(
+            model,
+            x,
+            y,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            val_fraction=0.0,
+            patience=None,
+            params=params,
+            seed=self.seed,
+            show_progress=False,
+            desc=f"removal {self.name}",
+        )
+        model.reset_queries()
 
 
 def reinitialise(module: nn.Module, seed: int) -> None:
@@ -109,34 +140,3 @@ def reinitialise(module: nn.Module, seed: int) -> None:
             reset = getattr(m, "reset_parameters", None)
             if callable(reset):
                 reset()
-
-
-def fine_tune(
-    model: TorchClassifier,
-    x: Tensor,
-    y: Tensor,
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    desc: str,
-    params: list[nn.Parameter] | None = None,
-) -> None:
-    """Train ``model`` in place on the attacker's data with the shared loop (all of it:
-    no validation split, no early stopping), then clear its query count."""
-    train(
-        model,
-        x,
-        y,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        val_fraction=0.0,
-        patience=None,
-        params=params,
-        seed=seed,
-        show_progress=False,
-        desc=desc,
-    )
-    model.reset_queries()

@@ -13,7 +13,7 @@ from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.validation import check_choice
 from advml.watermark.base import clone_model
-from advml.watermark.removal.base import RemovalAttack, check_tuning, fine_tune, reinitialise
+from advml.watermark.removal.base import RemovalAttack, reinitialise
 
 __all__ = ["Distill"]
 
@@ -56,12 +56,8 @@ class Distill(RemovalAttack):
         seed: int = 0,
         architecture: Literal["same", "mlp", "cnn"] = "same",
     ) -> None:
-        check_tuning(epochs, lr, batch_size, seed)
+        self._set_tuning(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
         check_choice("architecture", architecture, ("same", "mlp", "cnn"))
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.seed = seed
         self.architecture = architecture
 
     def _fresh(self, model: Classifier) -> TorchClassifier:
@@ -93,14 +89,5 @@ class Distill(RemovalAttack):
     def _run(self, model: Classifier, x: Tensor, y: Tensor | None) -> Classifier:
         labels = torch.as_tensor(model.predict(x))
         student = self._fresh(model)
-        fine_tune(
-            student,
-            x,
-            labels,
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            desc="removal distill",
-        )
+        self._fine_tune(student, x, labels)
         return student

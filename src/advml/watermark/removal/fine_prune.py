@@ -13,7 +13,7 @@ from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.validation import check_number
 from advml.watermark.base import clone_model
-from advml.watermark.removal.base import RemovalAttack, check_tuning, fine_tune
+from advml.watermark.removal.base import RemovalAttack
 
 __all__ = ["FinePrune", "default_unit_layer"]
 
@@ -67,13 +67,9 @@ class FinePrune(RemovalAttack):
         check_number("rate", rate, low=0, high=1, high_inclusive=False)
         if layer is not None and (not isinstance(layer, str) or not layer):
             raise ValueError(f"layer must be a layer name or None, got {layer!r}")
-        check_tuning(epochs, lr, batch_size, seed)
         self.rate = rate
         self.layer = layer
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.seed = seed
+        self._set_tuning(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
 
     def _run(self, model: TorchClassifier, x: Tensor, y: Tensor | None) -> Classifier:
         assert y is not None  # checked by remove()
@@ -85,14 +81,5 @@ class FinePrune(RemovalAttack):
         keep = torch.ones(mean.numel(), dtype=torch.bool)
         keep[torch.argsort(mean, stable=True)[:n_prune]] = False
         out.set_unit_mask(layer, keep)
-        fine_tune(
-            out,
-            x,
-            y,
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            desc="removal fine_prune",
-        )
+        self._fine_tune(out, x, y)
         return out

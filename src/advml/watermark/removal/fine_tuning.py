@@ -15,7 +15,7 @@ from advml import registry
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.watermark.base import clone_model, last_layer
-from advml.watermark.removal.base import RemovalAttack, check_tuning, fine_tune, reinitialise
+from advml.watermark.removal.base import RemovalAttack, reinitialise
 
 __all__ = ["FTAL", "FTLL", "RTAL", "RTLL"]
 
@@ -29,11 +29,7 @@ class _FineTuning(RemovalAttack):
     def __init__(
         self, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 64, seed: int = 0
     ) -> None:
-        check_tuning(epochs, lr, batch_size, seed)
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.seed = seed
+        self._set_tuning(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
 
     def _run(self, model: TorchClassifier, x: Tensor, y: Tensor | None) -> Classifier:
         assert y is not None  # checked by remove()
@@ -41,17 +37,7 @@ class _FineTuning(RemovalAttack):
         head = dict(out.module.named_modules())[last_layer(out)]
         if self.reinitialise:
             reinitialise(head, self.seed)
-        fine_tune(
-            out,
-            x,
-            y,
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            desc=f"removal {self.name}",
-            params=None if self.all_layers else list(head.parameters()),
-        )
+        self._fine_tune(out, x, y, params=None if self.all_layers else list(head.parameters()))
         return out
 
 

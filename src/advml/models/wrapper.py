@@ -1,0 +1,51 @@
+"""A Classifier in front of another one (a defence, a prediction API's output rules).
+
+:class:`WrappingClassifier` takes the inner model's input shape, classes, bounds, device
+and batch size, and uses the inner model's inference mode; a subclass says what it does
+to the queries (:meth:`~advml.models.base.BaseClassifier._logits` /
+:meth:`~advml.models.base.BaseClassifier._labels`). Queries are counted by the wrapper
+and again by the inner model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from advml.models.base import BaseClassifier, Classifier
+
+__all__ = ["WrappingClassifier"]
+
+
+class WrappingClassifier(BaseClassifier):
+    """Base of classifiers that answer through an inner ``model``.
+
+    Parameters
+    ----------
+    model : Classifier
+        The inner model; not modified (its query count grows with the wrapper's).
+    query_budget : int, optional
+        Maximum number of inputs the wrapper answers; ``None`` means unlimited.
+
+    Attributes
+    ----------
+    model : Classifier
+        The inner model.
+    """
+
+    def __init__(self, model: Classifier, *, query_budget: int | None = None) -> None:
+        super().__init__(
+            input_shape=model.input_shape,
+            n_classes=model.n_classes,
+            bounds=model.bounds,
+            device=model.device,
+            query_budget=query_budget,
+            batch_size=int(getattr(model, "batch_size", 256)),
+        )
+        self.model = model
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """The inner model's inference mode."""
+        with self.model.evaluating():
+            yield
