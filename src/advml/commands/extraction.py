@@ -116,14 +116,14 @@ def _extract(args: argparse.Namespace) -> int:
     victim = model
     if args.defence != "none":
         defence = registry.create("output_defence", args.defence, **dict(args.defence_settings))
-        victim = defence.wrap(model)  # type: ignore[attr-defined]
+        victim = defence.wrap(model)
     if args.pool == "train":
         pool, pool_name = ds.x_train, f"{ds.name} training split ({len(ds.x_train)} inputs)"
     else:
         other = load_dataset(args.pool)
         pool = other.x_train
         pool_name = f"{other.name} training split ({len(pool)} inputs), resized"
-    result = attack.extract(  # type: ignore[attr-defined]
+    result = attack.extract(
         victim, pool, x_eval=ds.x_test, y_eval=ds.y_test, n_random=args.n_random
     )
     described = victim.describe() if hasattr(victim, "describe") else type(victim).__name__

@@ -137,7 +137,7 @@ def _as_attacked(model: Any, args: argparse.Namespace) -> Any:
     seen = restrict_access(model, args.access)
     if args.defence != "none":
         defence = registry.create("output_defence", args.defence, **dict(args.defence_settings))
-        seen = defence.wrap(seen)  # type: ignore[attr-defined]
+        seen = defence.wrap(seen)
     return seen
 
 

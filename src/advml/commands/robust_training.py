@@ -115,7 +115,7 @@ def _train(args: argparse.Namespace) -> int:
     sub = ds.subset(n_test=min(args.n_samples, ds.x_test.shape[0]), seed=args.seed)
     x, y = sub.x_test, sub.y_test
     pgd = registry.create("evasion", "pgd", eps=eps, steps=20, seed=args.seed)
-    x_adv = pgd.generate(trained.model, x, y).x_adv  # type: ignore[attr-defined]
+    x_adv = pgd.generate(trained.model, x, y).x_adv
     print(f"  trained               {trained.history.epochs_run} epochs in {trained.seconds:.0f} s")
     print(f"  clean accuracy        {accuracy(trained.model, x, y):.1%} ({len(y)} test inputs)")
     print(f"  accuracy under PGD-20 {accuracy(trained.model, x_adv, y):.1%} at eps={eps:g}")

@@ -410,8 +410,8 @@ class EvasionAttack(Component):
             others = [
                 name
                 for name in registry.available("evasion")
-                if not (registry.get("evasion", name).needs_gradients and not model.has_gradients)  # type: ignore[attr-defined]
-                and not (registry.get("evasion", name).needs_scores and not model.has_scores)  # type: ignore[attr-defined]
+                if not (registry.get("evasion", name).needs_gradients and not model.has_gradients)
+                and not (registry.get("evasion", name).needs_scores and not model.has_scores)
             ]
             hint = (
                 f" Attacks this model allows: {', '.join(others)}."

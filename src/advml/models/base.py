@@ -55,12 +55,26 @@ class Classifier(Protocol):
         Number of inputs evaluated so far (every input of every call counts once).
     """
 
-    n_classes: int
-    input_shape: tuple[int, ...]
-    bounds: tuple[float, float]
-    device: torch.device
-    has_gradients: bool
-    has_scores: bool
+
+    # Read-only properties, so that a wrapper which forwards them (an access-level or
+    # rate-limited view of a model) satisfies the protocol as well as plain attributes.
+    @property
+    def n_classes(self) -> int: ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def bounds(self) -> tuple[float, float]: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def has_gradients(self) -> bool: ...
+
+    @property
+    def has_scores(self) -> bool: ...
 
     @property
     def query_count(self) -> int: ...

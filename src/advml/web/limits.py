@@ -189,6 +189,12 @@ class LimitedModel:
         self._check()
         return self.inner.predict(x, batch_size=batch_size)
 
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint()
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
     def __repr__(self) -> str:
         return f"LimitedModel({self.inner!r})"
 

@@ -539,7 +539,7 @@ class DemoService:
                 immutable=tuple(int(i) for i in np.flatnonzero(~near))
             )
             settings["pixels_tried"] = int(near.sum())
-        result = registry.create("evasion", attack, **run_settings).generate(self.model, x)  # type: ignore[attr-defined]
+        result = registry.create("evasion", attack, **run_settings).generate(self.model, x)
         seconds = time.perf_counter() - start
         x_adv = np.asarray(result.x_adv, dtype=np.float32)
         original, adversarial = self.view(x), self.view(x_adv)
@@ -646,7 +646,7 @@ class DemoService:
             settings["size"] = min(presets[strength], limit)
         if "seed" in registry.schema("preprocess", name):
             settings["seed"] = self.seed
-        prep: Preprocessor = registry.create("preprocess", name, **settings)  # type: ignore[assignment]
+        prep: Preprocessor = registry.create("preprocess", name, **settings)
         return prep
 
     def defend(

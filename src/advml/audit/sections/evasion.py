@@ -60,7 +60,7 @@ def plan(
             attack = registry.create("evasion", name, **{**settings, "eps": eps})
             if "seed" in attack.get_params():
                 attack = attack.set_params(seed=config.seed)
-            steps.append((name, eps, attack))  # type: ignore[arg-type]
+            steps.append((name, eps, attack))
     return steps, skipped
 
 

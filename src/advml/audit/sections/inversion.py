@@ -110,7 +110,7 @@ class InversionSection(AuditSection):
                     entry.update(blocked=True, note="labels only: no confidence to climb")
                     hardening.append(entry)
                     continue
-                target = defence.wrap(ctx.model)  # type: ignore[attr-defined]
+                target = defence.wrap(ctx.model)
                 note = ""
             zo = _attack(settings, "zeroth-order", seed)
             h_meta, _ = ctx.step(

@@ -201,7 +201,7 @@ class MembershipAttack(Component):
             others = [
                 n
                 for n in registry.available("membership")
-                if not registry.get("membership", n).needs_scores  # type: ignore[attr-defined]
+                if not registry.get("membership", n).needs_scores
             ]
             raise UnsupportedModelError(
                 f"{type(self).__name__} needs the model's scores; this model answers labels "
