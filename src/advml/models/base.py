@@ -13,7 +13,7 @@ is accepted and returned only by the public ``predict``/``predict_proba``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol, overload, runtime_checkable
 
 import numpy as np
@@ -54,7 +54,6 @@ class Classifier(Protocol):
     query_count : int
         Number of inputs evaluated so far (every input of every call counts once).
     """
-
 
     # Read-only properties, so that a wrapper which forwards them (an access-level or
     # rate-limited view of a model) satisfies the protocol as well as plain attributes.
@@ -262,7 +261,7 @@ class BaseClassifier:
         out = self._batched(t, self.predict_labels, batch_size)
         return same_kind_as(out, x)
 
-    def _batched(self, x: Tensor, fn: object, batch_size: int | None) -> Tensor:
+    def _batched(self, x: Tensor, fn: Callable[[Tensor], Tensor], batch_size: int | None) -> Tensor:
         if batch_size is not None:
             check_number("batch_size", batch_size, low=1, integer=True)
         size = self.batch_size if batch_size is None else int(batch_size)
@@ -272,7 +271,7 @@ class BaseClassifier:
         parts = []
         with torch.no_grad(), self.evaluating():
             for start in range(0, x.shape[0], size):
-                parts.append(fn(x[start : start + size]))  # type: ignore[operator]
+                parts.append(fn(x[start : start + size]))
         return torch.cat(parts)
 
     # -- identity --------------------------------------------------------------------

@@ -120,8 +120,8 @@ class TorchClassifier(BaseClassifier):
     # -- scores ----------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Normalise and run the module, without counting a query (for training)."""
-        if self._mean is not None:
-            x = (x - self._mean) / self._std  # type: ignore[operator]
+        if self._mean is not None and self._std is not None:
+            x = (x - self._mean) / self._std
         out: Tensor = self.module(x)
         return out
 

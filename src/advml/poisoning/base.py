@@ -76,7 +76,9 @@ class PoisonedData:
             raise ValueError(f"{self.attack!r} plants no trigger, so it has no backdoor labels")
         y_np = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y, dtype=np.int64)
         if self.mode == "all-to-one":
-            return np.full_like(y_np, int(self.target))  # type: ignore[arg-type]
+            if self.target is None:
+                raise ValueError("an all-to-one backdoor needs a target label; target is None")
+            return np.full_like(y_np, self.target)
         return (y_np + 1) % self.n_classes
 
     def apply_trigger(self, x: np.ndarray | Tensor) -> np.ndarray | Tensor:

@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 
 from advml import registry
-from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.audit.sections.base import (
+    AuditContext,
+    AuditSection,
+    Level,
+    SectionOutput,
+    Verdict,
+)
 from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.evasion.constraints import FeatureConstraints
@@ -186,7 +192,7 @@ def _verdict(clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float) ->
         )
     acc, name, eps = worst
     ratio = acc / clean_acc if clean_acc > 0 else 0.0
-    level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
+    level: Level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
     text = (
         f"Under {name} with ε = {eps:g} (each input value may move by {eps:g} of its range), "
         f"accuracy falls from {clean_acc:.1%} to {acc:.1%}. "
@@ -198,7 +204,7 @@ def _verdict(clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float) ->
         "model's predictions.",
     }[level]
     return Verdict(
-        level,  # type: ignore[arg-type]
+        level,
         _LABELS[level],
         text,
         {"robust_accuracy": acc, "attack": name.lower(), "eps": eps},

@@ -36,7 +36,13 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.audit.sections.base import (
+    AuditContext,
+    AuditSection,
+    Level,
+    SectionOutput,
+    Verdict,
+)
 from advml.models import validation_split
 from advml.models.base import Classifier
 from advml.privacy.membership import (
@@ -547,6 +553,7 @@ def _verdict(attacks: list[dict[str, Any]], split: dict[str, Any]) -> Verdict:
     best_auc = max(attacks, key=lambda a: a["auc"])
     best_tpr = max(attacks, key=lambda a: a["tpr_at_1_fpr"])
     auc, tpr = float(best_auc["auc"]), float(best_tpr["tpr_at_1_fpr"])
+    level: Level
     if auc >= _FAIL_AUC or tpr >= _FAIL_TPR:
         level = "fail"
     elif auc >= _WARN_AUC or tpr >= _WARN_TPR:
@@ -568,7 +575,7 @@ def _verdict(attacks: list[dict[str, Any]], split: dict[str, Any]) -> Verdict:
         "records; train with regularisation or DP-SGD, or release less than full scores.",
     }[level]
     return Verdict(
-        level,  # type: ignore[arg-type]
+        level,
         _LABELS[level],
         text,
         {

@@ -197,7 +197,6 @@ def default_attacks(
         if "eps" not in settings:
             continue
         attack = registry.create("evasion", name, **settings)
-        assert isinstance(attack, EvasionAttack)
         out[label] = attack
     return out
 
