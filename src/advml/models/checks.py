@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from advml.errors import AdvmlError
-from advml.models.base import BaseClassifier, Classifier
+from advml.models.base import BaseClassifier, Classifier, WhiteBox
 from advml.models.callable import CallableClassifier
 
 __all__ = ["NonFiniteModelError", "check_finite_outputs"]
@@ -55,9 +55,8 @@ def check_finite_outputs(
         Naming the first non-finite weight tensor, or the number of inputs with
         non-finite scores.
     """
-    module = getattr(model, "module", None)
-    if isinstance(module, torch.nn.Module):
-        for key, tensor in module.state_dict().items():
+    if isinstance(model, WhiteBox):
+        for key, tensor in model.module.state_dict().items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 bad = int((~torch.isfinite(tensor)).sum())
                 raise NonFiniteModelError(

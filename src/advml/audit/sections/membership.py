@@ -45,6 +45,7 @@ from advml.audit.sections.base import (
 )
 from advml.models import validation_split
 from advml.models.base import Classifier
+from advml.models.torch import TorchClassifier, require_torch
 from advml.privacy.membership import (
     LabelOnly,
     LiRA,
@@ -468,8 +469,6 @@ def _trade_off(
     noise = [float(v) for v in settings["dp_noise"]]
     if not noise:
         return {"rows": [], "reason": "not run (section setting dp_noise is empty)"}
-    from advml.models.torch import TorchClassifier
-
     if not (ctx.retrainable and isinstance(ctx.model, TorchClassifier)):
         return {
             "rows": [],
@@ -505,12 +504,12 @@ def _dp_step(ctx: AuditContext, split: dict[str, Any], sigma: float, epochs: int
     ds = ctx.dataset
     rows = split["train_rows"]
     delta = min(1e-5, 0.1 / len(rows))
-    from advml.models.torch import TorchClassifier
-
-    assert isinstance(ctx.model, TorchClassifier)  # checked by _trade_off
     defence = DPSGD(noise_multiplier=sigma, epochs=epochs, delta=delta, seed=ctx.config.seed)
     trained = defence.fit(
-        ctx.model, ds.x_train[rows], ds.y_train[rows], show_progress=ctx.show_progress
+        require_torch(ctx.model, "DP-SGD", "retraining"),  # _trade_off checked it
+        ds.x_train[rows],
+        ds.y_train[rows],
+        show_progress=ctx.show_progress,
     )
     model = trained.model
     accuracy = float((np.asarray(model.predict(ctx.x)) == ctx.y).mean())

@@ -41,7 +41,6 @@ from advml.watermark import (
     Verification,
     WatermarkKey,
     WatermarkScheme,
-    clone_model,
     verify,
 )
 from advml.watermark.removal import describe
@@ -342,13 +341,7 @@ def _independent(
                 x, y, seed=own_seed, epochs=epochs, desc="independent model (no watermark)"
             )
         else:
-            model = clone_model(owner)
-            with torch.random.fork_rng():
-                torch.manual_seed(own_seed)
-                for m in model.module.modules():
-                    reset = getattr(m, "reset_parameters", None)
-                    if callable(reset):
-                        reset()
+            model = owner.reinitialised(own_seed)
             train(
                 model,
                 x,
@@ -380,7 +373,7 @@ def _weights(model: TorchClassifier) -> dict[str, np.ndarray]:
 
 def _restore(base: TorchClassifier, arrays: Mapping[str, np.ndarray]) -> TorchClassifier:
     """A copy of ``base`` with the weights stored by :func:`_weights`."""
-    model = clone_model(base)
+    model = base.clone()
     state = {k[2:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("w:")}
     model.module.load_state_dict(state)
     model.module.eval()

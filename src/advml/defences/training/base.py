@@ -19,8 +19,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml.base import Component
-from advml.errors import UnsupportedModelError
-from advml.models.torch import TorchClassifier, reinitialise
+from advml.models.torch import TorchClassifier, reinitialise, require_torch
 from advml.models.training import History, train
 from advml.validation import check_bool, check_choice, check_in_bounds, check_number
 
@@ -148,11 +147,7 @@ class RobustTraining(Component):
         UnsupportedModelError
             If ``model`` is not a :class:`~advml.models.TorchClassifier`.
         """
-        if not isinstance(model, TorchClassifier):
-            raise UnsupportedModelError(
-                f"{type(self).__name__} trains PyTorch networks; got {type(model).__name__}. "
-                f"Wrap an nn.Module with advml.models.TorchClassifier"
-            )
+        require_torch(model, type(self).__name__, "training its network")
         check_bool("inplace", inplace)
         check_bool("show_progress", show_progress)
         xt = model.as_tensor(x, name="x")

@@ -26,7 +26,7 @@ from advml import registry
 from advml.base import Component
 from advml.defences.training.base import TrainedModel
 from advml.errors import UnsupportedModelError
-from advml.models.torch import TorchClassifier
+from advml.models.torch import TorchClassifier, require_torch
 from advml.models.training import History
 from advml.runtime.progress import progress
 from advml.validation import check_bool, check_choice, check_in_bounds, check_labels, check_number
@@ -164,11 +164,7 @@ class DPSGD(Component):
             If ``model`` is not a TorchClassifier, or its network has layers opacus cannot
             train privately (e.g. batch normalisation); the message says which.
         """
-        if not isinstance(model, TorchClassifier):
-            raise UnsupportedModelError(
-                f"DPSGD trains PyTorch networks; got {type(model).__name__}. Wrap an "
-                f"nn.Module with advml.models.TorchClassifier"
-            )
+        require_torch(model, "DPSGD", "training its network")
         check_bool("show_progress", show_progress)
         xt, yt = _training_data(model, x, y)
         target = _private_copy(model, self.seed)

@@ -27,8 +27,7 @@ from torch.nn import functional as F
 from advml import registry
 from advml.base import Component
 from advml.defences.training.dp import PrivateTrainedModel
-from advml.errors import UnsupportedModelError
-from advml.models.torch import TorchClassifier
+from advml.models.torch import TorchClassifier, require_torch
 from advml.models.training import train
 from advml.validation import check_bool, check_choice, check_in_bounds, check_number
 
@@ -137,11 +136,7 @@ class Regularised(Component):
         PrivateTrainedModel
             The trained model and its history; ``epsilon`` is ``inf`` (no guarantee).
         """
-        if not isinstance(model, TorchClassifier):
-            raise UnsupportedModelError(
-                f"Regularised trains PyTorch networks; got {type(model).__name__}. Wrap an "
-                f"nn.Module with advml.models.TorchClassifier"
-            )
+        require_torch(model, "Regularised", "training its network")
         check_bool("show_progress", show_progress)
         xt = model.as_tensor(x, name="x")
         check_in_bounds("x", xt, model.bounds)

@@ -30,8 +30,8 @@ from torch import Tensor
 from advml import registry
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier, reinitialise
+from advml.models.base import Classifier, WhiteBox
+from advml.models.torch import TorchClassifier, reinitialise, require_torch
 from advml.privacy.membership.metrics import MembershipMetrics, membership_metrics
 from advml.runtime.progress import progress
 from advml.validation import check_in_bounds, check_labels
@@ -396,12 +396,12 @@ def default_train_fn(
             f"{target.input_shape}; use 'mlp' or 'same'"
         )
     kwargs = {"input_shape": target.input_shape, "n_classes": target.n_classes}
-    preprocessing = target.preprocessing if isinstance(target, TorchClassifier) else None
+    preprocessing = target.preprocessing if isinstance(target, WhiteBox) else None
 
     def fresh(seed: int) -> TorchClassifier:
         if architecture == "same" and fallback is None:
-            assert isinstance(target, TorchClassifier)  # checked by the problem above
-            return target.reinitialised(seed)
+            # No problem found, so a PyTorch network (advml's training loop trains one).
+            return require_torch(target, attack, "copies of its network").reinitialised(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = build(name, **kwargs)
@@ -435,7 +435,7 @@ def default_train_fn(
 
 def _same_architecture_problem(target: Classifier) -> str | None:
     """Why no untrained copy of ``target``'s network can be made, or None if it can."""
-    if not isinstance(target, TorchClassifier):
+    if not isinstance(target, TorchClassifier):  # advml's training loop trains these
         return (
             f"the target is a {type(target).__name__}, not a PyTorch network advml can copy "
             "and re-initialise"

@@ -12,12 +12,11 @@ from torch import Tensor, nn
 
 from advml.base import Component
 from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier
+from advml.models.torch import TorchClassifier, require_torch
 from advml.models.training import train
 from advml.validation import check_labels, check_number
-from advml.watermark.base import require_torch
 
-__all__ = ["RemovalAttack", "RemovalResult", "check_tuning", "fine_tune", "reinitialise"]
+__all__ = ["RemovalAttack", "RemovalResult", "check_tuning", "fine_tune"]
 
 
 @dataclass(frozen=True)
@@ -99,16 +98,6 @@ def check_tuning(epochs: int, lr: float, batch_size: int, seed: int) -> None:
     check_number("lr", lr, low=0, low_inclusive=False)
     check_number("batch_size", batch_size, low=1, integer=True)
     check_number("seed", seed, low=0, integer=True)
-
-
-def reinitialise(module: nn.Module, seed: int) -> None:
-    """Draw every parameter of ``module`` afresh with its own initialiser, from ``seed``."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for m in module.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
 
 
 def fine_tune(
