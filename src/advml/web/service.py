@@ -289,14 +289,7 @@ class DemoService:
     # -- what there is -------------------------------------------------------------------
     def attack_available(self, name: str) -> str | None:
         """``None`` when ``name`` can attack this model, else why not."""
-        cls = registry.get("evasion", name)
-        if getattr(cls, "needs_gradients", True) and not getattr(
-            self.model, "has_gradients", False
-        ):
-            return f"{name} needs the model's gradients; this model does not give them"
-        if getattr(cls, "needs_scores", True) and not getattr(self.model, "has_scores", False):
-            return f"{name} needs the model's scores; this model answers labels only"
-        return None
+        return registry.get("evasion", name).unsupported_reason(self.model)
 
     def info(self) -> dict[str, Any]:
         """The model, its data, the attacks and defences with their strengths."""

@@ -35,17 +35,9 @@ def plan(
     steps: list[tuple[str, float, EvasionAttack]] = []
     skipped: list[dict[str, str]] = []
     for name in config.attacks:
-        cls = registry.get("evasion", name)
-        assert issubclass(cls, EvasionAttack)
-        if cls.needs_gradients and not model.has_gradients:
-            skipped.append(
-                {"attack": name, "reason": f"{name} needs gradients; the model gives none"}
-            )
-            continue
-        if cls.needs_scores and not model.has_scores:
-            skipped.append(
-                {"attack": name, "reason": f"{name} needs scores; the model returns labels only"}
-            )
+        reason = registry.get("evasion", name).unsupported_reason(model)
+        if reason is not None:
+            skipped.append({"attack": name, "reason": reason})
             continue
         settings = dict(config.attack_settings.get(name, {}))
         rules = getattr(config, "constraints", None)

@@ -139,18 +139,16 @@ class MembershipSection(AuditSection):
         names = list(settings["attacks"])
         # The model's answers on the records, asked once when a step first needs them.
         recorded = functools.cache(partial(_recorded, model, split))
-        if model.has_scores:
+        refused = {n: registry.get("membership", n).unsupported_reason(model) for n in names}
+        skipped += [{"attack": n, "reason": r} for n, r in refused.items() if r is not None]
+        allowed = [n for n in names if refused[n] is None]
+        if allowed:
             meta, _ = ctx.step(
                 "threshold",
-                {"attacks": names, "split": split["key"]},
-                partial(_threshold_step, recorded, names, split, seed),
+                {"attacks": allowed, "split": split["key"]},
+                partial(_threshold_step, recorded, allowed, split, seed),
             )
             attacks_run += meta["attacks"]
-        else:
-            skipped += [
-                {"attack": n, "reason": f"{n} needs scores; the model answers labels only"}
-                for n in names
-            ]
         n_label = min(int(settings["label_only_records"]), split["n"])
         label_only: dict[str, Any] | None = None
         if n_label > 0:

@@ -107,6 +107,14 @@ class MembershipAttack(Component):
     shadow_lr: float
     shadow_batch_size: int
 
+    @classmethod
+    def unsupported_reason(cls, model: Classifier) -> str | None:
+        """Why this attack cannot run on ``model`` (it needs scores the model does not
+        give), or ``None`` when it can; :meth:`fit` raises it, experiments skip with it."""
+        if cls.needs_scores and not model.has_scores:
+            return f"{cls.__name__} needs the model's scores; this model answers labels only"
+        return None
+
     # -- the public verbs ------------------------------------------------------------
     def fit(
         self,
@@ -197,15 +205,15 @@ class MembershipAttack(Component):
                 f"model must be an advml Classifier (e.g. TorchClassifier), got "
                 f"{type(model).__name__}; wrap it with an adapter from advml.models"
             )
-        if self.needs_scores and not model.has_scores:
+        reason = self.unsupported_reason(model)
+        if reason is not None:
             others = [
                 n
                 for n in registry.available("membership")
-                if not registry.get("membership", n).needs_scores
+                if registry.get("membership", n).unsupported_reason(model) is None
             ]
             raise UnsupportedModelError(
-                f"{type(self).__name__} needs the model's scores; this model answers labels "
-                f"only. Membership attacks that work on labels: {', '.join(others)}."
+                f"{reason}. Membership attacks that work on this model: {', '.join(others)}."
             )
 
 
