@@ -156,6 +156,7 @@ def _membership(args: argparse.Namespace) -> int:
     from advml.models.io import load_model
     from advml.models.reference import TRAINING, default_architecture
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
+    from advml.runtime.plain import plain
 
     if args.list:
         for name in registry.available("membership"):
@@ -211,7 +212,7 @@ def _membership(args: argparse.Namespace) -> int:
         Path(args.roc).write_bytes(roc_figure(report.curves(), n_non_members=n_out))
         print(f"wrote {args.roc}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=1, default=_plain))
+        Path(args.json).write_text(json.dumps(plain(report.to_dict()), indent=1))
         print(f"wrote {args.json}")
     return 0
 
@@ -265,14 +266,6 @@ def _print_membership(report: Any) -> None:
         )
 
 
-def _plain(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
 # -- advml invert -------------------------------------------------------------------------
 
 
@@ -284,6 +277,7 @@ def _invert(args: argparse.Namespace) -> int:
     from advml.models.io import load_model
     from advml.models.reference import reference_model
     from advml.privacy.inversion import InversionAttack, invert_and_judge
+    from advml.runtime.plain import plain
 
     for option, value in (("--out", args.out), ("--json", args.json)):
         if value:
@@ -353,6 +347,6 @@ def _invert(args: argparse.Namespace) -> int:
         Path(args.out).write_bytes(png)
         print(f"wrote {args.out}")
     if args.json:
-        Path(args.json).write_text(json.dumps(judged.summary(), indent=1, default=_plain))
+        Path(args.json).write_text(json.dumps(plain(judged.summary()), indent=1))
         print(f"wrote {args.json}")
     return 0

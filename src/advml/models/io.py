@@ -36,6 +36,7 @@ from advml.models.base import BaseClassifier
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
 from advml.runtime.files import atomic_write
+from advml.runtime.plain import plain
 from advml.validation import check_bool
 
 __all__ = ["load_model", "save_model"]
@@ -153,7 +154,7 @@ def _torch_bytes(
         name, kwargs = recorded if recorded is not None else (None, {})
     else:
         name, kwargs = architecture, dict(architecture_kwargs or {})
-    kwargs = _plain(dict(kwargs), "architecture_kwargs")
+    kwargs = plain(dict(kwargs), where="architecture_kwargs")
     state = {k: v.detach().cpu().clone() for k, v in model.module.state_dict().items()}
     if name is not None:
         try:
@@ -228,27 +229,6 @@ def _sklearn_bytes(model: SklearnClassifier) -> bytes:
         "input_shape": list(model.input_shape),
     }
     return bytes(skops.io.dumps(payload))
-
-
-def _plain(value: Any, where: str) -> Any:
-    """``value`` as data ``torch.load(weights_only=True)`` accepts (tuples become lists)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list | tuple):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValueError(f"{where} keys must be strings, got {k!r}")
-            out[k] = _plain(v, f"{where}[{k!r}]")
-        return out
-    raise ValueError(
-        f"{where} holds {type(value).__name__}; only numbers, strings, None, lists and "
-        f"dicts can be saved"
-    )
 
 
 def _write_atomically(path: pathlib.Path, data: bytes) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from advml.runtime.files import atomic_write
+from advml.runtime.plain import plain
 
 __all__ = ["WatermarkKey", "derive_rng", "derive_seed", "load_key", "new_secret", "save_key"]
 
@@ -139,8 +140,8 @@ def save_key(key: WatermarkKey, path: str | os.PathLike[str]) -> pathlib.Path:
         "version": KEY_VERSION,
         "scheme": key.scheme,
         "secret": key.secret,
-        "settings": _plain(dict(key.settings), "settings"),
-        "meta": _plain(dict(key.meta), "meta"),
+        "settings": plain(dict(key.settings), where="settings"),
+        "meta": plain(dict(key.meta), where="meta"),
     }
     arrays: dict[str, np.ndarray] = {}
     for name, value in key.arrays.items():
@@ -201,25 +202,4 @@ def load_key(path: str | os.PathLike[str]) -> WatermarkKey:
         settings=meta["settings"],
         arrays=arrays,
         meta=meta["meta"],
-    )
-
-
-def _plain(value: Any, where: str) -> Any:
-    """``value`` as JSON data (tuples become lists, numpy scalars numbers)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list | tuple):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValueError(f"{where} keys must be strings, got {k!r}")
-            out[k] = _plain(v, f"{where}[{k!r}]")
-        return out
-    raise ValueError(
-        f"{where} holds {type(value).__name__}; only numbers, strings, None, lists and dicts "
-        f"can be saved in a key"
     )
