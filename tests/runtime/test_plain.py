@@ -39,8 +39,8 @@ def test_lenient_mode_writes_keys_as_json_does_and_objects_as_text() -> None:
         def __str__(self) -> str:
             return "a thing"
 
-    out = plain({1: "a", 1.5: "b", True: "c", None: "d", "x": Thing()})
-    assert out == json.loads(json.dumps({1: "a", 1.5: "b", True: "c", None: "d", "x": "a thing"}))
+    out = plain({2: "a", 1.5: "b", True: "c", None: "d", "x": Thing()})
+    assert out == json.loads(json.dumps({2: "a", 1.5: "b", True: "c", None: "d", "x": "a thing"}))
 
 
 def test_finite_writes_nan_and_infinity_as_none() -> None:

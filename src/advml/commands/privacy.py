@@ -276,7 +276,7 @@ def _invert(args: argparse.Namespace) -> int:
     from advml.data import load_dataset
     from advml.models.io import load_model
     from advml.models.reference import reference_model
-    from advml.privacy.inversion import InversionAttack, invert_and_judge
+    from advml.privacy.inversion import invert_and_judge
     from advml.runtime.plain import plain
 
     for option, value in (("--out", args.out), ("--json", args.json)):
@@ -288,8 +288,6 @@ def _invert(args: argparse.Namespace) -> int:
     settings.setdefault("gradient", args.gradient)
     settings.setdefault("seed", args.seed)
     attack = registry.create("inversion", "mi_face", **settings)
-    if not isinstance(attack, InversionAttack):  # the registry holds MIFace here
-        raise TypeError("'mi_face' is not an inversion attack")
     ds = load_dataset(args.dataset)
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)

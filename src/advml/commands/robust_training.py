@@ -57,7 +57,6 @@ def _train(args: argparse.Namespace) -> int:
 
     from advml import registry
     from advml.data import load_dataset
-    from advml.defences.training import RobustTraining
     from advml.metrics import accuracy
     from advml.models import TorchClassifier, build_architecture, load_model, save_model
     from advml.models.reference import TRAINING, default_architecture
@@ -81,7 +80,6 @@ def _train(args: argparse.Namespace) -> int:
             settings[key] = getattr(args, key)
     settings.setdefault("seed", args.seed)
     defence = registry.create("robust_training", name, **settings)
-    assert isinstance(defence, RobustTraining)
     ds = load_dataset(args.dataset or args.default_dataset)
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)

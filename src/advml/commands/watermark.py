@@ -117,14 +117,13 @@ def _embed(args: argparse.Namespace) -> int:
     from advml import registry
     from advml.models import TorchClassifier
     from advml.models.io import save_model
-    from advml.watermark import WatermarkScheme, calibrate, save_key
+    from advml.watermark import calibrate, save_key
 
     if args.list:
         return _list("watermark")
     out_model = output_file("--out-model", args.out_model)
     out_key = output_file("--out-key", args.out_key, suffix=".npz")
     scheme = registry.create("watermark", args.scheme, **dict(args.settings))
-    assert isinstance(scheme, WatermarkScheme)
     model, ds = load_model_and_data(args)
     if not isinstance(model, TorchClassifier):
         raise ValueError(
@@ -199,7 +198,7 @@ def _attack(args: argparse.Namespace) -> int:
     import numpy as np
 
     from advml import registry
-    from advml.watermark import RemovalAttack, load_key, robustness_table
+    from advml.watermark import load_key, robustness_table
 
     if args.list:
         return _list("watermark_removal")
@@ -208,7 +207,6 @@ def _attack(args: argparse.Namespace) -> int:
     attacks = []
     for name in args.attacks:
         attack = registry.create("watermark_removal", name)
-        assert isinstance(attack, RemovalAttack)
         attacks.append(attack)
     key = load_key(args.key_file)
     model, ds = load_model_and_data(args)

@@ -110,9 +110,7 @@ def resolve_trigger(trigger: Trigger | str) -> Trigger:
                 f"trigger must be one of {', '.join(map(repr, names))} or a Trigger; "
                 f"got {trigger!r}"
             )
-        built = registry.create("trigger", trigger)
-        assert isinstance(built, Trigger)
-        return built
+        return registry.create("trigger", trigger)
     raise TypeError(f"trigger must be a Trigger or a trigger name, got {type(trigger).__name__}")
 
 

@@ -126,7 +126,6 @@ class DefencesSection(AuditSection):
         attack = registry.create(
             "evasion", "pgd", eps=eps, steps=int(settings["steps"]), seed=ctx.config.seed
         )
-        assert isinstance(attack, EvasionAttack)
 
         base, base_arrays = ctx.step(
             f"undefended-eps{eps:g}",
@@ -228,7 +227,6 @@ def _plan(
         if "seed" in registry.schema("preprocess", name):
             params.setdefault("seed", seed)
         prep = registry.create("preprocess", name, **params)
-        assert isinstance(prep, Preprocessor)
         try:
             if prep.needs_fit:
                 # Not fitted yet (the autoencoder is trained inside its step): only the

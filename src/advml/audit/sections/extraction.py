@@ -383,7 +383,6 @@ def _hardening(
     equation: Mapping[str, Any],
 ) -> dict[str, Any]:
     defence = registry.create("output_defence", name, **params)
-    assert isinstance(defence, OutputDefence)
     entry: dict[str, Any] = {"defence": name, "params": params, "reveals": defence.describe()}
     model = ctx.model
     if not model.has_scores:

@@ -168,7 +168,6 @@ class WatermarkSection(AuditSection):
                 continue
             params = dict(settings["scheme_settings"].get(name, {}))
             scheme = registry.create("watermark", name, **params)
-            assert isinstance(scheme, WatermarkScheme)
             step_settings = {
                 "scheme": name,
                 "params": scheme.get_params(),
@@ -202,7 +201,6 @@ class WatermarkSection(AuditSection):
                 if "seed" in registry.schema("watermark_removal", attack_name):
                     attack_params.setdefault("seed", seed)
                 attack = registry.create("watermark_removal", attack_name, **attack_params)
-                assert isinstance(attack, RemovalAttack)
                 row, _ = ctx.step(
                     f"removal-{name}-{attack_name}",
                     {**step_settings, "attack": attack_name, "attack_params": attack.get_params()},

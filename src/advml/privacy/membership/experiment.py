@@ -324,8 +324,6 @@ def membership_attacks(
         if n_shadow is not None and "n_shadow" in schema:
             chosen["n_shadow"] = n_shadow
         attack = registry.create("membership", name, **chosen)
-        if not isinstance(attack, MembershipAttack):  # a registry entry of another kind
-            raise TypeError(f"{name!r} is not a membership attack")
         attacks[name] = attack
     ignored = sorted(set(extra) - {k for n in attacks for k in registry.schema("membership", n)})
     if ignored:
