@@ -147,3 +147,22 @@ def test_component_params_repr_and_set_params() -> None:
         attack.set_params(stepz=1)
     with pytest.raises(ValueError, match="steps"):
         attack.set_params(steps=0)
+
+
+def test_every_component_derives_from_its_familys_base() -> None:
+    """``get``/``create`` are typed to return the family's base class; that must hold."""
+    for family in registry._FAMILY_MODULES:
+        base = registry._family_base(family)
+        for name in registry.available(family):
+            assert issubclass(registry.get(family, name), base), (family, name)
+    assert registry._family_base("evasion").__name__ == "EvasionAttack"
+    assert registry._family_base("private_training") is Component  # no base of its own
+
+
+def test_register_refuses_a_class_outside_the_familys_base(scratch_registry: None) -> None:
+    class NotAnAttack(Component):
+        pass
+
+    with pytest.raises(TypeError, match="NotAnAttack must derive from EvasionAttack"):
+        registry.register("evasion", "not_an_attack")(NotAnAttack)
+    assert "not_an_attack" not in registry.available("evasion")

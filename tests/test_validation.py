@@ -19,7 +19,6 @@ from advml.validation import (
     check_labels,
     check_not_empty,
     check_number,
-    plain_data,
 )
 
 # -- check_number ---------------------------------------------------------------------------
@@ -188,25 +187,3 @@ def test_check_labels_accepts_class_indices(kind: Any) -> None:
 def test_check_labels_errors(kind: Any, y: np.ndarray, n_samples: int | None, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         check_labels("y", kind(y), 3, n_samples)
-
-
-def test_plain_data_turns_tuples_and_numpy_scalars_into_plain_values() -> None:
-    value = {"a": (1, np.float32(0.5)), "b": [None, True, "x", {"c": np.int64(3)}]}
-    plain = plain_data("settings", value)
-    assert plain == {"a": [1, 0.5], "b": [None, True, "x", {"c": 3}]}
-    assert type(plain["a"][1]) is float and type(plain["b"][3]["c"]) is int
-    assert value["a"] == (1, np.float32(0.5))  # the input is left as it was
-
-
-@pytest.mark.parametrize(
-    ("value", "match"),
-    [
-        ({1: "x"}, r"^settings keys must be strings, got 1$"),
-        ({"a": {2: "x"}}, r"^settings\['a'\] keys must be strings"),
-        ({"a": [0, object()]}, r"^settings\['a'\]\[1\] holds object; only numbers, strings"),
-        ({"a": np.zeros(2)}, r"^settings\['a'\] holds ndarray"),
-    ],
-)
-def test_plain_data_names_where_the_unsaveable_value_stands(value: Any, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        plain_data("settings", value)

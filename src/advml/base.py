@@ -7,9 +7,11 @@ under its own name. Nothing is fitted or changed by using the component.
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = ["Component"]
+
+_Self = TypeVar("_Self", bound="Component")
 
 
 class Component:
@@ -39,7 +41,7 @@ class Component:
         """The settings this component was built with, by name."""
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params: Any) -> Component:
+    def set_params(self: _Self, **params: Any) -> _Self:
         """A new component with some settings replaced (this one is left unchanged)."""
         unknown = set(params) - set(self._param_names())
         if unknown:

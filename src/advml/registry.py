@@ -14,9 +14,24 @@ import importlib
 import inspect
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints, overload
 
 from advml.base import Component
+
+if TYPE_CHECKING:  # the family bases import this module to register themselves
+    from advml.defences.backdoor.base import BackdoorDefence
+    from advml.defences.detection.base import Detector
+    from advml.defences.output.base import OutputDefence
+    from advml.defences.preprocess.base import Preprocessor
+    from advml.defences.training.base import RobustTraining
+    from advml.evasion.base import EvasionAttack
+    from advml.extraction.base import ExtractionAttack
+    from advml.poisoning.base import PoisoningAttack
+    from advml.poisoning.triggers import Trigger
+    from advml.privacy.inversion.base import InversionAttack
+    from advml.privacy.membership.base import MembershipAttack
+    from advml.watermark.base import WatermarkScheme
+    from advml.watermark.removal.base import RemovalAttack
 
 __all__ = ["available", "create", "get", "register", "schema"]
 
@@ -39,6 +54,24 @@ _FAMILY_MODULES: dict[str, str] = {
     "membership": "advml.privacy.membership",
     "inversion": "advml.privacy.inversion",
 }
+# The base class every component of a family derives from: what ``get``/``create`` are
+# typed to return (their overloads below), checked by ``register`` so the types hold.
+# Named by dotted path, not imported: the bases import this module.
+_FAMILY_BASES: dict[str, str] = {
+    "evasion": "advml.evasion.base.EvasionAttack",
+    "watermark": "advml.watermark.base.WatermarkScheme",
+    "watermark_removal": "advml.watermark.removal.base.RemovalAttack",
+    "trigger": "advml.poisoning.triggers.Trigger",
+    "poisoning": "advml.poisoning.base.PoisoningAttack",
+    "backdoor_defence": "advml.defences.backdoor.base.BackdoorDefence",
+    "extraction": "advml.extraction.base.ExtractionAttack",
+    "output_defence": "advml.defences.output.base.OutputDefence",
+    "robust_training": "advml.defences.training.base.RobustTraining",
+    "preprocess": "advml.defences.preprocess.base.Preprocessor",
+    "detection": "advml.defences.detection.base.Detector",
+    "membership": "advml.privacy.membership.base.MembershipAttack",
+    "inversion": "advml.privacy.inversion.base.InversionAttack",
+}
 _REGISTRY: dict[str, dict[str, type[Component]]] = {}
 
 
@@ -49,12 +82,29 @@ def register(family: str, name: str) -> Callable[[C], C]:
         table = _REGISTRY.setdefault(family, {})
         if name in table and table[name] is not cls:
             raise ValueError(f"{family} component {name!r} is already registered")
+        base = _family_base(family)
+        if not issubclass(cls, base):
+            raise TypeError(
+                f"{cls.__name__} must derive from {base.__name__} to be registered as a "
+                f"{family} component"
+            )
         cls.name = name
         cls.family = family
         table[name] = cls
         return cls
 
     return decorate
+
+
+def _family_base(family: str) -> type[Component]:
+    """The base class of ``family`` (:class:`Component` for a family without one)."""
+    path = _FAMILY_BASES.get(family)
+    if path is None:
+        return Component
+    module, _, name = path.rpartition(".")
+    # Already imported (a subclass is being registered), possibly still initialising.
+    base: type[Component] = getattr(importlib.import_module(module), name)
+    return base
 
 
 def _load(family: str) -> dict[str, type[Component]]:
@@ -70,8 +120,41 @@ def available(family: str) -> list[str]:
     return sorted(_load(family))
 
 
+@overload
+def get(family: Literal["evasion"], name: str) -> type[EvasionAttack]: ...
+@overload
+def get(family: Literal["watermark"], name: str) -> type[WatermarkScheme]: ...
+@overload
+def get(family: Literal["watermark_removal"], name: str) -> type[RemovalAttack]: ...
+@overload
+def get(family: Literal["trigger"], name: str) -> type[Trigger]: ...
+@overload
+def get(family: Literal["poisoning"], name: str) -> type[PoisoningAttack]: ...
+@overload
+def get(family: Literal["backdoor_defence"], name: str) -> type[BackdoorDefence]: ...
+@overload
+def get(family: Literal["extraction"], name: str) -> type[ExtractionAttack]: ...
+@overload
+def get(family: Literal["output_defence"], name: str) -> type[OutputDefence]: ...
+@overload
+def get(family: Literal["robust_training"], name: str) -> type[RobustTraining]: ...
+@overload
+def get(family: Literal["preprocess"], name: str) -> type[Preprocessor]: ...
+@overload
+def get(family: Literal["detection"], name: str) -> type[Detector]: ...
+@overload
+def get(family: Literal["membership"], name: str) -> type[MembershipAttack]: ...
+@overload
+def get(family: Literal["inversion"], name: str) -> type[InversionAttack]: ...
+@overload
+def get(family: str, name: str) -> type[Component]: ...
 def get(family: str, name: str) -> type[Component]:
-    """The class registered as ``family``/``name``."""
+    """The class registered as ``family``/``name``.
+
+    Typed by family: ``get("evasion", ...)`` is a ``type[EvasionAttack]``,
+    ``get("preprocess", ...)`` a ``type[Preprocessor]``, and so on (a family without a
+    base class of its own gives ``type[Component]``).
+    """
     table = _load(family)
     try:
         return table[name]
@@ -81,8 +164,39 @@ def get(family: str, name: str) -> type[Component]:
         ) from None
 
 
+@overload
+def create(family: Literal["evasion"], name: str, **settings: Any) -> EvasionAttack: ...
+@overload
+def create(family: Literal["watermark"], name: str, **settings: Any) -> WatermarkScheme: ...
+@overload
+def create(family: Literal["watermark_removal"], name: str, **settings: Any) -> RemovalAttack: ...
+@overload
+def create(family: Literal["trigger"], name: str, **settings: Any) -> Trigger: ...
+@overload
+def create(family: Literal["poisoning"], name: str, **settings: Any) -> PoisoningAttack: ...
+@overload
+def create(family: Literal["backdoor_defence"], name: str, **settings: Any) -> BackdoorDefence: ...
+@overload
+def create(family: Literal["extraction"], name: str, **settings: Any) -> ExtractionAttack: ...
+@overload
+def create(family: Literal["output_defence"], name: str, **settings: Any) -> OutputDefence: ...
+@overload
+def create(family: Literal["robust_training"], name: str, **settings: Any) -> RobustTraining: ...
+@overload
+def create(family: Literal["preprocess"], name: str, **settings: Any) -> Preprocessor: ...
+@overload
+def create(family: Literal["detection"], name: str, **settings: Any) -> Detector: ...
+@overload
+def create(family: Literal["membership"], name: str, **settings: Any) -> MembershipAttack: ...
+@overload
+def create(family: Literal["inversion"], name: str, **settings: Any) -> InversionAttack: ...
+@overload
+def create(family: str, name: str, **settings: Any) -> Component: ...
 def create(family: str, name: str, **settings: Any) -> Component:
-    """Build ``family``/``name`` from plain settings (validated by its ``__init__``)."""
+    """Build ``family``/``name`` from plain settings (validated by its ``__init__``).
+
+    Typed by family like :func:`get`: ``create("evasion", "pgd")`` is an ``EvasionAttack``.
+    """
     cls = get(family, name)
     valid = cls._param_names()
     unknown = set(settings) - set(valid)

@@ -23,7 +23,6 @@ __all__ = [
     "check_not_empty",
     "check_number",
     "check_numeric",
-    "plain_data",
 ]
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -166,30 +165,3 @@ def check_labels(name: str, y: ArrayLike, n_classes: int, n_samples: int | None 
             f"{name} has labels in [{int(y.min())}, {int(y.max())}], "
             f"outside [0, {n_classes}) for a model with {n_classes} classes"
         )
-
-
-def plain_data(name: str, value: Any) -> Any:
-    """``value`` as plain data, or a ``ValueError`` naming the part that is not.
-
-    Plain data is what both JSON and ``torch.load(weights_only=True)`` read back without
-    running code: None, bools, numbers, strings, lists and dicts with string keys. Tuples
-    become lists and numpy scalars Python numbers; anything else is refused, naming where
-    it stands (``name['key'][...]``), rather than saved in a form that will not load.
-    """
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list | tuple):
-        return [plain_data(f"{name}[{i}]", v) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValueError(f"{name} keys must be strings, got {k!r}")
-            out[k] = plain_data(f"{name}[{k!r}]", v)
-        return out
-    raise ValueError(
-        f"{name} holds {type(value).__name__}; only numbers, strings, None, lists and dicts "
-        "can be saved"
-    )

@@ -65,7 +65,7 @@ def test_a_labels_only_api_skips_the_score_attacks_and_runs_label_only(
     )  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
-    assert "loss_threshold        skipped: needs scores" in text
+    assert "loss_threshold        skipped: LossThreshold needs the model's scores" in text
     assert "labels only" in text
     numbers = json.loads(out.read_text())
     assert "skipped" in numbers["attacks"]["loss_threshold"]

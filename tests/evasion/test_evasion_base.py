@@ -93,3 +93,24 @@ def test_summary_of_a_total_failure_has_nan_medians() -> None:
     assert summary["success_rate"] == 0.0 and summary["n"] == 2
     assert all(math.isnan(summary[k]) for k in ("median_l0", "median_l2", "median_linf"))
     assert summary["mean_queries"] == 4.0
+
+
+def test_unsupported_reason_is_the_check_generate_raises(digits_mlp: TorchClassifier) -> None:
+    from advml import registry
+    from advml.errors import UnsupportedModelError
+    from advml.models.access import restrict_access
+
+    labels = restrict_access(digits_mlp, "labels")
+    scores = restrict_access(digits_mlp, "scores")
+    pgd, square = registry.get("evasion", "pgd"), registry.get("evasion", "square")
+    assert pgd.unsupported_reason(digits_mlp) is None
+    assert pgd.unsupported_reason(scores) == (
+        "PGD needs the model's gradients; this model does not give them"
+    )
+    assert square.unsupported_reason(scores) is None
+    reason = square.unsupported_reason(labels)
+    assert reason is not None and "scores" in reason and "labels only" in reason
+    x = np.zeros((2, 64), dtype=np.float32)
+    with pytest.raises(UnsupportedModelError, match=r"^PGD needs the model's gradients.*allows"):
+        pgd(eps=0.1).generate(scores, x)
+    assert scores.query_count == 0

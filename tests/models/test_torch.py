@@ -525,3 +525,21 @@ def test_require_torch_names_who_needs_what() -> None:
         match=r"Uchida needs a white-box.*its layer weights; got CallableClassifier",
     ):
         require_torch(api, "Uchida", "its layer weights")
+
+
+def test_white_box_protocol_is_the_torch_adapter_and_no_restricted_view(
+    digits_mlp: TorchClassifier,
+) -> None:
+    from advml.defences.output import Rounding
+    from advml.models import WhiteBox
+    from advml.models.access import restrict_access
+
+    assert isinstance(digits_mlp, WhiteBox) and isinstance(digits_mlp.clone(), WhiteBox)
+    # Views that limit what an adversary sees must not pass as white-box by accident.
+    for access in ("scores", "labels"):
+        assert not isinstance(restrict_access(digits_mlp, access), WhiteBox), access
+    assert not isinstance(Rounding(decimals=1).wrap(digits_mlp), WhiteBox)
+    answers = CallableClassifier(
+        lambda x: np.full((len(x), 10), 0.1), input_shape=(64,), n_classes=10, bounds=(0, 16)
+    )
+    assert isinstance(answers, Classifier) and not isinstance(answers, WhiteBox)

@@ -126,7 +126,7 @@ def test_a_label_only_view_skips_the_score_attacks_with_the_reason() -> None:
     assert report.outcomes["loss_threshold"].metrics is None
     assert "labels only" in report.outcomes["loss_threshold"].skipped
     assert report.to_dict()["attacks"]["loss_threshold"] == {
-        "skipped": "needs scores; the model answers labels only"
+        "skipped": "LossThreshold needs the model's scores; this model answers labels only"
     }
     assert report.outcomes["label_only"].metrics is not None
     assert report.target.has_scores is False

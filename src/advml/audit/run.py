@@ -34,6 +34,7 @@ from advml.models.reference import reference_model
 from advml.report import write_report
 from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import ResultCache, fingerprint
+from advml.runtime.plain import plain
 from advml.runtime.progress import progress
 
 __all__ = ["SCHEMA_VERSION", "AuditResult", "environment", "load_report", "plan", "run_audit"]
@@ -239,7 +240,7 @@ def _run_sections(
         report_sections[name] = {
             "title": cls.title,
             "threat": cls.threat,
-            "settings": _plain(settings),
+            "settings": plain(settings),
             **output.data,
             "verdict": output.verdict.to_dict(),
         }
@@ -397,11 +398,6 @@ def plan(
 ) -> tuple[list[tuple[str, float, EvasionAttack]], list[dict[str, str]]]:
     """The evasion steps (attack, ε) this model allows, and what was skipped and why."""
     return evasion_plan(config, model)
-
-
-def _plain(obj: Any) -> Any:
-    """Settings as JSON data (tuples to lists)."""
-    return json.loads(json.dumps(obj, default=str))
 
 
 def _clean_step(

@@ -123,7 +123,7 @@ def with_output_defence(model: Any, args: argparse.Namespace) -> Any:
     from advml import registry
 
     defence = registry.create("output_defence", args.defence, **dict(args.defence_settings))
-    return defence.wrap(model)  # type: ignore[attr-defined]
+    return defence.wrap(model)
 
 
 def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-5k") -> None:

@@ -93,7 +93,7 @@ def _attack(args: argparse.Namespace) -> int:
         model.query_budget = args.query_budget
     budget_error: QueryBudgetExceededError | None = None
     try:
-        result = attack.generate(model, x, goal)  # type: ignore[attr-defined]
+        result = attack.generate(model, x, goal)
     except QueryBudgetExceededError as err:
         if err.partial_result is None or err.partial_result.n == 0:
             raise

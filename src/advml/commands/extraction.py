@@ -103,7 +103,7 @@ def _extract(args: argparse.Namespace) -> int:
         other = load_dataset(args.pool)
         pool = other.x_train
         pool_name = f"{other.name} training split ({len(pool)} inputs), resized"
-    result = attack.extract(  # type: ignore[attr-defined]
+    result = attack.extract(
         victim, pool, x_eval=ds.x_test, y_eval=ds.y_test, n_random=args.n_random
     )
     described = victim.describe() if hasattr(victim, "describe") else type(victim).__name__

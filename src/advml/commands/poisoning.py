@@ -120,7 +120,7 @@ def _poison(args: argparse.Namespace) -> int:
     from advml.models.io import save_model
     from advml.models.reference import default_architecture, train_reference
     from advml.models.torch import TorchClassifier
-    from advml.poisoning import PoisoningAttack, poison_and_train, save_poisoned
+    from advml.poisoning import poison_and_train, save_poisoned
 
     if args.list:
         return _list("poisoning", "trigger")
@@ -134,7 +134,6 @@ def _poison(args: argparse.Namespace) -> int:
     if args.attack != "label_flip":
         settings["trigger"] = trigger
     attack = registry.create("poisoning", args.attack, **settings)
-    assert isinstance(attack, PoisoningAttack)
     arch = args.architecture or default_architecture(ds)
 
     def train(x: Any, y: Any) -> Any:
@@ -172,7 +171,7 @@ def _poison(args: argparse.Namespace) -> int:
 def _defend(args: argparse.Namespace) -> int:
     from advml import registry
     from advml.commands._common import load_model_and_data
-    from advml.defences.backdoor import BackdoorDefence, bake_masks, run_defence
+    from advml.defences.backdoor import bake_masks, run_defence
     from advml.models.io import save_model
     from advml.poisoning import load_poisoned
     from advml.validation import check_number
@@ -189,7 +188,6 @@ def _defend(args: argparse.Namespace) -> int:
         high_inclusive=False,
     )
     defence = registry.create("backdoor_defence", args.defence, **dict(args.settings))
-    assert isinstance(defence, BackdoorDefence)
     data = load_poisoned(args.data) if args.data else None
     model, ds = load_model_and_data(args)
     n_val = max(1, round(args.val_fraction * len(ds.y_test)))

@@ -142,6 +142,7 @@ def _membership(args: argparse.Namespace) -> int:
     from advml.models.io import load_model
     from advml.models.reference import TRAINING, default_architecture
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
+    from advml.runtime.plain import plain
 
     if args.list:
         return list_components(
@@ -197,7 +198,7 @@ def _membership(args: argparse.Namespace) -> int:
         atomic_write(args.roc, roc_figure(report.curves(), n_non_members=n_out))
         print(f"wrote {args.roc}")
     if args.json:
-        atomic_write(args.json, json.dumps(report.to_dict(), indent=1, default=_plain))
+        atomic_write(args.json, json.dumps(plain(report.to_dict()), indent=1))
         print(f"wrote {args.json}")
     return 0
 
@@ -251,14 +252,6 @@ def _print_membership(report: Any) -> None:
         )
 
 
-def _plain(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
 # -- advml invert -------------------------------------------------------------------------
 
 
@@ -269,7 +262,8 @@ def _invert(args: argparse.Namespace) -> int:
     from advml.data import load_dataset
     from advml.models.io import load_model
     from advml.models.reference import reference_model
-    from advml.privacy.inversion import InversionAttack, invert_and_judge
+    from advml.privacy.inversion import invert_and_judge
+    from advml.runtime.plain import plain
 
     for option, value in (("--out", args.out), ("--json", args.json)):
         if value:
@@ -280,8 +274,6 @@ def _invert(args: argparse.Namespace) -> int:
     settings.setdefault("gradient", args.gradient)
     settings.setdefault("seed", args.seed)
     attack = registry.create("inversion", "mi_face", **settings)
-    if not isinstance(attack, InversionAttack):  # the registry holds MIFace here
-        raise TypeError("'mi_face' is not an inversion attack")
     ds = load_dataset(args.dataset)
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)
@@ -341,6 +333,6 @@ def _invert(args: argparse.Namespace) -> int:
         atomic_write(args.out, png)
         print(f"wrote {args.out}")
     if args.json:
-        atomic_write(args.json, json.dumps(numbers, indent=1, default=_plain))
+        atomic_write(args.json, json.dumps(plain(numbers), indent=1))
         print(f"wrote {args.json}")
     return 0

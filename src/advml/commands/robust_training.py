@@ -57,7 +57,6 @@ def _train(args: argparse.Namespace) -> int:
 
     from advml import registry
     from advml.data import load_dataset
-    from advml.defences.training import RobustTraining
     from advml.metrics import accuracy
     from advml.models import TorchClassifier, build_architecture, load_model, save_model
     from advml.models.reference import TRAINING, default_architecture
@@ -81,7 +80,6 @@ def _train(args: argparse.Namespace) -> int:
             settings[key] = getattr(args, key)
     settings.setdefault("seed", args.seed)
     defence = registry.create("robust_training", name, **settings)
-    assert isinstance(defence, RobustTraining)
     ds = load_dataset(args.dataset or args.default_dataset)
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)
@@ -115,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
     sub = ds.subset(n_test=min(args.n_samples, ds.x_test.shape[0]), seed=args.seed)
     x, y = sub.x_test, sub.y_test
     pgd = registry.create("evasion", "pgd", eps=eps, steps=20, seed=args.seed)
-    x_adv = pgd.generate(trained.model, x, y).x_adv  # type: ignore[attr-defined]
+    x_adv = pgd.generate(trained.model, x, y).x_adv
     print(f"  trained               {trained.history.epochs_run} epochs in {trained.seconds:.0f} s")
     print(f"  clean accuracy        {accuracy(trained.model, x, y):.1%} ({len(y)} test inputs)")
     print(f"  accuracy under PGD-20 {accuracy(trained.model, x_adv, y):.1%} at eps={eps:g}")

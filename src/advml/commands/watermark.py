@@ -109,14 +109,13 @@ def _embed(args: argparse.Namespace) -> int:
     from advml import registry
     from advml.models import TorchClassifier
     from advml.models.io import save_model
-    from advml.watermark import WatermarkScheme, calibrate, save_key
+    from advml.watermark import calibrate, save_key
 
     if args.list:
         return list_components("watermark", width=14)
     out_model = output_file("--out-model", args.out_model)
     out_key = output_file("--out-key", args.out_key, suffix=".npz")
     scheme = registry.create("watermark", args.scheme, **dict(args.settings))
-    assert isinstance(scheme, WatermarkScheme)
     model, ds = load_model_and_data(args)
     if not isinstance(model, TorchClassifier):
         raise ValueError(
@@ -191,7 +190,7 @@ def _attack(args: argparse.Namespace) -> int:
     import numpy as np
 
     from advml import registry
-    from advml.watermark import RemovalAttack, load_key, robustness_table
+    from advml.watermark import load_key, robustness_table
 
     if args.list:
         return list_components("watermark_removal", width=14)
@@ -201,7 +200,6 @@ def _attack(args: argparse.Namespace) -> int:
     attacks = []
     for name in args.attacks:
         attack = registry.create("watermark_removal", name)
-        assert isinstance(attack, RemovalAttack)
         attacks.append(attack)
     key = load_key(args.key_file)
     model, ds = load_model_and_data(args)

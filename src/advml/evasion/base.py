@@ -165,6 +165,30 @@ class EvasionAttack(Component):
     targeted: bool
     batch_size: int | None
 
+    @classmethod
+    def unsupported_reason(cls, model: Classifier) -> str | None:
+        """Why this attack cannot run on ``model``, or ``None`` when it can.
+
+        The one capability check of the family: ``generate`` raises it, the audit skips
+        with it, the demo greys the attack out with it.
+
+        Examples
+        --------
+        >>> from advml.evasion import PGD
+        >>> from advml.models import CallableClassifier
+        >>> labels_only = CallableClassifier(
+        ...     lambda x: (x.sum(1) > 1).astype(int),
+        ...     input_shape=(2,), n_classes=2, bounds=(0, 1), returns="labels",
+        ... )
+        >>> PGD.unsupported_reason(labels_only)
+        "PGD needs the model's gradients; this model does not give them"
+        """
+        if cls.needs_gradients and not model.has_gradients:
+            return f"{cls.__name__} needs the model's gradients; this model does not give them"
+        if cls.needs_scores and not model.has_scores:
+            return f"{cls.__name__} needs the model's scores; this model answers labels only"
+        return None
+
     # -- the public verb -------------------------------------------------------------
     def generate(
         self,
@@ -401,27 +425,19 @@ class EvasionAttack(Component):
                 f"model must be an advml Classifier (e.g. TorchClassifier), got "
                 f"{type(model).__name__}; wrap it with an adapter from advml.models"
             )
-        missing = None
-        if self.needs_gradients and not model.has_gradients:
-            missing = "gradients"
-        elif self.needs_scores and not model.has_scores:
-            missing = "scores"
-        if missing:
+        reason = self.unsupported_reason(model)
+        if reason is not None:
             others = [
                 name
                 for name in registry.available("evasion")
-                if not (registry.get("evasion", name).needs_gradients and not model.has_gradients)  # type: ignore[attr-defined]
-                and not (registry.get("evasion", name).needs_scores and not model.has_scores)  # type: ignore[attr-defined]
+                if registry.get("evasion", name).unsupported_reason(model) is None
             ]
             hint = (
-                f" Attacks this model allows: {', '.join(others)}."
+                f" Attacks this model ({type(model).__name__}) allows: {', '.join(others)}."
                 if others
                 else " No registered attack works with this model's outputs."
             )
-            raise UnsupportedModelError(
-                f"{type(self).__name__} needs the model's {missing}; "
-                f"{type(model).__name__} does not provide them.{hint}"
-            )
+            raise UnsupportedModelError(f"{reason}.{hint}")
 
 
 def validate_common(*, targeted: bool, batch_size: int | None, seed: int | None = None) -> None:

@@ -309,7 +309,6 @@ class EOT(EvasionAttack):
         inner = registry.create(
             "evasion", self.attack, **{k: v for k, v in wanted.items() if k in schema}
         )
-        assert isinstance(inner, EvasionAttack)
         return inner
 
     def _run(

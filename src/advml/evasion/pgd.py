@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -107,7 +108,8 @@ class PGD(EvasionAttack):
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
         step = step_size_for(self.eps, self.steps, self.step_size)
-        settings = dict(
+        run = functools.partial(
+            iterate,
             eps=self.eps,
             norm=self.norm,
             step_size=step,
@@ -119,7 +121,7 @@ class PGD(EvasionAttack):
             generator=generator,
             project=self._step_projection(model.bounds),
         )
-        x_adv, queries = iterate(model, x, y, **settings)  # type: ignore[arg-type]
+        x_adv, queries = run(model, x, y)
         if self.restarts == 1:
             return x_adv, queries
         best_loss, fooled = self._assess(model, x_adv, y)
@@ -128,7 +130,7 @@ class PGD(EvasionAttack):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
-            candidate, q = iterate(model, x[todo], y[todo], **settings)  # type: ignore[arg-type]
+            candidate, q = run(model, x[todo], y[todo])
             cand_loss, cand_fooled = self._assess(model, candidate, y[todo])
             queries[todo] += q + 1
             better = cand_fooled | (cand_loss > best_loss[todo])

@@ -114,7 +114,6 @@ class Strongest(EvasionAttack):
             **{k: v for k, v in shared.items() if k in schema},
             **settings,
         )
-        assert isinstance(attack, EvasionAttack)
         return attack
 
     def _check_model(self, model: Classifier) -> None:

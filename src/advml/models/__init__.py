@@ -2,7 +2,7 @@
 networks (:mod:`advml.models.reference`), the one training loop."""
 
 from advml.models.architectures import build as build_architecture
-from advml.models.base import BaseClassifier, Classifier
+from advml.models.base import BaseClassifier, Classifier, WhiteBox
 from advml.models.callable import CallableClassifier
 from advml.models.io import load_model, save_model
 from advml.models.sklearn import SklearnClassifier
@@ -17,6 +17,7 @@ __all__ = [
     "SklearnClassifier",
     "TorchClassifier",
     "TrainingRecipe",
+    "WhiteBox",
     "build_architecture",
     "load_model",
     "save_model",

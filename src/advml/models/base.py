@@ -13,12 +13,12 @@ is accepted and returned only by the public ``predict``/``predict_proba``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Protocol, overload, runtime_checkable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeAlias, TypeVar, overload, runtime_checkable
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.runtime.cache import fingerprint as hash_data
@@ -30,7 +30,12 @@ from advml.validation import (
     check_number,
 )
 
-__all__ = ["BaseClassifier", "Classifier", "same_kind_as"]
+__all__ = ["BaseClassifier", "Classifier", "Normalisation", "WhiteBox", "same_kind_as"]
+
+Normalisation: TypeAlias = tuple[
+    float | Sequence[float] | np.ndarray, float | Sequence[float] | np.ndarray
+]
+"""``(mean, std)`` applied as ``(x - mean) / std`` inside a white-box adapter."""
 
 
 @runtime_checkable
@@ -55,12 +60,25 @@ class Classifier(Protocol):
         Number of inputs evaluated so far (every input of every call counts once).
     """
 
-    n_classes: int
-    input_shape: tuple[int, ...]
-    bounds: tuple[float, float]
-    device: torch.device
-    has_gradients: bool
-    has_scores: bool
+    # Read-only properties, so that a wrapper which forwards them (an access-level or
+    # rate-limited view of a model) satisfies the protocol as well as plain attributes.
+    @property
+    def n_classes(self) -> int: ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def bounds(self) -> tuple[float, float]: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def has_gradients(self) -> bool: ...
+
+    @property
+    def has_scores(self) -> bool: ...
 
     @property
     def query_count(self) -> int: ...
@@ -95,6 +113,73 @@ class Classifier(Protocol):
 
     def describe(self) -> str:
         """One line for reports: what the model is and how advml reaches it."""
+        ...
+
+
+_W = TypeVar("_W", bound="WhiteBox")
+
+
+@runtime_checkable
+class WhiteBox(Classifier, Protocol):
+    """A :class:`Classifier` that also opens its network: what white-box components need.
+
+    Weight watermarks read a layer's weights, backdoor defences read activations and
+    prune units, training and removal attacks copy and re-initialise the network. They
+    ask for this protocol (``isinstance(model, WhiteBox)``) instead of one adapter
+    class; :class:`~advml.models.TorchClassifier` implements it. A wrapper that limits
+    what is revealed (an access level, a hardened output) deliberately does not.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The network, mapping normalised inputs to logits.
+    preprocessing : (mean, std) or None
+        The normalisation applied before ``module`` (see :meth:`forward`).
+    layer_names : list of str
+        Names of the network's sub-layers, as ``module.named_modules()`` gives them.
+    """
+
+    @property
+    def module(self) -> nn.Module: ...
+
+    @property
+    def preprocessing(self) -> Normalisation | None: ...
+
+    @property
+    def layer_names(self) -> list[str]: ...
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise and run the network, without counting a query (for training)."""
+        ...
+
+    def activations(
+        self, x: np.ndarray | Tensor, layer: str, *, batch_size: int | None = None
+    ) -> np.ndarray | Tensor:
+        """Outputs of ``layer`` for ``x``, shape ``(n, *layer_output_shape)``."""
+        ...
+
+    def n_units(self, layer: str) -> int:
+        """Units of ``layer``: channels of a convolution's output, features of a dense one."""
+        ...
+
+    def set_unit_mask(self, layer: str, keep: np.ndarray | Tensor | Sequence[bool]) -> None:
+        """Zero the outputs of the units of ``layer`` where ``keep`` is False."""
+        ...
+
+    def unit_mask(self, layer: str) -> Tensor | None:
+        """The keep-mask in force on ``layer``, or None."""
+        ...
+
+    def clear_unit_masks(self) -> None:
+        """Remove every unit mask."""
+        ...
+
+    def clone(self: _W) -> _W:
+        """An independent copy: same network, weights, normalisation and masks."""
+        ...
+
+    def reinitialised(self: _W, seed: int) -> _W:
+        """A :meth:`clone` with fresh, seeded initial weights (same architecture)."""
         ...
 
 
@@ -248,7 +333,7 @@ class BaseClassifier:
         out = self._batched(t, self.predict_labels, batch_size)
         return same_kind_as(out, x)
 
-    def _batched(self, x: Tensor, fn: object, batch_size: int | None) -> Tensor:
+    def _batched(self, x: Tensor, fn: Callable[[Tensor], Tensor], batch_size: int | None) -> Tensor:
         if batch_size is not None:
             check_number("batch_size", batch_size, low=1, integer=True)
         size = self.batch_size if batch_size is None else int(batch_size)
@@ -258,7 +343,7 @@ class BaseClassifier:
         parts = []
         with torch.no_grad(), self.evaluating():
             for start in range(0, x.shape[0], size):
-                parts.append(fn(x[start : start + size]))  # type: ignore[operator]
+                parts.append(fn(x[start : start + size]))
         return torch.cat(parts)
 
     # -- identity --------------------------------------------------------------------

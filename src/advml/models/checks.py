@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from advml.errors import AdvmlError
-from advml.models.base import BaseClassifier, Classifier
+from advml.models.base import BaseClassifier, Classifier, WhiteBox
 from advml.models.callable import CallableClassifier
 
 __all__ = ["NonFiniteModelError", "check_finite_outputs"]
@@ -55,9 +55,9 @@ def check_finite_outputs(
         Naming the first non-finite weight tensor, or the number of inputs with
         non-finite scores.
     """
-    module = getattr(model, "module", None)
-    if isinstance(module, torch.nn.Module):
-        weights = {k: t for k, t in module.state_dict().items() if t.is_floating_point()}
+    if isinstance(model, WhiteBox):
+        state = model.module.state_dict()
+        weights = {k: t for k, t in state.items() if t.is_floating_point()}
         # One device sync for all tensors (this runs at the start of every generate());
         # the loop below only runs to name a damaged tensor.
         if weights:

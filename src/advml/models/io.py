@@ -36,7 +36,8 @@ from advml.models.base import BaseClassifier
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
 from advml.runtime.files import atomic_write, check_file_version
-from advml.validation import check_bool, plain_data
+from advml.runtime.plain import plain
+from advml.validation import check_bool
 
 __all__ = ["load_model", "save_model"]
 
@@ -153,7 +154,7 @@ def _torch_bytes(
         name, kwargs = recorded if recorded is not None else (None, {})
     else:
         name, kwargs = architecture, dict(architecture_kwargs or {})
-    kwargs = plain_data("architecture_kwargs", dict(kwargs))
+    kwargs = plain(dict(kwargs), where="architecture_kwargs")
     state = {k: v.detach().cpu().clone() for k, v in model.module.state_dict().items()}
     if name is not None:
         try:

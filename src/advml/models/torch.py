@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, same_kind_as
+from advml.models.base import BaseClassifier, Normalisation, same_kind_as
 from advml.runtime.cache import fingerprint as hash_data
 
 __all__ = ["TorchClassifier", "reinitialise", "require_torch"]
@@ -64,10 +64,7 @@ class TorchClassifier(BaseClassifier):
         input_shape: tuple[int, ...],
         n_classes: int,
         bounds: tuple[float, float] = (0.0, 1.0),
-        preprocessing: tuple[
-            float | Sequence[float] | np.ndarray, float | Sequence[float] | np.ndarray
-        ]
-        | None = None,
+        preprocessing: Normalisation | None = None,
         device: torch.device | str | None = None,
         query_budget: int | None = None,
         batch_size: int = 256,
@@ -120,8 +117,8 @@ class TorchClassifier(BaseClassifier):
     # -- scores ----------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Normalise and run the module, without counting a query (for training)."""
-        if self._mean is not None:
-            x = (x - self._mean) / self._std  # type: ignore[operator]
+        if self._mean is not None and self._std is not None:
+            x = (x - self._mean) / self._std
         out: Tensor = self.module(x)
         return out
 

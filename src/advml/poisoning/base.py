@@ -76,7 +76,9 @@ class PoisonedData:
             raise ValueError(f"{self.attack!r} plants no trigger, so it has no backdoor labels")
         y_np = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y, dtype=np.int64)
         if self.mode == "all-to-one":
-            return np.full_like(y_np, int(self.target))  # type: ignore[arg-type]
+            if self.target is None:
+                raise ValueError("an all-to-one backdoor needs a target label; target is None")
+            return np.full_like(y_np, self.target)
         return (y_np + 1) % self.n_classes
 
     def apply_trigger(self, x: np.ndarray | Tensor) -> np.ndarray | Tensor:
@@ -108,9 +110,7 @@ def resolve_trigger(trigger: Trigger | str) -> Trigger:
                 f"trigger must be one of {', '.join(map(repr, names))} or a Trigger; "
                 f"got {trigger!r}"
             )
-        built = registry.create("trigger", trigger)
-        assert isinstance(built, Trigger)
-        return built
+        return registry.create("trigger", trigger)
     raise TypeError(f"trigger must be a Trigger or a trigger name, got {type(trigger).__name__}")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from advml import registry
 from advml.poisoning.base import PoisonedData
 from advml.poisoning.triggers import Trigger
+from advml.runtime.plain import plain
 
 __all__ = ["load_poisoned", "save_poisoned"]
 
@@ -32,7 +33,7 @@ def save_poisoned(data: PoisonedData, path: str | Path, *, dataset: str = "") ->
         "bounds": list(data.bounds),
         "trigger": None
         if data.trigger is None
-        else {"name": data.trigger.name, **_plain(data.trigger.get_params())},
+        else {"name": data.trigger.name, **plain(data.trigger.get_params())},
     }
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -45,10 +46,6 @@ def save_poisoned(data: PoisonedData, path: str | Path, *, dataset: str = "") ->
         meta=np.array(json.dumps(meta)),
     )
     return out
-
-
-def _plain(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
 def load_poisoned(path: str | Path) -> PoisonedData:
@@ -134,6 +131,4 @@ def _trigger(spec: Any, where: str) -> Trigger | None:
         trigger = registry.create("trigger", spec["name"], **settings)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{where}: meta 'trigger' is not a valid trigger: {err}") from None
-    if not isinstance(trigger, Trigger):
-        raise ValueError(f"{where}: meta 'trigger' names {spec['name']!r}, not a trigger")
     return trigger

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from advml.runtime.files import atomic_write
+from advml.runtime.plain import plain
 
 __all__ = ["ResultCache", "fingerprint"]
 
@@ -135,8 +136,8 @@ class ResultCache:
             np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
             raw = buffer.getvalue()
             atomic_write(arr_path, raw)
-        plain = json.loads(json.dumps(meta, default=_plain))
-        payload = {**plain, _ARRAYS: bool(arrays), _CHECK: _digest(plain, raw)}
+        data = plain(meta)
+        payload = {**data, _ARRAYS: bool(arrays), _CHECK: _digest(data, raw)}
         atomic_write(meta_path, json.dumps(payload, indent=1))
 
 
@@ -152,11 +153,3 @@ def _digest(meta: dict[str, Any], raw: bytes) -> str:
     h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode("utf-8"))
     h.update(hashlib.sha256(raw).digest())
     return h.hexdigest()
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)

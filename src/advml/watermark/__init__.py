@@ -12,7 +12,7 @@ True
 """
 
 from advml.watermark.adi import Adi
-from advml.watermark.base import TriggerSetScheme, WatermarkedModel, WatermarkScheme, clone_model
+from advml.watermark.base import TriggerSetScheme, WatermarkedModel, WatermarkScheme
 from advml.watermark.content import Content
 from advml.watermark.frontier import Frontier
 from advml.watermark.key import WatermarkKey, load_key, save_key
@@ -46,7 +46,6 @@ __all__ = [
     "WatermarkScheme",
     "WatermarkedModel",
     "calibrate",
-    "clone_model",
     "load_key",
     "robustness_table",
     "save_key",

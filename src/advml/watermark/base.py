@@ -22,8 +22,8 @@ from torch.nn import functional as F
 
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier
+from advml.models.base import Classifier, WhiteBox
+from advml.models.torch import TorchClassifier, require_torch
 from advml.models.training import History, LossFn, train
 from advml.validation import check_choice, check_labels, check_number
 from advml.watermark.key import WatermarkKey, derive_rng, derive_seed, normalise_secret
@@ -39,7 +39,6 @@ __all__ = [
     "TriggerSetScheme",
     "WatermarkScheme",
     "WatermarkedModel",
-    "clone_model",
     "last_layer",
 ]
 
@@ -60,11 +59,6 @@ class WatermarkedModel:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
-def clone_model(model: TorchClassifier) -> TorchClassifier:
-    """An independent copy of ``model``: same weights, normalisation and unit masks."""
-    return model.clone()
-
-
 def last_layer(model: TorchClassifier) -> str:
     """Name of the last layer with weights (the classification layer)."""
     names = [
@@ -75,15 +69,6 @@ def last_layer(model: TorchClassifier) -> str:
     if not names:
         raise UnsupportedModelError("the model has no layer with weights")
     return names[-1]
-
-
-def require_torch(model: Any, what: str) -> TorchClassifier:
-    if not isinstance(model, TorchClassifier):
-        raise UnsupportedModelError(
-            f"{what} needs a white-box TorchClassifier (its weights and training); got "
-            f"{type(model).__name__}"
-        )
-    return model
 
 
 class WatermarkScheme(Component):
@@ -131,7 +116,7 @@ class WatermarkScheme(Component):
         -------
         WatermarkedModel
         """
-        model = require_torch(model, f"embedding a {self.name!r} watermark")
+        model = require_torch(model, f"embedding a {self.name!r} watermark", "its training")
         secret = normalise_secret(key)
         xt = model.as_tensor(x, name="x")
         y_arr = y if isinstance(y, np.ndarray | Tensor) else np.asarray(y)
@@ -139,7 +124,7 @@ class WatermarkScheme(Component):
         yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
         yt = yt.to(device=model.device, dtype=torch.long)
         start = time.perf_counter()
-        marked = clone_model(model)
+        marked = model.clone()
         wm_key = self._make_key(marked, xt, yt, secret)
         history = train(
             marked,
@@ -192,9 +177,7 @@ class WatermarkScheme(Component):
                 expected=self.expected(key),
                 null_rate=self.null_rate(key),
                 alpha=alpha,
-                applicable=not (
-                    self.white_box_verification and not isinstance(model, TorchClassifier)
-                ),
+                applicable=not (self.white_box_verification and not isinstance(model, WhiteBox)),
             )
         observed, extracted, queries = self.observe(model, key)
         return decide(

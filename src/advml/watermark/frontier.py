@@ -127,13 +127,13 @@ class Frontier(TriggerSetScheme):
         """FGSM examples of ``x`` at the given eps, or at the grid's best one."""
         if self.eps is not None:
             fgsm = registry.create("evasion", "fgsm", eps=float(self.eps))
-            return float(self.eps), fgsm.generate(model, x, y)  # type: ignore[attr-defined]
+            return float(self.eps), fgsm.generate(model, x, y)
         width = model.bounds[1] - model.bounds[0]
         best: tuple[float, float, Any] | None = None
         for step in EPS_GRID:
             eps = step * width
             fgsm = registry.create("evasion", "fgsm", eps=eps)
-            result = fgsm.generate(model, x, y)  # type: ignore[attr-defined]
+            result = fgsm.generate(model, x, y)
             gap = abs(float(np.mean(result.success)) - self.fooled)
             if best is None or gap < best[0]:
                 best = (gap, eps, result)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from advml.runtime.files import atomic_write, check_file_version
-from advml.validation import plain_data
+from advml.runtime.plain import plain
 
 __all__ = ["WatermarkKey", "derive_rng", "derive_seed", "load_key", "new_secret", "save_key"]
 
@@ -140,8 +140,8 @@ def save_key(key: WatermarkKey, path: str | os.PathLike[str]) -> pathlib.Path:
         "version": KEY_VERSION,
         "scheme": key.scheme,
         "secret": key.secret,
-        "settings": plain_data("key settings", dict(key.settings)),
-        "meta": plain_data("key meta", dict(key.meta)),
+        "settings": plain(dict(key.settings), where="settings"),
+        "meta": plain(dict(key.meta), where="meta"),
     }
     arrays: dict[str, np.ndarray] = {}
     for name, value in key.arrays.items():

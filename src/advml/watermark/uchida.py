@@ -11,17 +11,17 @@ from torch.nn import functional as F
 
 from advml import registry
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier
+from advml.models.base import Classifier, WhiteBox
 from advml.models.torch import TorchClassifier
 from advml.models.training import LossFn
 from advml.validation import check_number
-from advml.watermark.base import WatermarkScheme, check_training, require_torch
+from advml.watermark.base import WatermarkScheme, check_training
 from advml.watermark.key import WatermarkKey, derive_rng
 
 __all__ = ["Uchida", "default_layer", "mean_weights"]
 
 
-def _weighted(model: TorchClassifier) -> list[tuple[str, nn.Module]]:
+def _weighted(model: WhiteBox) -> list[tuple[str, nn.Module]]:
     return [
         (name, m)
         for name, m in model.module.named_modules()
@@ -29,7 +29,7 @@ def _weighted(model: TorchClassifier) -> list[tuple[str, nn.Module]]:
     ]
 
 
-def default_layer(model: TorchClassifier) -> str:
+def default_layer(model: WhiteBox) -> str:
     """The last convolutional layer; for a network without one, its second dense layer.
 
     The second dense layer of an MLP has one weight per hidden unit of the first (256 for
@@ -45,7 +45,7 @@ def default_layer(model: TorchClassifier) -> str:
     return dense[1] if len(dense) >= 3 else dense[0]
 
 
-def _layer_weight(model: TorchClassifier, layer: str) -> Tensor:
+def _layer_weight(model: WhiteBox, layer: str) -> Tensor:
     modules = dict(model.module.named_modules())
     module = modules.get(layer) if layer else None
     if not isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear):
@@ -167,7 +167,7 @@ class Uchida(WatermarkScheme):
     def unsupported_reason(self, model: Classifier, key: WatermarkKey) -> str | None:
         """The model must show its weights, with the key's layer of the key's size."""
         layer = str(key.meta["layer"])
-        if not isinstance(model, TorchClassifier):
+        if not isinstance(model, WhiteBox):
             return (
                 f"white-box verification reads the weights of layer {layer!r}; this model "
                 f"({type(model).__name__}) gives no access to its weights"
@@ -207,8 +207,8 @@ class Uchida(WatermarkScheme):
         reason = self.unsupported_reason(model, key)
         if reason is not None:
             raise UnsupportedModelError(reason)
-        torch_model = require_torch(model, "verifying a white-box 'uchida' watermark")
-        weight = _layer_weight(torch_model, str(key.meta["layer"])).detach()
+        assert isinstance(model, WhiteBox)  # unsupported_reason said so
+        weight = _layer_weight(model, str(key.meta["layer"])).detach()
         w = mean_weights(weight)
         projection = torch.as_tensor(key.arrays["projection"], device=w.device)
         return (projection @ w > 0).long().cpu().numpy()

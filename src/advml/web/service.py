@@ -289,14 +289,7 @@ class DemoService:
     # -- what there is -------------------------------------------------------------------
     def attack_available(self, name: str) -> str | None:
         """``None`` when ``name`` can attack this model, else why not."""
-        cls = registry.get("evasion", name)
-        if getattr(cls, "needs_gradients", True) and not getattr(
-            self.model, "has_gradients", False
-        ):
-            return f"{name} needs the model's gradients; this model does not give them"
-        if getattr(cls, "needs_scores", True) and not getattr(self.model, "has_scores", False):
-            return f"{name} needs the model's scores; this model answers labels only"
-        return None
+        return registry.get("evasion", name).unsupported_reason(self.model)
 
     def info(self) -> dict[str, Any]:
         """The model, its data, the attacks and defences with their strengths."""
@@ -539,7 +532,7 @@ class DemoService:
                 immutable=tuple(int(i) for i in np.flatnonzero(~near))
             )
             settings["pixels_tried"] = int(near.sum())
-        result = registry.create("evasion", attack, **run_settings).generate(self.model, x)  # type: ignore[attr-defined]
+        result = registry.create("evasion", attack, **run_settings).generate(self.model, x)
         seconds = time.perf_counter() - start
         x_adv = np.asarray(result.x_adv, dtype=np.float32)
         original, adversarial = self.view(x), self.view(x_adv)
@@ -646,7 +639,7 @@ class DemoService:
             settings["size"] = min(presets[strength], limit)
         if "seed" in registry.schema("preprocess", name):
             settings["seed"] = self.seed
-        prep: Preprocessor = registry.create("preprocess", name, **settings)  # type: ignore[assignment]
+        prep: Preprocessor = registry.create("preprocess", name, **settings)
         return prep
 
     def defend(

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.models.base import WhiteBox
 from advml.models.torch import TorchClassifier
 
 __all__ = ["SECTION", "BackdoorSection"]
@@ -77,7 +78,7 @@ class BackdoorSection(AuditSection):
         _check(settings)
         if float(settings["fraction"]) == 0:
             return "the threat model says the adversary cannot poison the training data"
-        if not ctx.retrainable or not isinstance(ctx.model, TorchClassifier):
+        if not ctx.retrainable or not isinstance(ctx.model, WhiteBox):
             return (
                 "measuring a backdoor means retraining the model on poisoned data, and advml "
                 "knows how to retrain only its reference models (this one came from "

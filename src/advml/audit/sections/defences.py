@@ -51,7 +51,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advml import registry
-from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.audit.sections.base import (
+    AuditContext,
+    AuditSection,
+    Level,
+    SectionOutput,
+    Verdict,
+)
 from advml.defences.detection import FeatureSqueezingDetector
 from advml.defences.preprocess import Autoencoder, Preprocessor, evaluate_defence
 from advml.defences.preprocess.evaluation import MASKING_GAP
@@ -120,7 +126,6 @@ class DefencesSection(AuditSection):
         attack = registry.create(
             "evasion", "pgd", eps=eps, steps=int(settings["steps"]), seed=ctx.config.seed
         )
-        assert isinstance(attack, EvasionAttack)
 
         base, base_arrays = ctx.step(
             f"undefended-eps{eps:g}",
@@ -222,7 +227,6 @@ def _plan(
         if "seed" in registry.schema("preprocess", name):
             params.setdefault("seed", seed)
         prep = registry.create("preprocess", name, **params)
-        assert isinstance(prep, Preprocessor)
         try:
             if prep.needs_fit:
                 # Not fitted yet (the autoencoder is trained inside its step): only the
@@ -444,7 +448,7 @@ def _verdict(
     acc = float(best["worst_case_robust_accuracy"])
     clean = float(base["clean_accuracy"])
     ratio = acc / clean if clean > 0 else 0.0
-    level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
+    level: Level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
     label = {"pass": "defences hold", "warn": "defences help partly", "fail": "defences fail"}
     text = (
         f"The best input-cleansing defence evaluated, {best['name'].replace('_', ' ')}, "
@@ -458,4 +462,4 @@ def _verdict(
         "masking_defences": sum(1 for r in rows if r["gradient_masking"]),
         "eps": eps,
     }
-    return Verdict(level, label[level], text, numbers)  # type: ignore[arg-type]
+    return Verdict(level, label[level], text, numbers)

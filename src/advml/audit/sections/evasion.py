@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 
 from advml import registry
-from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.audit.sections.base import (
+    AuditContext,
+    AuditSection,
+    Level,
+    SectionOutput,
+    Verdict,
+)
 from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.evasion.constraints import FeatureConstraints
@@ -29,17 +35,9 @@ def plan(
     steps: list[tuple[str, float, EvasionAttack]] = []
     skipped: list[dict[str, str]] = []
     for name in config.attacks:
-        cls = registry.get("evasion", name)
-        assert issubclass(cls, EvasionAttack)
-        if cls.needs_gradients and not model.has_gradients:
-            skipped.append(
-                {"attack": name, "reason": f"{name} needs gradients; the model gives none"}
-            )
-            continue
-        if cls.needs_scores and not model.has_scores:
-            skipped.append(
-                {"attack": name, "reason": f"{name} needs scores; the model returns labels only"}
-            )
+        reason = registry.get("evasion", name).unsupported_reason(model)
+        if reason is not None:
+            skipped.append({"attack": name, "reason": reason})
             continue
         settings = dict(config.attack_settings.get(name, {}))
         rules = getattr(config, "constraints", None)
@@ -60,7 +58,7 @@ def plan(
             attack = registry.create("evasion", name, **{**settings, "eps": eps})
             if "seed" in attack.get_params():
                 attack = attack.set_params(seed=config.seed)
-            steps.append((name, eps, attack))  # type: ignore[arg-type]
+            steps.append((name, eps, attack))
     return steps, skipped
 
 
@@ -186,7 +184,7 @@ def _verdict(clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float) ->
         )
     acc, name, eps = worst
     ratio = acc / clean_acc if clean_acc > 0 else 0.0
-    level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
+    level: Level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
     text = (
         f"Under {name} with ε = {eps:g} (each input value may move by {eps:g} of its range), "
         f"accuracy falls from {clean_acc:.1%} to {acc:.1%}. "
@@ -198,7 +196,7 @@ def _verdict(clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float) ->
         "model's predictions.",
     }[level]
     return Verdict(
-        level,  # type: ignore[arg-type]
+        level,
         _LABELS[level],
         text,
         {"robust_accuracy": acc, "attack": name.lower(), "eps": eps},

@@ -30,7 +30,13 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.audit.sections.base import (
+    AuditContext,
+    AuditSection,
+    Level,
+    SectionOutput,
+    Verdict,
+)
 from advml.defences.output.base import OutputDefence
 from advml.errors import UnsupportedModelError
 from advml.extraction import Copycat, EquationSolving, transfer_evasion
@@ -377,7 +383,6 @@ def _hardening(
     equation: Mapping[str, Any],
 ) -> dict[str, Any]:
     defence = registry.create("output_defence", name, **params)
-    assert isinstance(defence, OutputDefence)
     entry: dict[str, Any] = {"defence": name, "params": params, "reveals": defence.describe()}
     model = ctx.model
     if not model.has_scores:
@@ -476,7 +481,7 @@ def _verdict(
     queries = int(stealing["queries"])
     transfer = stealing.get("transfer") or {}
     exact = equation.get("status") == "exact"
-    level = "fail" if exact or fid >= 0.9 else "warn" if fid >= 0.7 else "pass"
+    level: Level = "fail" if exact or fid >= 0.9 else "warn" if fid >= 0.7 else "pass"
     seen = "its scores" if outputs == "scores" else "its labels"
     text = (
         f"With {queries:,} questions to the model, reading {seen}, an attacker trained a copy "
@@ -521,4 +526,4 @@ def _verdict(
         "transfer_success": transfer.get("transfer_success"),
         "equation_exact": exact,
     }
-    return Verdict(level, _LABELS[level], text, numbers)  # type: ignore[arg-type]
+    return Verdict(level, _LABELS[level], text, numbers)

@@ -20,7 +20,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advml import registry
-from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.audit.sections.base import (
+    AuditContext,
+    AuditSection,
+    Level,
+    SectionOutput,
+    Verdict,
+)
 from advml.models.base import Classifier
 from advml.privacy.inversion import MIFace, invert_and_judge
 
@@ -110,7 +116,7 @@ class InversionSection(AuditSection):
                     entry.update(blocked=True, note="labels only: no confidence to climb")
                     hardening.append(entry)
                     continue
-                target = defence.wrap(ctx.model)  # type: ignore[attr-defined]
+                target = defence.wrap(ctx.model)
                 note = ""
             zo = _attack(settings, "zeroth-order", seed)
             h_meta, _ = ctx.step(
@@ -223,7 +229,7 @@ _LABELS = {"pass": "not reconstructable", "warn": "classes reconstructable"}
 def _verdict(meta: Mapping[str, Any], n_classes: int) -> Verdict:
     rate = float(meta["recognition_rate"])
     k = len(meta["per_class"])
-    level = "warn" if rate >= _WARN else "pass"
+    level: Level = "warn" if rate >= _WARN else "pass"
     how = "its gradients" if meta["gradient"] == "white-box" else "its scores alone"
     text = (
         f"From {how}, an attacker reconstructed an image of each of {k} classes; an "
@@ -236,7 +242,7 @@ def _verdict(meta: Mapping[str, Any], n_classes: int) -> Verdict:
         "group; release labels only, or fewer and coarser scores, there.",
     }[level]
     return Verdict(
-        level,  # type: ignore[arg-type]
+        level,
         _LABELS[level],
         text,
         {"recognition_rate": rate, "mean_ssim_to_class_mean": meta["mean_ssim_to_class_mean"]},

@@ -36,9 +36,16 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.audit.sections.base import (
+    AuditContext,
+    AuditSection,
+    Level,
+    SectionOutput,
+    Verdict,
+)
 from advml.models import validation_split
 from advml.models.base import Classifier
+from advml.models.torch import TorchClassifier, require_torch
 from advml.privacy.membership import (
     LabelOnly,
     LiRA,
@@ -132,18 +139,16 @@ class MembershipSection(AuditSection):
         names = list(settings["attacks"])
         # The model's answers on the records, asked once when a step first needs them.
         recorded = functools.cache(partial(_recorded, model, split))
-        if model.has_scores:
+        refused = {n: registry.get("membership", n).unsupported_reason(model) for n in names}
+        skipped += [{"attack": n, "reason": r} for n, r in refused.items() if r is not None]
+        allowed = [n for n in names if refused[n] is None]
+        if allowed:
             meta, _ = ctx.step(
                 "threshold",
-                {"attacks": names, "split": split["key"]},
-                partial(_threshold_step, recorded, names, split, seed),
+                {"attacks": allowed, "split": split["key"]},
+                partial(_threshold_step, recorded, allowed, split, seed),
             )
             attacks_run += meta["attacks"]
-        else:
-            skipped += [
-                {"attack": n, "reason": f"{n} needs scores; the model answers labels only"}
-                for n in names
-            ]
         n_label = min(int(settings["label_only_records"]), split["n"])
         label_only: dict[str, Any] | None = None
         if n_label > 0:
@@ -462,8 +467,6 @@ def _trade_off(
     noise = [float(v) for v in settings["dp_noise"]]
     if not noise:
         return {"rows": [], "reason": "not run (section setting dp_noise is empty)"}
-    from advml.models.torch import TorchClassifier
-
     if not (ctx.retrainable and isinstance(ctx.model, TorchClassifier)):
         return {
             "rows": [],
@@ -499,12 +502,12 @@ def _dp_step(ctx: AuditContext, split: dict[str, Any], sigma: float, epochs: int
     ds = ctx.dataset
     rows = split["train_rows"]
     delta = min(1e-5, 0.1 / len(rows))
-    from advml.models.torch import TorchClassifier
-
-    assert isinstance(ctx.model, TorchClassifier)  # checked by _trade_off
     defence = DPSGD(noise_multiplier=sigma, epochs=epochs, delta=delta, seed=ctx.config.seed)
     trained = defence.fit(
-        ctx.model, ds.x_train[rows], ds.y_train[rows], show_progress=ctx.show_progress
+        require_torch(ctx.model, "DP-SGD", "retraining"),  # _trade_off checked it
+        ds.x_train[rows],
+        ds.y_train[rows],
+        show_progress=ctx.show_progress,
     )
     model = trained.model
     accuracy = float((np.asarray(model.predict(ctx.x)) == ctx.y).mean())
@@ -547,6 +550,7 @@ def _verdict(attacks: list[dict[str, Any]], split: dict[str, Any]) -> Verdict:
     best_auc = max(attacks, key=lambda a: a["auc"])
     best_tpr = max(attacks, key=lambda a: a["tpr_at_1_fpr"])
     auc, tpr = float(best_auc["auc"]), float(best_tpr["tpr_at_1_fpr"])
+    level: Level
     if auc >= _FAIL_AUC or tpr >= _FAIL_TPR:
         level = "fail"
     elif auc >= _WARN_AUC or tpr >= _WARN_TPR:
@@ -568,7 +572,7 @@ def _verdict(attacks: list[dict[str, Any]], split: dict[str, Any]) -> Verdict:
         "records; train with regularisation or DP-SGD, or release less than full scores.",
     }[level]
     return Verdict(
-        level,  # type: ignore[arg-type]
+        level,
         _LABELS[level],
         text,
         {

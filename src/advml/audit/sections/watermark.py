@@ -41,7 +41,6 @@ from advml.watermark import (
     Verification,
     WatermarkKey,
     WatermarkScheme,
-    clone_model,
     verify,
 )
 from advml.watermark.removal import describe
@@ -169,7 +168,6 @@ class WatermarkSection(AuditSection):
                 continue
             params = dict(settings["scheme_settings"].get(name, {}))
             scheme = registry.create("watermark", name, **params)
-            assert isinstance(scheme, WatermarkScheme)
             step_settings = {
                 "scheme": name,
                 "params": scheme.get_params(),
@@ -203,7 +201,6 @@ class WatermarkSection(AuditSection):
                 if "seed" in registry.schema("watermark_removal", attack_name):
                     attack_params.setdefault("seed", seed)
                 attack = registry.create("watermark_removal", attack_name, **attack_params)
-                assert isinstance(attack, RemovalAttack)
                 row, _ = ctx.step(
                     f"removal-{name}-{attack_name}",
                     {**step_settings, "attack": attack_name, "attack_params": attack.get_params()},
@@ -342,13 +339,7 @@ def _independent(
                 x, y, seed=own_seed, epochs=epochs, desc="independent model (no watermark)"
             )
         else:
-            model = clone_model(owner)
-            with torch.random.fork_rng():
-                torch.manual_seed(own_seed)
-                for m in model.module.modules():
-                    reset = getattr(m, "reset_parameters", None)
-                    if callable(reset):
-                        reset()
+            model = owner.reinitialised(own_seed)
             train(
                 model,
                 x,
@@ -380,7 +371,7 @@ def _weights(model: TorchClassifier) -> dict[str, np.ndarray]:
 
 def _restore(base: TorchClassifier, arrays: Mapping[str, np.ndarray]) -> TorchClassifier:
     """A copy of ``base`` with the weights stored by :func:`_weights`."""
-    model = clone_model(base)
+    model = base.clone()
     state = {k[2:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("w:")}
     model.module.load_state_dict(state)
     model.module.eval()

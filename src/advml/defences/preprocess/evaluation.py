@@ -211,9 +211,9 @@ def _build_attack(
         check_number("steps", steps, low=1, integer=True)
         schema = registry.schema("evasion", attack)
         wanted = {"eps": eps, "steps": steps, "seed": seed}
-        obj = registry.create("evasion", attack, **{k: v for k, v in wanted.items() if k in schema})
-        assert isinstance(obj, EvasionAttack)
-        built = obj
+        built = registry.create(
+            "evasion", attack, **{k: v for k, v in wanted.items() if k in schema}
+        )
     else:
         raise TypeError(
             f"attack must be a registered attack's name or an EvasionAttack, got "

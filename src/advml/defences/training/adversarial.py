@@ -23,7 +23,7 @@ from advml.defences.training.base import (
     RobustTraining,
     with_training_parameters,
 )
-from advml.evasion.base import EvasionAttack, Norm
+from advml.evasion.base import Norm
 from advml.models.torch import TorchClassifier
 from advml.validation import check_choice, check_number
 
@@ -44,18 +44,15 @@ def _attacked(
     """``x`` attacked with :class:`advml.evasion.PGD` from a random start of the ε-ball."""
     if eps == 0:
         return x
-    attack = cast(
-        EvasionAttack,
-        registry.create(
-            "evasion",
-            "pgd",
-            eps=eps,
-            norm=norm,
-            steps=steps,
-            step_size=step_size,
-            random_start=True,
-            seed=seed,
-        ),
+    attack = registry.create(
+        "evasion",
+        "pgd",
+        eps=eps,
+        norm=norm,
+        steps=steps,
+        step_size=step_size,
+        random_start=True,
+        seed=seed,
     )
     return cast(Tensor, attack.generate(model, x, y).x_adv)
 

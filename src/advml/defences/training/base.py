@@ -25,8 +25,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml.base import Component
-from advml.errors import UnsupportedModelError
-from advml.models.torch import TorchClassifier, reinitialise
+from advml.models.torch import TorchClassifier, reinitialise, require_torch
 from advml.models.training import History, LossFn, train
 from advml.validation import check_bool, check_choice, check_in_bounds, check_number
 
@@ -176,11 +175,7 @@ class TrainingDefence(Component):
         """``x`` as a tensor on ``model``'s device, once ``model`` is known to be a
         PyTorch network (else :class:`UnsupportedModelError`) and ``x`` within its
         bounds."""
-        if not isinstance(model, TorchClassifier):
-            raise UnsupportedModelError(
-                f"{type(self).__name__} trains PyTorch networks; got {type(model).__name__}. "
-                f"Wrap an nn.Module with advml.models.TorchClassifier"
-            )
+        require_torch(model, type(self).__name__, "training its network")
         check_bool("show_progress", show_progress)
         xt = model.as_tensor(x, name="x")
         check_in_bounds("x", xt, model.bounds)

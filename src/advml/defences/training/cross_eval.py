@@ -9,7 +9,6 @@ per evaluation attack, each cell the accuracy under that attack.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from torch import Tensor
 from advml import registry
 from advml.evasion.base import EvasionAttack
 from advml.models.base import Classifier
+from advml.runtime.plain import plain
 from advml.runtime.progress import progress
 from advml.validation import check_labels, check_number
 
@@ -83,9 +83,7 @@ class CrossEvaluation:
             "worst_case": [float(v) for v in self.worst_case()],
             "n": self.n,
             "seconds": self.seconds,
-            "attack_params": {
-                k: {p: _plain(v) for p, v in ps.items()} for k, ps in self.attack_params.items()
-            },
+            "attack_params": plain(self.attack_params, finite=True),
         }
 
 
@@ -197,7 +195,6 @@ def default_attacks(
         if "eps" not in settings:
             continue
         attack = registry.create("evasion", name, **settings)
-        assert isinstance(attack, EvasionAttack)
         out[label] = attack
     return out
 
@@ -241,13 +238,3 @@ def plot_cross_evaluation(result: CrossEvaluation, ax: Axes | None = None) -> Fi
 
 def _numpy(a: np.ndarray | Tensor) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, bool | int | float | str) or v is None:
-        return v
-    if isinstance(v, np.generic):
-        return v.item()
-    return str(v)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from advml.models.torch import TorchClassifier
 from advml.models.training import History
 from advml.runtime.progress import progress
 from advml.validation import check_choice, check_labels, check_number
+
+if TYPE_CHECKING:  # opacus is imported when training starts (it is slow to import)
+    from opacus.optimizers import DPOptimizer
 
 __all__ = ["DPSGD", "PrivateTrainedModel"]
 
@@ -113,7 +116,7 @@ class DPSGD(PrivateTraining):
                 # opacus warns about secure RNG and about full-backward hooks on every call.
                 warnings.simplefilter("ignore", UserWarning)
                 engine, private, opt, loader = self._make_private(target, xt, yt)
-                sigma = float(opt.noise_multiplier)  # type: ignore[attr-defined]
+                sigma = float(opt.noise_multiplier)
                 runner = TorchClassifier(
                     private,
                     input_shape=model.input_shape,
@@ -149,7 +152,7 @@ class DPSGD(PrivateTraining):
 
     def _make_private(
         self, target: TorchClassifier, xt: Tensor, yt: Tensor
-    ) -> tuple[Any, torch.nn.Module, torch.optim.Optimizer, Any]:
+    ) -> tuple[Any, torch.nn.Module, DPOptimizer, Any]:
         """opacus's engine, the wrapped network, the private optimiser and the Poisson
         data loader for ``target`` (in training mode), seeded by ``self.seed``."""
         from opacus import PrivacyEngine

@@ -30,8 +30,8 @@ from torch import Tensor
 from advml import registry
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier, reinitialise
+from advml.models.base import Classifier, WhiteBox
+from advml.models.torch import TorchClassifier, reinitialise, require_torch
 from advml.privacy.membership.metrics import MembershipMetrics, membership_metrics
 from advml.runtime.progress import progress
 from advml.validation import check_choice, check_in_bounds, check_labels, check_number
@@ -107,6 +107,14 @@ class MembershipAttack(Component):
     shadow_epochs: int
     shadow_lr: float
     shadow_batch_size: int
+
+    @classmethod
+    def unsupported_reason(cls, model: Classifier) -> str | None:
+        """Why this attack cannot run on ``model`` (it needs scores the model does not
+        give), or ``None`` when it can; :meth:`fit` raises it, experiments skip with it."""
+        if cls.needs_scores and not model.has_scores:
+            return f"{cls.__name__} needs the model's scores; this model answers labels only"
+        return None
 
     # -- the public verbs ------------------------------------------------------------
     def fit(
@@ -203,15 +211,15 @@ class MembershipAttack(Component):
                 f"model must be an advml Classifier (e.g. TorchClassifier), got "
                 f"{type(model).__name__}; wrap it with an adapter from advml.models"
             )
-        if self.needs_scores and not model.has_scores:
+        reason = self.unsupported_reason(model)
+        if reason is not None:
             others = [
                 n
                 for n in registry.available("membership")
-                if not registry.get("membership", n).needs_scores  # type: ignore[attr-defined]
+                if registry.get("membership", n).unsupported_reason(model) is None
             ]
             raise UnsupportedModelError(
-                f"{type(self).__name__} needs the model's scores; this model answers labels "
-                f"only. Membership attacks that work on labels: {', '.join(others)}."
+                f"{reason}. Membership attacks that work on this model: {', '.join(others)}."
             )
 
 
@@ -402,12 +410,12 @@ def default_train_fn(
             f"{target.input_shape}; use 'mlp' or 'same'"
         )
     kwargs = {"input_shape": target.input_shape, "n_classes": target.n_classes}
-    preprocessing = target.preprocessing if isinstance(target, TorchClassifier) else None
+    preprocessing = target.preprocessing if isinstance(target, WhiteBox) else None
 
     def fresh(seed: int) -> TorchClassifier:
         if architecture == "same" and fallback is None:
-            assert isinstance(target, TorchClassifier)  # checked by the problem above
-            return target.reinitialised(seed)
+            # No problem found, so a PyTorch network (advml's training loop trains one).
+            return require_torch(target, attack, "copies of its network").reinitialised(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = build(name, **kwargs)
@@ -441,7 +449,7 @@ def default_train_fn(
 
 def _same_architecture_problem(target: Classifier) -> str | None:
     """Why no untrained copy of ``target``'s network can be made, or None if it can."""
-    if not isinstance(target, TorchClassifier):
+    if not isinstance(target, TorchClassifier):  # advml's training loop trains these
         return (
             f"the target is a {type(target).__name__}, not a PyTorch network advml can copy "
             "and re-initialise"

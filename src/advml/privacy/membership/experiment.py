@@ -324,8 +324,6 @@ def membership_attacks(
         if n_shadow is not None and "n_shadow" in schema:
             chosen["n_shadow"] = n_shadow
         attack = registry.create("membership", name, **chosen)
-        if not isinstance(attack, MembershipAttack):  # a registry entry of another kind
-            raise TypeError(f"{name!r} is not a membership attack")
         attacks[name] = attack
     ignored = sorted(set(extra) - {k for n in attacks for k in registry.schema("membership", n)})
     if ignored:
@@ -364,10 +362,9 @@ def evaluate_membership(
     target = view(setup.model) if view is not None else setup.model
     outcomes: dict[str, AttackOutcome] = {}
     for name, attack in attacks.items():
-        if attack.needs_scores and not target.has_scores:
-            outcomes[name] = AttackOutcome(
-                name, None, skipped="needs scores; the model answers labels only"
-            )
+        reason = attack.unsupported_reason(target)
+        if reason is not None:
+            outcomes[name] = AttackOutcome(name, None, skipped=reason)
             continue
         if isinstance(attack, LiRA):  # the online attack needs the candidates in its pool
             fit_x, fit_y = setup.x_pool, setup.y_pool

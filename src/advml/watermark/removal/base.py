@@ -12,12 +12,11 @@ from torch import Tensor, nn
 
 from advml.base import Component
 from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier
+from advml.models.torch import TorchClassifier, require_torch
 from advml.models.training import train
 from advml.validation import check_labels, check_number
-from advml.watermark.base import require_torch
 
-__all__ = ["RemovalAttack", "RemovalResult", "reinitialise"]
+__all__ = ["RemovalAttack", "RemovalResult"]
 
 
 @dataclass(frozen=True)
@@ -130,13 +129,3 @@ class RemovalAttack(Component):
             desc=f"removal {self.name}",
         )
         model.reset_queries()
-
-
-def reinitialise(module: nn.Module, seed: int) -> None:
-    """Draw every parameter of ``module`` afresh with its own initialiser, from ``seed``."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for m in module.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()

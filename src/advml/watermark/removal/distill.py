@@ -9,11 +9,10 @@ from torch import Tensor
 
 from advml import registry
 from advml.models.architectures import build as build_architecture
-from advml.models.base import Classifier
+from advml.models.base import Classifier, WhiteBox
 from advml.models.torch import TorchClassifier
 from advml.validation import check_choice
-from advml.watermark.base import clone_model
-from advml.watermark.removal.base import RemovalAttack, reinitialise
+from advml.watermark.removal.base import RemovalAttack
 
 __all__ = ["Distill"]
 
@@ -63,13 +62,12 @@ class Distill(RemovalAttack):
     def _fresh(self, model: Classifier) -> TorchClassifier:
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
-            if self.architecture == "same" and isinstance(model, TorchClassifier):
+            if self.architecture == "same" and isinstance(model, WhiteBox):
                 recorded = model.module.__dict__.get("advml_architecture")
                 if recorded is not None:
                     module = build_architecture(recorded[0], **recorded[1])
                 else:
-                    module = clone_model(model).module
-                    reinitialise(module, self.seed)
+                    module = model.reinitialised(self.seed).module
                 preprocessing = model.preprocessing
             else:
                 arch = "mlp" if self.architecture == "same" else self.architecture

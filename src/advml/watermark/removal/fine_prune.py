@@ -12,7 +12,6 @@ from advml.errors import UnsupportedModelError
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.validation import check_number
-from advml.watermark.base import clone_model
 from advml.watermark.removal.base import RemovalAttack
 
 __all__ = ["FinePrune", "default_unit_layer"]
@@ -73,7 +72,7 @@ class FinePrune(RemovalAttack):
 
     def _run(self, model: TorchClassifier, x: Tensor, y: Tensor | None) -> Classifier:
         assert y is not None  # checked by remove()
-        out = clone_model(model)
+        out = model.clone()
         layer = self.layer or default_unit_layer(out)
         acts = torch.as_tensor(out.activations(x, layer))
         mean = acts.transpose(0, 1).flatten(1).mean(dim=1)

@@ -13,9 +13,9 @@ from torch import Tensor
 
 from advml import registry
 from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier
-from advml.watermark.base import clone_model, last_layer
-from advml.watermark.removal.base import RemovalAttack, reinitialise
+from advml.models.torch import TorchClassifier, reinitialise
+from advml.watermark.base import last_layer
+from advml.watermark.removal.base import RemovalAttack
 
 __all__ = ["FTAL", "FTLL", "RTAL", "RTLL"]
 
@@ -33,7 +33,7 @@ class _FineTuning(RemovalAttack):
 
     def _run(self, model: TorchClassifier, x: Tensor, y: Tensor | None) -> Classifier:
         assert y is not None  # checked by remove()
-        out = clone_model(model)
+        out = model.clone()
         head = dict(out.module.named_modules())[last_layer(out)]
         if self.reinitialise:
             reinitialise(head, self.seed)

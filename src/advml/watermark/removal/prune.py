@@ -13,7 +13,6 @@ from advml.errors import UnsupportedModelError
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.validation import check_number
-from advml.watermark.base import clone_model
 from advml.watermark.removal.base import RemovalAttack
 
 __all__ = ["Prune", "weight_layers"]
@@ -60,7 +59,7 @@ class Prune(RemovalAttack):
         self.layers = None if layers is None else list(layers)
 
     def _run(self, model: TorchClassifier, x: Tensor, y: Tensor | None) -> Classifier:
-        out = clone_model(model)
+        out = model.clone()
         names = self.layers or weight_layers(out)
         modules = dict(out.module.named_modules())
         for name in names:
