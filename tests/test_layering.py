@@ -73,9 +73,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "issue 12: EOT imports blur/JPEG from defences/preprocess inside a function, "
         "hiding an evasion <-> defences circle; the image operations move to advml.imaging"
     ),
-    ("advml.defences.backdoor.pruning", "poisoning"): (
-        "issue 12: the backdoor success metric pruning uses belongs in advml.metrics"
-    ),
 }
 """``(importing module, imported top-level part)`` pairs ignored until their fix merges."""
 
