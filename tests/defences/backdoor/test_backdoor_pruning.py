@@ -118,9 +118,9 @@ def test_fine_pruning_removes_a_real_backdoor(digits_pixel_backdoor: Backdoored)
     params = [p.detach().clone() for p in b.model.module.parameters()]
     result = FinePruning().repair(b.model, b.x_val, b.y_val)
     after = evaluate_backdoor(result.model, b.poisoned, b.x_test, b.y_test)
-    # The default rate keeps clean accuracy (within 2 points of the best on held-out
-    # folds): on this MLP a rate below 1e-2, which leaves the one-pixel backdoor at 0.57
-    # (measured, clean 0.956 -> 0.956), and the check says the repair failed. The owner
+    # The default rate keeps clean accuracy (within two standard errors of the best
+    # rate's on held-out folds): on this MLP a rate below 1e-2, which leaves the
+    # one-pixel backdoor at 0.57 (measured, clean 0.956 -> 0.956): the check says so. The owner
     # who accepts a clean cost gives the rate: 1e-2 (cosine) gives 0.06 at 0.961; Adam
     # 1e-3 for 10 epochs on 162 of the 180 clean inputs left 0.90, because 30 optimiser
     # steps barely move the weights (see FinePruning's docstring).

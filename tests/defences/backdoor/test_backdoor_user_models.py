@@ -178,12 +178,13 @@ def _check_search(result: FinePruningResult, n_val: int) -> None:
     assert [r["lr"] for r in rows] == sorted(LR_GRID)[: len(rows)]
     reference = rows[0]["reference"]
     assert all(r["reference"] == reference for r in rows)
-    # The reference is the best accuracy on offer: no full-length row beats it.
+    # The reference is the best held-out accuracy of the rates scored in full.
     full = [r for r in rows if r["held_out"] == n_val]
-    assert max(r["accuracy"] for r in full) <= reference
+    assert max(r["accuracy"] for r in full) == reference
+    # A rate keeps accuracy when it falls less than two binomial standard errors.
+    bar = reference - 2 * np.sqrt(reference * (1 - reference) / n_val)
     for r in rows:
-        kept = r["held_out"] == n_val and r["accuracy"] >= reference - 0.02 - 1e-9
-        assert bool(r["accepted"]) == kept
+        assert bool(r["accepted"]) == (r["held_out"] == n_val and r["accuracy"] >= bar - 1e-9)
     assert result.lr == max(r["lr"] for r in rows if r["accepted"])
     # Either the whole grid kept accuracy, or the search stopped at the first rate
     # that did not.
@@ -198,7 +199,8 @@ def test_fine_pruning_keeps_clean_accuracy_and_repairs_the_bn_cnn(user_cnn: User
     result = FinePruning().repair(b.model, b.x_val, b.y_val)
     _check_search(result, len(b.y_val))
     # Measured (seed 0): held-out accuracy 0.972 / 0.978 / 0.944 for 1e-3 / 3e-3 / 1e-2:
-    # 1e-2 costs 3.4 points, so 3e-3 (the old 10-point rule took 3e-2: 8.3 points lost).
+    # 1e-2 falls 3.4 points, more than two standard errors (2.2), so 3e-3 (the old
+    # 10-point rule took 3e-2: 8.3 points lost on test data).
     assert result.lr == 3e-3
     after = result.check(b.x_test, b.y_test, trig, target)
     # Measured: attack success 1.00 -> 0.006, clean accuracy 0.989 -> 0.967.
@@ -216,7 +218,7 @@ def test_fine_pruning_keeps_clean_accuracy_and_says_the_mlp_repair_failed(
     result = FinePruning().repair(b.model, b.x_val, b.y_val)
     _check_search(result, len(b.y_val))
     # Only 3e-2 removes this backdoor, and on held-out folds it costs 6-9 points of
-    # clean accuracy (measured seeds 0-3): the rule keeps accuracy, not the trade.
+    # clean accuracy (measured seeds 0-3; 1e-2 already 5): the rule keeps accuracy.
     assert result.lr < 3e-2
     # 180 clean inputs in batches of 32: 6 steps an epoch, 17 epochs for 100 steps.
     assert result.epochs == 17

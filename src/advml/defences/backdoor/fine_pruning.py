@@ -47,7 +47,7 @@ class FinePruningResult:
     """The rates tried, smallest first, each with its held-out clean accuracy (empty when
     ``lr`` was given): ``{"lr", "accuracy", "held_out", "reference", "accepted"}``;
     ``held_out`` counts the inputs scored (fewer when the rate was dropped early),
-    ``reference`` is the best clean accuracy on offer (pruned model or a rate)."""
+    ``reference`` is the best held-out accuracy of the rates."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -88,13 +88,13 @@ class FinePruning(BackdoorDefence):
     Defaults that work on the architectures a user brings: the learning rate is the
     largest of ``lr_grid`` that keeps clean accuracy (cross-validated on the clean data
     the defender holds), and the length is enough epochs for ``min_steps`` optimiser
-    steps. "Keeps" means within ``lr_tolerance`` (2 points) of the best clean accuracy
-    on offer (the pruned model's or a smaller rate's, on held-out folds), about one
-    binomial standard error of an accuracy near 0.92 measured on 180 inputs: an owner
-    does not trade more accuracy than the data can resolve. On a GELU MLP (digits, 2x2
-    patch) only 3e-2 removed the backdoor, and on held-out folds it cost 6-9 points, so
-    the rule keeps a smaller rate there and the backdoor survives: the check says so
-    rather than the defence trading accuracy silently (docs/backdoor.md). A defence
+    steps. "Keeps" means no fall below the best rate's held-out accuracy larger than two
+    binomial standard errors of it (what a few hundred clean inputs can tell apart from
+    no fall: 2.2 points at 0.978 on 180 inputs), or ``lr_tolerance`` when given. On a
+    GELU MLP (digits, 2x2 patch) only 3e-2 removed the backdoor, and on held-out folds
+    it cost 5-9 points, so the rule keeps a smaller rate there and the backdoor
+    survives: the check says so rather than the defence trading accuracy silently
+    (docs/backdoor.md). A defence
     cannot see the trigger: :meth:`FinePruningResult.check` measures whether the
     backdoor survived (``repair_failed``), for whoever holds triggered test inputs.
 
@@ -145,14 +145,14 @@ class FinePruning(BackdoorDefence):
         ``min_steps`` optimiser steps.
     lr : float, optional
         Initial fine-tuning learning rate (Adam). Default: chosen from ``lr_grid`` on the
-        clean data (the largest rate whose held-out clean accuracy stays within
-        ``lr_tolerance`` of the best on offer; see :meth:`_choose_lr`).
+        clean data (the largest rate whose held-out clean accuracy keeps the best rate's;
+        see :meth:`_choose_lr`).
     lr_grid : tuple of float
         Candidate rates when ``lr`` is not given (default 1e-3, 3e-3, 1e-2, 3e-2).
-    lr_tolerance : float
-        Largest fall of held-out clean accuracy below the best on offer a rate may
-        cost, in [0, 1] (default 0.02: about one binomial standard error of an accuracy
-        near 0.92 on 180 inputs, two on 500).
+    lr_tolerance : float, optional
+        Largest fall of held-out clean accuracy below the best rate's that a rate may
+        cost, in [0, 1]; default two binomial standard errors of that accuracy on the
+        clean inputs (see :meth:`_bar`).
     folds : int
         Folds of the clean data for choosing the rate (>= 2).
     min_steps : int
@@ -181,7 +181,7 @@ class FinePruning(BackdoorDefence):
         epochs: int | None = None,
         lr: float | None = None,
         lr_grid: tuple[float, ...] = LR_GRID,
-        lr_tolerance: float = 0.02,
+        lr_tolerance: float | None = None,
         folds: int = 3,
         min_steps: int = 100,
         schedule: Literal["cosine", "constant"] = "cosine",
@@ -198,7 +198,8 @@ class FinePruning(BackdoorDefence):
             raise ValueError(f"lr_grid must be a non-empty sequence of rates, got {lr_grid!r}")
         for rate in lr_grid:
             check_number("lr_grid", rate, low=0, low_inclusive=False)
-        check_number("lr_tolerance", lr_tolerance, low=0, high=1)
+        if lr_tolerance is not None:
+            check_number("lr_tolerance", lr_tolerance, low=0, high=1)
         check_number("folds", folds, low=2, integer=True)
         check_number("min_steps", min_steps, low=1, integer=True)
         check_choice("schedule", schedule, ("cosine", "constant"))
@@ -290,12 +291,14 @@ class FinePruning(BackdoorDefence):
 
         The clean data are split into ``folds`` (seeded); for a rate the pruned model is
         fine-tuned on all folds but one and scored on the one left out. The reference is
-        the best clean accuracy on offer: the pruned model's, or a rate's held-out one if
-        higher (every fold model learns from fewer inputs than the final one, so rates are
-        compared with each other, not only with a model trained on all of them). A rate is
-        accepted when it stays within ``lr_tolerance`` of that reference. A larger rate
-        moves the weights further from the backdoor (Sha et al., "Fine-tuning is all you
-        need to mitigate backdoor attacks", 2022); clean accuracy says how far is too far.
+        the best held-out accuracy of the rates tried: every fold model learns from fewer
+        inputs than the final one and scores lower than it will, so rates are compared
+        with each other, like with like (against the pruned model's accuracy on the data
+        it was pruned on, the briefly trained mnist-5k audit copy rejected even 1e-3). A
+        rate is accepted when it stays above :meth:`_bar` of that reference. A larger
+        rate moves the weights further from the backdoor (Sha et al., "Fine-tuning is all
+        you need to mitigate backdoor attacks", 2022); clean accuracy says how far is too
+        far.
 
         Rates are tried from the smallest up, and the search stops at the first one that
         falls below the bar (a larger rate only moves the weights further); a rate's
@@ -305,11 +308,11 @@ class FinePruning(BackdoorDefence):
         folds = min(int(self.folds), len(y))
         perm = np.random.default_rng(self.seed).permutation(len(y))
         parts = np.array_split(perm, folds)
-        with pruned.evaluating():
-            best = int((np.asarray(pruned.predict(x)) == y).sum())
-        slack = self.lr_tolerance * len(y)
+        n = len(y)
+        best: int | None = None  # most correct held-out answers of a rate so far
         rows: list[dict[str, float]] = []
         for rate in sorted(self.lr_grid):
+            bar = -1.0 if best is None else n * self._bar(best / n, n)
             correct, seen = 0, 0
             for k in range(folds):
                 held = parts[k]
@@ -318,21 +321,31 @@ class FinePruning(BackdoorDefence):
                 with model.evaluating():
                     correct += int((np.asarray(model.predict(x[held])) == y[held]).sum())
                 seen += held.size
-                if correct + (len(y) - seen) < best - slack - 1e-9:
+                if correct + (n - seen) < bar - 1e-9:
                     break  # even perfect scores on the other folds miss the bar
             rows.append({"lr": rate, "accuracy": correct / seen, "held_out": float(seen)})
-            if seen < len(y) or correct < best - slack - 1e-9:
+            if seen < n or correct < bar - 1e-9:
                 break
-            best = max(best, correct)
-        reference = best / len(y)
+            best = correct if best is None else max(best, correct)
+        reference = (best or 0) / n
         for row in rows:
-            ok = (
-                row["held_out"] == len(y)
-                and row["accuracy"] >= reference - self.lr_tolerance - 1e-9
-            )
+            ok = row["held_out"] == n and row["accuracy"] >= self._bar(reference, n) - 1e-9
             row.update(reference=reference, accepted=float(ok))
         accepted = [r["lr"] for r in rows if r["accepted"]]
         return (max(accepted) if accepted else min(self.lr_grid)), tuple(rows)
+
+    def _bar(self, reference: float, n: int) -> float:
+        """The lowest held-out accuracy that still "keeps" ``reference``.
+
+        ``lr_tolerance`` below it when given; by default two binomial standard errors of
+        an accuracy ``reference`` measured on the defender's ``n`` clean inputs,
+        ``2 sqrt(p (1 - p) / n)``: a smaller fall is within what those inputs can tell
+        apart from none (2.2 points at 0.978 on 180 inputs, 4.7 at 0.83 on 250, 1.9 at
+        0.95 on 500).
+        """
+        if self.lr_tolerance is not None:
+            return reference - float(self.lr_tolerance)
+        return reference - 2.0 * math.sqrt(max(reference * (1.0 - reference), 0.0) / n)
 
 
 def _shifted_loss(shift: int, seed: int) -> Callable[[TorchClassifier, Tensor, Tensor], Tensor]:
