@@ -234,6 +234,14 @@ def test_fine_pruning_keeps_clean_accuracy_and_says_the_mlp_repair_failed(
     assert not strong.check(b.x_test, b.y_test, trig, target).repair_failed
 
 
+def test_fine_pruning_bar_is_two_standard_errors_unless_a_tolerance_is_given() -> None:
+    # 2 sqrt(p (1 - p) / n): 0.978 on 180 inputs -> 2.19 points; 0.83 on 250 -> 4.75.
+    assert FinePruning()._bar(0.978, 180) == pytest.approx(0.978 - 0.021866, abs=1e-6)
+    assert FinePruning()._bar(0.83, 250) == pytest.approx(0.83 - 0.047514, abs=1e-6)
+    assert FinePruning()._bar(1.0, 180) == 1.0  # no spread to allow at 100%
+    assert FinePruning(lr_tolerance=0.05)._bar(0.9, 180) == pytest.approx(0.85)
+
+
 def test_fine_pruning_rejects_bad_rate_settings() -> None:
     for kwargs, name in [
         ({"lr_grid": ()}, "lr_grid"),
