@@ -93,19 +93,22 @@ class FinePruning(BackdoorDefence):
     no fall: 2.2 points at 0.978 on 180 inputs), or ``lr_tolerance`` when given. On a
     GELU MLP (digits, 2x2 patch) only 3e-2 removed the backdoor, and on held-out folds
     it cost 5-9 points, so the rule keeps a smaller rate there and the backdoor
-    survives: the check says so rather than the defence trading accuracy silently
-    (docs/backdoor.md). A defence
-    cannot see the trigger: :meth:`FinePruningResult.check` measures whether the
-    backdoor survived (``repair_failed``), for whoever holds triggered test inputs.
+    survives: the check says so rather than the defence trading accuracy silently. On
+    a conv-BatchNorm CNN it chose 3e-3 or 1e-2 and repaired 3 of 4 seeds for 2.2-2.8
+    points; on the mnist-5k reference CNN 1e-2 costs about the 1.9 points 500 inputs
+    resolve, and the choice falls either way (docs/backdoor.md). A defence cannot see
+    the trigger: :meth:`FinePruningResult.check` measures whether the backdoor survived
+    (``repair_failed``), for whoever holds triggered test inputs.
 
     The fine-tuning must actually move the weights. A defender's clean set is small
     (a few hundred inputs: a handful of optimiser steps per epoch), and clean inputs
     leave the weights that read the trigger's pixels with almost no gradient, so a
     gentle fine-tuning (Adam at 1e-3 for 10 epochs on 180 digits) changes nothing:
-    measured on the digits MLP, attack success stayed at 0.90. The default learning
-    rate is therefore ten times the training one (1e-2), in line with Sha et al.
+    measured on the digits MLP, attack success stayed at 0.90. The search therefore
+    goes up to thirty times the training rate (3e-2), in line with Sha et al.
     ("Fine-tuning is all you need to mitigate backdoor attacks", 2022), who find that
-    fine-tuning with a large learning rate removes backdoors that a small one keeps.
+    fine-tuning with a large learning rate removes backdoors that a small one keeps,
+    and the default length reaches ``min_steps`` optimiser steps.
     There is no early stopping on the clean loss: it cannot see the backdoor, and with
     a few hundred inputs a held-out tenth would pick the epoch by noise.
 
