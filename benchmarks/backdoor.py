@@ -188,6 +188,7 @@ def run(
             "clean_accuracy": fev.clean_accuracy,
             "attack_success": fev.attack_success,
             "clean_drop": ev.clean_accuracy - fev.clean_accuracy,
+            "lr_search": [dict(r) for r in fp.lr_search],
             "seconds": time.perf_counter() - start,
         }
         name = "fine_pruning" + (f"_shift{fp_shift}" if fp_shift else "")

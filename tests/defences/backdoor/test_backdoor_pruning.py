@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import HAND_TRIGGER, Backdoored, hand_data
 
-from advml.defences.backdoor import FinePruning, Pruning, activation_profile, clone_model
+from advml.defences.backdoor import FinePruning, Pruning, activation_profile
 from advml.errors import UnsupportedModelError
 from advml.models import TorchClassifier, train
 from advml.models.architectures import build
@@ -40,7 +40,7 @@ def test_pruning_removes_the_dormant_backdoor_unit(hand_model: TorchClassifier) 
 
 def test_pruning_uses_a_ready_mask_and_keeps_it(hand_model: TorchClassifier) -> None:
     hand_model.set_unit_mask("fc1", [True, True, False])
-    copy = clone_model(hand_model)
+    copy = hand_model.clone()
     hand_model.clear_unit_masks()
     # The copy keeps its own mask and is independent of the original's hooks.
     assert copy.unit_mask("fc1").tolist() == [True, True, False]  # type: ignore[union-attr]
@@ -118,13 +118,20 @@ def test_fine_pruning_removes_a_real_backdoor(digits_pixel_backdoor: Backdoored)
     params = [p.detach().clone() for p in b.model.module.parameters()]
     result = FinePruning().repair(b.model, b.x_val, b.y_val)
     after = evaluate_backdoor(result.model, b.poisoned, b.x_test, b.y_test)
-    # Measured (digits, seed 0): attack success 0.99 -> 0.06, clean accuracy 0.967 -> 0.961
-    # (cosine decay from 1e-2; a constant 1e-2 gave 0.09 at 0.928). Pruning alone leaves
-    # 0.91; fine-tuning at the old default (Adam 1e-3, 10 epochs on 162 of the 180 clean
-    # inputs) left 0.90, because 30 optimiser steps barely move the weights (see
-    # FinePruning's docstring).
-    assert after.attack_success <= 0.25
-    assert after.clean_accuracy >= before.clean_accuracy - 0.05
+    # The default rate keeps clean accuracy (within two standard errors of the best
+    # rate's on held-out folds): on this MLP a rate below 1e-2, which leaves the
+    # one-pixel backdoor at 0.57 (measured, clean 0.956 -> 0.956): the check says so. The owner
+    # who accepts a clean cost gives the rate: 1e-2 (cosine) gives 0.06 at 0.961; Adam
+    # 1e-3 for 10 epochs on 162 of the 180 clean inputs left 0.90, because 30 optimiser
+    # steps barely move the weights (see FinePruning's docstring).
+    assert result.lr < 1e-2 and after.clean_accuracy >= before.clean_accuracy - 0.02
+    trig = np.asarray(b.poisoned.apply_trigger(b.x_test))
+    check = result.check(b.x_test, b.y_test, trig, b.poisoned.backdoor_labels(b.y_test))
+    assert check.repair_failed and check.attack_success == pytest.approx(after.attack_success)
+    strong = FinePruning(lr=1e-2).repair(b.model, b.x_val, b.y_val)
+    repaired = evaluate_backdoor(strong.model, b.poisoned, b.x_test, b.y_test)
+    assert repaired.attack_success <= 0.25
+    assert repaired.clean_accuracy >= before.clean_accuracy - 0.05
     assert all(torch.equal(p, q) for p, q in zip(params, b.model.module.parameters(), strict=True))
     assert result.model.unit_mask(result.pruning.layer) is not None
 

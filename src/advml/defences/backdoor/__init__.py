@@ -18,7 +18,6 @@ from advml.defences.backdoor.base import (
     PoisonDetection,
     bake_masks,
     block_output,
-    clone_model,
     default_layer,
 )
 from advml.defences.backdoor.evaluate import DefenceRun, KnownBackdoor, run_defence
@@ -51,7 +50,6 @@ __all__ = [
     "activation_profile",
     "bake_masks",
     "block_output",
-    "clone_model",
     "default_layer",
     "run_defence",
 ]

@@ -26,8 +26,6 @@ from advml.defences.backdoor.base import (
     BackdoorDefence,
     PoisonDetection,
     block_output,
-    check_torch_model,
-    check_xy,
     default_layer,
     execution_order,
     features,
@@ -129,8 +127,7 @@ class ActivationClustering(BackdoorDefence):
         self, model: Classifier, x_train: np.ndarray | Tensor, y_train: np.ndarray | Tensor
     ) -> PoisonDetection:
         """Flag suspicious samples of the training set ``(x_train, y_train)``."""
-        torch_model = check_torch_model(model, type(self).__name__)
-        x_np, y_np = check_xy(torch_model, x_train, y_train, ("x_train", "y_train"))
+        torch_model, x_np, y_np = self._inputs(model, x_train, y_train, ("x_train", "y_train"))
         layer = self.layer or clustering_layer(torch_model)
         acts = features(torch_model, x_np, layer)
         flagged = np.zeros(len(y_np), dtype=bool)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from advml.base import Component
 from advml.errors import UnsupportedModelError
 from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier
+from advml.models.torch import TorchClassifier, require_torch
 from advml.validation import check_labels, check_not_empty
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "as_numpy",
     "bake_masks",
     "block_output",
-    "clone_model",
     "default_layer",
     "detection_scores",
     "execution_order",
@@ -54,18 +53,17 @@ class BackdoorDefence(Component):
     def run(self, model: Classifier, x: np.ndarray | Tensor, y: np.ndarray | Tensor) -> Any:
         raise NotImplementedError
 
+    def _inputs(
+        self, model: Classifier, x: Any, y: Any, names: tuple[str, str]
+    ) -> tuple[TorchClassifier, np.ndarray, np.ndarray]:
+        """The white-box model and the checked ``(x, y)`` every defence starts from."""
+        torch_model = require_torch(model, type(self).__name__, "its named layers")
+        x_np, y_np = check_xy(torch_model, x, y, names)
+        return torch_model, x_np, y_np
+
 
 def as_numpy(a: np.ndarray | Tensor) -> np.ndarray:
     return np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a)
-
-
-def check_torch_model(model: Any, who: str) -> TorchClassifier:
-    if not isinstance(model, TorchClassifier):
-        raise UnsupportedModelError(
-            f"{who} needs a white-box PyTorch model (TorchClassifier) with named layers; "
-            f"got {type(model).__name__}"
-        )
-    return model
 
 
 def check_xy(
@@ -214,15 +212,6 @@ def features(model: TorchClassifier, x: np.ndarray, layer: str) -> np.ndarray:
     return a.flatten(1).cpu().numpy().astype(np.float64)
 
 
-def clone_model(model: TorchClassifier) -> TorchClassifier:
-    """An independent copy of ``model``: weights, settings and unit masks.
-
-    The copy's module carries none of the original's mask hooks (those refer to the
-    original adapter); its masks are set again through the public API.
-    """
-    return model.clone()
-
-
 def bake_masks(model: TorchClassifier) -> TorchClassifier:
     """A copy of ``model`` whose unit masks are written into its weights, so it can be saved.
 
@@ -232,7 +221,7 @@ def bake_masks(model: TorchClassifier) -> TorchClassifier:
     that feeds it, whose 0 the activation keeps. The saved file (weights only) then
     behaves like the masked model.
     """
-    twin = clone_model(model)
+    twin = model.clone()
     order = execution_order(twin)
     for layer in model.layer_names:
         keep = twin.unit_mask(layer)

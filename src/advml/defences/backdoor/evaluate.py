@@ -13,10 +13,10 @@ from typing import Any, Protocol
 import numpy as np
 from torch import Tensor
 
-from advml.defences.backdoor.base import BackdoorDefence, PoisonDetection, check_torch_model
+from advml.defences.backdoor.base import BackdoorDefence, PoisonDetection
 from advml.metrics.backdoor import backdoor_success_rate
 from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier
+from advml.models.torch import TorchClassifier, require_torch
 
 __all__ = ["DefenceRun", "KnownBackdoor", "run_defence"]
 
@@ -140,7 +140,7 @@ def run_defence(
         Attack success above which a repair is reported as failed.
     """
     name = defence.name
-    torch_model = check_torch_model(model, name)
+    torch_model = require_torch(model, name)
     known = backdoor is not None and backdoor.trigger is not None
     if name in _SCREENS:
         if backdoor is None:

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml import registry
-from advml.defences.backdoor.base import BackdoorDefence, check_torch_model, check_xy, clone_model
+from advml.defences.backdoor.base import BackdoorDefence
 from advml.defences.backdoor.pruning import Pruning, PruningResult, RepairCheck
 from advml.imaging import random_shift
 from advml.models.base import Classifier
@@ -23,9 +23,10 @@ from advml.validation import check_choice, check_number
 
 __all__ = ["LR_GRID", "FinePruning", "FinePruningResult"]
 
-LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 """Candidate fine-tuning rates (Adam) when none is given; the largest that keeps clean
-held-out accuracy is used."""
+held-out accuracy is used. 1e-1 is not among them: it cost 8-60 points of clean accuracy
+on every network tried (digits MLP and BN-CNN, docs/backdoor.md)."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,10 @@ class FinePruningResult:
     epochs: int = 0
     """The fine-tuning epochs used."""
     lr_search: tuple[dict[str, float], ...] = ()
-    """Each candidate rate with its cross-validated clean accuracy (empty when ``lr`` was
-    given): ``{"lr", "accuracy", "accepted"}``."""
+    """The rates tried, smallest first, each with its held-out clean accuracy (empty when
+    ``lr`` was given): ``{"lr", "accuracy", "held_out", "reference", "accepted"}``;
+    ``held_out`` counts the inputs scored (fewer when the rate was dropped early),
+    ``reference`` is the best held-out accuracy of the rates."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -85,19 +88,27 @@ class FinePruning(BackdoorDefence):
     Defaults that work on the architectures a user brings: the learning rate is the
     largest of ``lr_grid`` that keeps clean accuracy (cross-validated on the clean data
     the defender holds), and the length is enough epochs for ``min_steps`` optimiser
-    steps. A fixed 1e-2 for 10 epochs left 18-64% attack success on a GELU MLP over 4
-    seeds (digits, 2x2 patch); the chosen 3e-2 for 17 epochs left 8-12% (docs/backdoor.md).
-    A defence cannot see the trigger: :meth:`FinePruningResult.check` measures whether
-    the backdoor survived (``repair_failed``), for whoever holds triggered test inputs.
+    steps. "Keeps" means no fall below the best rate's held-out accuracy larger than two
+    binomial standard errors of it (what a few hundred clean inputs can tell apart from
+    no fall: 2.2 points at 0.978 on 180 inputs), or ``lr_tolerance`` when given. On a
+    GELU MLP (digits, 2x2 patch) only 3e-2 removed the backdoor, and on held-out folds
+    it cost 5-9 points, so the rule keeps a smaller rate there and the backdoor
+    survives: the check says so rather than the defence trading accuracy silently. On
+    a conv-BatchNorm CNN it chose 3e-3 or 1e-2 and repaired 3 of 4 seeds for 2.2-2.8
+    points; on the mnist-5k reference CNN 1e-2 costs about the 1.9 points 500 inputs
+    resolve, and the choice falls either way (docs/backdoor.md). A defence cannot see
+    the trigger: :meth:`FinePruningResult.check` measures whether the backdoor survived
+    (``repair_failed``), for whoever holds triggered test inputs.
 
     The fine-tuning must actually move the weights. A defender's clean set is small
     (a few hundred inputs: a handful of optimiser steps per epoch), and clean inputs
     leave the weights that read the trigger's pixels with almost no gradient, so a
     gentle fine-tuning (Adam at 1e-3 for 10 epochs on 180 digits) changes nothing:
-    measured on the digits MLP, attack success stayed at 0.90. The default learning
-    rate is therefore ten times the training one (1e-2), in line with Sha et al.
+    measured on the digits MLP, attack success stayed at 0.90. The search therefore
+    goes up to thirty times the training rate (3e-2), in line with Sha et al.
     ("Fine-tuning is all you need to mitigate backdoor attacks", 2022), who find that
-    fine-tuning with a large learning rate removes backdoors that a small one keeps.
+    fine-tuning with a large learning rate removes backdoors that a small one keeps,
+    and the default length reaches ``min_steps`` optimiser steps.
     There is no early stopping on the clean loss: it cannot see the backdoor, and with
     a few hundred inputs a held-out tenth would pick the epoch by noise.
 
@@ -137,14 +148,14 @@ class FinePruning(BackdoorDefence):
         ``min_steps`` optimiser steps.
     lr : float, optional
         Initial fine-tuning learning rate (Adam). Default: chosen from ``lr_grid`` on the
-        clean data (the largest rate whose cross-validated clean accuracy stays within
-        ``lr_tolerance`` of the pruned model's; see below).
+        clean data (the largest rate whose held-out clean accuracy keeps the best rate's;
+        see :meth:`_choose_lr`).
     lr_grid : tuple of float
-        Candidate rates when ``lr`` is not given (default 1e-3 to 1e-1).
-    lr_tolerance : float
-        Largest fall of cross-validated clean accuracy a rate may cost, in [0, 1]
-        (default 0.1: a model fine-tuned on two thirds of a few hundred inputs scores
-        lower on the last third than the final one does on test data).
+        Candidate rates when ``lr`` is not given (default 1e-3, 3e-3, 1e-2, 3e-2).
+    lr_tolerance : float, optional
+        Largest fall of held-out clean accuracy below the best rate's that a rate may
+        cost, in [0, 1]; default two binomial standard errors of that accuracy on the
+        clean inputs (see :meth:`_bar`).
     folds : int
         Folds of the clean data for choosing the rate (>= 2).
     min_steps : int
@@ -173,7 +184,7 @@ class FinePruning(BackdoorDefence):
         epochs: int | None = None,
         lr: float | None = None,
         lr_grid: tuple[float, ...] = LR_GRID,
-        lr_tolerance: float = 0.1,
+        lr_tolerance: float | None = None,
         folds: int = 3,
         min_steps: int = 100,
         schedule: Literal["cosine", "constant"] = "cosine",
@@ -190,7 +201,8 @@ class FinePruning(BackdoorDefence):
             raise ValueError(f"lr_grid must be a non-empty sequence of rates, got {lr_grid!r}")
         for rate in lr_grid:
             check_number("lr_grid", rate, low=0, low_inclusive=False)
-        check_number("lr_tolerance", lr_tolerance, low=0, high=1)
+        if lr_tolerance is not None:
+            check_number("lr_tolerance", lr_tolerance, low=0, high=1)
         check_number("folds", folds, low=2, integer=True)
         check_number("min_steps", min_steps, low=1, integer=True)
         check_choice("schedule", schedule, ("cosine", "constant"))
@@ -220,8 +232,7 @@ class FinePruning(BackdoorDefence):
         self, model: Classifier, x_val: np.ndarray | Tensor, y_val: np.ndarray | Tensor
     ) -> FinePruningResult:
         """Prune and fine-tune a copy of ``model`` on clean validation data."""
-        torch_model = check_torch_model(model, type(self).__name__)
-        x_np, y_np = check_xy(torch_model, x_val, y_val, ("x_val", "y_val"))
+        torch_model, x_np, y_np = self._inputs(model, x_val, y_val, ("x_val", "y_val"))
         if self.shift and len(torch_model.input_shape) != 3:
             raise ValueError(
                 f"shift={self.shift} translates images, but the model's inputs have shape "
@@ -258,7 +269,7 @@ class FinePruning(BackdoorDefence):
     def _tune(
         self, pruned: TorchClassifier, x: np.ndarray, y: np.ndarray, lr: float, epochs: int
     ) -> TorchClassifier:
-        tuned = clone_model(pruned)
+        tuned = pruned.clone()
         train(
             tuned,
             x,
@@ -281,33 +292,63 @@ class FinePruning(BackdoorDefence):
     ) -> tuple[float, tuple[dict[str, float], ...]]:
         """The largest rate of ``lr_grid`` whose fine-tuning keeps held-out clean accuracy.
 
-        The clean data are split into ``folds`` (seeded); for each rate the pruned model
-        is fine-tuned on all folds but one and scored on the one left out. The pruned
-        model's own accuracy on the held-out folds is the reference; a rate is accepted
-        when fine-tuning loses at most ``lr_tolerance`` of it. A larger rate moves the
-        weights further from the backdoor (Sha et al., "Fine-tuning is all you need to
-        mitigate backdoor attacks", 2022); clean accuracy says how far is too far. When
-        no rate is accepted the smallest is used.
+        The clean data are split into ``folds`` (seeded); for a rate the pruned model is
+        fine-tuned on all folds but one and scored on the one left out. The reference is
+        the best held-out accuracy of the rates tried: every fold model learns from fewer
+        inputs than the final one and scores lower than it will, so rates are compared
+        with each other, like with like (against the pruned model's accuracy on the data
+        it was pruned on, the briefly trained mnist-5k audit copy rejected even 1e-3). A
+        rate is accepted when it stays above :meth:`_bar` of that reference. A larger
+        rate moves the weights further from the backdoor (Sha et al., "Fine-tuning is all
+        you need to mitigate backdoor attacks", 2022); clean accuracy says how far is too
+        far.
+
+        Rates are tried from the smallest up, and the search stops at the first one that
+        falls below the bar (a larger rate only moves the weights further); a rate's
+        folds stop as soon as even perfect scores on the rest could not reach it. So the
+        search costs a few short fine-tunings, not ``folds`` x ``len(lr_grid)``.
         """
         folds = min(int(self.folds), len(y))
         perm = np.random.default_rng(self.seed).permutation(len(y))
         parts = np.array_split(perm, folds)
-        with pruned.evaluating():
-            reference = float((np.asarray(pruned.predict(x)) == y).mean())
+        n = len(y)
+        best: int | None = None  # most correct held-out answers of a rate so far
         rows: list[dict[str, float]] = []
         for rate in sorted(self.lr_grid):
-            correct = 0
+            bar = -1.0 if best is None else n * self._bar(best / n, n)
+            correct, seen = 0, 0
             for k in range(folds):
                 held = parts[k]
                 rest = np.concatenate([parts[i] for i in range(folds) if i != k])
                 model = self._tune(pruned, x[rest], y[rest], rate, epochs)
                 with model.evaluating():
                     correct += int((np.asarray(model.predict(x[held])) == y[held]).sum())
-            acc = correct / len(y)
-            ok = acc >= reference - self.lr_tolerance - 1e-12
-            rows.append({"lr": rate, "accuracy": acc, "accepted": float(ok)})
+                seen += held.size
+                if correct + (n - seen) < bar - 1e-9:
+                    break  # even perfect scores on the other folds miss the bar
+            rows.append({"lr": rate, "accuracy": correct / seen, "held_out": float(seen)})
+            if seen < n or correct < bar - 1e-9:
+                break
+            best = correct if best is None else max(best, correct)
+        reference = (best or 0) / n
+        for row in rows:
+            ok = row["held_out"] == n and row["accuracy"] >= self._bar(reference, n) - 1e-9
+            row.update(reference=reference, accepted=float(ok))
         accepted = [r["lr"] for r in rows if r["accepted"]]
         return (max(accepted) if accepted else min(self.lr_grid)), tuple(rows)
+
+    def _bar(self, reference: float, n: int) -> float:
+        """The lowest held-out accuracy that still "keeps" ``reference``.
+
+        ``lr_tolerance`` below it when given; by default two binomial standard errors of
+        an accuracy ``reference`` measured on the defender's ``n`` clean inputs,
+        ``2 sqrt(p (1 - p) / n)``: a smaller fall is within what those inputs can tell
+        apart from none (2.2 points at 0.978 on 180 inputs, 4.7 at 0.83 on 250, 1.9 at
+        0.95 on 500).
+        """
+        if self.lr_tolerance is not None:
+            return reference - float(self.lr_tolerance)
+        return reference - 2.0 * math.sqrt(max(reference * (1.0 - reference), 0.0) / n)
 
 
 def _shifted_loss(shift: int, seed: int) -> Callable[[TorchClassifier, Tensor, Tensor], Tensor]:

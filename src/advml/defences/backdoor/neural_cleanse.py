@@ -27,12 +27,9 @@ from advml import registry
 from advml.defences.backdoor.base import (
     BackdoorDefence,
     as_numpy,
-    check_torch_model,
-    check_xy,
-    clone_model,
 )
 from advml.models.base import Classifier
-from advml.models.torch import TorchClassifier
+from advml.models.torch import TorchClassifier, require_torch
 from advml.models.training import train
 from advml.runtime.progress import progress
 from advml.validation import check_bool, check_number
@@ -163,7 +160,7 @@ class NeuralCleanse(BackdoorDefence):
 
     def inspect(self, model: Classifier, x_val: np.ndarray | Tensor) -> NeuralCleanseResult:
         """Reverse-engineer every label's trigger from clean inputs ``x_val``."""
-        torch_model = check_torch_model(model, type(self).__name__)
+        torch_model = require_torch(model, type(self).__name__)
         x_np = as_numpy(x_val).astype(np.float32, copy=False)
         xt = torch_model.as_tensor(x_np, name="x_val")
         shape = torch_model.input_shape
@@ -274,10 +271,9 @@ class NeuralCleanse(BackdoorDefence):
         the reverse-engineered trigger of the flagged label and keep their true labels.
         When nothing is flagged the copy is returned unchanged.
         """
-        torch_model = check_torch_model(model, type(self).__name__)
-        x_np, y_np = check_xy(torch_model, x_val, y_val, ("x_val", "y_val"))
+        torch_model, x_np, y_np = self._inputs(model, x_val, y_val, ("x_val", "y_val"))
         result = inspection if inspection is not None else self.inspect(torch_model, x_np)
-        repaired = clone_model(torch_model)
+        repaired = torch_model.clone()
         if not result.flagged or result.target is None:
             return repaired
         rng = np.random.default_rng(self.seed)

@@ -16,12 +16,12 @@ from torch import Tensor
 
 from advml.defences.backdoor.base import (
     as_numpy,
-    check_torch_model,
     default_layer,
     measured_layer,
     unit_means,
 )
 from advml.models.base import Classifier
+from advml.models.torch import require_torch
 
 __all__ = ["ActivationProfile", "activation_profile"]
 
@@ -83,7 +83,7 @@ def activation_profile(
         The layer to analyse; default the last convolutional layer (else the last
         hidden linear one).
     """
-    torch_model = check_torch_model(model, "activation_profile")
+    torch_model = require_torch(model, "activation_profile")
     name = layer or default_layer(torch_model)
     at = measured_layer(torch_model, name)
     clean = unit_means(torch_model, as_numpy(x_clean), at)

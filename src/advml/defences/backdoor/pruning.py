@@ -20,9 +20,6 @@ from advml.defences.backdoor.base import (
     BackdoorDefence,
     as_numpy,
     block_output,
-    check_torch_model,
-    check_xy,
-    clone_model,
     default_layer,
     unit_means,
 )
@@ -138,7 +135,7 @@ class PruningResult:
         """
         x_np, y_np = as_numpy(x), as_numpy(y)
         xt_np, yb_np = as_numpy(x_triggered), as_numpy(y_backdoor)
-        work = clone_model(self.model)
+        work = self.model.clone()
         acc, asr = [], []
         for step in range(self.fractions.size):
             n = round(float(self.fractions[step]) * self.order.size)
@@ -231,13 +228,12 @@ class Pruning(BackdoorDefence):
         self, model: Classifier, x_val: np.ndarray | Tensor, y_val: np.ndarray | Tensor
     ) -> PruningResult:
         """Prune a copy of ``model`` using clean validation data ``(x_val, y_val)``."""
-        torch_model = check_torch_model(model, type(self).__name__)
-        x_np, y_np = check_xy(torch_model, x_val, y_val, ("x_val", "y_val"))
+        torch_model, x_np, y_np = self._inputs(model, x_val, y_val, ("x_val", "y_val"))
         # Units are masked where they leave their block, after BatchNorm and the
         # activation (a mask before a BatchNorm leaves its shift), and ranked by their
         # mean activation there on clean data (Liu et al. 2018, §4.1).
         layer = block_output(torch_model, self.layer) if self.layer else default_layer(torch_model)
-        work = clone_model(torch_model)
+        work = torch_model.clone()
         units = work.n_units(layer)
         means = unit_means(work, x_np, layer)
         order = np.argsort(means, kind="stable")

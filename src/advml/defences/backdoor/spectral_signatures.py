@@ -19,8 +19,6 @@ from advml import registry
 from advml.defences.backdoor.base import (
     BackdoorDefence,
     PoisonDetection,
-    check_torch_model,
-    check_xy,
     features,
     penultimate_layer,
 )
@@ -81,8 +79,7 @@ class SpectralSignatures(BackdoorDefence):
         self, model: Classifier, x_train: np.ndarray | Tensor, y_train: np.ndarray | Tensor
     ) -> PoisonDetection:
         """Flag the highest-scoring samples of each class of ``(x_train, y_train)``."""
-        torch_model = check_torch_model(model, type(self).__name__)
-        x_np, y_np = check_xy(torch_model, x_train, y_train, ("x_train", "y_train"))
+        torch_model, x_np, y_np = self._inputs(model, x_train, y_train, ("x_train", "y_train"))
         layer = self.layer or penultimate_layer(torch_model)
         acts = features(torch_model, x_np, layer)
         scores = np.zeros(len(y_np))
