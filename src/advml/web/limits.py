@@ -166,6 +166,15 @@ class LimitedModel:
     def query_count(self) -> int:
         return self.inner.query_count
 
+    @property
+    def query_budget(self) -> int | None:
+        return getattr(self.inner, "query_budget", None)
+
+    @property
+    def queries_left(self) -> int | None:
+        # The wrapped model's budget is this one's: attacks size their batches to it.
+        return getattr(self.inner, "queries_left", None)
+
     def as_tensor(self, x: np.ndarray | Tensor, *, name: str = "x") -> Tensor:
         return self.inner.as_tensor(x, name=name)
 
@@ -188,6 +197,12 @@ class LimitedModel:
     def predict(self, x: Any, *, batch_size: int | None = None) -> Any:
         self._check()
         return self.inner.predict(x, batch_size=batch_size)
+
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint()  # the limit does not change the answers
+
+    def describe(self) -> str:
+        return self.inner.describe()
 
     def __repr__(self) -> str:
         return f"LimitedModel({self.inner!r})"

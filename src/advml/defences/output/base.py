@@ -29,7 +29,7 @@ from torch import Tensor
 
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, Classifier, same_kind_as
+from advml.models.base import BaseClassifier, Classifier, same_kind_as, wrapped_queries_left
 from advml.runtime.seeding import make_generator
 
 __all__ = ["PROBA_FLOOR", "HardenedClassifier", "OutputDefence"]
@@ -125,6 +125,10 @@ class HardenedClassifier(BaseClassifier):
     def describe(self) -> str:
         """One line for reports."""
         return f"{type(self.model).__name__} behind {self.defence.describe()}"
+
+    def _inner_queries_left(self) -> int | None:
+        # Each query here is one of the protected model's.
+        return wrapped_queries_left(self.model)
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
