@@ -283,7 +283,11 @@ class EvasionAttack(Component):
         result = self._result(x, xt, yt, x_adv, y_adv, queries, done, time.perf_counter() - start)
         if short:
             budget = getattr(model, "query_budget", None)
-            spent = f"{model.query_count} of query_budget={budget} queries spent"
+            spent = (
+                f"{model.query_count} of query_budget={budget} queries spent"
+                if budget is not None
+                else f"{model.query_count} queries spent and the wrapped model's budget used up"
+            )
             if done == 0:
                 what = (
                     f"{spent} before any of the {n} inputs could be attacked (each needs at "
