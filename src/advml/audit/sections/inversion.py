@@ -20,7 +20,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advml import registry
-from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.audit.sections.base import (
+    AuditContext,
+    AuditSection,
+    SectionOutput,
+    Verdict,
+    budget_ran_out,
+)
+from advml.errors import QueryBudgetExceededError
 from advml.models.base import Classifier
 from advml.privacy.inversion import MIFace, invert_and_judge
 
@@ -113,11 +120,17 @@ class InversionSection(AuditSection):
                 target = defence.wrap(ctx.model)  # type: ignore[attr-defined]
                 note = ""
             zo = _attack(settings, "zeroth-order", seed)
-            h_meta, _ = ctx.step(
-                f"hardened-{defence_name}",
-                {"attack": zo.get_params(), "classes": classes.tolist(), "defence": entry},
-                partial(_invert_step, ctx, target, zo, classes),
-            )
+            try:
+                h_meta, _ = ctx.step(
+                    f"hardened-{defence_name}",
+                    {"attack": zo.get_params(), "classes": classes.tolist(), "defence": entry},
+                    partial(_invert_step, ctx, target, zo, classes),
+                )
+            except QueryBudgetExceededError as err:
+                # The inversion above is kept; this comparison is not measured.
+                entry.update(blocked=False, note="not measured: " + budget_ran_out(ctx.model, err))
+                hardening.append(entry)
+                continue
             entry.update(blocked=False, note=note, **_headline(h_meta))
             hardening.append(entry)
         verdict = _verdict(meta, ds.n_classes)
