@@ -7,12 +7,9 @@ prediction API that returns scores, or labels only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 
-from advml.models.base import Classifier, wrapped_queries_left
+from advml.models.base import Classifier
 from advml.models.callable import CallableClassifier
 from advml.validation import check_choice
 
@@ -48,8 +45,7 @@ def restrict_access(model: Classifier, access: str) -> Classifier:
                 return torch.softmax(model.logits(x), dim=1)
             return model.predict_labels(x)
 
-    return _AccessView(
-        model,
+    return CallableClassifier(
         answer,
         input_shape=model.input_shape,
         n_classes=model.n_classes,
@@ -57,18 +53,5 @@ def restrict_access(model: Classifier, access: str) -> Classifier:
         returns="probs" if access == "scores" else "labels",
         accepts="torch",
         device=model.device,
+        wraps=model,  # each query here is one of model's: its budget is this API's too
     )
-
-
-class _AccessView(CallableClassifier):
-    """A prediction API in front of ``model``: each query here is one of ``model``'s, so
-    ``model``'s query budget is this view's too."""
-
-    def __init__(
-        self, model: Classifier, fn: Callable[[torch.Tensor], torch.Tensor], **kwargs: Any
-    ) -> None:
-        super().__init__(fn, **kwargs)
-        self.model = model
-
-    def _inner_queries_left(self) -> int | None:
-        return wrapped_queries_left(self.model)
