@@ -252,3 +252,22 @@ def test_strongest_keeps_a_finished_member_when_one_that_does_not_shrink_runs_ou
     assert partial is not None and partial.n == len(x)
     np.testing.assert_array_equal(np.asarray(partial.x_adv), np.asarray(alone.x_adv))
     np.testing.assert_array_equal(partial.success, alone.success)
+
+
+def test_a_callable_wrapping_a_budgeted_model_shares_its_budget(
+    digits_mlp: TorchClassifier, digits_data: Any
+) -> None:
+    api, paid = _api(digits_mlp, "probs", 30)
+
+    def front(x: np.ndarray) -> np.ndarray:
+        return np.asarray(paid.predict_proba(x))
+
+    shape = {"input_shape": (1, 8, 8), "n_classes": 10, "bounds": (0.0, 1.0)}
+    model = CallableClassifier(front, wraps=paid, **shape)  # type: ignore[arg-type]
+    model.predict(digits_data.x_test[:25])
+    assert model.queries_left == 5
+    with pytest.raises(QueryBudgetExceededError, match="pays for 5 more"):
+        model.predict(digits_data.x_test[:6])
+    assert api.asked == 25
+    with pytest.raises(TypeError, match="wraps must be an advml Classifier"):
+        CallableClassifier(front, wraps=front, **shape)  # type: ignore[arg-type]
