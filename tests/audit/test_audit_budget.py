@@ -159,3 +159,20 @@ def test_a_budget_that_runs_out_in_the_defences_section_keeps_the_defences_measu
     assert out and {s["defence"] for s in out}.isdisjoint(r["name"] for r in section["defences"])
     (watermark,) = report["skipped_sections"]
     assert watermark["section"] == "watermark" and watermark["queries_spent"] == 0
+
+
+def test_a_budget_that_runs_out_in_inversion_keeps_the_reconstructions_paid_for(
+    digits_mlp: TorchClassifier, digits: Dataset
+) -> None:
+    # Unlimited, MI-Face spends 6,000 queries here: 60 zeroth-order steps of 2 x 10
+    # directions x 10 classes, and the 10 reconstructions' final check. About 2,000 pay
+    # for 9 steps: 1,810 queries, leaving less than a step and its check.
+    api, model = _paid(digits_mlp, 40 + 2000)
+    settings = {"inversion": {"hardening": {}}}
+    config = _config(sections=("inversion",), section_settings=settings)
+    report = run_audit(config, model=model, dataset=digits, show_progress=False).report
+    section = report["sections"]["inversion"]
+    assert "query budget ran out after" in section["budget_ran_out"]
+    assert section["queries"] == 9 * 200 + 10
+    assert 0 <= 2040 - api.asked < 200 + 10
+    assert len(section["per_class"]) == 10 and section["verdict"]["level"] in ("warn", "unknown")
