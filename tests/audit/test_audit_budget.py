@@ -176,3 +176,17 @@ def test_a_budget_that_runs_out_in_inversion_keeps_the_reconstructions_paid_for(
     assert section["queries"] == 9 * 200 + 10
     assert 0 <= 2040 - api.asked < 200 + 10
     assert len(section["per_class"]) == 10 and section["verdict"]["level"] in ("warn", "unknown")
+
+
+def test_a_step_cut_short_is_not_stored_so_a_rerun_with_a_larger_budget_completes_it(
+    digits_mlp: TorchClassifier, digits: Dataset, tmp_path: Path
+) -> None:
+    config = _config(sections=("evasion",))
+    _, small = _paid(digits_mlp, 1000)
+    first = run_audit(config, model=small, dataset=digits, out=tmp_path, show_progress=False)
+    (point,) = first.report["sections"]["evasion"]["attacks"][0]["points"]
+    assert "budget_ran_out" in point
+    api, large = _paid(digits_mlp, 100_000)
+    again = run_audit(config, model=large, dataset=digits, out=tmp_path, show_progress=False)
+    (point,) = again.report["sections"]["evasion"]["attacks"][0]["points"]
+    assert "budget_ran_out" not in point and api.asked > 16  # the attack ran again in full

@@ -181,7 +181,9 @@ class AuditContext:
                 return hit
         log.info("%s: running %s", self.section, name)
         meta, arrays = compute()
-        if self.cache is not None:
+        # A step the model's query budget cut short is not stored: the budget is not part
+        # of the key, and a rerun (with the budget raised) must do it again in full.
+        if self.cache is not None and "budget_ran_out" not in meta:
             self.cache.put(key, meta, arrays)
         return meta, arrays
 
