@@ -32,7 +32,8 @@ class QueryBudgetExceededError(AdvmlError, RuntimeError):
     Raised by an attack's ``generate``, it carries what the paid queries bought:
     ``partial_result`` is the :class:`~advml.evasion.AdversarialResult` of the inputs
     attacked before the budget ran out (``None`` when nothing was finished, and when
-    the model itself refuses a call).
+    the model itself refuses a call). Raised by Copycat's ``extract``, it is the
+    :class:`~advml.extraction.ExtractionResult` of the copy trained on the answers paid for.
     """
 
     def __init__(self, message: str, *, partial_result: Any = None) -> None:

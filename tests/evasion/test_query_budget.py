@@ -144,3 +144,130 @@ def test_the_audit_keeps_a_partial_step_and_skips_what_nothing_is_left_for(
     assert "query budget ran out" in point["budget_ran_out"]
     (skipped,) = section["skipped"]
     assert skipped["attack"] == "square" and skipped["reason"].startswith("eps=0.1: query budget")
+
+
+# -- wrappers: a budget on the model inside is the wrapper's too --------------------------
+def _wrappers() -> list[tuple[str, Callable[[Any], Any], int]]:
+    from advml import registry
+    from advml.defences.preprocess import DefendedClassifier, FeatureSqueezing
+    from advml.models.access import restrict_access
+    from advml.web.limits import LimitedModel
+
+    # (id, wrap, inner queries per wrapper query)
+    return [
+        (
+            "hardened",
+            lambda m: registry.create("output_defence", "rounding", decimals=2).wrap(m),
+            1,
+        ),
+        ("defended", lambda m: DefendedClassifier(m, FeatureSqueezing(strength="low")), 1),
+        (
+            "defended-eot2",
+            lambda m: DefendedClassifier(m, FeatureSqueezing(strength="low"), eot_samples=2),
+            2,
+        ),
+        ("limited", lambda m: LimitedModel(m, lambda: None), 1),
+        ("access-scores", lambda m: restrict_access(m, "scores"), 1),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_wrappers())), ids=[w[0] for w in _wrappers()])
+def test_a_wrapper_spends_the_budget_of_the_paid_api_inside_it_to_the_last_query(
+    case: int, digits_mlp: TorchClassifier, inputs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, wrap, per_query = _wrappers()[case]
+    x, y = inputs
+    api, paid = _api(digits_mlp, "probs", 497)
+    model = wrap(paid)
+    assert model.queries_left == 497 // per_query
+    with pytest.raises(QueryBudgetExceededError) as info:
+        Square(eps=0.1, max_queries=1000).generate(model, x, y)
+    # Every query the API can still answer whole was spent, none past its budget.
+    assert api.asked == paid.query_count == 497 // per_query * per_query
+    assert model.queries_left == 0
+    partial = info.value.partial_result
+    assert partial is not None and partial.n == len(x)
+    # Its successes are real on the defended model (the same wrapper, without a budget).
+    pred = wrap(digits_mlp).predict(np.asarray(partial.x_adv))
+    np.testing.assert_array_equal(pred, partial.y_adv)
+
+
+def test_a_wrapper_has_the_smaller_of_its_own_budget_and_the_inner_one(
+    digits_mlp: TorchClassifier, digits_data: Any
+) -> None:
+    from advml.defences.preprocess import DefendedClassifier, FeatureSqueezing
+
+    api, paid = _api(digits_mlp, "probs", 100)
+    model = DefendedClassifier(paid, FeatureSqueezing(strength="low"), query_budget=30)
+    x = digits_data.x_test
+    assert model.queries_left == 30
+    model.predict(x[:10])
+    assert (model.queries_left, paid.queries_left) == (20, 90)
+    paid.predict(x[:80])  # the API is used elsewhere too
+    assert model.queries_left == 10
+    # A call the inner budget cannot cover is refused before the API answers any of it.
+    with pytest.raises(QueryBudgetExceededError, match="wrapped model pays for 10"):
+        model.predict(x[:11])
+    assert api.asked == 90 and model.query_count == 10
+
+
+def test_strongest_keeps_the_members_that_ran_when_the_budget_runs_out(
+    digits_mlp: TorchClassifier, inputs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    from advml.evasion import Strongest
+
+    x, y = inputs
+    members = [("square", {"max_queries": 40}), ("square", {"max_queries": 1000, "p_init": 0.3})]
+    api, model = _api(digits_mlp, "probs", 700)
+    with pytest.raises(QueryBudgetExceededError) as info:
+        Strongest(attacks=members, eps=0.1, batch_size=12).generate(model, x, y)
+    partial = info.value.partial_result
+    assert api.asked == 700 and partial is not None and partial.n == len(x)
+    # Each member's queries and check, and generate's final check: the whole budget.
+    assert int(partial.queries.sum()) + partial.n == 700
+    np.testing.assert_array_equal(digits_mlp.predict(np.asarray(partial.x_adv)), partial.y_adv)
+
+
+def test_strongest_keeps_a_finished_member_when_one_that_does_not_shrink_runs_out(
+    digits_mlp: TorchClassifier, inputs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    from advml.evasion import Strongest
+
+    x, y = inputs
+    alone = Square(eps=0.1, max_queries=40, batch_size=12).generate(digits_mlp, x, y)
+    # Square with its check, then APGD, whose gradient steps do not shrink: the budget
+    # pays for Square, generate's final check and too little for APGD's 20 steps.
+    budget = int(alone.queries.sum()) + 2 * len(x) + 30
+    model = TorchClassifier(
+        digits_mlp.module,
+        input_shape=(1, 8, 8),
+        n_classes=10,
+        bounds=(0.0, 1.0),
+        query_budget=budget,
+    )
+    members = [("square", {"max_queries": 40}), ("apgd", {"steps": 20})]
+    with pytest.raises(QueryBudgetExceededError) as info:
+        Strongest(attacks=members, eps=0.1, batch_size=12).generate(model, x, y)
+    partial = info.value.partial_result
+    assert partial is not None and partial.n == len(x)
+    np.testing.assert_array_equal(np.asarray(partial.x_adv), np.asarray(alone.x_adv))
+    np.testing.assert_array_equal(partial.success, alone.success)
+
+
+def test_a_callable_wrapping_a_budgeted_model_shares_its_budget(
+    digits_mlp: TorchClassifier, digits_data: Any
+) -> None:
+    api, paid = _api(digits_mlp, "probs", 30)
+
+    def front(x: np.ndarray) -> np.ndarray:
+        return np.asarray(paid.predict_proba(x))
+
+    shape = {"input_shape": (1, 8, 8), "n_classes": 10, "bounds": (0.0, 1.0)}
+    model = CallableClassifier(front, wraps=paid, **shape)  # type: ignore[arg-type]
+    model.predict(digits_data.x_test[:25])
+    assert model.queries_left == 5
+    with pytest.raises(QueryBudgetExceededError, match="pays for 5 more"):
+        model.predict(digits_data.x_test[:6])
+    assert api.asked == 25
+    with pytest.raises(TypeError, match="wraps must be an advml Classifier"):
+        CallableClassifier(front, wraps=front, **shape)  # type: ignore[arg-type]

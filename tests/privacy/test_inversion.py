@@ -312,3 +312,21 @@ def test_judge_needs_two_classes() -> None:
         independent_judge(x, np.zeros(4, dtype=int), bounds=(0.0, 1.0), input_shape=(1, 2, 2))
     with pytest.raises(ValueError, match=r"inputs of shape \(4,\)"):
         independent_judge(x, np.array([0, 1, 0, 1]), bounds=(0.0, 1.0), input_shape=(4,))
+
+
+def test_a_budget_pays_for_whole_steps_and_the_reconstruction_so_far_is_kept(
+    blocks: TorchClassifier,
+) -> None:
+    # Steps of 2 * 3 queries for one class and a final query: 20 pay for 3 steps (19).
+    api = as_api(blocks, query_budget=20)
+    with pytest.raises(QueryBudgetExceededError, match="after 3 of MIFace's 5 steps") as info:
+        MIFace(steps=5, n_directions=3).invert(api, 0)
+    partial = info.value.partial_result
+    assert api.query_count == partial.queries == 19
+    three = MIFace(steps=3, n_directions=3).invert(as_api(blocks, query_budget=19), 0)
+    np.testing.assert_array_equal(partial.images, three.images)
+    # Not even one step: refused before anything is asked.
+    small = as_api(blocks, query_budget=6)
+    with pytest.raises(QueryBudgetExceededError, match="nothing was asked"):
+        MIFace(steps=5, n_directions=3).invert(small, 0)
+    assert small.query_count == 0

@@ -25,6 +25,7 @@ from advml.audit.sections import AuditContext, AuditSection
 from advml.audit.sections.base import Threat
 from advml.audit.sections.evasion import plan as evasion_plan
 from advml.data import Dataset, load_dataset
+from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.models.access import restrict_access
 from advml.models.base import Classifier
@@ -215,11 +216,11 @@ def _context(
 
 def _run_sections(
     ctx: AuditContext, sections: dict[str, type[AuditSection]], *, show_progress: bool
-) -> tuple[dict[str, Any], list[dict[str, str]], dict[str, dict[str, np.ndarray]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
     """Each section in report order: its report entry (or why it was skipped) and the
     arrays its pictures draw."""
     report_sections: dict[str, Any] = {}
-    skipped: list[dict[str, str]] = []
+    skipped: list[dict[str, Any]] = []
     artifacts: dict[str, dict[str, np.ndarray]] = {}
     bar = progress(
         list(sections.items()), desc="audit", total=len(sections), enabled=show_progress, leave=True
@@ -236,7 +237,26 @@ def _run_sections(
                 {"section": name, "title": cls.title, "threat": cls.threat, "reason": reason}
             )
             continue
-        output = section.run(sctx, settings)
+        before = ctx.model.query_count
+        try:
+            output = section.run(sctx, settings)
+        except QueryBudgetExceededError as err:
+            # The section could not finish a figure within the model's query budget: it is
+            # reported as not assessed, with what it spent, and the audit goes on (the
+            # steps it finished are stored, so a rerun with a larger budget reuses them).
+            spent = ctx.model.query_count - before
+            reason = f"the model's query budget ran out ({spent} queries spent here): {err}"
+            log.info("section %s stopped: %s", name, reason)
+            skipped.append(
+                {
+                    "section": name,
+                    "title": cls.title,
+                    "threat": cls.threat,
+                    "reason": reason,
+                    "queries_spent": spent,
+                }
+            )
+            continue
         report_sections[name] = {
             "title": cls.title,
             "threat": cls.threat,
@@ -372,7 +392,7 @@ def _chosen_sections(config: AuditConfig) -> dict[str, type[AuditSection]]:
     return {n: available[n] for n in available if n in config.sections}
 
 
-def _summary(sections: dict[str, Any], skipped: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
+def _summary(sections: dict[str, Any], skipped: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per threat: the worst level of its sections and each section's verdict."""
     rank = {"fail": 3, "warn": 2, "pass": 1, "unknown": 0}
     summary: dict[str, dict[str, Any]] = {}

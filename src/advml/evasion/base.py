@@ -8,9 +8,10 @@ bounds) afterwards, so no attack can forget to.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -24,27 +25,34 @@ from advml.base import Component
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.evasion.constraints import FeatureConstraints
 from advml.metrics.norms import perturbation_norms
-from advml.models.base import Classifier
+from advml.models.base import Classifier, keeping_back, kept_back
 from advml.models.checks import check_finite_outputs
 from advml.runtime.seeding import make_generator
 from advml.validation import check_bool, check_in_bounds, check_labels, check_number
 
-__all__ = ["AdversarialResult", "EvasionAttack", "Norm", "affordable", "project", "queries_left"]
+__all__ = [
+    "AdversarialResult",
+    "EvasionAttack",
+    "Norm",
+    "affordable",
+    "budget_ran_out",
+    "project",
+    "queries_left",
+    "spending",
+]
 
 Norm = Literal["inf", "2"]
 
 
 @dataclass
 class _Spend:
-    """What one chunk of ``generate`` may spend of the model's query budget."""
+    """Whether the query budget stopped the work of one scope of :func:`spending`."""
 
-    reserve: int
-    """Queries kept for generate's final check of the chunk (one per input)."""
     short: bool = False
     """Set when the attack stopped, or shrank a batch, because the budget ran out."""
 
 
-# The chunk being attacked; a context variable rather than state on the attack, so that
+# The scope being attacked; a context variable rather than state on the attack, so that
 # an attack object is never changed by being used (and threads do not share it).
 _SPEND: ContextVar[_Spend | None] = ContextVar("advml_evasion_spend", default=None)
 
@@ -52,14 +60,31 @@ _SPEND: ContextVar[_Spend | None] = ContextVar("advml_evasion_spend", default=No
 def queries_left(model: Classifier) -> int | None:
     """Queries an attack may still spend on ``model``; ``None`` when it has no budget.
 
-    The model's ``queries_left`` less what ``generate`` keeps for its final check of
-    the chunk being attacked.
+    The model's ``queries_left`` less what is kept back for the final checks of the
+    enclosing :func:`spending` scopes.
     """
     left = getattr(model, "queries_left", None)
     if left is None:
         return None
-    scope = _SPEND.get()
-    return max(0, int(left) - (scope.reserve if scope is not None else 0))
+    return max(0, int(left) - kept_back())
+
+
+@contextlib.contextmanager
+def spending(reserve: int) -> Iterator[_Spend]:
+    """A scope that keeps ``reserve`` queries of the budget back for a check after it.
+
+    The model refuses to spend them inside (:func:`~advml.models.base.keeping_back`),
+    so even an attack that does not size its batches to the budget leaves them. Reserves
+    add up when scopes nest (``strongest`` keeps its own check of each member inside
+    generate's chunk). The scope's ``short`` says whether the budget stopped the work.
+    """
+    scope = _Spend()
+    token = _SPEND.set(scope)
+    try:
+        with keeping_back(reserve):
+            yield scope
+    finally:
+        _SPEND.reset(token)
 
 
 def affordable(model: Classifier, rows: Tensor) -> Tensor:
@@ -261,13 +286,9 @@ class EvasionAttack(Component):
                         break
                 i = done
                 xc, yc = xt[i : i + size], yt[i : i + size]
-                # Reserves add up when an attack runs others inside its own chunk
-                # ('strongest'): the inner final checks must not spend the outer one's.
-                outer = _SPEND.get()
-                scope = _Spend(reserve=size + (outer.reserve if outer is not None else 0))
-                token = _SPEND.set(scope)
                 try:
-                    xa, q = self._run(model, xc, yc, generator)
+                    with spending(size) as scope:
+                        xa, q = self._run(model, xc, yc, generator)
                     xa = self._finalise(xa.detach(), xc, model.bounds)
                     with torch.no_grad():
                         ya = model.predict_labels(xa)
@@ -276,8 +297,6 @@ class EvasionAttack(Component):
                     # queries are lost, the finished chunks are kept.
                     short = True
                     break
-                finally:
-                    _SPEND.reset(token)
                 x_adv[i : i + size] = xa
                 queries[i : i + size] = q
                 y_adv[i : i + size] = ya
@@ -288,7 +307,11 @@ class EvasionAttack(Component):
         result = self._result(x, xt, yt, x_adv, y_adv, queries, done, time.perf_counter() - start)
         if short:
             budget = getattr(model, "query_budget", None)
-            spent = f"{model.query_count} of query_budget={budget} queries spent"
+            spent = (
+                f"{model.query_count} of query_budget={budget} queries spent"
+                if budget is not None
+                else f"{model.query_count} queries spent and the wrapped model's budget used up"
+            )
             if done == 0:
                 what = (
                     f"{spent} before any of the {n} inputs could be attacked (each needs at "

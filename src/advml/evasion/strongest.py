@@ -9,8 +9,15 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.errors import UnsupportedModelError
-from advml.evasion.base import EvasionAttack, Norm, validate_common
+from advml.errors import QueryBudgetExceededError, UnsupportedModelError
+from advml.evasion.base import (
+    EvasionAttack,
+    Norm,
+    budget_ran_out,
+    queries_left,
+    spending,
+    validate_common,
+)
 from advml.models.base import Classifier
 from advml.runtime.seeding import make_generator
 from advml.validation import check_choice, check_number
@@ -40,7 +47,9 @@ class Strongest(EvasionAttack):
     smallest ``norm``-size over all members, or the first member's output where none
     succeeded. So the ensemble's robust accuracy is at most that of each member: it is
     the worst case a defender must plan for, in the spirit of AutoAttack (Croce & Hein,
-    ICML 2020). Query counts add up over the members.
+    ICML 2020). Query counts add up over the members. Under a query budget each member
+    keeps back the queries of its own check; when the budget runs out the members run so
+    far are kept (the chunk is not lost) and the rest are not run.
 
     Parameters
     ----------
@@ -135,8 +144,21 @@ class Strongest(EvasionAttack):
         best = torch.full((n,), float("inf"), device=x.device)
         out: Tensor | None = None
         for member in self._members:
+            left = queries_left(model)
+            if left is not None and left <= n:
+                # Nothing left for a member beyond its own check: keep what was found.
+                budget_ran_out()
+                break
             gen = make_generator(getattr(member, "seed", None), model.device)
-            xa, q = member._run(model, x, y, gen)
+            try:
+                # Keep this member's check of its outputs out of what it may spend.
+                with spending(n) as scope:
+                    xa, q = member._run(model, x, y, gen)
+            except QueryBudgetExceededError:
+                # A member that does not shrink its batches ran out: the members
+                # before it are kept.
+                budget_ran_out()
+                break
             xa = member._finalise(xa.detach(), x, model.bounds)
             queries += q
             with torch.no_grad():
@@ -150,7 +172,11 @@ class Strongest(EvasionAttack):
                 out = xa.clone()
             out[better] = xa[better]
             best[better] = size[better]
-        assert out is not None
+            if scope.short:
+                budget_ran_out()
+                break
+        if out is None:  # the budget paid for no member: the inputs as they are
+            out = x.clone()
         return out, queries
 
 

@@ -30,7 +30,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml.base import Component
-from advml.errors import UnsupportedModelError
+from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.models.base import Classifier
 from advml.runtime.seeding import make_generator
 from advml.validation import (
@@ -139,6 +139,8 @@ class _Run:
     outputs: Outputs
     curve: tuple[CurvePoint, ...]
     details: Mapping[str, Any]
+    budget_ran_out: bool = False
+    """The victim's query budget stopped the attack before it asked all it meant to."""
 
 
 class Evaluation:
@@ -293,6 +295,14 @@ class ExtractionAttack(Component):
         Returns
         -------
         ExtractionResult
+
+        Raises
+        ------
+        QueryBudgetExceededError
+            When the victim's ``query_budget`` cannot pay for the evaluation (nothing is
+            spent), or runs out during the attack: attacks that size their rounds to the
+            budget (Copycat) spend it to the last query, and the error's
+            ``partial_result`` is the result of the copy trained on the answers paid for.
         """
         if not isinstance(victim, Classifier):
             raise TypeError(
@@ -328,6 +338,16 @@ class ExtractionAttack(Component):
         elif y_eval is not None:
             raise ValueError("y_eval was given without x_eval; give both or neither")
         start = time.perf_counter()
+        n_eval = (0 if xe is None else int(xe.shape[0])) + int(n_random)
+        left = getattr(victim, "queries_left", None)
+        if left is not None and n_eval > left:
+            # Refused before a query is spent: without the victim's answers on the
+            # evaluation inputs the copy's fidelity cannot be measured.
+            raise QueryBudgetExceededError(
+                f"measuring the copy needs the victim's labels on {n_eval} evaluation inputs "
+                f"(x_eval and n_random) but its query budget has {left} left; give fewer "
+                f"x_eval, a smaller n_random or a larger query_budget"
+            )
         evaluation = Evaluation(victim, xe, ye, int(n_random))
         generator = make_generator(getattr(self, "seed", None), "cpu")
         before = victim.query_count
@@ -335,7 +355,7 @@ class ExtractionAttack(Component):
             run = self._run(victim, pool, evaluation, generator)
         queries = victim.query_count - before
         final = run.curve[-1] if run.curve else evaluation.measure(run.stolen, queries)
-        return ExtractionResult(
+        result = ExtractionResult(
             stolen=run.stolen,
             attack=self.name,
             outputs=run.outputs,
@@ -352,6 +372,20 @@ class ExtractionAttack(Component):
             params=self.get_params(),
             details=dict(run.details),
         )
+        if run.budget_ran_out:
+            bought = (
+                f"the copy was trained on the {queries} answers paid for (fidelity "
+                f"{result.fidelity:.3f}); the error's partial_result holds it"
+                if run.curve
+                else "nothing was asked"
+            )
+            raise QueryBudgetExceededError(
+                f"the victim's query budget ran out after {queries} of the attack's queries "
+                f"({victim.query_count} spent in all): {bought}; raise query_budget or lower "
+                f"queries",
+                partial_result=result if run.curve else None,
+            )
+        return result
 
     # -- hooks -----------------------------------------------------------------------
     def _run(

@@ -215,8 +215,16 @@ class Copycat(ExtractionAttack):
         answers: Tensor | None = None
         used = torch.zeros(0 if pool is None else len(pool), dtype=torch.bool)
         curve: list[CurvePoint] = []
+        short = False
         for r, target in enumerate(self.checkpoints()):
             n_new = target - len(x_asked)
+            left = getattr(victim, "queries_left", None)
+            if left is not None and n_new > left:
+                # The victim's budget cannot pay for the whole round: ask what it still
+                # pays for, train on every answer bought, and stop.
+                short, n_new = True, int(left)
+                if n_new == 0:
+                    break
             x_new, picked = self._select(
                 r, n_new, victim, thief, pool, used, x_asked, answers, generator
             )
@@ -228,6 +236,8 @@ class Copycat(ExtractionAttack):
             unlabelled = pool[~used] if (pool is not None and self.semi_supervised) else None
             self._fit(thief, x_asked, answers, outputs, unlabelled, generator)
             curve.append(evaluation.measure(thief, len(x_asked)))
+            if short:
+                break
         return _Run(
             stolen=thief,
             outputs=outputs,
@@ -237,6 +247,7 @@ class Copycat(ExtractionAttack):
                 "pool_size": 0 if pool is None else len(pool),
                 "architecture": arch,
             },
+            budget_ran_out=short,
         )
 
     def _architecture(self, victim: Classifier) -> str:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from advml import registry
-from advml.errors import UnsupportedModelError
+from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.extraction.base import Evaluation, ExtractionAttack, _Run
 from advml.models.architectures import build
 from advml.models.base import Classifier
@@ -127,6 +127,13 @@ class EquationSolving(ExtractionAttack):
                 f"queries={n} cannot determine a linear model of d={d} features: each class "
                 f"has d + 1 = {d + 1} unknowns and a query gives one equation in them; "
                 f"use queries >= {d + 1}"
+            )
+        left = getattr(victim, "queries_left", None)
+        if left is not None and n > left:
+            # All d + 1 answers or none are of use: refuse before spending any.
+            raise QueryBudgetExceededError(
+                f"equation solving needs {n} queries (d + 1 = {d + 1} for d={d} features) "
+                f"but the victim's query budget has {left} left; nothing was asked"
             )
         x = self._design(n, d, victim.bounds, generator)
         answers = []

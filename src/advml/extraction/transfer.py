@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from advml import registry
+from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.metrics import attack_success_rate
 from advml.models.base import Classifier
@@ -82,6 +83,12 @@ def transfer_evasion(
     Returns
     -------
     TransferResult
+
+    Raises
+    ------
+    QueryBudgetExceededError
+        When the victim's query budget cannot pay for the ``2 n`` answers; nothing is
+        spent.
     """
     if not isinstance(stolen, Classifier) or not isinstance(victim, Classifier):
         raise TypeError("stolen and victim must be advml Classifiers")
@@ -95,6 +102,13 @@ def transfer_evasion(
         raise TypeError(f"attack must be an evasion attack, got {type(evasion).__name__}")
     xt = victim.as_tensor(x, name="x")
     check_in_bounds("x", xt, victim.bounds)
+    left = getattr(victim, "queries_left", None)
+    if left is not None and 2 * len(xt) > left:
+        # Two answers per input (clean and adversarial) or the figure means nothing.
+        raise QueryBudgetExceededError(
+            f"transfer needs the victim's answers on {len(xt)} clean and {len(xt)} "
+            f"adversarial inputs but its query budget has {left} left; nothing was asked"
+        )
     before = victim.query_count
     with torch.no_grad(), victim.evaluating():
         clean = victim.predict_labels(xt).cpu().numpy()

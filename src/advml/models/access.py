@@ -53,4 +53,5 @@ def restrict_access(model: Classifier, access: str) -> Classifier:
         returns="probs" if access == "scores" else "labels",
         accepts="torch",
         device=model.device,
+        wraps=model,  # each query here is one of model's: its budget is this API's too
     )

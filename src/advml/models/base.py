@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Protocol, TypeAlias, TypeVar, overload, runtime_checkable
 
 import numpy as np
@@ -30,12 +31,45 @@ from advml.validation import (
     check_number,
 )
 
-__all__ = ["BaseClassifier", "Classifier", "Normalisation", "WhiteBox", "same_kind_as"]
+__all__ = [
+    "BaseClassifier",
+    "Classifier",
+    "Normalisation",
+    "WhiteBox",
+    "keeping_back",
+    "kept_back",
+    "same_kind_as",
+    "wrapped_queries_left",
+]
 
 Normalisation: TypeAlias = tuple[
     float | Sequence[float] | np.ndarray, float | Sequence[float] | np.ndarray
 ]
 """``(mean, std)`` applied as ``(x - mean) / std`` inside a white-box adapter."""
+
+# Queries that budgeted models refuse to spend in the current block (a context variable,
+# so that threads and nested blocks do not share it): see keeping_back.
+_KEPT_BACK: ContextVar[int] = ContextVar("advml_queries_kept_back", default=0)
+
+
+@contextlib.contextmanager
+def keeping_back(n: int) -> Iterator[None]:
+    """Within the block, every query budget refuses to spend its last ``n`` queries.
+
+    They pay for a check that runs after the block (an attack's final check of its
+    outputs): work inside that does not size its batches to the budget is refused before
+    it can spend them. Nested blocks add up.
+    """
+    token = _KEPT_BACK.set(_KEPT_BACK.get() + n)
+    try:
+        yield
+    finally:
+        _KEPT_BACK.reset(token)
+
+
+def kept_back() -> int:
+    """Queries kept back by the enclosing :func:`keeping_back` blocks (0 outside)."""
+    return _KEPT_BACK.get()
 
 
 @runtime_checkable
@@ -245,8 +279,25 @@ class BaseClassifier:
 
     @property
     def queries_left(self) -> int | None:
-        """Inputs the model may still evaluate under ``query_budget``; None: unlimited."""
-        return None if self.query_budget is None else max(0, self.query_budget - self._queries)
+        """Inputs the model may still evaluate; None: unlimited.
+
+        The smaller of what its own ``query_budget`` leaves and what the model it wraps
+        (if any) still pays for, so that a wrapper around a budgeted paid API neither
+        overspends that API's budget nor hides it from the attacks that size their
+        batches to it.
+        """
+        own = None if self.query_budget is None else max(0, self.query_budget - self._queries)
+        inner = self._inner_queries_left()
+        if own is None or inner is None:
+            return inner if own is None else own
+        return min(own, inner)
+
+    def _inner_queries_left(self) -> int | None:
+        """Queries of this model that the model it wraps still pays for; None: no limit.
+
+        Wrappers (output and preprocessing defences, access views) override it.
+        """
+        return None
 
     def reset_queries(self) -> None:
         """Set the query count back to zero (the budget applies afresh)."""
@@ -257,11 +308,21 @@ class BaseClassifier:
         self._queries += n
 
     def _check_budget(self, n: int) -> None:
-        if self.query_budget is not None and self._queries + n > self.query_budget:
+        kept = _KEPT_BACK.get()
+        also = f" ({kept} kept back for a final check)" if kept else ""
+        if self.query_budget is not None and self._queries + n + kept > self.query_budget:
             raise QueryBudgetExceededError(
                 f"query budget exhausted: {self._queries} of query_budget={self.query_budget} "
-                f"inputs used and this call needs {n} more; raise query_budget or call "
+                f"inputs used{also} and this call needs {n} more; raise query_budget or call "
                 f"reset_queries()"
+            )
+        inner = self._inner_queries_left()
+        if inner is not None and n + kept > inner:
+            # Refused here, before the wrapped model spends part of the call.
+            raise QueryBudgetExceededError(
+                f"query budget exhausted: the wrapped model pays for {inner} more queries of "
+                f"this one{also} and this call needs {n}; raise the wrapped model's "
+                f"query_budget"
             )
 
     # -- the tensor interface used inside advml -----------------------------------
@@ -378,6 +439,15 @@ class BaseClassifier:
             f"{type(self).__name__}(input_shape={self.input_shape}, n_classes={self.n_classes}, "
             f"bounds={self.bounds})"
         )
+
+
+def wrapped_queries_left(model: Classifier, per_query: int = 1) -> int | None:
+    """Queries a wrapper may still send when each costs ``per_query`` of ``model``'s.
+
+    ``None`` when ``model`` has no budget (an adapter without ``queries_left`` has none).
+    """
+    left = getattr(model, "queries_left", None)
+    return None if left is None else int(left) // per_query
 
 
 def same_kind_as(out: Tensor, template: np.ndarray | Tensor) -> np.ndarray | Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advml.models.base import BaseClassifier
+from advml.models.base import BaseClassifier, Classifier, wrapped_queries_left
 from advml.validation import check_choice
 
 __all__ = ["CallableClassifier"]
@@ -55,6 +55,10 @@ class CallableClassifier(BaseClassifier):
         Maximum number of inputs ``fn`` may be asked about; ``None`` means unlimited.
     batch_size : int
         Inputs per call of ``fn`` in ``predict``/``predict_proba``; default 256.
+    wraps : Classifier, optional
+        The advml model ``fn`` asks, once per input asked here (an API put in front of
+        it). Its query budget is then this model's too: ``queries_left`` is the smaller
+        of both, and a call it cannot pay for is refused before ``fn`` is called.
 
     Raises
     ------
@@ -90,11 +94,16 @@ class CallableClassifier(BaseClassifier):
         device: torch.device | str | None = None,
         query_budget: int | None = None,
         batch_size: int = 256,
+        wraps: Classifier | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
         check_choice("returns", returns, ("probs", "logits", "labels"))
         check_choice("accepts", accepts, ("numpy", "torch"))
+        if wraps is not None and not isinstance(wraps, Classifier):
+            raise TypeError(
+                f"wraps must be an advml Classifier or None, got {type(wraps).__name__}"
+            )
         super().__init__(
             input_shape=input_shape,
             n_classes=n_classes,
@@ -104,10 +113,14 @@ class CallableClassifier(BaseClassifier):
             batch_size=batch_size,
         )
         self.fn = fn
+        self.wraps = wraps
         self.returns = returns
         self.accepts = accepts
         self.has_scores = returns != "labels"
         self._warned_sums = False
+
+    def _inner_queries_left(self) -> int | None:
+        return None if self.wraps is None else wrapped_queries_left(self.wraps)
 
     def describe(self) -> str:
         """One line for reports: the function and what it reveals."""

@@ -4,7 +4,8 @@
 and batch size, and uses the inner model's inference mode; a subclass says what it does
 to the queries (:meth:`~advml.models.base.BaseClassifier._logits` /
 :meth:`~advml.models.base.BaseClassifier._labels`). Queries are counted by the wrapper
-and again by the inner model.
+and again by the inner model, and the wrapper spends no more than the inner model's
+budget has left (``queries_left`` is the smaller of the two).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from advml.models.base import BaseClassifier, Classifier
+from advml.models.base import BaseClassifier, Classifier, wrapped_queries_left
 
 __all__ = ["WrappingClassifier"]
 
@@ -43,6 +44,10 @@ class WrappingClassifier(BaseClassifier):
             batch_size=int(getattr(model, "batch_size", 256)),
         )
         self.model = model
+
+    def _inner_queries_left(self) -> int | None:
+        # Each query here is one of the inner model's (a subclass that spends more says so).
+        return wrapped_queries_left(self.model)
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:

@@ -361,12 +361,14 @@ class TriggerSetScheme(WatermarkScheme):
                 f"the key is for a model with {n_classes} classes; this one has "
                 f"{model.n_classes}: the key is for another model"
             )
-        budget = getattr(model, "query_budget", None)
-        if budget is not None and budget - model.query_count < key.size:
+        # queries_left, not query_budget: a wrapper's budget includes the inner model's.
+        left = getattr(model, "queries_left", None)
+        if left is not None and left < key.size:
+            budget = getattr(model, "query_budget", None)
             return (
                 f"verifying asks the model about the key's {key.size} inputs, and its query "
-                f"budget has {budget - model.query_count} left (query_budget={budget}); raise "
-                f"query_budget to at least {model.query_count + key.size}"
+                f"budget has {left} left (query_budget={budget}); raise query_budget by at "
+                f"least {key.size - left}"
             )
         return None
 

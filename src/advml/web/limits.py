@@ -166,6 +166,15 @@ class LimitedModel:
     def query_count(self) -> int:
         return self.inner.query_count
 
+    @property
+    def query_budget(self) -> int | None:
+        return getattr(self.inner, "query_budget", None)
+
+    @property
+    def queries_left(self) -> int | None:
+        # The wrapped model's budget is this one's: attacks size their batches to it.
+        return getattr(self.inner, "queries_left", None)
+
     def as_tensor(self, x: np.ndarray | Tensor, *, name: str = "x") -> Tensor:
         return self.inner.as_tensor(x, name=name)
 

@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     from advml.models.base import Classifier
     from advml.models.torch import TorchClassifier
 
-__all__ = ["AuditContext", "AuditSection", "Level", "SectionOutput", "Threat", "Verdict"]
+__all__ = [
+    "AuditContext",
+    "AuditSection",
+    "Level",
+    "SectionOutput",
+    "Threat",
+    "Verdict",
+    "budget_ran_out",
+]
 
 log = logging.getLogger("advml.audit.steps")  # to OUT/audit.log (see run_audit)
 
@@ -173,7 +181,9 @@ class AuditContext:
                 return hit
         log.info("%s: running %s", self.section, name)
         meta, arrays = compute()
-        if self.cache is not None:
+        # A step the model's query budget cut short is not stored: the budget is not part
+        # of the key, and a rerun (with the budget raised) must do it again in full.
+        if self.cache is not None and "budget_ran_out" not in meta:
             self.cache.put(key, meta, arrays)
         return meta, arrays
 
@@ -183,6 +193,16 @@ class AuditContext:
 
     def for_section(self, name: str) -> AuditContext:
         return replace(self, section=name)
+
+
+def budget_ran_out(model: Classifier, err: Exception) -> str:
+    """Why a step was not measured: the model's query budget ran out (with what it spent).
+
+    Sections catch :class:`~advml.errors.QueryBudgetExceededError` around a step that
+    queries the model, record this reason in place of its figures and go on with what the
+    steps before it paid for.
+    """
+    return f"the model's query budget ran out ({model.query_count} queries spent): {err}"
 
 
 def _step_version() -> str:

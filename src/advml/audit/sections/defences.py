@@ -57,10 +57,12 @@ from advml.audit.sections.base import (
     Level,
     SectionOutput,
     Verdict,
+    budget_ran_out,
 )
 from advml.defences.detection import FeatureSqueezingDetector
 from advml.defences.preprocess import Autoencoder, Preprocessor, evaluate_defence
 from advml.defences.preprocess.evaluation import MASKING_GAP
+from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.models import load_model
 from advml.models.base import Classifier
@@ -139,43 +141,55 @@ class DefencesSection(AuditSection):
         for name, params, prep in bar:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(name)
-            meta, _ = ctx.step(
-                f"{name}-eps{eps:g}",
-                {
-                    "params": prep.get_params(),
-                    "attack": attack.get_params(),
-                    "n": n,
-                    "eot_samples": int(settings["eot_samples"]),
-                },
-                partial(
-                    _defence_step,
-                    ctx,
-                    prep,
-                    attack,
-                    x,
-                    y,
-                    (base["clean_accuracy"], base["robust_accuracy"]),
-                    int(settings["eot_samples"]),
-                ),
-            )
+            try:
+                meta, _ = ctx.step(
+                    f"{name}-eps{eps:g}",
+                    {
+                        "params": prep.get_params(),
+                        "attack": attack.get_params(),
+                        "n": n,
+                        "eot_samples": int(settings["eot_samples"]),
+                    },
+                    partial(
+                        _defence_step,
+                        ctx,
+                        prep,
+                        attack,
+                        x,
+                        y,
+                        (base["clean_accuracy"], base["robust_accuracy"]),
+                        int(settings["eot_samples"]),
+                    ),
+                )
+            except QueryBudgetExceededError as err:
+                # The defences measured before are kept; this one is listed as skipped.
+                skipped.append({"defence": name, "reason": budget_ran_out(ctx.model, err)})
+                continue
             rows.append({"name": name, "params": params, **meta})
 
         detection = None
         if settings["detection"]:
-            det, _ = ctx.step(
-                f"detection-eps{eps:g}",
-                {"attack": attack.get_params(), "n": n, "fpr": float(settings["detection_fpr"])},
-                partial(
-                    _detection_step,
-                    ctx.model,
-                    ctx.x,
-                    y,
-                    n,
-                    base_arrays["x_adv"],
-                    float(settings["detection_fpr"]),
-                ),
-            )
-            detection = det
+            try:
+                det, _ = ctx.step(
+                    f"detection-eps{eps:g}",
+                    {
+                        "attack": attack.get_params(),
+                        "n": n,
+                        "fpr": float(settings["detection_fpr"]),
+                    },
+                    partial(
+                        _detection_step,
+                        ctx.model,
+                        ctx.x,
+                        y,
+                        n,
+                        base_arrays["x_adv"],
+                        float(settings["detection_fpr"]),
+                    ),
+                )
+                detection = det
+            except QueryBudgetExceededError as err:
+                skipped.append({"defence": "detection", "reason": budget_ran_out(ctx.model, err)})
         robust = None
         if other is not None:
             path = str(settings["robust_model"])

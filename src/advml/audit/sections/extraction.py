@@ -36,9 +36,10 @@ from advml.audit.sections.base import (
     Level,
     SectionOutput,
     Verdict,
+    budget_ran_out,
 )
 from advml.defences.output.base import OutputDefence
-from advml.errors import UnsupportedModelError
+from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.extraction import Copycat, EquationSolving, transfer_evasion
 from advml.extraction.base import EVAL_SEED
 from advml.models.base import Classifier
@@ -262,12 +263,21 @@ def _steal(
     attack: Copycat,
     settings: Mapping[str, Any],
 ) -> tuple[dict[str, Any], Classifier]:
-    result = attack.extract(victim, pool, x_eval=ctx.x, y_eval=ctx.y, n_random=0)
+    budget_note = None
+    try:
+        result = attack.extract(victim, pool, x_eval=ctx.x, y_eval=ctx.y, n_random=0)
+    except QueryBudgetExceededError as err:
+        if err.partial_result is None:
+            raise
+        # The queries are the product: the copy trained on the answers paid for is kept.
+        result, budget_note = err.partial_result, str(err)
     # Random-input fidelity of the final copy only: per round it would cost more than
     # the training on this section's budget.
     x_random = _random_inputs(victim, int(settings["n_random"]))
     before = victim.query_count
-    fidelity_random = _agreement(result.stolen, victim, x_random)
+    fidelity_random = math.nan
+    if _affordable(victim, len(x_random)):
+        fidelity_random = _agreement(result.stolen, victim, x_random)
     summary = result.summary()
     meta = {
         "outputs": result.outputs,
@@ -284,7 +294,15 @@ def _steal(
         ],
         "copy_architecture": _copy_architecture(result.stolen, str(result.details["architecture"])),
     }
+    if budget_note is not None:
+        meta["budget_ran_out"] = budget_note
     return meta, result.stolen
+
+
+def _affordable(victim: Classifier, n: int) -> bool:
+    """Whether the victim's query budget (if any) still pays for ``n`` queries."""
+    left = getattr(victim, "queries_left", None)
+    return left is None or n <= left
 
 
 def _steal_step(
@@ -296,15 +314,20 @@ def _steal_step(
     transfer: Mapping[str, Any],
 ) -> StepResult:
     meta, stolen = _steal(ctx, victim, pool, attack, settings)
+    meta["transfer"] = None
     if transfer["inputs"] > 0 and transfer["eps"] > 0:
         n = int(transfer["inputs"])
-        t = transfer_evasion(
-            stolen,
-            victim,
-            ctx.x[:n],
-            ctx.y[:n],
-            settings={"eps": transfer["eps"], "steps": transfer["steps"]},
-        )
+        try:
+            t = transfer_evasion(
+                stolen,
+                victim,
+                ctx.x[:n],
+                ctx.y[:n],
+                settings={"eps": transfer["eps"], "steps": transfer["steps"]},
+            )
+        except QueryBudgetExceededError as err:
+            meta["transfer_skipped"] = budget_ran_out(victim, err)
+            return meta, {}
         meta["transfer"] = {
             "attack": t.attack,
             "eps": float(transfer["eps"]),
@@ -315,8 +338,6 @@ def _steal_step(
             "transfer_success": _finite(t.transfer_success),
             "victim_queries": t.victim_queries,
         }
-    else:
-        meta["transfer"] = None
     return meta, {}
 
 
@@ -364,11 +385,14 @@ def _equation_solving(ctx: AuditContext, settings: Mapping[str, Any]) -> dict[st
             f"{settings['equation_max_features']}",
         }
     n_random = int(settings["n_random"])
-    meta, _ = ctx.step(
-        "equation-solving",
-        {"n_random": n_random, "seed": ctx.config.seed},
-        partial(_equation_step, ctx, ctx.model, n_random),
-    )
+    try:
+        meta, _ = ctx.step(
+            "equation-solving",
+            {"n_random": n_random, "seed": ctx.config.seed},
+            partial(_equation_step, ctx, ctx.model, n_random),
+        )
+    except QueryBudgetExceededError as err:
+        return {"status": "skipped", "reason": budget_ran_out(ctx.model, err)}
     return meta
 
 
@@ -392,11 +416,20 @@ def _hardening(
             else f"{defence.describe()} transforms scores; the model answers labels only"
         )
         return entry
-    meta, _ = ctx.step(
-        f"hardened-{name}",
-        {**step_settings, "defence": name, "params": params, "equation": equation.get("status")},
-        partial(_hardened_step, ctx, defence, pool, attack, settings, equation.get("status")),
-    )
+    try:
+        meta, _ = ctx.step(
+            f"hardened-{name}",
+            {
+                **step_settings,
+                "defence": name,
+                "params": params,
+                "equation": equation.get("status"),
+            },
+            partial(_hardened_step, ctx, defence, pool, attack, settings, equation.get("status")),
+        )
+    except QueryBudgetExceededError as err:
+        entry["skipped"] = budget_ran_out(model, err)
+        return entry
     entry.update(meta)
     return entry
 
@@ -410,22 +443,27 @@ def _hardened_step(
     equation_status: str | None,
 ) -> StepResult:
     api = defence.wrap(ctx.model)
-    meta, _stolen = _steal(ctx, api, pool, attack, settings)
-    meta.pop("copy_architecture", None)
     # What the defence costs the model's users: its accuracy (labels are kept) and how far
-    # the scores it shows are from the model's (total variation distance).
+    # the scores it shows are from the model's (total variation distance). Measured
+    # before the stealing, which spends a query budget to the last query.
     with torch.no_grad(), api.evaluating():
         pred = np.asarray(api.predict(ctx.x))
         if api.has_scores:
             shown = np.asarray(api.predict_proba(ctx.x), dtype=np.float64)
         else:
             shown = np.eye(ctx.model.n_classes)[pred]
-    meta["utility"] = {
+    utility = {
         "accuracy": float((pred == ctx.y).mean()),
         "score_change": float(0.5 * np.abs(shown - ctx.clean_proba).sum(1).mean()),
     }
+    meta, _stolen = _steal(ctx, api, pool, attack, settings)
+    meta.pop("copy_architecture", None)
+    meta["utility"] = utility
     if equation_status == "exact":
-        eq, _ = _equation_step(ctx, api, int(settings["n_random"]))
+        try:
+            eq, _ = _equation_step(ctx, api, int(settings["n_random"]))
+        except QueryBudgetExceededError as err:
+            eq = {"status": "skipped", "reason": budget_ran_out(api, err)}
         meta["equation_solving"] = eq
     return meta, {}
 
@@ -519,6 +557,15 @@ def _verdict(
         "warn": " An attacker gets a useful but imperfect copy of the model.",
         "pass": " At this budget the attacker's copy is a poor imitation of the model.",
     }[level]
+    label = _LABELS[level]
+    if stealing.get("budget_ran_out"):
+        text += (
+            " The model's query budget ran out before the attack's: the copy learnt from the "
+            "answers paid for, so an attacker with the full budget does at least this well."
+        )
+        if level == "pass":
+            # A poor copy from too few queries says nothing about how hard stealing is.
+            level, label = "unknown", "not assessed (query budget ran out)"
     numbers: dict[str, Any] = {
         "fidelity": fid,
         "fidelity_random": stealing.get("fidelity_random"),
@@ -526,4 +573,4 @@ def _verdict(
         "transfer_success": transfer.get("transfer_success"),
         "equation_exact": exact,
     }
-    return Verdict(level, _LABELS[level], text, numbers)
+    return Verdict(level, label, text, numbers)

@@ -26,7 +26,9 @@ from advml.audit.sections.base import (
     Level,
     SectionOutput,
     Verdict,
+    budget_ran_out,
 )
+from advml.errors import QueryBudgetExceededError
 from advml.models.base import Classifier
 from advml.privacy.inversion import MIFace, invert_and_judge
 
@@ -119,11 +121,19 @@ class InversionSection(AuditSection):
                 target = defence.wrap(ctx.model)
                 note = ""
             zo = _attack(settings, "zeroth-order", seed)
-            h_meta, _ = ctx.step(
-                f"hardened-{defence_name}",
-                {"attack": zo.get_params(), "classes": classes.tolist(), "defence": entry},
-                partial(_invert_step, ctx, target, zo, classes),
-            )
+            try:
+                h_meta, _ = ctx.step(
+                    f"hardened-{defence_name}",
+                    {"attack": zo.get_params(), "classes": classes.tolist(), "defence": entry},
+                    partial(_invert_step, ctx, target, zo, classes),
+                )
+            except QueryBudgetExceededError as err:
+                # The inversion above is kept; this comparison is not measured.
+                entry.update(blocked=False, note="not measured: " + budget_ran_out(ctx.model, err))
+                hardening.append(entry)
+                continue
+            if "budget_ran_out" in h_meta:
+                note = "; ".join(filter(None, [note, "query budget ran out: fewer steps"]))
             entry.update(blocked=False, note=note, **_headline(h_meta))
             hardening.append(entry)
         verdict = _verdict(meta, ds.n_classes)
@@ -173,16 +183,23 @@ def _invert_step(
 ) -> StepResult:
     ds = ctx.dataset
     x_real, y_real = _real_samples(ds, seed=ctx.config.seed)
-    judged = invert_and_judge(
-        attack,
-        model,
-        classes,
-        x_judge=ds.x_test,
-        y_judge=ds.y_test,
-        x_real=x_real,
-        y_real=y_real,
-        seed=ctx.config.seed,
-    )
+    budget_note = None
+    try:
+        judged = invert_and_judge(
+            attack,
+            model,
+            classes,
+            x_judge=ds.x_test,
+            y_judge=ds.y_test,
+            x_real=x_real,
+            y_real=y_real,
+            seed=ctx.config.seed,
+        )
+    except QueryBudgetExceededError as err:
+        if err.partial_result is None:
+            raise
+        # The reconstructions the budget paid for are judged and reported as such.
+        judged, budget_note = err.partial_result, str(err)
     result, evaluation = judged.result, judged.evaluation
     numbers = judged.summary()
     ssim = numbers["evaluation"]["mean_ssim_to_class_mean"]
@@ -198,6 +215,8 @@ def _invert_step(
         "params": dict(attack.get_params()),
         "per_class": numbers["per_class"],
     }
+    if budget_note is not None:
+        meta["budget_ran_out"] = budget_note
     arrays = {
         "images": result.images.astype(np.float32),
         "class_means": evaluation.class_means.astype(np.float32),
@@ -241,9 +260,19 @@ def _verdict(meta: Mapping[str, Any], n_classes: int) -> Verdict:
         "class is one person (face recognition: it is their face) or another private "
         "group; release labels only, or fewer and coarser scores, there.",
     }[level]
+    label = _LABELS[level]
+    if meta.get("budget_ran_out"):
+        text += (
+            " The model's query budget ran out before the attack's steps: these are the "
+            "reconstructions it paid for, so an attacker with the full budget does at "
+            "least this well."
+        )
+        if level == "pass":
+            # Too few steps say nothing about what the model gives away.
+            level, label = "unknown", "not assessed (query budget ran out)"
     return Verdict(
         level,
-        _LABELS[level],
+        label,
         text,
         {"recognition_rate": rate, "mean_ssim_to_class_mean": meta["mean_ssim_to_class_mean"]},
     )

@@ -42,7 +42,9 @@ from advml.audit.sections.base import (
     Level,
     SectionOutput,
     Verdict,
+    budget_ran_out,
 )
+from advml.errors import QueryBudgetExceededError
 from advml.models import validation_split
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier, require_torch
@@ -139,38 +141,55 @@ class MembershipSection(AuditSection):
         names = list(settings["attacks"])
         # The model's answers on the records, asked once when a step first needs them.
         recorded = functools.cache(partial(_recorded, model, split))
+        # A query budget that runs out stops one step: it is listed as skipped with the
+        # reason, and the section reports what the steps before it paid for.
+        ran_out: QueryBudgetExceededError | None = None
         refused = {n: registry.get("membership", n).unsupported_reason(model) for n in names}
         skipped += [{"attack": n, "reason": r} for n, r in refused.items() if r is not None]
         allowed = [n for n in names if refused[n] is None]
         if allowed:
-            meta, _ = ctx.step(
-                "threshold",
-                {"attacks": allowed, "split": split["key"]},
-                partial(_threshold_step, recorded, allowed, split, seed),
-            )
-            attacks_run += meta["attacks"]
+            try:
+                meta, _ = ctx.step(
+                    "threshold",
+                    {"attacks": allowed, "split": split["key"]},
+                    partial(_threshold_step, recorded, allowed, split, seed),
+                )
+                attacks_run += meta["attacks"]
+            except QueryBudgetExceededError as err:
+                ran_out = err
+                skipped += [{"attack": n, "reason": budget_ran_out(model, err)} for n in allowed]
         n_label = min(int(settings["label_only_records"]), split["n"])
         label_only: dict[str, Any] | None = None
         if n_label > 0:
             k = int(settings["label_only_perturbations"])
-            label_only, _ = ctx.step(
-                "label-only",
-                {"records": n_label, "perturbations": k, "split": split["key"]},
-                partial(_label_only_step, model, split, n_label, k, seed),
-            )
-            attacks_run.append(label_only)
+            try:
+                label_only, _ = ctx.step(
+                    "label-only",
+                    {"records": n_label, "perturbations": k, "split": split["key"]},
+                    partial(_label_only_step, model, split, n_label, k, seed),
+                )
+                attacks_run.append(label_only)
+            except QueryBudgetExceededError as err:
+                ran_out = err
+                skipped.append({"attack": "label-only", "reason": budget_ran_out(model, err)})
         n_shadows = int(settings["lira_shadows"])
         if n_shadows >= 2:
             reason = _lira_skip(ctx)
             if reason is None:
-                meta, _ = ctx.step(
-                    "lira",
-                    {"shadows": n_shadows, "split": split["key"]},
-                    partial(_lira_step, ctx, split, n_shadows, seed),
-                )
-                attacks_run.append(meta)
+                try:
+                    meta, _ = ctx.step(
+                        "lira",
+                        {"shadows": n_shadows, "split": split["key"]},
+                        partial(_lira_step, ctx, split, n_shadows, seed),
+                    )
+                    attacks_run.append(meta)
+                except QueryBudgetExceededError as err:
+                    ran_out = err
+                    skipped.append({"attack": "lira", "reason": budget_ran_out(model, err)})
             else:
                 skipped.append({"attack": "lira", "reason": reason})
+        if not attacks_run and ran_out is not None:
+            raise ran_out  # nothing measured: the audit lists the section as not assessed
         hardening = _hardening(ctx, settings, names, split, label_only, recorded)
         trade_off = _trade_off(ctx, settings, split, attacks_run)
         verdict = _verdict(attacks_run, split)
@@ -283,6 +302,13 @@ def _recorded(model: Classifier, split: dict[str, Any]) -> Classifier:
 
     x_all = np.concatenate([split["x"], split["x_pop"]]).astype(np.float32)
     flat = x_all.reshape(len(x_all), -1)
+    left = getattr(model, "queries_left", None)
+    if left is not None and len(x_all) > left:
+        # All the records' answers or none are of use: refuse before spending any.
+        raise QueryBudgetExceededError(
+            f"recording the model's answers on the section's {len(x_all)} records needs "
+            f"{len(x_all)} queries but its query budget has {left} left; nothing was asked"
+        )
     logits = np.empty((len(x_all), model.n_classes), dtype=np.float64)
     with torch.no_grad(), model.evaluating():
         for i in range(0, len(x_all), 512):
@@ -423,11 +449,23 @@ def _hardening(
                 }
             )
             continue
-        meta, _ = ctx.step(
-            f"hardened-{defence_name}",
-            {"defence": defence.get_params(), "attacks": names, "split": split["key"]},
-            partial(_hardened_step, defence, recorded, names, split, seed),
-        )
+        try:
+            meta, _ = ctx.step(
+                f"hardened-{defence_name}",
+                {"defence": defence.get_params(), "attacks": names, "split": split["key"]},
+                partial(_hardened_step, defence, recorded, names, split, seed),
+            )
+        except QueryBudgetExceededError as err:
+            rows.append(
+                {
+                    "defence": defence_name,
+                    "label": label,
+                    "params": dict(defence_settings),
+                    "attacks": [],
+                    "note": "not measured: " + budget_ran_out(model, err),
+                }
+            )
+            continue
         rows.append(
             {
                 "defence": defence_name,

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from advml.defences.preprocess.base import Preprocessor
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier
+from advml.models.base import Classifier, wrapped_queries_left
 from advml.models.wrapper import WrappingClassifier
 from advml.runtime.seeding import make_generator
 from advml.validation import check_choice, check_number
@@ -114,6 +114,11 @@ class DefendedClassifier(WrappingClassifier):
         self.has_gradients = bool(model.has_gradients)
         self.has_scores = bool(model.has_scores)
         self._generator = make_generator(seed, model.device)
+
+    def _inner_queries_left(self) -> int | None:
+        # A score query draws the preprocessors eot_samples times, each draw one query of
+        # the model behind; a label query draws once.
+        return wrapped_queries_left(self.model, self.eot_samples if self.has_scores else 1)
 
     @property
     def randomised(self) -> bool:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from advml.errors import QueryBudgetExceededError
 from advml.models.base import Classifier
 from advml.privacy.inversion.base import InversionAttack, InversionResult
 from advml.validation import check_labels
@@ -220,8 +221,19 @@ def invert_and_judge(
     """
     from advml.privacy.inversion.judge import independent_judge
 
-    result = attack.invert(model, np.asarray(classes))
-    judge = independent_judge(
-        x_judge, y_judge, bounds=model.bounds, input_shape=model.input_shape, seed=seed
-    )
-    return JudgedInversion(result, evaluate_inversion(result, judge, x_real, y_real))
+    def judged(result: InversionResult) -> JudgedInversion:
+        judge = independent_judge(
+            x_judge, y_judge, bounds=model.bounds, input_shape=model.input_shape, seed=seed
+        )
+        return JudgedInversion(result, evaluate_inversion(result, judge, x_real, y_real))
+
+    try:
+        result = attack.invert(model, np.asarray(classes))
+    except QueryBudgetExceededError as err:
+        if err.partial_result is None:
+            raise
+        # The query budget ran out: the reconstructions it paid for are judged all the same.
+        raise QueryBudgetExceededError(
+            str(err), partial_result=judged(err.partial_result)
+        ) from None
+    return judged(result)

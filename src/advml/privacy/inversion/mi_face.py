@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.errors import UnsupportedModelError
+from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.imaging import median_filter
 from advml.models.base import Classifier
 from advml.privacy.inversion.base import InversionAttack, InversionResult, target_classes
@@ -128,6 +128,10 @@ class MIFace(InversionAttack):
         UnsupportedModelError
             If the model answers labels only, or ``gradient="white-box"`` and the model
             has no gradients.
+        QueryBudgetExceededError
+            When the model's ``query_budget`` cannot pay for every step: the steps it
+            pays for are taken (keeping the final check's queries) and the error's
+            ``partial_result`` is the result of the reconstructions so far.
         """
         self._check_model(model)
         classes = target_classes(model, target_class)
@@ -156,8 +160,23 @@ class MIFace(InversionAttack):
         x = x0.clone().requires_grad_(True)
         optimiser = torch.optim.Adam([x], lr=self.step_size * span)
         is_image = len(model.input_shape) == 3
+        # Queries of one step (a gradient, or 2 * n_directions antithetic probes per
+        # class) and of the final confidence check: a budget pays for whole steps only.
+        per_step = k if mode == "white-box" else 2 * self.n_directions * k
+        left = getattr(model, "queries_left", None)
+        if left is not None and left < per_step + k:
+            raise QueryBudgetExceededError(
+                f"MIFace needs at least {per_step + k} queries (one step and the confidence "
+                f"of {k} reconstructions) but the model's query budget has {left} left "
+                f"(query_budget={getattr(model, 'query_budget', None)}); nothing was asked"
+            )
+        taken = self.steps
         with model.evaluating():
             for step in range(1, self.steps + 1):
+                left = getattr(model, "queries_left", None)
+                if left is not None and left < per_step + k:
+                    taken = step - 1
+                    break
                 if mode == "white-box":
                     with torch.enable_grad():
                         model_cost = self._model_cost(model, x, y)
@@ -178,7 +197,7 @@ class MIFace(InversionAttack):
             with torch.no_grad():
                 p = torch.softmax(model.logits(final), dim=1).gather(1, y[:, None])[:, 0]
                 cost = (1 - p) + self._prior(final, x0, span, is_image)
-        return InversionResult(
+        result = InversionResult(
             images=final.cpu().numpy().astype(np.float32),
             classes=classes,
             confidence=p.double().cpu().numpy(),
@@ -189,6 +208,15 @@ class MIFace(InversionAttack):
             attack=self.name,
             params=self.get_params(),
         )
+        if taken < self.steps:
+            raise QueryBudgetExceededError(
+                f"the model's query budget ran out after {taken} of MIFace's {self.steps} "
+                f"steps ({result.queries} queries, query_budget="
+                f"{getattr(model, 'query_budget', None)}); the error's partial_result holds "
+                f"the reconstructions so far; raise query_budget or lower steps",
+                partial_result=result,
+            )
+        return result
 
     # -- pieces of the cost ----------------------------------------------------------------
     @staticmethod

@@ -78,9 +78,13 @@ def render(
         h_rows = [
             (
                 h["defence"] + (f" {h['params']}" if h["params"] else ""),
-                "blocked" if h["blocked"] else pct(h["recognition_rate"]),
-                "–" if h["blocked"] else num(h["mean_ssim_to_class_mean"]),
-                "–" if h["blocked"] else f"{h['queries']:,}",
+                "blocked"
+                if h["blocked"]
+                else pct(h["recognition_rate"])
+                if "recognition_rate" in h
+                else "not measured",
+                num(h["mean_ssim_to_class_mean"]) if "recognition_rate" in h else "–",
+                f"{h['queries']:,}" if "recognition_rate" in h else "–",
                 h["note"],
             )
             for h in section["hardening"]
