@@ -12,8 +12,8 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import ascent_direction, cw_margin, loss_per_sample, project_ball
-from advml.evasion.base import EvasionAttack, Norm, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack, Norm
+from advml.evasion.constraints import FeatureConstraints
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
 
@@ -123,16 +123,14 @@ class APGD(EvasionAttack):
         check_number("steps", steps, low=1, integer=True)
         check_choice("loss", loss, ("ce", "dlr"))
         check_number("restarts", restarts, low=1, integer=True)
-        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(
+            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+        )
         self.eps = eps
         self.norm = norm
         self.steps = steps
         self.loss = loss
         self.restarts = restarts
-        self.targeted = targeted
-        self.seed = seed
-        self.constraints = as_constraints("constraints", constraints)
-        self.batch_size = batch_size
 
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator

@@ -23,7 +23,7 @@ from torch import Tensor
 from advml import registry
 from advml.base import Component
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
-from advml.evasion.constraints import FeatureConstraints
+from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.metrics.norms import perturbation_norms
 from advml.models.base import Classifier, keeping_back, kept_back
 from advml.models.checks import check_finite_outputs
@@ -189,6 +189,26 @@ class EvasionAttack(Component):
 
     targeted: bool
     batch_size: int | None
+
+    def _set_common(
+        self,
+        *,
+        targeted: bool,
+        batch_size: int | None,
+        seed: int | None = None,
+        constraints: Any = None,
+    ) -> None:
+        """Validate and store the settings attacks share (from ``__init__``): ``targeted``
+        and ``batch_size``, and ``seed`` and ``constraints`` where the attack's signature
+        takes them."""
+        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        names = self._param_names()
+        self.targeted = targeted
+        self.batch_size = batch_size
+        if "seed" in names:
+            self.seed = seed
+        if "constraints" in names:
+            self.constraints = as_constraints("constraints", constraints)
 
     @classmethod
     def unsupported_reason(cls, model: Classifier) -> str | None:

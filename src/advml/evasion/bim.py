@@ -10,8 +10,8 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings, iterate, step_size_for
-from advml.evasion.base import EvasionAttack, Norm, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack, Norm
+from advml.evasion.constraints import FeatureConstraints
 from advml.models.base import Classifier
 from advml.validation import check_bool
 
@@ -66,16 +66,13 @@ class BIM(EvasionAttack):
     ) -> None:
         check_settings(eps=eps, norm=norm, loss=loss, steps=steps, step_size=step_size)
         check_bool("early_stop", early_stop)
-        validate_common(targeted=targeted, batch_size=batch_size)
+        self._set_common(targeted=targeted, batch_size=batch_size, constraints=constraints)
         self.eps = eps
         self.steps = steps
         self.step_size = step_size
         self.norm = norm
-        self.targeted = targeted
         self.loss = loss
         self.early_stop = early_stop
-        self.constraints = as_constraints("constraints", constraints)
-        self.batch_size = batch_size
 
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator

@@ -17,8 +17,8 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import cw_margin, random_point
-from advml.evasion.base import EvasionAttack, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack
+from advml.evasion.constraints import FeatureConstraints
 from advml.models.base import Classifier
 from advml.validation import check_bool, check_number
 
@@ -106,16 +106,13 @@ class CarliniWagnerL2(EvasionAttack):
         check_number("initial_const", initial_const, low=0, low_inclusive=False)
         check_number("learning_rate", learning_rate, low=0, low_inclusive=False)
         check_bool("abort_early", abort_early)
-        validate_common(targeted=targeted, batch_size=batch_size)
+        self._set_common(targeted=targeted, batch_size=batch_size, constraints=constraints)
         self.confidence = confidence
         self.steps = steps
         self.binary_search_steps = binary_search_steps
         self.initial_const = initial_const
         self.learning_rate = learning_rate
         self.abort_early = abort_early
-        self.targeted = targeted
-        self.constraints = as_constraints("constraints", constraints)
-        self.batch_size = batch_size
 
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator
@@ -280,16 +277,14 @@ class CarliniWagnerLinf(EvasionAttack):
             check_number("step_size", step_size, low=0, low_inclusive=False)
         check_number("confidence", confidence, low=0)
         check_bool("random_start", random_start)
-        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(
+            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+        )
         self.eps = eps
         self.steps = steps
         self.step_size = step_size
         self.confidence = confidence
         self.random_start = random_start
-        self.targeted = targeted
-        self.seed = seed
-        self.constraints = as_constraints("constraints", constraints)
-        self.batch_size = batch_size
 
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator

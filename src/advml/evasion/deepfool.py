@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion.base import EvasionAttack, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack
+from advml.evasion.constraints import FeatureConstraints
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
 
@@ -76,14 +76,11 @@ class DeepFool(EvasionAttack):
         check_number("overshoot", overshoot, low=0)
         check_number("max_iter", max_iter, low=1, integer=True)
         check_number("candidates", candidates, low=2, integer=True)
-        validate_common(targeted=False, batch_size=batch_size)
+        self._set_common(targeted=False, batch_size=batch_size, constraints=constraints)
         self.norm = norm
         self.overshoot = overshoot
         self.max_iter = max_iter
         self.candidates = candidates
-        self.constraints = as_constraints("constraints", constraints)
-        self.batch_size = batch_size
-        self.targeted = False
 
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings
-from advml.evasion.base import EvasionAttack, Norm, validate_common
+from advml.evasion.base import EvasionAttack, Norm
 from advml.imaging import gaussian_blur, jpeg_compress
 from advml.models.base import BaseClassifier, Classifier
 from advml.runtime.seeding import make_generator
@@ -266,7 +266,7 @@ class EOT(EvasionAttack):
             )
         for t in transforms:
             check_choice("transforms", t, TRANSFORMS)
-        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(targeted=targeted, batch_size=batch_size, seed=seed)
         if not isinstance(attack, str):
             raise TypeError(f"attack must be a registered attack's name, got {attack!r}")
         if attack == "eot":
@@ -290,10 +290,7 @@ class EOT(EvasionAttack):
         self.samples = samples
         self.transforms = tuple(transforms)
         self.strength = strength
-        self.targeted = targeted
         self.loss = loss
-        self.seed = seed
-        self.batch_size = batch_size
 
     def _inner(self) -> EvasionAttack:
         schema = registry.schema("evasion", self.attack)

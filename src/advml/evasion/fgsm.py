@@ -10,8 +10,8 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings, iterate
-from advml.evasion.base import EvasionAttack, Norm, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack, Norm
+from advml.evasion.constraints import FeatureConstraints
 from advml.models.base import Classifier
 
 __all__ = ["FGSM"]
@@ -59,13 +59,10 @@ class FGSM(EvasionAttack):
         batch_size: int | None = None,
     ) -> None:
         check_settings(eps=eps, norm=norm, loss=loss)
-        validate_common(targeted=targeted, batch_size=batch_size)
+        self._set_common(targeted=targeted, batch_size=batch_size, constraints=constraints)
         self.eps = eps
         self.norm = norm
-        self.targeted = targeted
         self.loss = loss
-        self.constraints = as_constraints("constraints", constraints)
-        self.batch_size = batch_size
 
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion.base import EvasionAttack, affordable, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack, affordable
+from advml.evasion.constraints import FeatureConstraints
 from advml.models.base import Classifier
 from advml.validation import check_number
 
@@ -91,12 +91,9 @@ class GreedyPixel(EvasionAttack):
             check_number("max_changes", max_changes, low=1, integer=True)
         if step is not None:
             check_number("step", step, low=0, low_inclusive=False)
-        validate_common(targeted=targeted, batch_size=batch_size)
+        self._set_common(targeted=targeted, batch_size=batch_size, constraints=constraints)
         self.max_changes = max_changes
         self.step = step
-        self.targeted = targeted
-        self.constraints = as_constraints("constraints", constraints)
-        self.batch_size = batch_size
 
     def _budget(self, n_features: int) -> int:
         if self.max_changes is not None:

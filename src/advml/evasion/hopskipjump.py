@@ -29,9 +29,8 @@ from advml.evasion.base import (
     affordable,
     budget_ran_out,
     queries_left,
-    validate_common,
 )
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.constraints import FeatureConstraints
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
 
@@ -125,17 +124,15 @@ class HopSkipJump(EvasionAttack):
         check_number("max_evals", max_evals, low=1, integer=True)
         check_number("gamma", gamma, low=0, low_inclusive=False)
         check_number("init_tries", init_tries, low=1, integer=True)
-        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(
+            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+        )
         self.norm = norm
         self.max_queries = max_queries
         self.init_evals = init_evals
         self.max_evals = max_evals
         self.gamma = gamma
         self.init_tries = init_tries
-        self.targeted = targeted
-        self.constraints = as_constraints("constraints", constraints)
-        self.seed = seed
-        self.batch_size = batch_size
 
     # -- helpers ---------------------------------------------------------------------
     def _dist(self, a: Tensor, b: Tensor) -> Tensor:

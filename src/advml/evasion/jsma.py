@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion.base import EvasionAttack, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack
+from advml.evasion.constraints import FeatureConstraints
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
 
@@ -112,15 +112,13 @@ class JSMA(EvasionAttack):
         check_number("gamma", gamma, low=0, high=1, low_inclusive=False)
         check_choice("output", output, ("probabilities", "logits"))
         check_choice("untargeted_target", untargeted_target, ("away", "second", "random"))
-        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(
+            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+        )
         self.theta = theta
         self.gamma = gamma
         self.output = output
-        self.targeted = targeted
         self.untargeted_target = untargeted_target
-        self.seed = seed
-        self.constraints = as_constraints("constraints", constraints)
-        self.batch_size = batch_size
 
     def _auto_batch_size(self, model: Classifier) -> int:
         d = math.prod(model.input_shape)

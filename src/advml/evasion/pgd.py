@@ -11,8 +11,8 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings, iterate, loss_per_sample, step_size_for
-from advml.evasion.base import EvasionAttack, Norm, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack, Norm
+from advml.evasion.constraints import FeatureConstraints
 from advml.models.base import Classifier
 from advml.validation import check_bool, check_number
 
@@ -90,19 +90,17 @@ class PGD(EvasionAttack):
                 f"restarts={restarts} repeats the same deterministic run unless "
                 f"random_start=True; set random_start=True or restarts=1"
             )
-        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(
+            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+        )
         self.eps = eps
         self.steps = steps
         self.step_size = step_size
         self.norm = norm
         self.random_start = random_start
         self.restarts = restarts
-        self.targeted = targeted
         self.loss = loss
         self.early_stop = early_stop
-        self.seed = seed
-        self.constraints = as_constraints("constraints", constraints)
-        self.batch_size = batch_size
 
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator

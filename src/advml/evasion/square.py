@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion.base import EvasionAttack, affordable, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack, affordable
+from advml.evasion.constraints import FeatureConstraints
 from advml.evasion.greedy_pixel import margin_score
 from advml.models.base import Classifier
 from advml.validation import check_choice, check_number
@@ -126,15 +126,13 @@ class Square(EvasionAttack):
         check_choice("norm", norm, ("inf", "2"))
         check_number("max_queries", max_queries, low=1, integer=True)
         check_number("p_init", p_init, low=0, high=1, low_inclusive=False)
-        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(
+            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+        )
         self.eps = eps
         self.norm = norm
         self.max_queries = max_queries
         self.p_init = p_init
-        self.targeted = targeted
-        self.constraints = as_constraints("constraints", constraints)
-        self.seed = seed
-        self.batch_size = batch_size
 
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator

@@ -16,7 +16,6 @@ from advml.evasion.base import (
     budget_ran_out,
     queries_left,
     spending,
-    validate_common,
 )
 from advml.models.base import Classifier
 from advml.runtime.seeding import make_generator
@@ -87,14 +86,11 @@ class Strongest(EvasionAttack):
     ) -> None:
         check_number("eps", eps, low=0)
         check_choice("norm", norm, ("inf", "2"))
-        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(targeted=targeted, batch_size=batch_size, seed=seed)
         members = _normalise(attacks)
         self.attacks = attacks
         self.eps = eps
         self.norm = norm
-        self.targeted = targeted
-        self.seed = seed
-        self.batch_size = batch_size
         # Built once here so bad members fail at construction; never changed by use.
         self._members = [self._build(name, settings) for name, settings in members]
 

@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion.base import EvasionAttack, validate_common
-from advml.evasion.constraints import FeatureConstraints, as_constraints
+from advml.evasion.base import EvasionAttack
+from advml.evasion.constraints import FeatureConstraints
 from advml.metrics.norms import perturbation_norms
 from advml.models.architectures import build
 from advml.models.base import Classifier
@@ -265,7 +265,9 @@ class TransferAttack(EvasionAttack):
         check_number("augment_rounds", augment_rounds, low=0, integer=True)
         check_number("lambda_", lambda_, low=0, low_inclusive=False)
         check_number("epochs", epochs, low=1, integer=True)
-        validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(
+            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+        )
         self.substitute = substitute
         self.attack = attack
         self.eps = eps
@@ -274,10 +276,6 @@ class TransferAttack(EvasionAttack):
         self.augment_rounds = augment_rounds
         self.lambda_ = lambda_
         self.epochs = epochs
-        self.targeted = targeted
-        self.constraints = as_constraints("constraints", constraints)
-        self.seed = seed
-        self.batch_size = batch_size
         self._inner()  # fail now, naming the setting, if the attack rejects its settings
 
     def _inner(self) -> EvasionAttack:
