@@ -25,7 +25,7 @@ from advml.base import Component
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.metrics.norms import perturbation_norms
-from advml.models.base import Classifier, keeping_back, kept_back
+from advml.models.base import Classifier, check_classifier, keeping_back, kept_back
 from advml.models.checks import check_finite_outputs
 from advml.runtime.seeding import make_generator
 from advml.validation import check_bool, check_in_bounds, check_labels, check_number
@@ -463,11 +463,7 @@ class EvasionAttack(Component):
         return int(min(1024, max(16, 200_000 // numel)))
 
     def _check_model(self, model: Classifier) -> None:
-        if not isinstance(model, Classifier):
-            raise TypeError(
-                f"model must be an advml Classifier (e.g. TorchClassifier), got "
-                f"{type(model).__name__}; wrap it with an adapter from advml.models"
-            )
+        check_classifier("model", model)
         reason = self.unsupported_reason(model)
         if reason is not None:
             others = [

@@ -33,7 +33,7 @@ from advml.evasion.base import EvasionAttack
 from advml.evasion.constraints import FeatureConstraints
 from advml.metrics.norms import perturbation_norms
 from advml.models.architectures import build
-from advml.models.base import Classifier
+from advml.models.base import Classifier, check_classifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import train
 from advml.validation import check_choice, check_labels, check_number
@@ -135,8 +135,7 @@ def transfer(
     if not isinstance(attack, EvasionAttack):
         raise TypeError(f"attack must be an EvasionAttack or a registered name, got {attack!r}")
     for name, model in (("target", target), ("substitute", substitute)):
-        if not isinstance(model, Classifier):
-            raise TypeError(f"{name} must be an advml Classifier, got {type(model).__name__}")
+        check_classifier(name, model)
     _check_compatible(target, substitute)
     start = time.perf_counter()
     xt = target.as_tensor(x, name="x")

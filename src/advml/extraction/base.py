@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from advml.base import Component
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
-from advml.models.base import Classifier
+from advml.models.base import Classifier, check_classifier
 from advml.runtime.seeding import make_generator
 from advml.validation import (
     check_finite,
@@ -304,11 +304,7 @@ class ExtractionAttack(Component):
             budget (Copycat) spend it to the last query, and the error's
             ``partial_result`` is the result of the copy trained on the answers paid for.
         """
-        if not isinstance(victim, Classifier):
-            raise TypeError(
-                f"victim must be an advml Classifier (e.g. CallableClassifier), got "
-                f"{type(victim).__name__}; wrap it with an adapter from advml.models"
-            )
+        check_classifier("victim", victim)
         self._check_victim(victim)
         check_number("n_random", n_random, low=0, integer=True)
         pool = None

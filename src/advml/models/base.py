@@ -36,6 +36,7 @@ __all__ = [
     "Classifier",
     "Normalisation",
     "WhiteBox",
+    "check_classifier",
     "keeping_back",
     "kept_back",
     "same_kind_as",
@@ -459,3 +460,15 @@ def same_kind_as(out: Tensor, template: np.ndarray | Tensor) -> np.ndarray | Ten
     if isinstance(template, Tensor):
         return out.to(template.device) if template.device != out.device else out
     return out.cpu().numpy()
+
+
+def check_classifier(name: str, model: object) -> Classifier:
+    """``model`` if it is an advml :class:`Classifier`, else ``TypeError`` naming ``name``
+    and the adapter to wrap it in (every public entry point that takes a model asks this)."""
+    if not isinstance(model, Classifier):
+        raise TypeError(
+            f"{name} must be an advml Classifier, got {type(model).__name__}; wrap a torch "
+            "module in advml.models.TorchClassifier, a scikit-learn estimator in "
+            "SklearnClassifier, a prediction API in CallableClassifier"
+        )
+    return model

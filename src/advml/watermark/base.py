@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier, WhiteBox
+from advml.models.base import Classifier, WhiteBox, check_classifier
 from advml.models.torch import TorchClassifier, require_torch
 from advml.models.training import History, LossFn, train
 from advml.validation import check_choice, check_labels, check_number
@@ -30,7 +30,6 @@ from advml.watermark.key import WatermarkKey, derive_rng, derive_seed, normalise
 from advml.watermark.verify import (
     DEFAULT_ALPHA,
     Verification,
-    check_classifier,
     decide,
     not_checked,
 )

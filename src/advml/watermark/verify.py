@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from advml.models.base import Classifier
+from advml.models.base import Classifier, check_classifier
 from advml.validation import check_number
 from advml.watermark.key import WatermarkKey
 
@@ -38,7 +38,6 @@ __all__ = [
     "Verification",
     "binomial_tail",
     "calibrate",
-    "check_classifier",
     "not_checked",
     "poisson_binomial_tail",
     "verify",
@@ -123,16 +122,6 @@ class Verification:
             "reason": self.reason,
             "applicable": self.applicable,
         }
-
-
-def check_classifier(name: str, model: Any) -> None:
-    """Refuse what is not an advml model adapter, naming the adapters to wrap it in."""
-    if not isinstance(model, Classifier):
-        raise TypeError(
-            f"{name} must be an advml Classifier; got {type(model).__name__}. Wrap a torch "
-            f"module in advml.models.TorchClassifier, a scikit-learn estimator in "
-            f"SklearnClassifier, a prediction API in CallableClassifier"
-        )
 
 
 def binomial_tail(matches: int, n: int, p0: float) -> float:

@@ -31,7 +31,7 @@ from advml.data import Dataset, advml_home, load_dataset
 from advml.data.embedded import EMBEDDED
 from advml.defences.preprocess import Autoencoder, Preprocessor
 from advml.evasion import FeatureConstraints
-from advml.models.base import Classifier
+from advml.models.base import Classifier, check_classifier
 from advml.validation import check_choice, check_number
 from advml.web.images import perturbation_png, png_data_url, resize_to
 from advml.web.limits import Clock, Job, LimitedModel, RequestTimeout, ServerBusy
@@ -226,11 +226,7 @@ class DemoService:
         clock: Clock = time.monotonic,
     ) -> None:
         check_number("timeout", timeout, low=0, low_inclusive=False)
-        if not isinstance(model, Classifier):
-            raise TypeError(
-                f"model must be an advml Classifier (e.g. TorchClassifier), got "
-                f"{type(model).__name__}; wrap it with an adapter from advml.models"
-            )
+        check_classifier("model", model)
         if tuple(model.input_shape) != tuple(dataset.input_shape):
             raise ValueError(
                 f"the model takes inputs of shape {tuple(model.input_shape)} but dataset "

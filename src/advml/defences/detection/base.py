@@ -14,7 +14,7 @@ import numpy as np
 from torch import Tensor
 
 from advml.base import Component
-from advml.models.base import Classifier
+from advml.models.base import Classifier, check_classifier
 from advml.validation import check_input_shape, check_number
 
 __all__ = ["DetectionResult", "Detector", "threshold_for_fpr"]
@@ -104,8 +104,7 @@ class Detector(Component):
         )
 
     def _check(self, model: Classifier, x: np.ndarray | Tensor, name: str) -> None:
-        if not isinstance(model, Classifier):
-            raise TypeError(f"model must be an advml Classifier, got {type(model).__name__}")
+        check_classifier("model", model)
         if not isinstance(x, np.ndarray | Tensor):
             raise TypeError(f"{name} must be a numpy array or a tensor, got {type(x).__name__}")
         check_input_shape(name, x, model.input_shape)

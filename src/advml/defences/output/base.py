@@ -27,7 +27,7 @@ from torch import Tensor
 
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier, same_kind_as
+from advml.models.base import Classifier, check_classifier, same_kind_as
 from advml.models.wrapper import WrappingClassifier
 from advml.runtime.seeding import make_generator
 
@@ -63,11 +63,7 @@ class OutputDefence(Component):
         -------
         HardenedClassifier
         """
-        if not isinstance(model, Classifier):
-            raise TypeError(
-                f"model must be an advml Classifier (e.g. TorchClassifier), got "
-                f"{type(model).__name__}; wrap it with an adapter from advml.models"
-            )
+        check_classifier("model", model)
         if self.reveals_scores and not model.has_scores:
             raise UnsupportedModelError(
                 f"{type(self).__name__} transforms scores, but {type(model).__name__} answers "

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from advml.defences.preprocess.base import Preprocessor
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier, wrapped_queries_left
+from advml.models.base import Classifier, check_classifier, wrapped_queries_left
 from advml.models.wrapper import WrappingClassifier
 from advml.runtime.seeding import make_generator
 from advml.validation import check_choice, check_number
@@ -81,11 +81,7 @@ class DefendedClassifier(WrappingClassifier):
         seed: int | None = 0,
         query_budget: int | None = None,
     ) -> None:
-        if not isinstance(model, Classifier):
-            raise TypeError(
-                f"model must be an advml Classifier, got {type(model).__name__}; wrap it "
-                f"with an adapter from advml.models"
-            )
+        check_classifier("model", model)
         preps = [preprocessors] if isinstance(preprocessors, Preprocessor) else preprocessors
         try:
             preps = list(preps)

@@ -16,7 +16,7 @@ import numpy as np
 
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier
+from advml.models.base import Classifier, check_classifier
 
 __all__ = ["InversionAttack", "InversionResult", "target_classes"]
 
@@ -81,11 +81,7 @@ class InversionAttack(Component):
         raise NotImplementedError
 
     def _check_model(self, model: Classifier) -> None:
-        if not isinstance(model, Classifier):
-            raise TypeError(
-                f"model must be an advml Classifier (e.g. TorchClassifier), got "
-                f"{type(model).__name__}; wrap it with an adapter from advml.models"
-            )
+        check_classifier("model", model)
         if not model.has_scores:
             raise UnsupportedModelError(
                 f"{type(self).__name__} needs the model's scores (confidences); this model "

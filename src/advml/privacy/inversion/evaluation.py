@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml.errors import QueryBudgetExceededError
-from advml.models.base import Classifier
+from advml.models.base import Classifier, check_classifier
 from advml.privacy.inversion.base import InversionAttack, InversionResult
 from advml.validation import check_labels
 
@@ -124,8 +124,7 @@ def evaluate_inversion(
     """
     if not isinstance(result, InversionResult):
         raise TypeError(f"result must be an InversionResult, got {type(result).__name__}")
-    if not isinstance(evaluator, Classifier):
-        raise TypeError(f"evaluator must be an advml Classifier, got {type(evaluator).__name__}")
+    check_classifier("evaluator", evaluator)
     x = np.asarray(x_real.detach().cpu() if isinstance(x_real, Tensor) else x_real, np.float64)
     y = np.asarray(y_real.detach().cpu() if isinstance(y_real, Tensor) else y_real)
     check_labels("y_real", y, evaluator.n_classes, x.shape[0])

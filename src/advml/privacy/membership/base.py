@@ -30,7 +30,7 @@ from torch import Tensor
 from advml import registry
 from advml.base import Component
 from advml.errors import UnsupportedModelError
-from advml.models.base import Classifier, WhiteBox
+from advml.models.base import Classifier, WhiteBox, check_classifier
 from advml.models.torch import TorchClassifier, reinitialise, require_torch
 from advml.privacy.membership.metrics import MembershipMetrics, membership_metrics
 from advml.runtime.progress import progress
@@ -206,11 +206,7 @@ class MembershipAttack(Component):
         raise NotImplementedError
 
     def _check_model(self, model: Classifier) -> None:
-        if not isinstance(model, Classifier):
-            raise TypeError(
-                f"model must be an advml Classifier (e.g. TorchClassifier), got "
-                f"{type(model).__name__}; wrap it with an adapter from advml.models"
-            )
+        check_classifier("model", model)
         reason = self.unsupported_reason(model)
         if reason is not None:
             others = [
