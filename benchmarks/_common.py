@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib
+import json
 import platform
 import statistics
 import sys
@@ -291,3 +292,12 @@ def environment(threads: int) -> dict[str, Any]:
         "torch_threads": threads,
         "versions": versions,
     }
+
+
+def write_results(path: Path | None, results: dict[str, Any]) -> None:
+    """Write a benchmark's results as JSON to ``path`` (``--json``), if one was given."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"results written to {path}")

@@ -28,7 +28,6 @@ installs ART and torchattacks first). A library that is not installed is skipped
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -455,10 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.quick:
         print("(--quick: one round on 100 inputs; a smoke test, not a measurement)")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"results written to {args.json}")
+    common.write_results(args.json, results)
     return 0
 
 

@@ -23,7 +23,6 @@ installs ART and torchattacks first). A library that is not installed is skipped
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -240,10 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("\nno other library installed: nothing to compare advml's PGD with")
     results["target_met"] = all(verdicts) if verdicts else None
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"results written to {args.json}")
+    common.write_results(args.json, results)
     return 0
 
 
