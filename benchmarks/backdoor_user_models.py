@@ -101,8 +101,9 @@ def _clustering_checks(arch: str, seed: int, model: TorchClassifier, data: Poiso
         poison = int(np.isin(suspect, data.indices).sum())
         print(
             f"  {arch} seed {seed} class {c}: cluster {suspect.size} ({poison} poisoned), "
-            f"relative spread {info['relative_spread']:.1f} at {info['layer']}, reclassified as own "
-            f"label {own} / most common other {other} = {own / max(other, 1):.2f}, "
+            f"relative spread {info['relative_spread']:.1f} at {info['layer']}, "
+            f"reclassified as own label {own} / most common other {other} = "
+            f"{own / max(other, 1):.2f}, "
             f"spread {spread:.2f}",
             flush=True,
         )

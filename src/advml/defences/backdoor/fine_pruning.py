@@ -88,9 +88,9 @@ class FinePruning(BackdoorDefence):
     Defaults that work on the architectures a user brings: the learning rate is the
     largest of ``lr_grid`` that keeps clean accuracy (cross-validated on the clean data
     the defender holds), and the length is enough epochs for ``min_steps`` optimiser
-    steps. "Keeps" means no fall below the best rate's held-out accuracy larger than two
-    binomial standard errors of it (what a few hundred clean inputs can tell apart from
-    no fall: 2.2 points at 0.978 on 180 inputs), or ``lr_tolerance`` when given. On a
+    steps. "Keeps" means no fall below the best rate's held-out accuracy larger than three
+    binomial standard errors of it (a fall a few hundred clean inputs show is real:
+    3.3 points at 0.978 on 180 inputs), or ``lr_tolerance`` when given. On a
     GELU MLP (digits, 2x2 patch) only 3e-2 removed the backdoor, and on held-out folds
     it cost 5-9 points, so the rule keeps a smaller rate there and the backdoor
     survives: the check says so rather than the defence trading accuracy silently. On
@@ -154,7 +154,7 @@ class FinePruning(BackdoorDefence):
         Candidate rates when ``lr`` is not given (default 1e-3, 3e-3, 1e-2, 3e-2).
     lr_tolerance : float, optional
         Largest fall of held-out clean accuracy below the best rate's that a rate may
-        cost, in [0, 1]; default two binomial standard errors of that accuracy on the
+        cost, in [0, 1]; default three binomial standard errors of that accuracy on the
         clean inputs (see :meth:`_bar`).
     folds : int
         Folds of the clean data for choosing the rate (>= 2).
@@ -340,15 +340,17 @@ class FinePruning(BackdoorDefence):
     def _bar(self, reference: float, n: int) -> float:
         """The lowest held-out accuracy that still "keeps" ``reference``.
 
-        ``lr_tolerance`` below it when given; by default two binomial standard errors of
-        an accuracy ``reference`` measured on the defender's ``n`` clean inputs,
-        ``2 sqrt(p (1 - p) / n)``: a smaller fall is within what those inputs can tell
-        apart from none (2.2 points at 0.978 on 180 inputs, 4.7 at 0.83 on 250, 1.9 at
-        0.95 on 500).
+        ``lr_tolerance`` below it when given; by default three binomial standard errors
+        of an accuracy ``reference`` measured on the defender's ``n`` clean inputs,
+        ``3 sqrt(p (1 - p) / n)``: a one-sided test at about 0.1%, so a rate is refused
+        only for a fall those inputs show is real (3.3 points at 0.978 on 180 inputs, 7.1
+        at 0.83 on 250, 2.9 at 0.95 on 500). Two standard errors (1.9 points on 500)
+        refused the 2-point cost at which 1e-2 repairs the mnist-5k reference CNN on
+        two fine-tuning seeds of three; the digits MLP's 3e-2 (5-9 points) stays out.
         """
         if self.lr_tolerance is not None:
             return reference - float(self.lr_tolerance)
-        return reference - 2.0 * math.sqrt(max(reference * (1.0 - reference), 0.0) / n)
+        return reference - 3.0 * math.sqrt(max(reference * (1.0 - reference), 0.0) / n)
 
 
 def _shifted_loss(shift: int, seed: int) -> Callable[[TorchClassifier, Tensor, Tensor], Tensor]:
