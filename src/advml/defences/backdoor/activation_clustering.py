@@ -95,8 +95,9 @@ class ActivationClustering(BackdoorDefence):
     min_relative_spread : float
         ... and only if, among 5 or more classes, the suspect cluster's spread ratio
         lies at least this many robust deviations above the median class's (>= 0;
-        default 8.5: on the backdoored models measured the target class stood 9.7-18.6
-        above, clean classes at most 7.8, and on clean models at most 5.3).
+        default 8: on the backdoored models measured the target class stood 8.4-18.6
+        above (8.4: the audit's digits copy), clean classes at most 7.8, and on clean
+        models at most 5.3; the margins are thin, see docs/backdoor.md).
     min_relative_silhouette : float, optional
         When given (>= 0), the relative test also passes when the split's silhouette
         lies this many robust deviations above the median class's (the previous
@@ -121,7 +122,7 @@ class ActivationClustering(BackdoorDefence):
         reduction: Literal["ica", "pca"] = "pca",
         max_cluster_size: float = 0.5,
         min_silhouette: float = 0.25,
-        min_relative_spread: float = 8.5,
+        min_relative_spread: float = 8.0,
         min_relative_silhouette: float | None = None,
         seed: int = 0,
     ) -> None:
