@@ -78,7 +78,7 @@ def _measure(model: TorchClassifier, x: np.ndarray, y: np.ndarray) -> tuple[floa
 
 def _clustering_checks(arch: str, seed: int, model: TorchClassifier, data: PoisonedData) -> None:
     """Exclusionary reclassification and spread of every candidate class's suspect cluster."""
-    loose = ActivationClustering(min_relative_silhouette=0.0).detect(model, data.x, data.y)
+    loose = ActivationClustering(min_relative_spread=0.0).detect(model, data.x, data.y)
     acts = features(model, data.x, clustering_layer(model))
     for info in loose.per_class:
         if not info["poisoned"]:
@@ -101,8 +101,9 @@ def _clustering_checks(arch: str, seed: int, model: TorchClassifier, data: Poiso
         poison = int(np.isin(suspect, data.indices).sum())
         print(
             f"  {arch} seed {seed} class {c}: cluster {suspect.size} ({poison} poisoned), "
-            f"relative silhouette {info['relative_silhouette']:.1f}, reclassified as own "
-            f"label {own} / most common other {other} = {own / max(other, 1):.2f}, "
+            f"relative spread {info['relative_spread']:.1f} at {info['layer']}, "
+            f"reclassified as own label {own} / most common other {other} = "
+            f"{own / max(other, 1):.2f}, "
             f"spread {spread:.2f}",
             flush=True,
         )

@@ -21,7 +21,7 @@ from advml.defences.backdoor import (
     default_layer,
     run_defence,
 )
-from advml.defences.backdoor.activation_clustering import clustering_layer
+from advml.defences.backdoor.activation_clustering import clustering_layers
 from advml.defences.backdoor.fine_pruning import LR_GRID
 from advml.defences.backdoor.pruning import RepairCheck
 from advml.models import TorchClassifier, train
@@ -181,7 +181,7 @@ def _check_search(result: FinePruningResult, n_val: int) -> None:
     # The reference is the best held-out accuracy of the rates scored in full.
     full = [r for r in rows if r["held_out"] == n_val]
     assert max(r["accuracy"] for r in full) == reference
-    # A rate keeps accuracy when it falls less than two binomial standard errors.
+    # A rate keeps accuracy when it falls less than three binomial standard errors.
     bar = reference - 2 * np.sqrt(reference * (1 - reference) / n_val)
     for r in rows:
         assert bool(r["accepted"]) == (r["held_out"] == n_val and r["accuracy"] >= bar - 1e-9)
@@ -199,7 +199,7 @@ def test_fine_pruning_keeps_clean_accuracy_and_repairs_the_bn_cnn(user_cnn: User
     result = FinePruning().repair(b.model, b.x_val, b.y_val)
     _check_search(result, len(b.y_val))
     # Measured (seed 0): held-out accuracy 0.972 / 0.978 / 0.944 for 1e-3 / 3e-3 / 1e-2:
-    # 1e-2 falls 3.4 points, more than two standard errors (2.2), so 3e-3 (the old
+    # 1e-2 falls 3.4 points, more than three standard errors (3.3), so 3e-3 (the old
     # 10-point rule took 3e-2: 8.3 points lost on test data).
     assert result.lr == 3e-3
     after = result.check(b.x_test, b.y_test, trig, target)
@@ -234,11 +234,16 @@ def test_fine_pruning_keeps_clean_accuracy_and_says_the_mlp_repair_failed(
     assert not strong.check(b.x_test, b.y_test, trig, target).repair_failed
 
 
-def test_fine_pruning_bar_is_two_standard_errors_unless_a_tolerance_is_given() -> None:
-    # 2 sqrt(p (1 - p) / n): 0.978 on 180 inputs -> 2.19 points; 0.83 on 250 -> 4.75.
-    assert FinePruning()._bar(0.978, 180) == pytest.approx(0.978 - 0.021866, abs=1e-6)
-    assert FinePruning()._bar(0.83, 250) == pytest.approx(0.83 - 0.047514, abs=1e-6)
-    assert FinePruning()._bar(1.0, 180) == 1.0  # no spread to allow at 100%
+def test_fine_pruning_bar_is_three_standard_errors_or_3_points_unless_a_tolerance_is_given() -> (
+    None
+):
+    # 3 sqrt(p (1 - p) / n): 0.978 on 180 inputs -> 3.28 points; 0.83 on 250 -> 7.13;
+    # 0.964 on 500 (mnist-5k) -> 2.50, below the 3-point floor, which 1e-2's fall of
+    # 2.6 on mnist-5k's folds passes.
+    assert FinePruning()._bar(0.978, 180) == pytest.approx(0.978 - 0.032799, abs=1e-6)
+    assert FinePruning()._bar(0.964, 500) == pytest.approx(0.964 - 0.03, abs=1e-9)
+    assert FinePruning()._bar(0.83, 250) == pytest.approx(0.83 - 0.071271, abs=1e-6)
+    assert FinePruning()._bar(1.0, 180) == pytest.approx(0.97)  # no spread at 100%: the floor
     assert FinePruning(lr_tolerance=0.05)._bar(0.9, 180) == pytest.approx(0.85)
 
 
@@ -256,30 +261,83 @@ def test_fine_pruning_rejects_bad_rate_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    ("arch", "layer", "classes", "min_f1"),
+    ("arch", "layers", "min_f1"),
     [
-        ("cnn", "relu2", (0,), 0.99),
-        ("mlp", "act1", (0, 9), 0.85),
+        ("cnn", ["relu2", "relu3"], 0.99),
+        ("mlp", ["act1", "act2"], 0.95),
     ],
 )
 def test_activation_clustering_flags_the_target_class_over_the_whole_training_set(
-    request: pytest.FixtureRequest, arch: str, layer: str, classes: tuple[int, ...], min_f1: float
+    request: pytest.FixtureRequest, arch: str, layers: list[str], min_f1: float
 ) -> None:
     b: UserBackdoor = request.getfixturevalue(f"user_{arch}")
     result = ActivationClustering().detect(b.model, b.poisoned.x, b.poisoned.y)
-    assert clustering_layer(b.model) == layer
-    # Measured (seed 0): F1 1.000 on the CNN; 0.896 on the MLP, whose class 9 (two
-    # ways of writing it) stands out as well. Before: 0.67 and 0.36.
-    assert result.flagged_classes == classes
+    assert clustering_layers(b.model) == layers
+    # Measured (seed 0): F1 1.000 on the CNN, 0.979 on the MLP; no other class flagged
+    # (before: the MLP's class 9 too, 0.896; before issue 11: 0.67 and 0.36).
+    assert result.flagged_classes == (0,)
     assert result.score(b.poisoned.indices)["f1"] >= min_f1
-    # Every class has its decision and the reason for it; the clean ones name the test
-    # they failed.
+    # Every class has its decision, the reason and the layer that decided; the clean
+    # ones name the relative-spread test they failed at their most suspect layer.
     for info in result.per_class:
-        assert info["poisoned"] == (info["class"] in classes)
+        assert info["poisoned"] == (info["class"] == 0)
         assert isinstance(info["reason"], str) and info["reason"]
-        assert info["relative_silhouette"] is not None
-    clean = [i for i in result.per_class if i["class"] not in classes]
+        assert info["layer"] in layers and set(info["layers"]) == set(layers)
+        assert (
+            info["relative_spread"]
+            == max(info["layers"][name]["relative_spread"] for name in layers)
+            or info["poisoned"]
+        )
+    target = result.per_class[0]
+    # The poison (relabelled from nine classes) is about three times as spread as the
+    # class's own samples, far beyond any clean class's split.
+    assert target["spread_ratio"] > 2.0
+    assert target["relative_spread"] >= ActivationClustering().min_relative_spread
+    clean = [i for i in result.per_class if i["class"] != 0]
     assert all("robust deviations" in i["reason"] for i in clean)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp"])
+def test_activation_clustering_flags_nothing_on_a_clean_user_model(
+    digits_data: object, arch: str
+) -> None:
+    d = digits_data
+    x, y = d.x_train, d.y_train  # type: ignore[attr-defined]
+    torch.manual_seed(0)
+    model = TorchClassifier(bn_cnn() if arch == "cnn" else gelu_mlp(), input_shape=(1, 8, 8),
+                            n_classes=10)  # fmt: skip
+    train(model, x, y, epochs=15, seed=0, patience=None, val_fraction=0.0, show_progress=False)
+    result = ActivationClustering().detect(model, x, y)
+    # Measured (seed 0): largest relative spread 1.6 (CNN) and 3.6 (MLP), far below 8;
+    # the silhouette rule before flagged class 1 (CNN) and class 9 (MLP) here.
+    assert result.flagged_classes == () and not result.flagged.any()
+
+
+def test_activation_clustering_single_source_poison_needs_the_silhouette_test(
+    digits_data: object,
+) -> None:
+    # Poison from one source class (half the 3s, relabelled 0) is no more spread than
+    # the 0s themselves: the default (spread) test misses it, the opt-in relative
+    # silhouette test finds it. Measured (seed 0): F1 0 by default, 1.00 with 3.
+    d = digits_data
+    poisoned = BadNets(trigger=TRIGGER, fraction=0.5, source=3, target=0, seed=0).poison(
+        d.x_train,  # type: ignore[attr-defined]
+        d.y_train,  # type: ignore[attr-defined]
+        n_classes=10,
+    )
+    torch.manual_seed(0)
+    model = TorchClassifier(bn_cnn(), input_shape=(1, 8, 8), n_classes=10)
+    train(model, poisoned.x, poisoned.y, epochs=15, seed=0, patience=None,
+          val_fraction=0.0, show_progress=False)  # fmt: skip
+    default = ActivationClustering().detect(model, poisoned.x, poisoned.y)
+    assert default.flagged_classes == ()
+    assert default.per_class[0]["relative_spread"] < ActivationClustering().min_relative_spread
+    loose = ActivationClustering(min_relative_silhouette=3.0).detect(model, poisoned.x, poisoned.y)
+    assert loose.flagged_classes == (0,)
+    assert loose.score(poisoned.indices)["f1"] >= 0.95
+    assert loose.per_class[0]["relative_silhouette"] >= 3.0
+    with pytest.raises(ValueError, match="min_relative_silhouette"):
+        ActivationClustering(min_relative_silhouette=-1.0)
 
 
 def test_run_defence_measures_and_says_when_the_repair_failed(user_mlp: UserBackdoor) -> None:
@@ -296,7 +354,7 @@ def test_run_defence_measures_and_says_when_the_repair_failed(user_mlp: UserBack
         ActivationClustering(), b.model, b.x_val, b.y_val, b.x_test, b.y_test,
         backdoor=b.poisoned,
     )  # fmt: skip
-    assert screen.repaired is None and screen.numbers["flagged_classes"] == [0, 9]
-    assert screen.numbers["f1"] >= 0.85
+    assert screen.repaired is None and screen.numbers["flagged_classes"] == [0]
+    assert screen.numbers["f1"] >= 0.95
     with pytest.raises(ValueError, match="--data"):
         run_defence(ActivationClustering(), b.model, b.x_val, b.y_val, b.x_test, b.y_test)

@@ -321,7 +321,9 @@ def _measure(
                         "poisoned": bool(info["poisoned"]),
                         "reason": str(info.get("reason", "")),
                         "silhouette": _num(info.get("silhouette")),
-                        "relative_silhouette": _num(info.get("relative_silhouette")),
+                        "spread_ratio": _num(info.get("spread_ratio")),
+                        "relative_spread": _num(info.get("relative_spread")),
+                        "layer": info.get("layer"),
                         "small_fraction": _num(info.get("small_fraction")),
                     }
                     for info in clustering.per_class
