@@ -146,6 +146,10 @@ def test_bake_masks_writes_the_pruning_into_the_weights(hand_model: TorchClassif
     assert pruned.unit_mask("relu1") is not None  # the masked copy is left as it was
     trig = HAND_TRIGGER.apply(x)
     np.testing.assert_allclose(
-        np.asarray(baked.predict_proba(trig)), np.asarray(pruned.predict_proba(trig)), atol=1e-6
+        # Zeroed weights vs a mask after the layer: float32 sums in another order.
+        np.asarray(baked.predict_proba(trig)),
+        np.asarray(pruned.predict_proba(trig)),
+        rtol=1e-5,
+        atol=1e-6,
     )
     assert float(baked.module.fc1.weight[2].detach().abs().sum()) == 0.0
