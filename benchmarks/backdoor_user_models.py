@@ -21,8 +21,9 @@ label) and the suspect cluster's spread (total variance over the rest of the cla
 from __future__ import annotations
 
 import argparse
+import sys
 import time
-from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,36 +38,15 @@ from advml.metrics import backdoor_success_rate
 from advml.models import TorchClassifier, train
 from advml.poisoning import BadNets, PatternTrigger, PoisonedData
 
+# The user architectures the backdoor tests use (tests/_user_models.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _user_models import bn_cnn, gelu_mlp
+
 TRIGGER = PatternTrigger(size=2, margin=0, shape="square")
 
 
 def _net(arch: str) -> nn.Module:
-    if arch == "cnn":
-        return nn.Sequential(
-            OrderedDict(
-                conv1=nn.Conv2d(1, 16, 3, padding=1),
-                bn1=nn.BatchNorm2d(16),
-                relu1=nn.ReLU(),
-                pool=nn.MaxPool2d(2),
-                conv2=nn.Conv2d(16, 24, 3, padding=1),
-                bn2=nn.BatchNorm2d(24),
-                relu2=nn.ReLU(),
-                flat=nn.Flatten(),
-                fc=nn.Linear(24 * 16, 64),
-                relu3=nn.ReLU(),
-                out=nn.Linear(64, 10),
-            )
-        )
-    return nn.Sequential(
-        OrderedDict(
-            flat=nn.Flatten(),
-            fc1=nn.Linear(64, 128),
-            act1=nn.GELU(),
-            fc2=nn.Linear(128, 64),
-            act2=nn.GELU(),
-            out=nn.Linear(64, 10),
-        )
-    )
+    return bn_cnn() if arch == "cnn" else gelu_mlp()
 
 
 def _measure(model: TorchClassifier, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -4,13 +4,12 @@ in TorchClassifier. A CNN of conv-BatchNorm-ReLU blocks and a GELU MLP, trained 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from _user_models import bn_cnn, gelu_mlp
 
 from advml.defences.backdoor import (
     ActivationClustering,
@@ -28,37 +27,6 @@ from advml.models import TorchClassifier, train
 from advml.poisoning import BadNets, PatternTrigger, PoisonedData
 
 TRIGGER = PatternTrigger(size=2, margin=0, shape="square")
-
-
-def bn_cnn() -> nn.Module:
-    return nn.Sequential(
-        OrderedDict(
-            conv1=nn.Conv2d(1, 16, 3, padding=1),
-            bn1=nn.BatchNorm2d(16),
-            relu1=nn.ReLU(),
-            pool=nn.MaxPool2d(2),
-            conv2=nn.Conv2d(16, 24, 3, padding=1),
-            bn2=nn.BatchNorm2d(24),
-            relu2=nn.ReLU(),
-            flat=nn.Flatten(),
-            fc=nn.Linear(24 * 16, 64),
-            relu3=nn.ReLU(),
-            out=nn.Linear(64, 10),
-        )
-    )
-
-
-def gelu_mlp() -> nn.Module:
-    return nn.Sequential(
-        OrderedDict(
-            flat=nn.Flatten(),
-            fc1=nn.Linear(64, 128),
-            act1=nn.GELU(),
-            fc2=nn.Linear(128, 64),
-            act2=nn.GELU(),
-            out=nn.Linear(64, 10),
-        )
-    )
 
 
 @dataclass(frozen=True)
