@@ -18,6 +18,7 @@ from advml.audit import AuditConfig, plan, run_audit
 from advml.data import load_dataset
 from advml.models import CallableClassifier, TorchClassifier
 from advml.report import SCHEMA_VERSION, report_schema
+from advml.report.html import render_html
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +286,5 @@ def test_report_records_what_its_numbers_depend_on(digits, digits_mlp: TorchClas
     assert report["schema_version"] == SCHEMA_VERSION
     assert report["model"]["fingerprint"] == digits_mlp.fingerprint()
     assert report["model"]["description"] == digits_mlp.describe()
+    html = render_html(report)
+    assert f"torch {torch.__version__} on cpu, 2 threads" in html

@@ -112,6 +112,7 @@ def render_html(
         f"{tuple(ds['input_shape'])}, values in "
         f"[{ds['bounds'][0]:g}, {ds['bounds'][1]:g}]</td></tr>",
         f"<tr><th>clean accuracy</th><td>{pct(model['clean_accuracy'])}</td></tr>",
+        _environment_row(report.get("environment")),
         "</table></section>",
     ]
     for name, section in report["sections"].items():
@@ -139,3 +140,16 @@ def render_html(
 
 def _config_text(config: dict[str, Any]) -> str:
     return "\n".join(f"{k}: {v}" for k, v in config.items())
+
+
+def _environment_row(env: dict[str, Any] | None) -> str:
+    """Where the numbers were computed: the same results need the same versions, thread
+    counts and kind of machine (docs/audit.md, Reproducibility)."""
+    if not env:
+        return ""
+    text = (
+        f"torch {env.get('torch')} on {env.get('device')}, {env.get('torch_threads')} "
+        f"threads ({env.get('cpu_capability')}), numpy {env.get('numpy')}, "
+        f"Python {env.get('python')}, {env.get('platform')}"
+    )
+    return f"<tr><th>computed with</th><td>{esc(text)}</td></tr>"
