@@ -47,11 +47,11 @@ def test_each_sample_gets_the_smallest_successful_member(runs: Any) -> None:
     sizes = np.stack([np.where(r.success, r.linf, np.inf) for r in alone])
     best = sizes.argmin(0)
     ok = ensemble.success
-    np.testing.assert_allclose(ensemble.linf[ok], sizes.min(0)[ok], atol=1e-6)
+    np.testing.assert_allclose(ensemble.linf[ok], sizes.min(0)[ok], rtol=1e-5, atol=1e-6)
     for i in np.flatnonzero(ok):
-        np.testing.assert_allclose(ensemble.x_adv[i], alone[best[i]].x_adv[i], atol=1e-6)
+        np.testing.assert_allclose(ensemble.x_adv[i], alone[best[i]].x_adv[i], rtol=1e-5, atol=1e-6)
     # Inputs no member fools keep the first member's output.
-    np.testing.assert_allclose(ensemble.x_adv[~ok], alone[0].x_adv[~ok], atol=1e-6)
+    np.testing.assert_allclose(ensemble.x_adv[~ok], alone[0].x_adv[~ok], rtol=1e-5, atol=1e-6)
 
 
 def test_queries_add_up_over_the_members(runs: Any) -> None:

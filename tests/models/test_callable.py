@@ -53,7 +53,7 @@ def test_probabilities(x: np.ndarray) -> None:
     model = _model(api)
 
     assert model.has_scores and not model.has_gradients
-    np.testing.assert_allclose(model.predict_proba(x), _softmax(_scores(x)), atol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(x), _softmax(_scores(x)), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(model.predict(x), _scores(x).argmax(axis=1))
     # fn got the whole float32 batch, as numpy, in the model's input shape.
     assert api.batches[0] == (np.ndarray, (10, 4), np.dtype(np.float32))
@@ -65,7 +65,7 @@ def test_logits(x: np.ndarray) -> None:
     logits = model.logits(torch.as_tensor(x))
     assert logits.dtype == torch.float32
     np.testing.assert_allclose(logits.numpy(), _scores(x), atol=1e-5)
-    np.testing.assert_allclose(model.predict_proba(x), _softmax(_scores(x)), atol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(x), _softmax(_scores(x)), rtol=1e-5, atol=1e-6)
 
 
 def test_labels_make_a_label_only_model(x: np.ndarray) -> None:
@@ -94,7 +94,9 @@ def test_rounded_probabilities_are_renormalised_with_one_warning(x: np.ndarray) 
         proba = model.predict_proba(x)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
     rounded = np.floor(_softmax(_scores(x)) * 10) / 10
-    np.testing.assert_allclose(proba, rounded / rounded.sum(axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(
+        proba, rounded / rounded.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once per model, not on every query
         model.predict(x)
