@@ -13,7 +13,9 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) --editable '.[dev]'
+	$(PIP) --editable '.[dev,formats,ray]'
+	$(PIP) 'xgboost-cpu>=2.0'
+	$(PIP) --no-deps 'onnx2pytorch>=0.5'
 	touch $(STAMP)
 
 audit: $(STAMP)
