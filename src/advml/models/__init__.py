@@ -4,22 +4,29 @@ networks (:mod:`advml.models.reference`), the one training loop."""
 from advml.models.architectures import build as build_architecture
 from advml.models.base import BaseClassifier, Classifier, WhiteBox
 from advml.models.callable import CallableClassifier
-from advml.models.io import load_model, save_model
+from advml.models.formats.boosters import BoosterClassifier
+from advml.models.formats.onnx import OnnxRuntimeClassifier
+from advml.models.formats.spec import LoadReport
+from advml.models.io import load_model, load_report, save_model
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import History, TrainingRecipe, train, validation_split
 
 __all__ = [
     "BaseClassifier",
+    "BoosterClassifier",
     "CallableClassifier",
     "Classifier",
     "History",
+    "LoadReport",
+    "OnnxRuntimeClassifier",
     "SklearnClassifier",
     "TorchClassifier",
     "TrainingRecipe",
     "WhiteBox",
     "build_architecture",
     "load_model",
+    "load_report",
     "save_model",
     "train",
     "validation_split",
