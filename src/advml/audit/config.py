@@ -61,6 +61,13 @@ class AuditConfig:
         [5], "ranges": {2: [0.0, 0.5]}}`` (flattened feature indices). Every evasion
         attack that honours constraints gets them, the others are skipped with the
         reason, and each result is checked against them.
+    model_factory, model_kwargs : str, dict, optional
+        For a state-dict model file: ``package.module:callable`` that builds the network
+        and its keyword arguments (``--model-factory``, ``--model-kwargs``).
+    model_input_shape, model_classes, model_bounds, model_mean, model_std : optional
+        What the model file does not carry (``--input-shape``, ``--classes``,
+        ``--bounds``, ``--mean``, ``--std``; docs/models.md). Default: the sidecar
+        beside the file, the file itself, then the dataset.
     fail_under, fail_over : dict
         Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
         ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
@@ -88,6 +95,13 @@ class AuditConfig:
     constraints: dict[str, Any] | None = None
     fail_under: dict[str, float] = field(default_factory=dict)
     fail_over: dict[str, float] = field(default_factory=dict)
+    model_factory: str | None = None
+    model_kwargs: dict[str, Any] | None = None
+    model_input_shape: list[int] | None = None
+    model_classes: int | list[str] | None = None
+    model_bounds: list[float] | None = None
+    model_mean: list[float] | None = None
+    model_std: list[float] | None = None
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -143,6 +157,7 @@ class AuditConfig:
                 check_number(f"{name}[{key!r}]", value)
         object.__setattr__(self, "attacks", tuple(self.attacks))
         object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
+        _check_model_file_settings(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -243,3 +258,25 @@ def _check_section_settings(config: AuditConfig) -> None:
                 f"section_settings[{name!r}][{unknown[0]!r}]: the {name} section has unknown "
                 f"keys {unknown}; known: {', '.join(sorted(known))}"
             )
+
+
+def _check_model_file_settings(config: AuditConfig) -> None:
+    """The model-file settings parsed as ``load_model`` parses them (errors name the
+    flag), then stored as plain lists so that the YAML config round-trips."""
+    from advml.models.formats.spec import ModelSpec
+
+    keys = {
+        "model_factory": "factory",
+        "model_kwargs": "factory_kwargs",
+        "model_input_shape": "input_shape",
+        "model_classes": "classes",
+        "model_bounds": "bounds",
+        "model_mean": "mean",
+        "model_std": "std",
+    }
+    spec = ModelSpec.from_values({k: getattr(config, f) for f, k in keys.items()}, "given")
+    for field_name, key in keys.items():
+        value = getattr(spec, key)
+        if isinstance(value, tuple):
+            value = list(value)
+        object.__setattr__(config, field_name, value)

@@ -7,6 +7,13 @@ and the thresholds a CI pipeline enforces::
       file: model.pt            # omit for a reference model trained on the dataset
       trust: false              # pickle/joblib files only with trust: true
       architecture: cnn         # reference architecture (cnn, mlp)
+      factory: null             # state dicts: package.module:callable (docs/models.md)
+      kwargs: null              # its keyword arguments, e.g. {num_classes: 10}
+      input_shape: null         # what the file does not carry: [3, 32, 32]
+      classes: null             # a count or a list of names
+      bounds: null              # [min, max]
+      mean: null                # normalisation inside the model, per channel
+      std: null
     data:
       dataset: mnist-5k
       n_samples: 500            # test inputs attacked
@@ -51,6 +58,13 @@ _FIELDS: dict[tuple[str, ...], str] = {
     ("model", "file"): "model",
     ("model", "trust"): "trust_model_file",
     ("model", "architecture"): "architecture",
+    ("model", "factory"): "model_factory",
+    ("model", "kwargs"): "model_kwargs",
+    ("model", "input_shape"): "model_input_shape",
+    ("model", "classes"): "model_classes",
+    ("model", "bounds"): "model_bounds",
+    ("model", "mean"): "model_mean",
+    ("model", "std"): "model_std",
     ("data", "dataset"): "dataset",
     ("data", "n_samples"): "n_samples",
     ("adversary", "access"): "access",

@@ -10,6 +10,7 @@ import datetime as _dt
 import json
 import logging
 import platform
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,7 +31,8 @@ from advml.evasion.base import EvasionAttack
 from advml.models.access import restrict_access
 from advml.models.base import Classifier
 from advml.models.checks import check_finite_outputs
-from advml.models.io import load_model
+from advml.models.formats.spec import dataset_defaults
+from advml.models.io import how_loaded, load_model
 from advml.models.reference import reference_model
 from advml.report import write_report
 from advml.report.model import SCHEMA_VERSION
@@ -162,8 +164,25 @@ def _audited_model(
     if model is not None:
         model_info = {"source": "given"}
     elif config.model is not None:
-        model = load_model(config.model, trust=config.trust_model_file)
+        model = load_model(
+            config.model,
+            trust=config.trust_model_file,
+            factory=config.model_factory,
+            factory_kwargs=config.model_kwargs,
+            input_shape=config.model_input_shape,
+            classes=config.model_classes,
+            bounds=config.model_bounds,
+            mean=config.model_mean,
+            std=config.model_std,
+            defaults=dataset_defaults(ds),
+        )
         model_info = {"source": "file", "file": str(config.model)}
+        report = how_loaded(model)
+        if report is not None:
+            # How the file was read and why (white-box or not) belongs in the report.
+            model_info["loaded"] = report.to_dict()
+            if show_progress:
+                print(f"model: {report}", file=sys.stderr)
     else:
         model, model_info = reference_model(
             ds, architecture=config.architecture, seed=config.seed, show_progress=show_progress

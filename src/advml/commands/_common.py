@@ -14,11 +14,14 @@ from advml.errors import OutputPathError
 
 __all__ = [
     "add_model_args",
+    "add_model_file_args",
     "add_output_defence_args",
     "add_settings_arg",
     "floats",
     "list_components",
     "load_model_and_data",
+    "load_model_file",
+    "model_file_options",
     "names",
     "output_file",
     "output_folder",
@@ -137,8 +140,10 @@ def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-
     p.add_argument(
         "--model",
         metavar="FILE",
-        help="model file (.pt written by advml, .skops); default: a reference model "
-        "trained on the dataset (cached under $ADVML_HOME/models)",
+        help="model file: advml .pt, TorchScript, torch.export .pt2, ONNX, state dict "
+        "(.pt/.safetensors, with --model-factory), .skops, XGBoost .json/.ubj, LightGBM "
+        ".txt (docs/models.md); default: a reference model trained on the dataset "
+        "(cached under $ADVML_HOME/models)",
     )
     p.add_argument(
         "--trust-model-file",
@@ -146,21 +151,92 @@ def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-
         help="allow pickle/joblib model files; they can run code when loaded, so only "
         "for files you made yourself",
     )
+    add_model_file_args(p)
     p.add_argument(
         "--seed", type=int, default=0, help="seed of data subset, model, attacks (default 0)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_model_file_args(p: argparse.ArgumentParser, *, classes_flag: str = "--classes") -> None:
+    """What a model file does not carry: ``--model-factory``, ``--model-kwargs``,
+    ``--input-shape``, ``--classes`` (``classes_flag``), ``--bounds``, ``--mean``, ``--std``
+    (read by :func:`model_file_options`; a ``model.yaml`` beside the file can give them)."""
+    g = p.add_argument_group(
+        "model file settings (what the file does not carry; or a model.yaml beside it)"
+    )
+    g.add_argument(
+        "--model-factory",
+        metavar="MODULE:CALLABLE",
+        help="builds the network a state dict (.pt/.safetensors) is loaded into, e.g. "
+        "mynets:Net (imported also from the working folder); this runs that code",
+    )
+    g.add_argument(
+        "--model-kwargs",
+        metavar="JSON",
+        help="keyword arguments of --model-factory as JSON, e.g. '{\"num_classes\": 10}'",
+    )
+    g.add_argument("--input-shape", metavar="SHAPE", help="shape of one input, e.g. 3,32,32")
+    g.add_argument(
+        classes_flag,
+        dest="model_classes",
+        metavar="N|NAMES",
+        help="number of classes, or class names separated by commas",
+    )
+    g.add_argument("--bounds", metavar="MIN,MAX", help="valid input range, e.g. 0,1")
+    g.add_argument(
+        "--mean",
+        metavar="VALUES",
+        help="normalisation inside the model, (x - mean) / std: one value or one per "
+        "channel, e.g. 0.485,0.456,0.406 (inputs stay in --bounds units)",
+    )
+    g.add_argument("--std", metavar="VALUES", help="see --mean, e.g. 0.229,0.224,0.225")
+
+
+def model_file_options(args: argparse.Namespace, ds: Any = None) -> dict[str, Any]:
+    """Keyword arguments of :func:`advml.models.load_model` from the model flags, with
+    the dataset's input shape, class count and bounds as defaults."""
+    options: dict[str, Any] = {
+        "trust": bool(getattr(args, "trust_model_file", False)),
+        "factory": getattr(args, "model_factory", None),
+        "factory_kwargs": getattr(args, "model_kwargs", None),
+        "input_shape": getattr(args, "input_shape", None),
+        "classes": getattr(args, "model_classes", None),
+        "bounds": getattr(args, "bounds", None),
+        "mean": getattr(args, "mean", None),
+        "std": getattr(args, "std", None),
+    }
+    if getattr(args, "device", None) is not None:
+        options["device"] = args.device
+    if ds is not None:
+        from advml.models.formats.spec import dataset_defaults
+
+        options["defaults"] = dataset_defaults(ds)
+    return options
+
+
+def load_model_file(args: argparse.Namespace, ds: Any = None) -> Any:
+    """``load_model(args.model, ...)`` with the model flags; the load report is printed
+    to stderr (unless ``--quiet``)."""
+    import sys
+
+    from advml.models.io import how_loaded, load_model
+
+    model = load_model(args.model, **model_file_options(args, ds))
+    report = how_loaded(model)
+    if report is not None and not getattr(args, "quiet", False):
+        print(f"model: {report}", file=sys.stderr)
+    return model
+
+
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model (``--model`` or the cached reference model) and the dataset."""
     from advml.data import load_dataset
-    from advml.models.io import load_model
     from advml.models.reference import reference_model
 
     ds = load_dataset(args.dataset or getattr(args, "default_dataset", "mnist-5k"))
     if args.model:
-        model = load_model(args.model, trust=args.trust_model_file)
+        model = load_model_file(args, ds)
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
     return model, ds

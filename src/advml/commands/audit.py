@@ -132,6 +132,17 @@ def effective_config(args: argparse.Namespace) -> Any:
             overrides[key] = value
     if args.model is not None:
         overrides["trust_model_file"] = args.trust_model_file
+    for key, field_name in (
+        ("model_factory", "model_factory"),
+        ("model_kwargs", "model_kwargs"),
+        ("input_shape", "model_input_shape"),
+        ("model_classes", "model_classes"),
+        ("bounds", "model_bounds"),
+        ("mean", "model_mean"),
+        ("std", "model_std"),
+    ):
+        if getattr(args, key, None) is not None:
+            overrides[field_name] = getattr(args, key)
     base = load_config(args.config) if args.config else None
     if base is not None:
         config = base.with_(**overrides)

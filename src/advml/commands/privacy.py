@@ -11,9 +11,11 @@ from typing import Any
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_model_file_args,
     add_output_defence_args,
     add_settings_arg,
     list_components,
+    load_model_file,
     names,
     output_file,
     with_output_defence,
@@ -85,7 +87,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "on) says how many reconstructions it recognises; SSIM and MSE compare each with "
         "the mean of its class's training images.",
     )
-    _model_args(v)
+    _model_args(v, classes_flag="--model-classes")  # --classes: the classes to invert
     v.add_argument(
         "--classes", type=names, help="classes to reconstruct, e.g. 0,3,7 (default: all)"
     )
@@ -98,9 +100,10 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     return {"membership": _membership, "invert": _invert}
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def _model_args(p: argparse.ArgumentParser, *, classes_flag: str = "--classes") -> None:
     p.add_argument("--dataset", default="digits", help="dataset name (default digits)")
-    p.add_argument("--model", metavar="FILE", help="model file (.pt written by advml, .skops)")
+    p.add_argument("--model", metavar="FILE", help="model file (any format: docs/models.md)")
+    add_model_file_args(p, classes_flag=classes_flag)
     p.add_argument(
         "--trust-model-file",
         action="store_true",
@@ -139,7 +142,6 @@ def _describe(model: Any) -> str:
 
 def _membership(args: argparse.Namespace) -> int:
     from advml.data import load_dataset
-    from advml.models.io import load_model
     from advml.models.reference import TRAINING, default_architecture
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
     from advml.runtime.plain import plain
@@ -167,7 +169,7 @@ def _membership(args: argparse.Namespace) -> int:
         )
     ds = load_dataset(args.dataset)
     if args.model:
-        model = load_model(args.model, trust=args.trust_model_file)
+        model = load_model_file(args, ds)
         with _flags_named():
             setup = MembershipSetup.from_splits(
                 model, ds, n_eval=args.n_eval, seed=args.seed, name=args.model
@@ -260,7 +262,6 @@ def _invert(args: argparse.Namespace) -> int:
 
     from advml import registry
     from advml.data import load_dataset
-    from advml.models.io import load_model
     from advml.models.reference import reference_model
     from advml.privacy.inversion import invert_and_judge
     from advml.runtime.plain import plain
@@ -276,7 +277,7 @@ def _invert(args: argparse.Namespace) -> int:
     attack = registry.create("inversion", "mi_face", **settings)
     ds = load_dataset(args.dataset)
     if args.model:
-        model = load_model(args.model, trust=args.trust_model_file)
+        model = load_model_file(args, ds)
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
     if args.classes:

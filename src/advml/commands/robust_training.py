@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg, output_file
+from advml.commands._common import add_model_args, add_settings_arg, load_model_file, output_file
 
 __all__ = ["add_commands"]
 
@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
     from advml import registry
     from advml.data import load_dataset
     from advml.metrics import accuracy
-    from advml.models import TorchClassifier, build_architecture, load_model, save_model
+    from advml.models import TorchClassifier, build_architecture, save_model
     from advml.models.reference import TRAINING, default_architecture
 
     if args.list:
@@ -82,11 +82,12 @@ def _train(args: argparse.Namespace) -> int:
     defence = registry.create("robust_training", name, **settings)
     ds = load_dataset(args.dataset or args.default_dataset)
     if args.model:
-        model = load_model(args.model, trust=args.trust_model_file)
+        model = load_model_file(args, ds)
         if not isinstance(model, TorchClassifier):
             raise ValueError(
-                f"--model {args.model}: robust training needs a PyTorch model "
-                f"(a .pt file written by advml), got {type(model).__name__}"
+                f"--model {args.model}: robust training needs a white-box PyTorch model "
+                f"(advml .pt, TorchScript, .pt2, a converted ONNX graph or a state dict "
+                f"with --model-factory), got {type(model).__name__}"
             )
     else:
         if defence.init == "model":

@@ -7,7 +7,7 @@ from advml.models.callable import CallableClassifier
 from advml.models.formats.boosters import BoosterClassifier
 from advml.models.formats.onnx import OnnxRuntimeClassifier
 from advml.models.formats.spec import LoadReport
-from advml.models.io import load_model, load_report, save_model
+from advml.models.io import how_loaded, load_model, save_model
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import History, TrainingRecipe, train, validation_split
@@ -25,8 +25,8 @@ __all__ = [
     "TrainingRecipe",
     "WhiteBox",
     "build_architecture",
+    "how_loaded",
     "load_model",
-    "load_report",
     "save_model",
     "train",
     "validation_split",

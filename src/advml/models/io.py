@@ -48,7 +48,7 @@ from advml.runtime.files import atomic_write, check_file_version
 from advml.runtime.plain import plain
 from advml.validation import check_bool
 
-__all__ = ["LoadReport", "load_model", "load_report", "resolve_device", "save_model"]
+__all__ = ["LoadReport", "how_loaded", "load_model", "resolve_device", "save_model"]
 
 TORCH_FORMAT = "advml-torch"
 SKLEARN_FORMAT = "advml-sklearn"
@@ -257,8 +257,8 @@ def load_model(
     module: nn.Module | None = None,
     trust: bool = False,
     device: torch.device | str | None = None,
-    bounds: tuple[float, float] | str | None = None,
-    input_shape: tuple[int, ...] | str | None = None,
+    bounds: Sequence[float] | str | None = None,
+    input_shape: Sequence[int] | str | None = None,
     classes: int | Sequence[str] | str | None = None,
     mean: float | Sequence[float] | str | None = None,
     std: float | Sequence[float] | str | None = None,
@@ -288,7 +288,7 @@ def load_model(
     ``input_shape``, ``classes``, ``bounds``, ``mean``, ``std``, ``factory``,
     ``factory_kwargs``), else from the file, else from ``defaults``. How the file loaded
     (format, adapter, why, and where each setting came from) is attached to the model as
-    ``model.load_report`` (see :func:`load_report`).
+    ``model.load_report`` (see :func:`how_loaded`).
 
     Nothing in the file is executed unless ``trust=True``: PyTorch files are read with
     ``torch.load(..., weights_only=True)``, ``torch.export`` archives are checked for
@@ -358,13 +358,13 @@ def load_model(
     >>> import tempfile, pathlib
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from advml.models import SklearnClassifier, load_model, save_model
+    >>> from advml.models import SklearnClassifier, how_loaded, load_model, save_model
     >>> x = np.random.default_rng(0).random((30, 3))
     >>> est = LogisticRegression().fit(x, (x[:, 0] > 0.5).astype(int))
     >>> path = save_model(SklearnClassifier(est, bounds=(0, 1)),
     ...                   pathlib.Path(tempfile.mkdtemp()) / "lr.skops")
     >>> model = load_model(path)
-    >>> model.white_box, load_report(model).format
+    >>> model.white_box, how_loaded(model).format
     (True, 'skops')
     """
     # A truthy string ("false") must not switch unpickling on.
@@ -406,7 +406,7 @@ def load_model(
     return model
 
 
-def load_report(model: object) -> LoadReport | None:
+def how_loaded(model: object) -> LoadReport | None:
     """How :func:`load_model` loaded ``model`` (format, adapter, why, settings), or None
     for a model that was not loaded from a file."""
     report = getattr(model, "load_report", None)
@@ -434,8 +434,7 @@ def resolve_device(device: torch.device | str | None) -> torch.device | None:
                 else "no CUDA GPU is visible (CUDA_VISIBLE_DEVICES, driver?)"
             )
             raise ValueError(
-                f"device={str(device)!r} but {why}; use device='cpu' (CLI: --device cpu) "
-                f"or 'auto'"
+                f"device={str(device)!r} but {why}; use device='cpu' (CLI: --device cpu) or 'auto'"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(
@@ -461,9 +460,7 @@ class _Load:
         """``spec`` with the defaults where nothing else gave a value."""
         return spec.over(self.defaults)
 
-    def report(
-        self, fmt: str, model: BaseClassifier, reason: str, spec: ModelSpec
-    ) -> LoadReport:
+    def report(self, fmt: str, model: BaseClassifier, reason: str, spec: ModelSpec) -> LoadReport:
         access = "white-box" if model.has_gradients else "black-box (scores)"
         if not model.has_scores:
             access = "black-box (labels)"
@@ -721,12 +718,8 @@ def _load_onnx(ctx: _Load, graph: onnx_format.OnnxGraph) -> tuple[BaseClassifier
         "classes", graph.n_classes, "graph"
     )
     spec = ctx.complete(spec)
-    shape = spec.require(
-        "input_shape", path, "the ONNX graph does not fix the shape of one input"
-    )
-    n_classes = spec.require(
-        "classes", path, "the ONNX graph does not fix the number of classes"
-    )
+    shape = spec.require("input_shape", path, "the ONNX graph does not fix the shape of one input")
+    n_classes = spec.require("classes", path, "the ONNX graph does not fix the number of classes")
     bounds = spec.require("bounds", path, "the file does not say the valid input range")
     sess = onnx_format.session(path, graph)
     module, why = onnx_format.convert(graph, sess, tuple(shape), bounds)
@@ -841,9 +834,7 @@ def _sklearn_model(ctx: _Load, obj: Any, fmt: str) -> tuple[BaseClassifier, Load
         check_file_version(path, obj.get("version"), FORMAT_VERSION, "advml file")
         estimator = obj.get("estimator")
         stored_bounds = _field(path, obj, "bounds", list)
-        spec = spec.with_value(
-            "bounds", (float(stored_bounds[0]), float(stored_bounds[1])), "file"
-        )
+        spec = spec.with_value("bounds", (float(stored_bounds[0]), float(stored_bounds[1])), "file")
         stored_shape = obj.get("input_shape")
         if stored_shape is not None:
             spec = spec.with_value("input_shape", tuple(int(d) for d in stored_shape), "file")
@@ -866,7 +857,11 @@ def _sklearn_model(ctx: _Load, obj: Any, fmt: str) -> tuple[BaseClassifier, Load
         estimator, bounds=spec.bounds, input_shape=spec.input_shape, device=ctx.device
     )
     n_classes = spec.n_classes
-    if n_classes is not None and spec.sources.get("classes") != "dataset" and n_classes != model.n_classes:
+    if (
+        n_classes is not None
+        and spec.sources.get("classes") != "dataset"
+        and n_classes != model.n_classes
+    ):
         raise ValueError(
             f"{str(path)!r} holds a classifier of {model.n_classes} classes, but --classes "
             f"gives {n_classes}"

@@ -125,7 +125,9 @@ class BoosterClassifier(BaseClassifier):
 
     def fingerprint(self) -> str:
         """A hash of the booster's serialised trees and the adapter's settings."""
-        return hash_data([self._identity(), _model_bytes(self.booster, self.library), repr(self.preprocessing)])
+        return hash_data(
+            [self._identity(), _model_bytes(self.booster, self.library), repr(self.preprocessing)]
+        )
 
     def describe(self) -> str:
         names = {"xgboost": "XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost"}
@@ -209,11 +211,30 @@ def load_booster(path: pathlib.Path, data: bytes, library: Library) -> tuple[Any
             objective = str(booster.get_all_params().get("loss_function", ""))
             n_classes = len(getattr(booster, "classes_", []) or [])
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{str(path)!r} is a damaged {library} model file ({_first_line(e)})") from None
+        raise ValueError(
+            f"{str(path)!r} is a damaged {library} model file ({_first_line(e)})"
+        ) from None
     except Exception as e:  # the libraries' own error types (XGBoostError, LightGBMError)
-        raise ValueError(f"{str(path)!r} is a damaged {library} model file ({_first_line(e)})") from None
+        raise ValueError(
+            f"{str(path)!r} is a damaged {library} model file ({_first_line(e)})"
+        ) from None
     low = objective.lower()
-    if low.startswith(("reg", "regression", "rmse", "mae", "huber", "quantile", "poisson", "tweedie", "gamma", "survival", "rank", "lambdarank")):
+    if low.startswith(
+        (
+            "reg",
+            "regression",
+            "rmse",
+            "mae",
+            "huber",
+            "quantile",
+            "poisson",
+            "tweedie",
+            "gamma",
+            "survival",
+            "rank",
+            "lambdarank",
+        )
+    ):
         raise ValueError(
             f"{str(path)!r} is a {library} regression/ranking model (objective {objective!r}); "
             f"advml audits classifiers"

@@ -69,7 +69,9 @@ class OnnxGraph:
         # A Softmax at the end gives probabilities; advml's scores are logits, whose
         # softmax must be the probabilities: the log is taken.
         self.returns_probabilities = producer.get(self.output_name) == "Softmax"
-        self.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        self.opset = max(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0
+        )
 
 
 def _dims(value_info: Any) -> list[int | str]:
@@ -107,7 +109,9 @@ def session(path: pathlib.Path, graph: OnnxGraph) -> Any:
             graph.data, sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as e:
-        raise ValueError(f"{str(path)!r}: onnxruntime cannot run this graph ({_first_line(e)})") from None
+        raise ValueError(
+            f"{str(path)!r}: onnxruntime cannot run this graph ({_first_line(e)})"
+        ) from None
 
 
 class OnnxRuntimeClassifier(BaseClassifier):
@@ -239,7 +243,7 @@ class _Pick(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.inner(x)
-        return out[self.index] if isinstance(out, list | tuple) else out  # type: ignore[no-any-return]
+        return out[self.index] if isinstance(out, list | tuple) else out
 
 
 def _stand_in(name: str, missing: str) -> types.ModuleType:
@@ -274,7 +278,9 @@ def _torchvision_stand_in() -> Iterator[None]:
     root = _stand_in("torchvision", "torchvision")
     root.ops = _stand_in("torchvision.ops", "DeformConv / RoiAlign / MaxRoiPool / NMS")  # type: ignore[attr-defined]
     root.io = _stand_in("torchvision.io", "ImageDecoder")  # type: ignore[attr-defined]
-    sys.modules.update({"torchvision": root, "torchvision.ops": root.ops, "torchvision.io": root.io})  # type: ignore[attr-defined]
+    sys.modules.update(
+        {"torchvision": root, "torchvision.ops": root.ops, "torchvision.io": root.io}
+    )
     try:
         yield
     finally:

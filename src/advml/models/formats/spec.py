@@ -25,6 +25,7 @@ __all__ = [
     "FLAGS",
     "LoadReport",
     "ModelSpec",
+    "dataset_defaults",
     "import_factory",
     "parse_classes",
     "parse_floats",
@@ -51,7 +52,7 @@ _EXAMPLES = {
     "mean": "0.485,0.456,0.406",
     "std": "0.229,0.224,0.225",
     "factory": "mynets:Net",
-    "factory_kwargs": '\'{"num_classes": 10}\'',
+    "factory_kwargs": "'{\"num_classes\": 10}'",
 }
 SIDECAR_KEYS = tuple(FLAGS)
 _FACTORY = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -106,9 +107,7 @@ def parse_classes(name: str, value: Any) -> int | tuple[str, ...]:
         )
     labels = tuple(str(v).strip() for v in value)
     if len(labels) < 2 or any(not v for v in labels) or len(set(labels)) != len(labels):
-        raise ValueError(
-            f"{name} must name at least 2 distinct, non-empty classes, got {value!r}"
-        )
+        raise ValueError(f"{name} must name at least 2 distinct, non-empty classes, got {value!r}")
     return labels
 
 
@@ -178,8 +177,10 @@ class ModelSpec:
         for key, value in values.items():
             if value is None:
                 continue
-            where = FLAGS[key][1].rstrip("=") if source == "arguments" else key
-            name = f"{where} (from {source})" if source != "arguments" else where
+            if source == "given":
+                name = f"{FLAGS[key][0]} (Python: {FLAGS[key][1].rstrip('=')})"
+            else:
+                name = f"{key} (from {source})"
             if key == "input_shape":
                 parsed[key] = parse_shape(name, value)
             elif key == "classes":
@@ -214,7 +215,7 @@ class ModelSpec:
             mine = getattr(self, key)
             if mine is not None:
                 changes[key] = mine
-                sources[key] = self.sources.get(key, "arguments")
+                sources[key] = self.sources.get(key, "given")
         return replace(other, **changes, sources=sources)
 
     def with_value(self, key: str, value: Any, source: str) -> ModelSpec:
@@ -333,7 +334,7 @@ def import_factory(spec: str | Callable[..., Any]) -> Callable[..., Any]:
             )
     if not callable(obj):
         raise ValueError(f"--model-factory {spec}: {attr!r} is not callable")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 # -- what the loader says --------------------------------------------------------------
@@ -394,5 +395,17 @@ def settings_record(spec: ModelSpec) -> dict[str, str]:
             continue
         if key == "factory" and callable(value):
             value = getattr(value, "__qualname__", repr(value))
-        out[key] = f"{value} from {spec.sources.get(key, 'arguments')}"
+        out[key] = f"{value} from {spec.sources.get(key, 'given')}"
     return out
+
+
+def dataset_defaults(ds: Any) -> dict[str, Any]:
+    """A dataset's input shape, class count and (global) bounds: what a model file that
+    does not carry them is taken to expect."""
+    defaults: dict[str, Any] = {"input_shape": tuple(ds.input_shape), "classes": ds.n_classes}
+    try:
+        low, high = (float(b) for b in ds.bounds)
+        defaults["bounds"] = (low, high)
+    except (TypeError, ValueError):
+        pass  # per-feature bounds: the model needs --bounds
+    return defaults

@@ -84,9 +84,7 @@ def torch_adapter(
 ) -> tuple[TorchClassifier, ModelSpec]:
     """A :class:`TorchClassifier` of ``module`` with the spec's settings; the class count,
     when not given, is the size of the network's output on one probe input."""
-    shape = spec.require(
-        "input_shape", path, "the file does not say what shape one input has"
-    )
+    shape = spec.require("input_shape", path, "the file does not say what shape one input has")
     bounds = spec.require("bounds", path, "the file does not say the valid input range")
     module = module.to(device) if device is not None else module
     if spec.n_classes is None:
@@ -152,9 +150,7 @@ def load_torchscript(path: pathlib.Path, data: bytes) -> nn.Module:
 # -- torch.export ---------------------------------------------------------------------
 def is_export(names: list[str]) -> bool:
     """A ``torch.export.save`` archive (``.pt2``)."""
-    return any(n.endswith("/archive_format") for n in names) and any(
-        "/models/" in n for n in names
-    )
+    return any(n.endswith("/archive_format") for n in names) and any("/models/" in n for n in names)
 
 
 def load_export(
@@ -225,9 +221,7 @@ def _check_export_archive(path: pathlib.Path, data: bytes, names: list[str]) -> 
                     if not isinstance(meta, dict):
                         continue
                     file_name = str(meta.get("path_name", ""))
-                    if meta.get("use_pickle") or not file_name.startswith(
-                        ("weight_", "tensor_")
-                    ):
+                    if meta.get("use_pickle") or not file_name.startswith(("weight_", "tensor_")):
                         raise UntrustedFileError(refuse.format(what=f"{fqn}: {file_name}"))
             elif base.startswith("data/sample_inputs/") or (
                 base.startswith(("data/weights/", "data/constants/")) and base.endswith(".pt")
@@ -288,7 +282,9 @@ def load_safetensors(path: pathlib.Path, data: bytes) -> dict[str, Tensor]:
     try:
         return dict(safetensors.torch.load(data))
     except Exception as e:
-        raise ValueError(f"{str(path)!r} is a damaged .safetensors file ({_first_line(e)})") from None
+        raise ValueError(
+            f"{str(path)!r} is a damaged .safetensors file ({_first_line(e)})"
+        ) from None
 
 
 def is_safetensors(data: bytes) -> bool:
