@@ -517,7 +517,9 @@ def _dispatch(ctx: _Load) -> tuple[BaseClassifier, LoadReport]:
             # torch.save's legacy (non-zip) format is a pickle too: read what needs no
             # trust (tensors and plain data) before asking for it.
             try:
-                obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4"
+                    obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except Exception:
                 obj = None
             if obj is not None:

@@ -91,6 +91,17 @@ def read_graph(path: pathlib.Path, data: bytes) -> OnnxGraph | None:
         return None
     if proto.ir_version <= 0 or not proto.graph.node or not proto.graph.output:
         return None
+    if any(init.data_location == onnx.TensorProto.EXTERNAL for init in proto.graph.initializer):
+        # torch.onnx.export writes the weights beside the graph (net.onnx.data); onnx
+        # refuses locations outside the model's folder.
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
+        except Exception as e:
+            raise ValueError(
+                f"{str(path)!r}: the ONNX graph keeps its weights in a separate file that "
+                f"cannot be read ({_first_line(e)}); keep the .onnx.data file beside it"
+            ) from None
+        data = proto.SerializeToString()
     return OnnxGraph(proto, data)
 
 

@@ -8,6 +8,7 @@ import io
 import json
 import pathlib
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -139,7 +140,10 @@ def load_torchscript(path: pathlib.Path, data: bytes) -> nn.Module:
     """The scripted network. ``torch.jit.load`` reads the archive with TorchScript's own
     unpickler (no Python classes) and compiles its TorchScript code."""
     try:
-        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+        with warnings.catch_warnings():
+            # torch 2.9+ calls TorchScript deprecated; the user's file is what it is.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as e:  # torch raises RuntimeError and others for damaged archives
         raise ValueError(
             f"{str(path)!r} is a damaged TorchScript archive ({_first_line(e)})"
