@@ -135,7 +135,7 @@ def test_torchscript_is_white_box(tmp_path: Path, how: str) -> None:
 def test_torchscript_without_input_shape_names_the_flag(tmp_path: Path) -> None:
     path = tmp_path / "net.pt"  # the suffix of a state dict: the content decides
     torch.jit.save(torch.jit.script(_user_net()), str(path))
-    with pytest.raises(ValueError, match="--input-shape 3,32,32 .Python: input_shape="):
+    with pytest.raises(ValueError, match=r"--input-shape 3,32,32 .Python: input_shape="):
         load_model(path, bounds=(0, 1))
 
 
@@ -222,9 +222,9 @@ def test_state_dict_errors_name_the_flags(user_code: Path) -> None:
         load_model(path, factory="nosuchmodule:Net", input_shape=(1, 8, 8), bounds=(0, 1))
     with pytest.raises(ValueError, match="has no 'Nett'"):
         load_model(path, factory="usernets_formats:Nett", input_shape=(1, 8, 8), bounds=(0, 1))
-    with pytest.raises(ValueError, match="--model-kwargs .*JSON object"):
+    with pytest.raises(ValueError, match=r"--model-kwargs .*JSON object"):
         load_model(path, factory="usernets_formats:make_net", factory_kwargs="{width: 6}")
-    with pytest.raises(ValueError, match="weights do not fit.*--model-kwargs"):
+    with pytest.raises(ValueError, match=r"weights do not fit.*--model-kwargs"):
         load_model(
             path,
             factory="usernets_formats:make_net",
@@ -232,7 +232,7 @@ def test_state_dict_errors_name_the_flags(user_code: Path) -> None:
             input_shape=(1, 8, 8),
             bounds=(0, 1),
         )
-    with pytest.raises(ValueError, match="--model-factory .*package.module:callable"):
+    with pytest.raises(ValueError, match=r"--model-factory .*package.module:callable"):
         load_model(path, factory="not a factory")
 
 
@@ -439,7 +439,7 @@ def test_sidecar_gives_what_the_file_does_not_carry(tmp_path: Path) -> None:
     # Flags win over the sidecar.
     assert load_model(tmp_path / "net.ts", bounds="0,1").bounds == (0.0, 1.0)
     (tmp_path / "model.yaml").write_text("input_shape: [1, 8, 8]\nbound: [0, 1]\n")
-    with pytest.raises(ValueError, match="unknown key.*bound"):
+    with pytest.raises(ValueError, match=r"unknown key.*bound"):
         load_model(tmp_path / "net.ts")
 
 
@@ -478,7 +478,7 @@ def test_invalid_settings_name_the_flag(tmp_path: Path, kwargs: dict, match: str
 def test_cuda_without_cuda_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "net.ts"
     torch.jit.save(torch.jit.script(_user_net()), str(path))
-    with pytest.raises(ValueError, match="device='cuda' but .*use device='cpu'"):
+    with pytest.raises(ValueError, match=r"device='cuda' but .*use device='cpu'"):
         load_model(path, input_shape=(1, 8, 8), bounds=(0, 1), device="cuda")
     model = load_model(path, input_shape=(1, 8, 8), bounds=(0, 1), device="auto")
     assert model.device.type == "cpu"
@@ -504,7 +504,7 @@ def test_damaged_files_are_explained(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="damaged xgboost model file"):
         load_model(tmp_path / "bad.json", bounds=(0, 1))
     (tmp_path / "bad.safetensors").write_bytes((17).to_bytes(8, "little") + b"{not json at all}xx")
-    with pytest.raises(ValueError, match="damaged .safetensors"):
+    with pytest.raises(ValueError, match=r"damaged .safetensors"):
         load_model(tmp_path / "bad.safetensors")
 
 
