@@ -80,7 +80,8 @@ def _write(fmt: str, folder: Path) -> tuple[Path, list[str]]:
             "        return torch.relu(x + self.bn(self.conv(x)))\n\n"
             "def make(width=6):\n"
             "    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width),\n"
-            "        nn.GELU(), Block(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(width * 16, 10))\n"
+            "        nn.GELU(), Block(), nn.AvgPool2d(2), nn.Flatten(),\n"
+            "        nn.Linear(width * 16, 10))\n"
         )
         path = folder / "weights.pt"
         torch.save(net.state_dict(), path)
