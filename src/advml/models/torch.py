@@ -292,7 +292,14 @@ def reinitialise(module: nn.Module, seed: int) -> list[str]:
             if callable(reset):
                 reset()
                 covered.update(id(p) for p in sub.parameters(recurse=False))
-    return [name for name, p in module.named_parameters() if id(p) not in covered]
+        missed = [name for name, p in module.named_parameters() if id(p) not in covered]
+        if missed:
+            # TorchScript and torch.export modules keep no reset_parameters(): PyTorch's
+            # default initialisation, recognised from names and shapes (models/reinit.py).
+            from advml.models.reinit import reset_by_shape
+
+            missed = reset_by_shape(module, missed)
+    return missed
 
 
 def require_torch(

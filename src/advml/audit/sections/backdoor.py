@@ -4,7 +4,9 @@ The adversary can poison ``fraction`` of the training set (the threat model's po
 capability: ``section_settings: {backdoor: {fraction: 0.1}}``; 0 says the adversary
 cannot, and the section is skipped). The section stamps a BadNets checkerboard patch on
 that share, relabels it to ``target`` (all-to-one), trains a copy of the audited model
-with its own recipe (``ctx.train_like``) and measures clean accuracy and attack success
+with its own recipe (``ctx.train_like``) - or, for a network the user brought (a
+factory, TorchScript, ``torch.export``, a converted ONNX graph), the same architecture
+re-initialised and trained with advml's loop - and measures clean accuracy and attack success
 on the evaluated test inputs. Then, as the model owner would:
 
 - the backdoor-neuron analysis (the auditor knows the trigger): activation profiles of
@@ -33,6 +35,7 @@ import numpy as np
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
 from advml.models.base import WhiteBox
 from advml.models.torch import TorchClassifier
+from advml.models.training import train
 
 __all__ = ["SECTION", "BackdoorSection"]
 
@@ -78,12 +81,27 @@ class BackdoorSection(AuditSection):
         _check(settings)
         if float(settings["fraction"]) == 0:
             return "the threat model says the adversary cannot poison the training data"
-        if not ctx.retrainable or not isinstance(ctx.model, WhiteBox):
+        if not isinstance(ctx.model, WhiteBox):
             return (
-                "measuring a backdoor means retraining the model on poisoned data, and advml "
-                "knows how to retrain only its reference models (this one came from "
-                f"{ctx.model_info.get('source', 'elsewhere')})"
+                "measuring a backdoor means retraining the model on poisoned data, and this "
+                f"model is not a PyTorch network advml can train ({type(ctx.model).__name__})"
             )
+        if not ctx.retrainable:
+            from advml.models.formats.torch_files import without_layer_hooks
+
+            no_hooks = without_layer_hooks(_user_model(ctx).module)
+            if no_hooks:
+                return (
+                    "the backdoor defences read and prune the activations of the network's "
+                    f"layers, and {no_hooks}; load it as ONNX or a state dict with "
+                    "--model-factory instead"
+                )
+            fixed = _not_retrainable(ctx)
+            if fixed:
+                return (
+                    "measuring a backdoor means retraining the model's architecture from "
+                    f"fresh weights, and advml cannot re-initialise {', '.join(fixed[:3])}"
+                )
         if len(ctx.dataset.input_shape) != 3:
             return "the BadNets patch trigger needs image inputs"
         return None
@@ -117,13 +135,28 @@ class BackdoorSection(AuditSection):
         }
 
         def train_step() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-            model = ctx.train_like(
-                poisoned.x,
-                poisoned.y,
-                seed=seed,
-                epochs=None if settings["epochs"] is None else int(settings["epochs"]),
-                desc="training the backdoored copy",
-            )
+            epochs = None if settings["epochs"] is None else int(settings["epochs"])
+            if ctx.retrainable:
+                model = ctx.train_like(
+                    poisoned.x,
+                    poisoned.y,
+                    seed=seed,
+                    epochs=epochs,
+                    desc="training the backdoored copy",
+                )
+            else:
+                # The user's own architecture (a factory, TorchScript, torch.export, a
+                # converted ONNX graph...): fresh seeded weights, advml's training loop.
+                model = _user_model(ctx).reinitialised(seed)
+                train(
+                    model,
+                    poisoned.x,
+                    poisoned.y,
+                    epochs=epochs or _USER_EPOCHS,
+                    seed=seed,
+                    show_progress=ctx.show_progress,
+                    desc="training the backdoored copy",
+                )
             state = {
                 f"w:{k}": v.detach().cpu().numpy() for k, v in model.module.state_dict().items()
             }
@@ -215,8 +248,18 @@ def _rebuild(ctx: AuditContext, weights: Mapping[str, np.ndarray]) -> TorchClass
     from advml.models.reference import TRAINING
 
     arch = ctx.architecture
-    assert arch is not None  # skip_reason said so
     ds = ctx.dataset
+    if arch is None:  # the user's architecture: a copy of it with the trained weights
+        model = _user_model(ctx).clone()
+        model.module.load_state_dict(
+            {
+                k[2:]: torch.as_tensor(np.asarray(v))
+                for k, v in weights.items()
+                if k.startswith("w:")
+            }
+        )
+        model.module.eval()
+        return model
     module = build_architecture(
         arch, input_shape=ds.input_shape, n_classes=ds.n_classes, **TRAINING[arch].arch_kwargs
     )
@@ -227,6 +270,28 @@ def _rebuild(ctx: AuditContext, weights: Mapping[str, np.ndarray]) -> TorchClass
     return TorchClassifier(
         module, input_shape=ds.input_shape, n_classes=ds.n_classes, bounds=ds.bounds
     )
+
+
+# Epochs of advml's training loop for a user's architecture when the settings give none
+# (its early stopping on a validation split usually ends it sooner).
+_USER_EPOCHS = 10
+
+
+def _user_model(ctx: AuditContext) -> TorchClassifier:
+    model = ctx.model
+    if not isinstance(model, TorchClassifier):
+        raise TypeError(f"the backdoor section needs a TorchClassifier, got {type(model).__name__}")
+    return model
+
+
+def _not_retrainable(ctx: AuditContext) -> list[str]:
+    """Parameters of the audited network that cannot be drawn afresh (empty: it can be
+    retrained from scratch)."""
+    from advml.models.reinit import not_reinitialisable
+
+    if not isinstance(ctx.model, TorchClassifier):
+        return ["the network (not a TorchClassifier)"]
+    return not_reinitialisable(ctx.model.module)
 
 
 def _measure(

@@ -23,12 +23,14 @@ from advml.models.torch import TorchClassifier
 __all__ = [
     "FixedBatch",
     "Frozen",
+    "Scripted",
     "find_state_dict",
     "load_export",
     "load_safetensors",
     "load_torchscript",
     "module_from_factory",
     "torch_adapter",
+    "without_layer_hooks",
 ]
 
 # Probe inputs a loader runs (counting classes, comparing a conversion): few and seeded.
@@ -50,6 +52,32 @@ class Frozen(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.inner(x)
         return out
+
+
+class Scripted(nn.Module):
+    """A TorchScript module that copies correctly: ``copy.deepcopy`` of a ScriptModule
+    gives parameters that are not leaves (they cannot be trained), so a copy is made by
+    saving and loading the scripted module again."""
+
+    def __init__(self, inner: torch.jit.ScriptModule) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.inner(x)
+        return out
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Scripted:
+        buffer = io.BytesIO()
+        torch.jit.save(self.inner, buffer)
+        buffer.seek(0)
+        param = next(iter(self.inner.parameters()), None)
+        device = param.device if param is not None else torch.device("cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            twin = Scripted(torch.jit.load(buffer, map_location=device))
+        twin.train(self.training)
+        return twin
 
 
 class FixedBatch(nn.Module):
@@ -148,7 +176,7 @@ def load_torchscript(path: pathlib.Path, data: bytes) -> nn.Module:
         raise ValueError(
             f"{str(path)!r} is a damaged TorchScript archive ({_first_line(e)})"
         ) from None
-    return module
+    return Scripted(module)
 
 
 # -- torch.export ---------------------------------------------------------------------
@@ -337,3 +365,14 @@ def _summarise_mismatch(e: RuntimeError) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def without_layer_hooks(module: nn.Module) -> str | None:
+    """Why forward hooks on the network's layers would not work (so activations cannot
+    be read nor units pruned), or None when they do."""
+    for sub in module.modules():
+        if isinstance(sub, torch.jit.ScriptModule):
+            return "it is a TorchScript module, whose layers take no forward hooks"
+        if isinstance(sub, Frozen):
+            return "it is a torch.export graph, which calls no layer modules"
+    return None
