@@ -92,17 +92,20 @@ def test_skipped_without_poisoning_capability(tmp_path: Path) -> None:
 
 
 def test_skipped_for_a_model_it_cannot_retrain(digits_mlp: TorchClassifier, tmp_path: Path) -> None:
+    import torch
+
     from advml.data import load_dataset
 
+    # A user's network is retrained from fresh weights; one with a parameter advml
+    # cannot draw afresh (no reset_parameters, not a weight or bias) cannot be.
+    module = copy.deepcopy(digits_mlp.module)
+    module.register_parameter("temperature", torch.nn.Parameter(torch.ones(1)))
+    model = TorchClassifier(module, input_shape=(1, 8, 8), n_classes=10)
     result = run_audit(
-        _config(),
-        model=copy.deepcopy(digits_mlp),
-        dataset=load_dataset("digits"),
-        out=tmp_path,
-        show_progress=False,
+        _config(), model=model, dataset=load_dataset("digits"), out=tmp_path, show_progress=False
     )
     (skip,) = result.report["skipped_sections"]
-    assert "retrain" in skip["reason"]
+    assert "retrain" in skip["reason"] and "temperature" in skip["reason"]
 
 
 def test_bad_setting_is_named(tmp_path: Path) -> None:
