@@ -134,9 +134,25 @@ def test_attack_command_on_a_booster_with_bounds_flag(
     path = tmp_path / "trees.ubj"
     booster.save_model(str(path))
     out = tmp_path / "adv.npz"
-    argv = ["attack", "--model", str(path), "--dataset", "digits", "--attack", "square",
-            "--eps", "0.2", "--set", "max_queries=40", "--n-samples", str(N), "--out",
-            str(out), "--input-shape", "1,8,8", "--bounds", "0,1"]  # fmt: skip
+    argv = [
+        "attack",
+        "--model",
+        str(path),
+        "--dataset",
+        "digits",
+        "--attack",
+        "square",
+        "--eps",
+        "0.2",
+        "--set",
+        "max_queries=40",
+        "--n-samples",
+        str(N),
+        "--out",
+        str(out),
+        "--bounds",
+        "0,1",
+    ]  # fmt: skip  (input shape: the dataset's)
     assert main(argv) == 0
     assert "xgboost -> BoosterClassifier (black-box (scores))" in capsys.readouterr().err
     y_adv = _python_result(

@@ -175,6 +175,7 @@ def _audited_model(
             mean=config.model_mean,
             std=config.model_std,
             defaults=dataset_defaults(ds),
+            device=getattr(config, "device", None),  # the device session's field, if any
         )
         model_info = {"source": "file", "file": str(config.model)}
         report = how_loaded(model)

@@ -754,10 +754,11 @@ def _load_booster(ctx: _Load, library: boosters.Library) -> tuple[BaseClassifier
     path = ctx.path
     booster, n_classes, objective = boosters.load_booster(path, ctx.data, library)
     features = boosters._n_features(booster, library)
-    spec = ctx.spec.with_value("classes", n_classes, "file")
+    spec = ctx.complete(ctx.spec.with_value("classes", n_classes, "file"))
     if features is not None:
+        # After the defaults: the dataset's (1, 8, 8) is as good as the file's 64
+        # features when the sizes agree (BoosterClassifier checks that they do).
         spec = spec.with_value("input_shape", (features,), "file")
-    spec = ctx.complete(spec)
     if spec.n_classes != n_classes:
         raise ValueError(
             f"{str(path)!r} is a {library} model of {n_classes} classes, but --classes "
