@@ -522,3 +522,23 @@ def test_plain_pickle_is_refused_without_trust(tmp_path: Path) -> None:
     (tmp_path / "hostile.pt").write_bytes(buffer.getvalue())
     with pytest.raises(UntrustedFileError, match="--trust-model-file"):
         load_model(tmp_path / "hostile.pt")
+
+
+def test_export_archive_with_tensor_constants_needs_no_trust(tmp_path: Path) -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _user_net()
+            self.scale = torch.tensor([2.0])  # neither parameter nor buffer: a constant
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x) * self.scale
+
+    net = Scaled().eval()
+    path = tmp_path / "scaled.pt2"
+    program = torch.export.export(net, (torch.as_tensor(_digits()[0][:2]),))
+    torch.export.save(program, str(path))
+    with zipfile.ZipFile(path) as archive:
+        assert any("/data/constants/tensor_" in n for n in archive.namelist())
+    model = load_model(path, bounds=(0, 1))
+    _same_answers(model, net)

@@ -94,7 +94,9 @@ def _python_result(path: Path, attack_name: str, settings: dict, **load: object)
     model = load_model(path, defaults={"input_shape": ds.input_shape, "classes": 10,
                                        "bounds": ds.bounds}, **load)  # fmt: skip
     sub = ds.subset(n_test=N, seed=0)
-    attack = registry.create("evasion", attack_name, **settings, seed=0)
+    if "seed" in registry.schema("evasion", attack_name):  # as the command does
+        settings = {**settings, "seed": 0}
+    attack = registry.create("evasion", attack_name, **settings)
     return np.asarray(attack.generate(model, sub.x_test, sub.y_test).y_adv)
 
 
@@ -200,3 +202,21 @@ def test_audit_reports_how_the_model_file_loaded(tmp_path: Path) -> None:
     assert loaded["format"] == "torchscript" and loaded["access"] == "white-box"
     assert loaded["settings"]["input_shape"] == "(1, 8, 8) from dataset"
     assert how_loaded(load_model(path, input_shape=(1, 8, 8), bounds=(0, 1))) is not None
+
+
+def test_bare_skops_gets_its_bounds_from_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    ds = load_dataset("digits")
+    est = LogisticRegression(max_iter=300).fit(ds.x_train.reshape(len(ds.x_train), -1), ds.y_train)
+    path = tmp_path / "bare.skops"
+    skops.io.dump(est, path)
+    argv = ["attack", "--model", str(path), "--dataset", "digits", "--attack", "fgsm",
+            "--eps", "0.1", "--n-samples", str(N), "--out", str(tmp_path / "a.npz"),
+            "--bounds", "0,1", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    y_adv = _python_result(path, "fgsm", {"eps": 0.1}, bounds=(0, 1))
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npz")["y_adv"], y_adv)

@@ -124,10 +124,20 @@ class WatermarkSection(AuditSection):
     }
 
     def skip_reason(self, ctx: AuditContext, settings: Mapping[str, Any]) -> str | None:
-        if _owner_model(ctx) is None:
+        owner = _owner_model(ctx)
+        if owner is None:
             return (
                 "embedding a watermark fine-tunes the model's weights, and this model is not "
                 f"a PyTorch model advml can train ({type(ctx.model).__name__})"
+            )
+        from advml.models.formats.torch_files import without_layer_hooks
+
+        opaque = without_layer_hooks(owner.module)
+        if opaque:
+            return (
+                "the white-box watermark is embedded in a convolution or dense layer's "
+                f"weights, and {opaque}; load it as ONNX or as a state dict with "
+                "--model-factory instead"
             )
         return None
 
