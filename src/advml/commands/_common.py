@@ -161,36 +161,46 @@ def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-
 def add_model_file_args(p: argparse.ArgumentParser, *, classes_flag: str = "--classes") -> None:
     """What a model file does not carry: ``--model-factory``, ``--model-kwargs``,
     ``--input-shape``, ``--classes`` (``classes_flag``), ``--bounds``, ``--mean``, ``--std``
-    (read by :func:`model_file_options`; a ``model.yaml`` beside the file can give them)."""
+    (read by :func:`model_file_options`; a ``model.yaml`` beside the file can give them).
+
+    A flag the parser already has (the dataset's ``--input-shape``, ``--classes`` or
+    ``--bounds``, which describe the same inputs) is not added twice; the model then
+    reads that one.
+    """
     g = p.add_argument_group(
         "model file settings (what the file does not carry; or a model.yaml beside it)"
     )
-    g.add_argument(
+
+    def add(flag: str, **kwargs: Any) -> None:
+        if flag not in p._option_string_actions:
+            g.add_argument(flag, **kwargs)
+
+    add(
         "--model-factory",
         metavar="MODULE:CALLABLE",
         help="builds the network a state dict (.pt/.safetensors) is loaded into, e.g. "
         "mynets:Net (imported also from the working folder); this runs that code",
     )
-    g.add_argument(
+    add(
         "--model-kwargs",
         metavar="JSON",
         help="keyword arguments of --model-factory as JSON, e.g. '{\"num_classes\": 10}'",
     )
-    g.add_argument("--input-shape", metavar="SHAPE", help="shape of one input, e.g. 3,32,32")
-    g.add_argument(
+    add("--input-shape", metavar="SHAPE", help="shape of one input, e.g. 3,32,32")
+    add(
         classes_flag,
         dest="model_classes",
         metavar="N|NAMES",
         help="number of classes, or class names separated by commas",
     )
-    g.add_argument("--bounds", metavar="MIN,MAX", help="valid input range, e.g. 0,1")
-    g.add_argument(
+    add("--bounds", metavar="MIN,MAX", help="valid input range, e.g. 0,1")
+    add(
         "--mean",
         metavar="VALUES",
         help="normalisation inside the model, (x - mean) / std: one value or one per "
         "channel, e.g. 0.485,0.456,0.406 (inputs stay in --bounds units)",
     )
-    g.add_argument("--std", metavar="VALUES", help="see --mean, e.g. 0.229,0.224,0.225")
+    add("--std", metavar="VALUES", help="see --mean, e.g. 0.229,0.224,0.225")
 
 
 def model_file_options(args: argparse.Namespace, ds: Any = None) -> dict[str, Any]:
@@ -202,7 +212,7 @@ def model_file_options(args: argparse.Namespace, ds: Any = None) -> dict[str, An
         "factory_kwargs": getattr(args, "model_kwargs", None),
         "input_shape": getattr(args, "input_shape", None),
         "classes": getattr(args, "model_classes", None),
-        "bounds": getattr(args, "bounds", None),
+        "bounds": _pair_or_none(getattr(args, "bounds", None)),
         "mean": getattr(args, "mean", None),
         "std": getattr(args, "std", None),
     }
@@ -213,6 +223,14 @@ def model_file_options(args: argparse.Namespace, ds: Any = None) -> dict[str, An
 
         options["defaults"] = dataset_defaults(ds)
     return options
+
+
+def _pair_or_none(value: Any) -> Any:
+    """``--bounds`` for the model: a ``min,max`` pair; a file of per-feature bounds
+    (a dataset option) is left to the data."""
+    if isinstance(value, str) and os.path.isfile(value):
+        return None
+    return value
 
 
 def load_model_file(args: argparse.Namespace, ds: Any = None) -> Any:
