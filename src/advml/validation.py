@@ -216,13 +216,14 @@ def check_in_feature_bounds(
         xs = x.detach().cpu().numpy()
     else:
         xs = np.asarray(x)
-        beyond = (xs < np.asarray(low) - tol) | (xs > np.asarray(high) + tol)
+        beyond = (xs < _numpy(low) - tol) | (xs > _numpy(high) + tol)
         outside = np.asarray(np.asarray(beyond).reshape(len(xs), -1).any(0))
     if outside.any():
         j = int(np.flatnonzero(outside)[0])
         flat = xs.reshape(len(xs), -1)[:, j]
-        lo_j = float(np.broadcast_to(np.asarray(low), xs.shape[1:]).ravel()[j])
-        hi_j = float(np.broadcast_to(np.asarray(high), xs.shape[1:]).ravel()[j])
+        lo_j, hi_j = (
+            float(np.broadcast_to(_numpy(b), xs.shape)[0].ravel()[j]) for b in (low, high)
+        )
         raise ValueError(
             f"{name} feature {j} (flattened) has values in [{flat.min():g}, {flat.max():g}], "
             f"outside its bounds [{lo_j:g}, {hi_j:g}] ({int(outside.sum())} features out of "
@@ -254,3 +255,7 @@ def check_labels(name: str, y: ArrayLike, n_classes: int, n_samples: int | None 
             f"{name} has labels in [{int(y.min())}, {int(y.max())}], "
             f"outside [0, {n_classes}) for a model with {n_classes} classes"
         )
+
+
+def _numpy(a: ArrayLike | float) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
