@@ -131,20 +131,20 @@ def test_per_channel_bounds_broadcast_over_pixels() -> None:
     model = TorchClassifier(
         net, input_shape=(3, 4, 4), n_classes=2, bounds=(np.zeros(3), np.array([1.0, 2.0, 4.0]))
     )
-    low, high = clip_bounds(model)
+    _, high = clip_bounds(model)
     assert isinstance(high, torch.Tensor) and high.shape == (1, 3, 4, 4)
     assert model.bounds == (0.0, 4.0)
     x = np.random.default_rng(0).uniform(0, 1, (5, 3, 4, 4)).astype(np.float32)
     out = PGD(eps=0.5, steps=3, eps_scale="relative").generate(model, x).x_adv
     assert (out[:, 0] <= 1.0).all() and (np.abs(out - x)[:, 2] <= 2.0 + 1e-6).all()
-    with pytest.raises(ValueError, match="feature 0 .*outside its bounds"):
+    with pytest.raises(ValueError, match=r"feature 0 .*outside its bounds"):
         PGD(eps=0.1).generate(model, np.full((1, 3, 4, 4), 1.5, dtype=np.float32))
     assert model.clone().feature_bounds is not None
 
 
 def test_bad_bounds_and_eps_scale_are_named() -> None:
     net = nn.Linear(3, 2)
-    with pytest.raises(ValueError, match="feature 1 .*low 2 >= high 2"):
+    with pytest.raises(ValueError, match=r"feature 1 .*low 2 >= high 2"):
         TorchClassifier(net, input_shape=(3,), n_classes=2, bounds=([0, 2, 0], [1, 2, 1]))
     with pytest.raises(ValueError, match=r"bounds low has shape \(2,\)"):
         TorchClassifier(net, input_shape=(3,), n_classes=2, bounds=([0, 0], [1, 1]))
