@@ -61,6 +61,20 @@ class AuditConfig:
         [5], "ranges": {2: [0.0, 0.5]}}`` (flattened feature indices). Every evasion
         attack that honours constraints gets them, the others are skipped with the
         reason, and each result is checked against them.
+    label_column : str or int, optional
+        The label column of a CSV/Parquet ``dataset`` (CSV default: the last column).
+    limit : int, optional
+        At most this many samples per split of the dataset, stratified and seeded
+        (``--limit``); the report's dataset entry says how many each split kept.
+    data_bounds : optional
+        The data's valid ranges: ``[low, high]``, per-feature lists ``[[...], [...]]``,
+        ``"data"`` (each feature's min/max, with a warning) or a ``.npy``/``.json``/
+        ``.csv`` file (docs/datasets.md). Default: the format's own (tables: per feature
+        from the data).
+    eps_scale : {"relative", "absolute"}
+        How ``eps`` is read: ``"relative"`` (default), a fraction of each feature's range
+        (``eps_i = eps * (high_i - low_i)``); ``"absolute"``, in the data's units. Both
+        agree on data in [0, 1]; the report states which was used.
     fail_under, fail_over : dict
         Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
         ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
@@ -88,6 +102,10 @@ class AuditConfig:
     constraints: dict[str, Any] | None = None
     fail_under: dict[str, float] = field(default_factory=dict)
     fail_over: dict[str, float] = field(default_factory=dict)
+    label_column: str | int | None = None
+    limit: int | None = None
+    data_bounds: Any = None
+    eps_scale: str = "relative"
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -143,6 +161,7 @@ class AuditConfig:
                 check_number(f"{name}[{key!r}]", value)
         object.__setattr__(self, "attacks", tuple(self.attacks))
         object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
+        _check_data_fields(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -243,3 +262,19 @@ def _check_section_settings(config: AuditConfig) -> None:
                 f"section_settings[{name!r}][{unknown[0]!r}]: the {name} section has unknown "
                 f"keys {unknown}; known: {', '.join(sorted(known))}"
             )
+
+
+def _check_data_fields(config: AuditConfig) -> None:
+    """The user-data fields (dataset files, bounds, limit, eps_scale)."""
+    label = config.label_column
+    if label is not None and (isinstance(label, bool) or not isinstance(label, str | int)):
+        raise ValueError(f"label_column must be a column name or index, got {label!r}")
+    if config.limit is not None:
+        check_number("limit", config.limit, low=1, integer=True)
+    check_choice("eps_scale", config.eps_scale, ("relative", "absolute"))
+    bounds = config.data_bounds
+    if bounds is not None and not isinstance(bounds, str | list | tuple):
+        raise ValueError(
+            "data_bounds must be [low, high], [[low per feature], [high per feature]], "
+            f"'data' or a bounds file (.npy/.json/.csv), got {bounds!r}"
+        )

@@ -132,6 +132,7 @@ def effective_config(args: argparse.Namespace) -> Any:
             overrides[key] = value
     if args.model is not None:
         overrides["trust_model_file"] = args.trust_model_file
+    overrides.update(data_overrides(args))
     base = load_config(args.config) if args.config else None
     if base is not None:
         config = base.with_(**overrides)
@@ -144,6 +145,24 @@ def effective_config(args: argparse.Namespace) -> Any:
     if args.fail_over:
         config = config.with_(fail_over={**config.fail_over, **dict(args.fail_over)})
     return config
+
+
+def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the data flags set (``--label-column --limit --bounds
+    --eps-scale``; docs/datasets.md)."""
+    from advml.commands._common import _label, data_bounds_arg
+
+    out: dict[str, Any] = {}
+    if getattr(args, "label_column", None) is not None:
+        out["label_column"] = _label(args.label_column)
+    if getattr(args, "limit", None) is not None:
+        out["limit"] = args.limit
+    if getattr(args, "bounds", None) is not None:
+        bounds = data_bounds_arg(args.bounds)
+        out["data_bounds"] = list(bounds) if isinstance(bounds, tuple) else bounds
+    if getattr(args, "eps_scale", None) is not None:
+        out["eps_scale"] = args.eps_scale
+    return out
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ __all__ = [
     "Classifier",
     "Normalisation",
     "WhiteBox",
+    "adopt_data_bounds",
     "check_classifier",
     "clamp_to",
     "clip_bounds",
@@ -469,6 +470,27 @@ def feature_bounds(model: Classifier) -> tuple[np.ndarray, np.ndarray] | None:
     only are treated as having one pair."""
     fb = getattr(model, "feature_bounds", None)
     return None if fb is None else (np.asarray(fb[0]), np.asarray(fb[1]))
+
+
+def adopt_data_bounds(model: object, dataset: object) -> bool:
+    """Give ``model`` the per-feature bounds of ``dataset`` when it has one pair only.
+
+    For a model read from a file (which stores one ``(low, high)`` pair) audited on data
+    whose features have their own ranges (``--bounds FILE``, or a table's per-feature
+    min/max): the attacks then keep each feature in its range. Only when the data's
+    ranges lie within the model's pair, and only for advml's adapters; returns whether
+    the bounds were adopted.
+    """
+    fb = getattr(dataset, "feature_bounds", None)
+    if fb is None or not isinstance(model, BaseClassifier) or model.feature_bounds is not None:
+        return False
+    low, high = model.bounds
+    if float(np.min(fb[0])) < low or float(np.max(fb[1])) > high:
+        return False
+    model.bounds, model.feature_bounds = check_feature_bounds(
+        "bounds", (fb[0], fb[1]), model.input_shape
+    )
+    return True
 
 
 def full_bounds(model: Classifier) -> Bounds:
