@@ -150,3 +150,28 @@ def test_bad_bounds_and_eps_scale_are_named() -> None:
         TorchClassifier(net, input_shape=(3,), n_classes=2, bounds=([0, 0], [1, 1]))
     with pytest.raises(ValueError, match="eps_scale must be one of 'absolute', 'relative'"):
         PGD(eps_scale="percent")  # type: ignore[arg-type]
+
+
+def test_sklearn_model_on_raw_breast_cancer_and_its_access_view() -> None:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from advml.models import SklearnClassifier
+    from advml.models.access import restrict_access
+
+    data = load_breast_cancer()
+    x, y = data.data.astype(np.float32), data.target
+    low, high = x.min(0), x.max(0)  # 30 features, ranges from 0.03 to 4000
+    est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    model = SklearnClassifier(est, bounds=(low, high))
+    result = PGD(eps=0.05, steps=10, eps_scale="relative").generate(model, x[:60], y[:60])
+    x_adv = result.x_adv
+    assert (x_adv >= low).all() and (x_adv <= high).all()
+    tol = 4 * np.finfo(np.float32).eps * np.maximum(np.abs(high), 1)
+    assert (np.abs(x_adv - x[:60]) <= 0.05 * (high - low) + tol).all()
+    view = restrict_access(model, "scores")
+    assert view.feature_bounds is not None
+    square = Square(eps=0.05, max_queries=50, eps_scale="relative").generate(view, x[:20], y[:20])
+    assert (square.x_adv >= low).all() and (square.x_adv <= high).all()
