@@ -175,3 +175,20 @@ def test_sklearn_model_on_raw_breast_cancer_and_its_access_view() -> None:
     assert view.feature_bounds is not None
     square = Square(eps=0.05, max_queries=50, eps_scale="relative").generate(view, x[:20], y[:20])
     assert (square.x_adv >= low).all() and (square.x_adv <= high).all()
+
+
+@pytest.mark.parametrize("scale", ["absolute", "relative"])
+def test_feature_constraints_hold_with_per_feature_bounds(wine, scale) -> None:
+    from advml.evasion import FeatureConstraints
+
+    x, y = wine["x"], wine["y"]
+    keep = (x[:, 12] >= 300) & (x[:, 12] <= 1000)
+    x, y = x[keep], y[keep]
+    rules = FeatureConstraints(immutable=[0], ranges={12: (300.0, 1000.0)})
+    result = PGD(eps=0.2, steps=10, eps_scale=scale, constraints=rules).generate(wine["raw"], x, y)
+    x_adv = result.x_adv
+    np.testing.assert_array_equal(x_adv[:, 0], x[:, 0])
+    # float32 rounding of values near 1000: a few ulps.
+    assert (x_adv[:, 12] >= 300 - 1e-3).all() and (x_adv[:, 12] <= 1000 + 1e-3).all()
+    assert (x_adv >= wine["low"]).all() and (x_adv <= wine["high"]).all()
+    assert rules.satisfied(x, x_adv, (float(wine["low"].min()), float(wine["high"].max()))).all()

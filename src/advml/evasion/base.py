@@ -79,6 +79,12 @@ class _Spend:
     """Set when the attack stopped, or shrank a batch, because the budget ran out."""
 
 
+# The feature constraints of a relative-eps run, in the unit box of the model's bounds
+# (set by generate for the run; the attack's own setting is never changed by being used).
+_UNIT_RULES: ContextVar[FeatureConstraints | None] = ContextVar(
+    "advml_evasion_unit_rules", default=None
+)
+
 # The scope being attacked; a context variable rather than state on the attack, so that
 # an attack object is never changed by being used (and threads do not share it).
 _SPEND: ContextVar[_Spend | None] = ContextVar("advml_evasion_spend", default=None)
@@ -352,8 +358,10 @@ class EvasionAttack(Component):
                             xa = self._finalise(xa.detach(), xc, bounds)
                         else:
                             zc = space.to_unit(xc)
-                            za, q = self._run(space, zc, yc, generator)
-                            xa = space.to_data(self._finalise(za.detach(), zc, bounds))
+                            with space.rules(self._constraints):
+                                za, q = self._run(space, zc, yc, generator)
+                                za = self._finalise(za.detach(), zc, bounds)
+                            xa = space.to_data(za)
                     with torch.no_grad():
                         ya = model.predict_labels(xa)
                 except QueryBudgetExceededError:
@@ -463,9 +471,12 @@ class EvasionAttack(Component):
 
     @property
     def _constraints(self) -> FeatureConstraints | None:
-        """The attack's feature constraints (``constraints`` setting), if it has any."""
+        """The attack's feature constraints (``constraints`` setting), if it has any (in
+        the unit box during a relative-eps run)."""
         rules = getattr(self, "constraints", None)
-        return None if rules is None or rules.is_empty else rules
+        if rules is None or rules.is_empty:
+            return None
+        return _UNIT_RULES.get() or rules
 
     def _project(self, x_adv: Tensor, x: Tensor, bounds: ClipBounds) -> Tensor:
         """The projection iterative attacks apply after each step.
@@ -479,7 +490,7 @@ class EvasionAttack(Component):
             x_adv = project(x_adv, x, ball[1], ball[0])
         rules = self._constraints
         if rules is not None:
-            x_adv = rules.project(x_adv, x, _envelope(bounds))
+            x_adv = rules.project(x_adv, x, bounds)
         return _clamp(x_adv, bounds)
 
     def _step_projection(self, bounds: ClipBounds) -> Callable[[Tensor, Tensor], Tensor] | None:
@@ -495,15 +506,12 @@ class EvasionAttack(Component):
             x_adv = project(x_adv, x, ball[1], ball[0])
         rules = self._constraints
         if rules is not None:
-            bounds_pair = _envelope(bounds)
             # Round switch-on features to off/on; if that left the ball, project again
             # and turn off any switch-on feature the projection shrank (off is always
             # inside the ball, a half-on binary feature is not a valid input).
-            x_adv = rules.project(x_adv, x, bounds_pair, final=True)
+            x_adv = rules.project(x_adv, x, bounds, final=True)
             if ball is not None:
-                x_adv = rules.switch_off_partial(
-                    project(x_adv, x, ball[1], ball[0]), x, bounds_pair
-                )
+                x_adv = rules.switch_off_partial(project(x_adv, x, ball[1], ball[0]), x, bounds)
         return _clamp(x_adv, bounds)
 
     def _auto_batch_size(self, model: Classifier) -> int:
@@ -547,15 +555,6 @@ def clip_pair(low: float | Tensor, high: float | Tensor) -> ClipBounds:
     return float(low), float(high)
 
 
-def _envelope(bounds: ClipBounds) -> tuple[float, float]:
-    """One pair around per-feature bounds, for code that takes one (feature constraints:
-    their own ranges are per feature already, and the final clamp applies the rest)."""
-    low, high = bounds
-    if isinstance(low, Tensor) and isinstance(high, Tensor):
-        return float(low.min()), float(high.max())
-    return float(low), float(high)
-
-
 class _UnitBox:
     """``model`` seen through ``x = low + z * (high - low)``: inputs ``z`` in [0, 1] for
     every feature (per-feature bounds included), scores unchanged.
@@ -577,6 +576,20 @@ class _UnitBox:
 
     def to_unit(self, x: Tensor) -> Tensor:
         return ((x - self.low) / self.span).clamp_(0.0, 1.0)
+
+    @contextlib.contextmanager
+    def rules(self, rules: FeatureConstraints | None) -> Iterator[None]:
+        """Within the block, the attack's feature constraints are read in the unit box."""
+        if rules is None:
+            yield
+            return
+        low = self.low.expand(1, *self.model.input_shape).cpu().numpy()
+        high = (self.low + self.span).expand(1, *self.model.input_shape).cpu().numpy()
+        token = _UNIT_RULES.set(rules.in_unit_box(low, high))
+        try:
+            yield
+        finally:
+            _UNIT_RULES.reset(token)
 
     def to_data(self, z: Tensor) -> Tensor:
         # Clamped again: low + z * span can round past high in float32.
