@@ -192,3 +192,10 @@ def test_feature_constraints_hold_with_per_feature_bounds(wine, scale) -> None:
     assert (x_adv[:, 12] >= 300 - 1e-3).all() and (x_adv[:, 12] <= 1000 + 1e-3).all()
     assert (x_adv >= wine["low"]).all() and (x_adv <= wine["high"]).all()
     assert rules.satisfied(x, x_adv, (float(wine["low"].min()), float(wine["high"].max()))).all()
+
+
+def test_relative_run_keeps_untouched_features_exact(wine) -> None:
+    x, y = wine["x"], wine["y"]
+    same = PGD(eps=0.0, eps_scale="relative").generate(wine["raw"], x, y)
+    np.testing.assert_array_equal(same.x_adv, x)
+    assert (same.l0 == 0).all()

@@ -361,7 +361,9 @@ class EvasionAttack(Component):
                             with space.rules(self._constraints):
                                 za, q = self._run(space, zc, yc, generator)
                                 za = self._finalise(za.detach(), zc, bounds)
-                            xa = space.to_data(za)
+                            # Features the attack left alone keep their exact value (the
+                            # round trip through the unit box would round them).
+                            xa = torch.where(za == zc, xc, space.to_data(za))
                     with torch.no_grad():
                         ya = model.predict_labels(xa)
                 except QueryBudgetExceededError:
