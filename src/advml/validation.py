@@ -16,8 +16,10 @@ __all__ = [
     "check_bool",
     "check_bounds",
     "check_choice",
+    "check_feature_bounds",
     "check_finite",
     "check_in_bounds",
+    "check_in_feature_bounds",
     "check_input_shape",
     "check_labels",
     "check_not_empty",
@@ -82,6 +84,68 @@ def check_bounds(name: str, bounds: Any) -> tuple[float, float]:
     return low, high
 
 
+def check_feature_bounds(
+    name: str, bounds: Any, input_shape: tuple[int, ...]
+) -> tuple[tuple[float, float], tuple[np.ndarray, np.ndarray] | None]:
+    """Validate bounds that may differ per feature; return the envelope and the arrays.
+
+    ``bounds`` is ``(low, high)``, each a number or an array: of ``input_shape`` (one
+    value per feature), or of shape ``(C,)`` for images ``(C, H, W)`` (one value per
+    channel, the same over every pixel), or anything numpy broadcasts to ``input_shape``.
+
+    Returns
+    -------
+    envelope : (float, float)
+        The smallest low and the largest high: what ``bounds`` is on a model or dataset.
+    per_feature : (numpy.ndarray, numpy.ndarray) or None
+        ``float32`` arrays of ``input_shape``; ``None`` when every feature has the same
+        bounds (then the envelope says it all and nothing changes from scalar bounds).
+    """
+    try:
+        low, high = bounds
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a pair (low, high) of numbers or arrays, got {bounds!r}"
+        ) from None
+    if np.ndim(low) == 0 and np.ndim(high) == 0:
+        return check_bounds(name, (low, high)), None
+    shape = tuple(int(d) for d in input_shape)
+    arrays = []
+    for side, value in (("low", low), ("high", high)):
+        try:
+            a = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} {side} must hold numbers, got {value!r}") from None
+        if len(shape) == 3 and a.ndim == 1 and a.shape[0] == shape[0] and a.shape != shape:
+            a = a[:, None, None]  # one value per channel, the same at every pixel
+        elif a.ndim == 1 and a.size == int(np.prod(shape)) and len(shape) > 1:
+            a = a.reshape(shape)  # one value per feature, flattened
+        try:
+            a = np.broadcast_to(a, shape)
+        except ValueError:
+            per_channel = f", or ({shape[0]},) per channel" if len(shape) == 3 else ""
+            raise ValueError(
+                f"{name} {side} has shape {a.shape}; give a number, an array of the input "
+                f"shape {shape} (or flattened){per_channel}"
+            ) from None
+        arrays.append(a)
+    lo, hi = arrays
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise ValueError(f"{name} must be finite; a NaN or infinite value is in low or high")
+    bad = np.flatnonzero((lo >= hi).ravel())
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{name} must have low < high for every feature; feature {i} (flattened) has "
+            f"low {lo.ravel()[i]:g} >= high {hi.ravel()[i]:g} ({bad.size} such features); "
+            "a constant feature needs a range, e.g. widen it by a small margin"
+        )
+    envelope = (float(lo.min()), float(hi.max()))
+    if float(lo.min()) == float(lo.max()) and float(hi.min()) == float(hi.max()):
+        return envelope, None
+    return envelope, (lo.astype(np.float32), hi.astype(np.float32))
+
+
 def check_not_empty(name: str, x: ArrayLike) -> None:
     if x.shape[0] == 0 if x.ndim else True:
         raise ValueError(f"{name} is empty: give at least one sample (got shape {tuple(x.shape)})")
@@ -141,6 +205,32 @@ def check_in_bounds(
         )
 
 
+def check_in_feature_bounds(
+    name: str, x: ArrayLike, low: ArrayLike, high: ArrayLike, *, tol: float = 1e-6
+) -> None:
+    """``x`` must lie within per-feature bounds (arrays broadcast to one sample's shape)."""
+    if isinstance(x, torch.Tensor):
+        lo = torch.as_tensor(low, device=x.device, dtype=x.dtype)
+        hi = torch.as_tensor(high, device=x.device, dtype=x.dtype)
+        outside: np.ndarray = ((x < lo - tol) | (x > hi + tol)).flatten(1).any(0).cpu().numpy()
+        xs = x.detach().cpu().numpy()
+    else:
+        xs = np.asarray(x)
+        beyond = (xs < _numpy(low) - tol) | (xs > _numpy(high) + tol)
+        outside = np.asarray(np.asarray(beyond).reshape(len(xs), -1).any(0))
+    if outside.any():
+        j = int(np.flatnonzero(outside)[0])
+        flat = xs.reshape(len(xs), -1)[:, j]
+        lo_j, hi_j = (
+            float(np.broadcast_to(_numpy(b), xs.shape)[0].ravel()[j]) for b in (low, high)
+        )
+        raise ValueError(
+            f"{name} feature {j} (flattened) has values in [{flat.min():g}, {flat.max():g}], "
+            f"outside its bounds [{lo_j:g}, {hi_j:g}] ({int(outside.sum())} features out of "
+            "bounds); scale the data to the bounds or widen them (--bounds)"
+        )
+
+
 def check_labels(name: str, y: ArrayLike, n_classes: int, n_samples: int | None = None) -> None:
     """Labels must be a 1-d integer array of class indices in ``[0, n_classes)``."""
     if y.ndim != 1:
@@ -165,3 +255,7 @@ def check_labels(name: str, y: ArrayLike, n_classes: int, n_samples: int | None 
             f"{name} has labels in [{int(y.min())}, {int(y.max())}], "
             f"outside [0, {n_classes}) for a model with {n_classes} classes"
         )
+
+
+def _numpy(a: ArrayLike | float) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)

@@ -68,6 +68,20 @@ class AuditConfig:
         What the model file does not carry (``--input-shape``, ``--classes``,
         ``--bounds``, ``--mean``, ``--std``; docs/models.md). Default: the sidecar
         beside the file, the file itself, then the dataset.
+    label_column : str or int, optional
+        The label column of a CSV/Parquet ``dataset`` (CSV default: the last column).
+    limit : int, optional
+        At most this many samples per split of the dataset, stratified and seeded
+        (``--limit``); the report's dataset entry says how many each split kept.
+    data_bounds : optional
+        The data's valid ranges: ``[low, high]``, per-feature lists ``[[...], [...]]``,
+        ``"data"`` (each feature's min/max, with a warning) or a ``.npy``/``.json``/
+        ``.csv`` file (docs/datasets.md). Default: the format's own (tables: per feature
+        from the data).
+    eps_scale : {"relative", "absolute"}
+        How ``eps`` is read: ``"relative"`` (default), a fraction of each feature's range
+        (``eps_i = eps * (high_i - low_i)``); ``"absolute"``, in the data's units. Both
+        agree on data in [0, 1]; the report states which was used.
     fail_under, fail_over : dict
         Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
         ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
@@ -102,6 +116,10 @@ class AuditConfig:
     model_bounds: list[float] | None = None
     model_mean: list[float] | None = None
     model_std: list[float] | None = None
+    label_column: str | int | None = None
+    limit: int | None = None
+    data_bounds: Any = None
+    eps_scale: str = "relative"
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -158,6 +176,7 @@ class AuditConfig:
         object.__setattr__(self, "attacks", tuple(self.attacks))
         object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
         _check_model_file_settings(self)
+        _check_data_fields(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -280,3 +299,19 @@ def _check_model_file_settings(config: AuditConfig) -> None:
         if isinstance(value, tuple):
             value = list(value)
         object.__setattr__(config, field_name, value)
+
+
+def _check_data_fields(config: AuditConfig) -> None:
+    """The user-data fields (dataset files, bounds, limit, eps_scale)."""
+    label = config.label_column
+    if label is not None and (isinstance(label, bool) or not isinstance(label, str | int)):
+        raise ValueError(f"label_column must be a column name or index, got {label!r}")
+    if config.limit is not None:
+        check_number("limit", config.limit, low=1, integer=True)
+    check_choice("eps_scale", config.eps_scale, ("relative", "absolute"))
+    bounds = config.data_bounds
+    if bounds is not None and not isinstance(bounds, str | list | tuple):
+        raise ValueError(
+            "data_bounds must be [low, high], [[low per feature], [high per feature]], "
+            f"'data' or a bounds file (.npy/.json/.csv), got {bounds!r}"
+        )

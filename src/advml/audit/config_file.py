@@ -17,6 +17,9 @@ and the thresholds a CI pipeline enforces::
     data:
       dataset: mnist-5k
       n_samples: 500            # test inputs attacked
+      label_column: null        # CSV/Parquet tables: the label column
+      limit: null               # at most N samples per split (stratified, seeded)
+      bounds: null              # [low, high], per-feature lists, "data" or a bounds file
     adversary:
       access: white-box         # white-box, scores (prediction API with scores), labels
       queries_per_input: 1000   # budget of query-based attacks
@@ -25,6 +28,7 @@ and the thresholds a CI pipeline enforces::
       attacks: [fgsm, pgd]
       eps: [0, 0.05, 0.1, 0.2, 0.3]
       reference_eps: 0.1
+      eps_scale: relative       # eps as a fraction of each feature's range (or absolute)
       attack_settings: {pgd: {steps: 40}}
       examples: 8
     sections:
@@ -81,6 +85,10 @@ _FIELDS: dict[tuple[str, ...], str] = {
     ("thresholds", "fail_over"): "fail_over",
     ("seed",): "seed",
     ("profile",): "profile",
+    ("data", "label_column"): "label_column",
+    ("data", "limit"): "limit",
+    ("data", "bounds"): "data_bounds",
+    ("evasion", "eps_scale"): "eps_scale",
 }
 _GROUPS = sorted({p[0] for p in _FIELDS})
 

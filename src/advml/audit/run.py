@@ -25,11 +25,11 @@ from advml.audit.config import AuditConfig
 from advml.audit.sections import AuditContext, AuditSection
 from advml.audit.sections.base import Threat
 from advml.audit.sections.evasion import plan as evasion_plan
-from advml.data import Dataset, load_dataset
+from advml.data import Dataset
 from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.models.access import restrict_access
-from advml.models.base import Classifier
+from advml.models.base import Classifier, adopt_data_bounds
 from advml.models.checks import check_finite_outputs
 from advml.models.formats.spec import dataset_defaults
 from advml.models.io import how_loaded, load_model
@@ -131,7 +131,7 @@ def _run_audit(
     config = config or AuditConfig()
     started = time.perf_counter()
     sections = _chosen_sections(config)
-    ds = dataset if dataset is not None else load_dataset(config.dataset)
+    ds = dataset if dataset is not None else _load_data(config, model)
     model, model_info = _audited_model(config, ds, model, show_progress=show_progress)
     out_dir = Path(out) if out is not None else None
     ctx = _context(config, ds, model, model_info, out_dir=out_dir, show_progress=show_progress)
@@ -153,6 +153,34 @@ def _run_audit(
     if out_dir is not None:
         write_report(report, out_dir, artifacts=artifacts)
     return AuditResult(report=report, artifacts=artifacts, out=out_dir)
+
+
+def _load_data(config: AuditConfig, model: Classifier | None) -> Dataset:
+    """``config.dataset``: a built-in name or the user's folder / table / archive.
+
+    An image folder is resized to the input shape of the model audited (given, or read
+    from ``config.model``) unless the config names one."""
+    from advml.data import load_data
+
+    shape = getattr(config, "input_shape", None)
+    if shape is None and Path(config.dataset).expanduser().is_dir():
+        if model is None and config.model is not None:
+            model = load_model(config.model, trust=config.trust_model_file)
+        shape = None if model is None else model.input_shape
+    return load_data(
+        config.dataset,
+        label_column=config.label_column,
+        input_shape=shape,
+        classes=_class_names(getattr(config, "classes", None)),
+        bounds=config.data_bounds,
+        limit=config.limit,
+        seed=config.seed,
+    )
+
+
+def _class_names(classes: Any) -> list[str] | None:
+    """Class names to order an image folder's classes by (a count says nothing there)."""
+    return [str(c) for c in classes] if isinstance(classes, list | tuple) else None
 
 
 def _audited_model(
@@ -184,6 +212,7 @@ def _audited_model(
             model_info["loaded"] = report.to_dict()
             if show_progress:
                 print(f"model: {report}", file=sys.stderr)
+        adopt_data_bounds(model, ds)
     else:
         model, model_info = reference_model(
             ds, architecture=config.architecture, seed=config.seed, show_progress=show_progress
@@ -299,7 +328,21 @@ def _dataset_entry(ctx: AuditContext) -> dict[str, Any]:
         "class_names": list(ds.class_names),
         "bounds": list(ds.bounds),
         "n_evaluated": int(ctx.x.shape[0]),
+        **_data_use(ctx),
         "fingerprint": ctx.data_fp,
+    }
+
+
+def _data_use(ctx: AuditContext) -> dict[str, Any]:
+    """How many inputs each split held (after ``limit``) and how the bounds were given."""
+    ds = ctx.dataset
+    fb = ds.feature_bounds
+    return {
+        "n_train": ds.n_train,
+        "n_test": ds.n_test,
+        "limit": ctx.config.limit,
+        "feature_bounds": None if fb is None else [fb[0].ravel().tolist(), fb[1].ravel().tolist()],
+        "eps_scale": ctx.config.eps_scale,
     }
 
 

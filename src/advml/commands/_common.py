@@ -13,12 +13,14 @@ import yaml
 from advml.errors import OutputPathError
 
 __all__ = [
+    "add_data_args",
     "add_model_args",
     "add_model_file_args",
     "add_output_defence_args",
     "add_settings_arg",
     "floats",
     "list_components",
+    "load_data_from_args",
     "load_model_and_data",
     "load_model_file",
     "model_file_options",
@@ -156,6 +158,119 @@ def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-
         "--seed", type=int, default=0, help="seed of data subset, model, attacks (default 0)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_data_args(p)
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """The flags of ``--dataset`` given as the user's files (docs/datasets.md):
+    ``--label-column``, ``--limit``, ``--bounds``, ``--classes``, ``--input-shape``,
+    ``--eps-scale``. A flag another group already added (the model flags share
+    ``--bounds``, ``--classes`` and ``--input-shape``) is read from there, not added twice."""
+    have = set(p._option_string_actions)
+
+    def add(flag: str, **kwargs: Any) -> None:
+        if flag not in have:
+            p.add_argument(flag, **kwargs)
+
+    add(
+        "--label-column",
+        metavar="NAME",
+        help="the label column of a --dataset table (.csv/.parquet); CSV default: the last",
+    )
+    add(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="use at most N samples of each split of --dataset: a stratified sample "
+        "(classes keep their shares), seeded by --seed",
+    )
+    add(
+        "--bounds",
+        metavar="LOW,HIGH|FILE",
+        help="valid input range: LOW,HIGH for every feature, or a .npy/.json/.csv file with "
+        "one low and high per feature (or per channel), or 'data' for each feature's "
+        "min/max; default: pixels 0..1 for image folders, per-feature min/max for tables",
+    )
+    add(
+        "--classes",
+        metavar="NAMES",
+        help="comma-separated class names in label order (image folder: the class folders; "
+        "default: sorted folder names)",
+    )
+    add(
+        "--input-shape",
+        metavar="C,H,W",
+        help="shape images of a --dataset folder are resized to (C 1: grayscale, 3: RGB); "
+        "default: the first image's",
+    )
+    add(
+        "--eps-scale",
+        choices=("relative", "absolute"),
+        default=None,
+        help="read eps as a fraction of each feature's range (relative, the default: 0.1 "
+        "is a tenth of every range) or in the data's units (absolute)",
+    )
+
+
+def data_bounds_arg(text: str | None) -> Any:
+    """``--bounds``: ``None``, ``"data"``, a ``LOW,HIGH`` pair, or a bounds file path."""
+    if text is None or text == "data":
+        return text
+    parts = text.split(",")
+    if len(parts) == 2:
+        try:
+            return (float(parts[0]), float(parts[1]))
+        except ValueError:
+            pass
+    if not os.path.exists(text):
+        raise ValueError(
+            f"--bounds {text!r} is neither LOW,HIGH (e.g. 0,1), 'data', nor an existing "
+            ".npy/.json/.csv file"
+        )
+    return text
+
+
+def _shape_arg(value: Any) -> tuple[int, ...] | None:
+    if value is None or isinstance(value, tuple | list):
+        return None if value is None else tuple(int(v) for v in value)
+    try:
+        return tuple(int(v) for v in str(value).split(","))
+    except ValueError:
+        raise ValueError(f"--input-shape must be C,H,W (e.g. 3,32,32), got {value!r}") from None
+
+
+def _classes_arg(value: Any) -> list[str] | None:
+    """Class names from ``--classes`` (a bare count names no folder: ignored here)."""
+    if value is None or isinstance(value, int):
+        return None
+    names = list(value) if isinstance(value, list | tuple) else str(value).split(",")
+    names = [str(n).strip() for n in names if str(n).strip()]
+    return None if len(names) == 1 and names[0].isdigit() else names
+
+
+def load_data_from_args(args: argparse.Namespace, default: str = "mnist-5k") -> Any:
+    """The dataset ``--dataset`` and the data flags name (see :func:`add_data_args`)."""
+    from advml.data import load_data
+
+    return load_data(
+        args.dataset or getattr(args, "default_dataset", default),
+        label_column=_label(getattr(args, "label_column", None)),
+        input_shape=_shape_arg(getattr(args, "input_shape", None)),
+        classes=_classes_arg(getattr(args, "classes", None)),
+        bounds=data_bounds_arg(getattr(args, "bounds", None)),
+        limit=getattr(args, "limit", None),
+        seed=getattr(args, "seed", None) or 0,
+    )
+
+
+def _label(value: str | None) -> str | int | None:
+    """A column name, or an index when it is a number (CSV files without a header)."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 def add_model_file_args(p: argparse.ArgumentParser, *, classes_flag: str = "--classes") -> None:
@@ -249,12 +364,15 @@ def load_model_file(args: argparse.Namespace, ds: Any = None) -> Any:
 
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model (``--model`` or the cached reference model) and the dataset."""
-    from advml.data import load_dataset
+    from advml.models.base import adopt_data_bounds
+    from advml.models.io import load_model
     from advml.models.reference import reference_model
 
-    ds = load_dataset(args.dataset or getattr(args, "default_dataset", "mnist-5k"))
+    ds = load_data_from_args(args)
     if args.model:
         model = load_model_file(args, ds)
+        model = load_model(args.model, trust=args.trust_model_file)
+        adopt_data_bounds(model, ds)
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
     return model, ds

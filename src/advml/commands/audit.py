@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from advml.commands import Handler
@@ -137,12 +138,17 @@ def effective_config(args: argparse.Namespace) -> Any:
         ("model_kwargs", "model_kwargs"),
         ("input_shape", "model_input_shape"),
         ("model_classes", "model_classes"),
-        ("bounds", "model_bounds"),
         ("mean", "model_mean"),
         ("std", "model_std"),
     ):
         if getattr(args, key, None) is not None:
             overrides[field_name] = getattr(args, key)
+    bounds = getattr(args, "bounds", None)
+    if bounds is not None and bounds != "data" and not os.path.isfile(bounds):
+        # A LOW,HIGH pair describes the model's inputs too; a file of per-feature
+        # bounds (or 'data') is the dataset's alone.
+        overrides["model_bounds"] = bounds
+    overrides.update(data_overrides(args))
     base = load_config(args.config) if args.config else None
     if base is not None:
         config = base.with_(**overrides)
@@ -155,6 +161,24 @@ def effective_config(args: argparse.Namespace) -> Any:
     if args.fail_over:
         config = config.with_(fail_over={**config.fail_over, **dict(args.fail_over)})
     return config
+
+
+def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the data flags set (``--label-column --limit --bounds
+    --eps-scale``; docs/datasets.md)."""
+    from advml.commands._common import _label, data_bounds_arg
+
+    out: dict[str, Any] = {}
+    if getattr(args, "label_column", None) is not None:
+        out["label_column"] = _label(args.label_column)
+    if getattr(args, "limit", None) is not None:
+        out["limit"] = args.limit
+    if getattr(args, "bounds", None) is not None:
+        bounds = data_bounds_arg(args.bounds)
+        out["data_bounds"] = list(bounds) if isinstance(bounds, tuple) else bounds
+    if getattr(args, "eps_scale", None) is not None:
+        out["eps_scale"] = args.eps_scale
+    return out
 
 
 def _audit(args: argparse.Namespace) -> int:

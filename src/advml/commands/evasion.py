@@ -63,6 +63,7 @@ def _needs(cls: Any) -> str:
 
 def _attack(args: argparse.Namespace) -> int:
     from advml import registry
+    from advml.audit.sections.evasion import scale_matters
     from advml.errors import QueryBudgetExceededError
     from advml.models.checks import check_finite_outputs
     from advml.runtime.files import atomic_write
@@ -82,6 +83,12 @@ def _attack(args: argparse.Namespace) -> int:
         check_number("--query-budget", args.query_budget, low=1, integer=True)
     out = output_file("--out", args.out, suffix=".npz", default_name="adversarial.npz")
     model, ds = load_model_and_data(args)
+    if "eps_scale" in attack.get_params() and "eps_scale" not in settings:
+        # The CLI reads eps relative to each feature's range unless told otherwise (the
+        # same attack as absolute on one (0, 1) pair: its settings are then left alone).
+        scale = args.eps_scale or "relative"
+        if args.eps_scale is not None or scale_matters(model):
+            attack = attack.set_params(eps_scale=scale)
     sub = ds.subset(n_test=min(args.n_samples, ds.x_test.shape[0]), seed=args.seed)
     x, y = sub.x_test, sub.y_test
     check_finite_outputs(model, x, name=args.model or "the reference model")

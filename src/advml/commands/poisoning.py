@@ -18,6 +18,7 @@ from advml.commands._common import (
     add_model_args,
     add_settings_arg,
     list_components,
+    load_data_from_args,
     output_file,
 )
 
@@ -116,7 +117,6 @@ def _list(*families: str) -> int:
 
 def _poison(args: argparse.Namespace) -> int:
     from advml import registry
-    from advml.data import load_dataset
     from advml.models.io import save_model
     from advml.models.reference import default_architecture, train_reference
     from advml.models.torch import TorchClassifier
@@ -126,7 +126,7 @@ def _poison(args: argparse.Namespace) -> int:
         return _list("poisoning", "trigger")
     out_model = output_file("--out-model", args.out_model)
     out_data = output_file("--out-data", args.out_data, suffix=".npz")
-    ds = load_dataset(args.dataset or args.default_dataset)
+    ds = load_data_from_args(args)  # a name or the user's files (docs/datasets.md)
     trigger = registry.create("trigger", args.trigger, **dict(args.trigger_settings))
     settings: dict[str, Any] = {"fraction": args.fraction, "target": args.target, "seed": args.seed}
     if args.attack == "badnets":

@@ -6,7 +6,13 @@ import argparse
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg, load_model_file, output_file
+from advml.commands._common import (
+    add_model_args,
+    add_settings_arg,
+    load_data_from_args,
+    load_model_file,
+    output_file,
+)
 
 __all__ = ["add_commands"]
 
@@ -56,7 +62,6 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from advml import registry
-    from advml.data import load_dataset
     from advml.metrics import accuracy
     from advml.models import TorchClassifier, build_architecture, save_model
     from advml.models.reference import TRAINING, default_architecture
@@ -80,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
             settings[key] = getattr(args, key)
     settings.setdefault("seed", args.seed)
     defence = registry.create("robust_training", name, **settings)
-    ds = load_dataset(args.dataset or args.default_dataset)
+    ds = load_data_from_args(args)  # a name or the user's files (docs/datasets.md)
     if args.model:
         model = load_model_file(args, ds)
         if not isinstance(model, TorchClassifier):

@@ -7,7 +7,10 @@ Every loader returns a :class:`Dataset`: a fixed train/test split, ``float32`` i
   ``mnist-5k`` and ``breast-cancer`` ship inside installed packages (offline);
   ``mnist``, ``fashion-mnist`` and ``cifar10`` are downloaded once into
   :func:`advml_home` and verified by SHA-256.
-- :func:`load_npz`, :func:`load_csv`: the user's own data.
+- :func:`load_data`: what ``--dataset`` takes: a name, an image folder
+  (:func:`load_image_folder`), a CSV (:func:`load_csv`) or Parquet
+  (:func:`load_parquet`) table, an ``.npz`` archive (:func:`load_npz`); bounds per
+  feature from a file (:func:`read_bounds`) or the data; ``limit`` samples.
 - :func:`check_data`: the checks every dataset passes, for arrays from elsewhere.
 
 Examples
@@ -21,15 +24,23 @@ Examples
 from advml.data.catalog import list_datasets, load_dataset
 from advml.data.dataset import Dataset, DatasetInfo, check_data
 from advml.data.download import advml_home
+from advml.data.files import apply_bounds, load_data
+from advml.data.images import load_image_folder
+from advml.data.tables import load_parquet, read_bounds
 from advml.data.user import load_csv, load_npz
 
 __all__ = [
     "Dataset",
     "DatasetInfo",
     "advml_home",
+    "apply_bounds",
     "check_data",
     "list_datasets",
     "load_csv",
+    "load_data",
     "load_dataset",
+    "load_image_folder",
     "load_npz",
+    "load_parquet",
+    "read_bounds",
 ]

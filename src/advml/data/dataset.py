@@ -16,8 +16,10 @@ import torch
 
 from advml.validation import (
     check_bounds,
+    check_feature_bounds,
     check_finite,
     check_in_bounds,
+    check_in_feature_bounds,
     check_input_shape,
     check_labels,
     check_not_empty,
@@ -133,6 +135,12 @@ class Dataset:
         One name per class, in label order.
     description : str
         One line: source, split and scaling.
+    feature_bounds : (numpy.ndarray, numpy.ndarray) or None, default None
+        Per-feature (or, for images, per-channel ``(C,)``) low and high values, when
+        features have different valid ranges (raw tabular features). ``bounds`` is then
+        set to their envelope (smallest low, largest high), and the arrays are kept as
+        ``float32`` of ``input_shape``; ``None`` when one ``bounds`` pair holds for all.
+        Pass :attr:`model_bounds` as ``bounds=`` to a model adapter.
 
     Examples
     --------
@@ -153,6 +161,7 @@ class Dataset:
     bounds: tuple[float, float]
     class_names: tuple[str, ...]
     description: str
+    feature_bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -162,6 +171,10 @@ class Dataset:
         if not shape or any(d < 1 for d in shape):
             raise ValueError(f"input_shape must be a tuple of positive sizes, got {shape!r}")
         bounds = check_bounds("bounds", self.bounds)
+        per_feature = None
+        if self.feature_bounds is not None:
+            bounds, per_feature = check_feature_bounds("feature_bounds", self.feature_bounds, shape)
+        object.__setattr__(self, "feature_bounds", per_feature)
         names = tuple(str(c) for c in self.class_names)
         if len(names) != int(self.n_classes):
             raise ValueError(
@@ -183,6 +196,8 @@ class Dataset:
                 name_x=f"x_{split}",
                 name_y=f"y_{split}",
             )
+            if per_feature is not None:
+                check_in_feature_bounds(f"x_{split}", x, *per_feature)
             object.__setattr__(self, f"x_{split}", _to_numpy(x).astype(np.float32, copy=False))
             object.__setattr__(self, f"y_{split}", _to_numpy(y).astype(np.int64, copy=False))
 
@@ -190,6 +205,25 @@ class Dataset:
     def is_image(self) -> bool:
         """Whether inputs are channels-first images (``len(input_shape) == 3``)."""
         return len(self.input_shape) == 3
+
+    @property
+    def model_bounds(self) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+        """What to pass as ``bounds=`` to a model adapter: :attr:`feature_bounds` when
+        the features have their own ranges, else :attr:`bounds`."""
+        return self.bounds if self.feature_bounds is None else self.feature_bounds
+
+    def limited(self, n: int | None, seed: int = 0) -> Dataset:
+        """At most ``n`` samples in each split, drawn as :meth:`subset` does (stratified
+        by class, seeded); the dataset itself when ``n`` is None or both splits are
+        already that small. What ``--limit N`` does."""
+        if n is None:
+            return self
+        check_number("limit", n, low=1, integer=True)
+        if self.n_train <= n and self.n_test <= n:
+            return self
+        return self.subset(
+            n_train=min(int(n), self.n_train), n_test=min(int(n), self.n_test), seed=seed
+        )
 
     @property
     def n_train(self) -> int:
@@ -258,7 +292,9 @@ class Dataset:
         return (
             f"Dataset(name={self.name!r}, n_train={self.n_train}, n_test={self.n_test}, "
             f"input_shape={self.input_shape}, n_classes={self.n_classes}, "
-            f"bounds={self.bounds})"
+            f"bounds={self.bounds}"
+            + (", per-feature bounds" if self.feature_bounds is not None else "")
+            + ")"
         )
 
 

@@ -9,9 +9,13 @@ values become ``class_names``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
+import math
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,41 +236,26 @@ def load_csv(
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
 
-    rows = _read_rows(path, delimiter)
-    if header is None:
-        header = _looks_like_header(rows)
-    columns = rows[0] if header else [str(i) for i in range(len(rows[0]))]
-    body = rows[1:] if header else rows
-    first_line = 2 if header else 1
-    if not body:
-        raise ValueError(f"{path} has no data rows; add at least two labelled samples")
-    if len(columns) < 2:
-        raise ValueError(f"{path} has a single column; it needs features and a label column")
-    label_index = _label_index(label_column, columns, bool(header), path)
-    feature_index = [j for j in range(len(columns)) if j != label_index]
-
-    x = np.empty((len(body), len(feature_index)), dtype=np.float64)
-    for i, row in enumerate(body):
-        if len(row) != len(columns):
-            raise ValueError(
-                f"{path} line {first_line + i} has {len(row)} fields, expected {len(columns)}"
-            )
-        for k, j in enumerate(feature_index):
-            x[i, k] = _number(row[j], path, first_line + i, columns[j])
-    if not np.isfinite(x).all():
-        i, k = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(
-            f"{path} line {first_line + i}: feature column {columns[feature_index[k]]!r} "
-            f"holds {body[i][feature_index[k]]!r}; clean or drop rows with NaN or infinite "
-            "values"
+    with _csv_rows(path, delimiter) as rows:
+        first = next(rows, None)
+        if first is None:
+            raise ValueError(f"{path} is empty; give a header (optional) and labelled rows")
+        second = next(rows, None)
+        if header is None:
+            header = _looks_like_header([first] if second is None else [first, second])
+        columns = first if header else [str(i) for i in range(len(first))]
+        first_line = 2 if header else 1
+        head = ([] if header else [first]) + ([] if second is None else [second])
+        if not head:
+            raise ValueError(f"{path} has no data rows; add at least two labelled samples")
+        if len(columns) < 2:
+            raise ValueError(f"{path} has a single column; it needs features and a label column")
+        label_index = _label_index(label_column, columns, bool(header), path)
+        feature_index = [j for j in range(len(columns)) if j != label_index]
+        x, raw_labels = _parse_rows(
+            itertools.chain(head, rows), columns, feature_index, label_index, first_line, path
         )
-    raw_labels = [row[label_index] for row in body]
-    for i, value in enumerate(raw_labels):
-        if value == "":
-            raise ValueError(
-                f"{path} line {first_line + i}: the label (column {columns[label_index]!r}) "
-                "is empty; drop unlabelled rows"
-            )
+    body_rows = len(raw_labels)
     labels: np.ndarray
     try:
         labels = np.array([float(v) for v in raw_labels])
@@ -300,7 +289,7 @@ def load_csv(
         bounds=bounds,
         class_names=class_names,
         description=(
-            f"{path.name} (csv, {len(body)} rows, {len(feature_index)} features, label "
+            f"{path.name} (csv, {body_rows} rows, {len(feature_index)} features, label "
             f"column {label_name!r}); "
             f"{_split_text(len(y_train), len(y_test), test_fraction, seed)}; {scaling}"
         ),
@@ -385,19 +374,62 @@ def _resolve_bounds(bounds: Any, arrays: list[np.ndarray], name: str) -> tuple[f
     return check_bounds("bounds", bounds)
 
 
-def _read_rows(path: Path, delimiter: str) -> list[list[str]]:
+_CHUNK_ROWS = 65_536
+"""Rows parsed into one float block at a time: the file is never held as Python strings."""
+
+
+@contextlib.contextmanager
+def _csv_rows(path: Path, delimiter: str) -> Iterator[Iterator[list[str]]]:
+    """The file's non-empty rows, stripped, one at a time (the file stays open inside)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as stream:
-            rows = [
+            yield (
                 [cell.strip() for cell in row]
                 for row in csv.reader(stream, delimiter=delimiter)
                 if any(cell.strip() for cell in row)
-            ]
+            )
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text ({err}); is it really a CSV file?") from None
-    if not rows:
-        raise ValueError(f"{path} is empty; give a header (optional) and labelled rows")
-    return rows
+
+
+def _parse_rows(
+    rows: Iterator[list[str]],
+    columns: list[str],
+    feature_index: list[int],
+    label_index: int,
+    first_line: int,
+    path: Path,
+) -> tuple[np.ndarray, list[str]]:
+    """Features as float64 (parsed in blocks of ``_CHUNK_ROWS``) and the raw labels."""
+    blocks: list[np.ndarray] = []
+    block = np.empty((_CHUNK_ROWS, len(feature_index)), dtype=np.float64)
+    filled = 0
+    labels: list[str] = []
+    for i, row in enumerate(rows):
+        line = first_line + i
+        if len(row) != len(columns):
+            raise ValueError(f"{path} line {line} has {len(row)} fields, expected {len(columns)}")
+        for k, j in enumerate(feature_index):
+            value = _number(row[j], path, line, columns[j])
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"{path} line {line}: feature column {columns[j]!r} holds {row[j]!r}; "
+                    "clean or drop rows with NaN or infinite values"
+                )
+            block[filled, k] = value
+        if row[label_index] == "":
+            raise ValueError(
+                f"{path} line {line}: the label (column {columns[label_index]!r}) is empty; "
+                "drop unlabelled rows"
+            )
+        labels.append(row[label_index])
+        filled += 1
+        if filled == _CHUNK_ROWS:
+            blocks.append(block)
+            block = np.empty_like(block)
+            filled = 0
+    blocks.append(block[:filled])
+    return np.concatenate(blocks), labels
 
 
 def _is_number(cell: str) -> bool:

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml.evasion.base import Norm, project
-from advml.models.base import Classifier
+from advml.models.base import Classifier, clamp_to, clip_bounds
 from advml.validation import check_choice, check_number
 
 Loss = Literal["ce", "margin"]
@@ -97,11 +97,18 @@ def random_point(x: Tensor, eps: float, norm: str, generator: torch.Generator) -
 
 
 def project_ball(
-    x_adv: Tensor, x: Tensor, *, eps: float, norm: Norm, low: float, high: float
+    x_adv: Tensor,
+    x: Tensor,
+    *,
+    eps: float,
+    norm: Norm,
+    low: float | Tensor,
+    high: float | Tensor,
 ) -> Tensor:
     """``x_adv`` projected onto the ``norm``-ball of radius ``eps`` around ``x``, then
-    clipped to ``[low, high]``; any subset of rows, as long as both are the same rows."""
-    return project(x_adv, x, eps, norm).clamp_(low, high)
+    clipped to ``[low, high]`` (two floats, or per-feature tensors that broadcast over
+    the rows); any subset of rows, as long as both are the same rows."""
+    return clamp_to(project(x_adv, x, eps, norm), low, high, inplace=True)
 
 
 Projection = Callable[[Tensor, Tensor], Tensor]
@@ -109,7 +116,13 @@ Projection = Callable[[Tensor, Tensor], Tensor]
 
 
 def ball_projection(
-    x: Tensor, *, eps: float, norm: Norm, low: float, high: float, any_rows: bool
+    x: Tensor,
+    *,
+    eps: float,
+    norm: Norm,
+    low: float | Tensor,
+    high: float | Tensor,
+    any_rows: bool,
 ) -> Projection:
     """The loop's own projection onto the ε-ball and the bounds.
 
@@ -146,7 +159,7 @@ def iterate(
     and the bounds after every step (attacks with feature constraints pass
     ``EvasionAttack._step_projection``); it must accept any subset of rows.
     """
-    low, high = model.bounds
+    low, high = clip_bounds(model)  # per-feature tensors when the model has them
     queries = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     if eps == 0 or steps == 0:
         return x.clone(), queries

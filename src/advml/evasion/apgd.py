@@ -12,9 +12,9 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import ascent_direction, cw_margin, loss_per_sample, project_ball
-from advml.evasion.base import EvasionAttack, Norm
+from advml.evasion.base import EpsScale, EvasionAttack, Norm, clip_pair
 from advml.evasion.constraints import FeatureConstraints
-from advml.models.base import Classifier
+from advml.models.base import Classifier, clamp_to, clip_bounds
 from advml.validation import check_choice, check_number
 
 __all__ = ["APGD", "checkpoints", "dlr_loss"]
@@ -95,6 +95,9 @@ class APGD(EvasionAttack):
     constraints : FeatureConstraints or mapping, optional
         Features the attacker may not change, may only switch on, or may move within a
         narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
+    eps_scale : {"absolute", "relative"}, default "absolute"
+        ``eps`` in the data's units, or as a fraction of each feature's range (the ball
+        then scales per feature; see :data:`~advml.evasion.base.EpsScale`).
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
 
@@ -116,6 +119,7 @@ class APGD(EvasionAttack):
         targeted: bool = False,
         seed: int | None = 0,
         constraints: FeatureConstraints | Mapping[str, Any] | None = None,
+        eps_scale: EpsScale = "absolute",
         batch_size: int | None = None,
     ) -> None:
         check_number("eps", eps, low=0)
@@ -124,7 +128,11 @@ class APGD(EvasionAttack):
         check_choice("loss", loss, ("ce", "dlr"))
         check_number("restarts", restarts, low=1, integer=True)
         self._set_common(
-            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+            targeted=targeted,
+            batch_size=batch_size,
+            seed=seed,
+            constraints=constraints,
+            eps_scale=eps_scale,
         )
         self.eps = eps
         self.norm = norm
@@ -166,11 +174,11 @@ class APGD(EvasionAttack):
         fooled = pred == y if self.targeted else pred != y
         return loss.detach(), grad, fooled
 
-    def _into_ball(self, z: Tensor, x: Tensor, low: float, high: float) -> Tensor:
+    def _into_ball(self, z: Tensor, x: Tensor, low: float | Tensor, high: float | Tensor) -> Tensor:
         if self._constraints is not None:
             # Every iterate a valid input (switch-on features off or on), so a sample
             # that stops once fooled is fooled by what the attack returns.
-            return self._finalise(z, x, (low, high))
+            return self._finalise(z, x, clip_pair(low, high))
         return project_ball(z, x, eps=self.eps, norm=self.norm, low=low, high=high)
 
     def _attack(
@@ -183,7 +191,7 @@ class APGD(EvasionAttack):
         index: Tensor,
     ) -> tuple[Tensor, Tensor]:
         """One APGD run on ``x``; returns the output and which samples were fooled."""
-        low, high = model.bounds
+        low, high = clip_bounds(model)  # per-feature tensors when the model has them
         n = x.shape[0]
         shape = (-1,) + (1,) * (x.ndim - 1)
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -194,7 +202,7 @@ class APGD(EvasionAttack):
             t = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             start = x + self.eps * t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
         x_cur = (
-            start.clamp(low, high)
+            clamp_to(start, low, high)
             if self._constraints is None
             else self._into_ball(start, x, low, high)
         )

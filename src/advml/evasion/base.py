@@ -25,13 +25,30 @@ from advml.base import Component
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.evasion.constraints import FeatureConstraints, as_constraints
 from advml.metrics.norms import perturbation_norms
-from advml.models.base import Classifier, check_classifier, keeping_back, kept_back
+from advml.models.base import (
+    Classifier,
+    check_classifier,
+    clamp_to,
+    clip_bounds,
+    feature_bounds,
+    keeping_back,
+    kept_back,
+    same_kind_as,
+)
 from advml.models.checks import check_finite_outputs
 from advml.runtime.seeding import make_generator
-from advml.validation import check_bool, check_in_bounds, check_labels, check_number
+from advml.validation import (
+    check_bool,
+    check_choice,
+    check_in_bounds,
+    check_in_feature_bounds,
+    check_labels,
+    check_number,
+)
 
 __all__ = [
     "AdversarialResult",
+    "EpsScale",
     "EvasionAttack",
     "Norm",
     "affordable",
@@ -43,6 +60,16 @@ __all__ = [
 
 Norm = Literal["inf", "2"]
 
+EpsScale = Literal["absolute", "relative"]
+"""How an attack's ``eps`` is read (docs/datasets.md, "Bounds and eps").
+
+``"absolute"``: in the data's units, the same radius for every feature. ``"relative"``:
+as a fraction of each feature's range, ``eps_i = eps * (high_i - low_i)``; the attack
+then runs in the unit box ``z = (x - low) / (high - low)`` with the radius ``eps``, so
+the ball (L∞ or L2) is scaled per feature and every step, random start and projection
+is the one the attack makes on inputs in [0, 1]. On bounds ``(0, 1)`` the two agree
+exactly."""
+
 
 @dataclass
 class _Spend:
@@ -51,6 +78,12 @@ class _Spend:
     short: bool = False
     """Set when the attack stopped, or shrank a batch, because the budget ran out."""
 
+
+# The feature constraints of a relative-eps run, in the unit box of the model's bounds
+# (set by generate for the run; the attack's own setting is never changed by being used).
+_UNIT_RULES: ContextVar[FeatureConstraints | None] = ContextVar(
+    "advml_evasion_unit_rules", default=None
+)
 
 # The scope being attacked; a context variable rather than state on the attack, so that
 # an attack object is never changed by being used (and threads do not share it).
@@ -197,12 +230,16 @@ class EvasionAttack(Component):
         batch_size: int | None,
         seed: int | None = None,
         constraints: Any = None,
+        eps_scale: EpsScale = "absolute",
     ) -> None:
         """Validate and store the settings attacks share (from ``__init__``): ``targeted``
-        and ``batch_size``, and ``seed`` and ``constraints`` where the attack's signature
-        takes them."""
+        and ``batch_size``, and ``seed``, ``constraints`` and ``eps_scale`` where the
+        attack's signature takes them."""
         validate_common(targeted=targeted, batch_size=batch_size, seed=seed)
         names = self._param_names()
+        if "eps_scale" in names:
+            check_choice("eps_scale", eps_scale, ("absolute", "relative"))
+            self.eps_scale = eps_scale
         self.targeted = targeted
         self.batch_size = batch_size
         if "seed" in names:
@@ -270,6 +307,14 @@ class EvasionAttack(Component):
         check_finite_outputs(model)  # the weights only: free, and no query is spent
         xt = model.as_tensor(x, name="x")
         check_in_bounds("x", xt, model.bounds)
+        per_feature = feature_bounds(model)
+        if per_feature is not None:
+            check_in_feature_bounds("x", xt, *clip_bounds(model))
+        # The space the attack's own steps run in: the model's inputs (absolute eps), or
+        # the unit box over each feature's range (relative eps; see EpsScale).
+        space = _UnitBox(model) if self._relative(model) else None
+        target: Classifier = model if space is None else space
+        bounds = clip_bounds(target)
         if self._constraints is not None:
             self._constraints.check_features(math.prod(model.input_shape))
         n = xt.shape[0]
@@ -308,8 +353,17 @@ class EvasionAttack(Component):
                 xc, yc = xt[i : i + size], yt[i : i + size]
                 try:
                     with spending(size) as scope:
-                        xa, q = self._run(model, xc, yc, generator)
-                    xa = self._finalise(xa.detach(), xc, model.bounds)
+                        if space is None:
+                            xa, q = self._run(model, xc, yc, generator)
+                            xa = self._finalise(xa.detach(), xc, bounds)
+                        else:
+                            zc = space.to_unit(xc)
+                            with space.rules(self._constraints):
+                                za, q = self._run(space, zc, yc, generator)
+                                za = self._finalise(za.detach(), zc, bounds)
+                            # Features the attack left alone keep their exact value (the
+                            # round trip through the unit box would round them).
+                            xa = torch.where(za == zc, xc, space.to_data(za))
                     with torch.no_grad():
                         ya = model.predict_labels(xa)
                 except QueryBudgetExceededError:
@@ -405,6 +459,13 @@ class EvasionAttack(Component):
         """Adversarial inputs for one chunk and the queries spent on each sample."""
         raise NotImplementedError
 
+    def _relative(self, model: Classifier) -> bool:
+        """Whether ``eps`` is read relative to each feature's range and that differs from
+        reading it in the data's units (bounds other than one ``(0, 1)`` pair)."""
+        if getattr(self, "eps_scale", "absolute") != "relative" or self._ball() is None:
+            return False
+        return feature_bounds(model) is not None or tuple(model.bounds) != (0.0, 1.0)
+
     def _ball(self) -> tuple[Norm, float] | None:
         """The norm-ball the output must lie in, or None for unbounded attacks."""
         eps = getattr(self, "eps", None)
@@ -412,11 +473,14 @@ class EvasionAttack(Component):
 
     @property
     def _constraints(self) -> FeatureConstraints | None:
-        """The attack's feature constraints (``constraints`` setting), if it has any."""
+        """The attack's feature constraints (``constraints`` setting), if it has any (in
+        the unit box during a relative-eps run)."""
         rules = getattr(self, "constraints", None)
-        return None if rules is None or rules.is_empty else rules
+        if rules is None or rules.is_empty:
+            return None
+        return _UNIT_RULES.get() or rules
 
-    def _project(self, x_adv: Tensor, x: Tensor, bounds: tuple[float, float]) -> Tensor:
+    def _project(self, x_adv: Tensor, x: Tensor, bounds: ClipBounds) -> Tensor:
         """The projection iterative attacks apply after each step.
 
         Onto the ε-ball, then onto what the feature constraints allow (switch-on
@@ -429,18 +493,16 @@ class EvasionAttack(Component):
         rules = self._constraints
         if rules is not None:
             x_adv = rules.project(x_adv, x, bounds)
-        return x_adv.clamp(*bounds)
+        return _clamp(x_adv, bounds)
 
-    def _step_projection(
-        self, bounds: tuple[float, float]
-    ) -> Callable[[Tensor, Tensor], Tensor] | None:
+    def _step_projection(self, bounds: ClipBounds) -> Callable[[Tensor, Tensor], Tensor] | None:
         """``(x_adv, x) -> x_adv`` for the gradient loop when the attack has feature
         constraints; None otherwise (the loop's own fast projection then applies)."""
         if self._constraints is None:
             return None
         return lambda x_adv, x: self._project(x_adv, x, bounds)
 
-    def _finalise(self, x_adv: Tensor, x: Tensor, bounds: tuple[float, float]) -> Tensor:
+    def _finalise(self, x_adv: Tensor, x: Tensor, bounds: ClipBounds) -> Tensor:
         ball = self._ball()
         if ball is not None:
             x_adv = project(x_adv, x, ball[1], ball[0])
@@ -452,7 +514,7 @@ class EvasionAttack(Component):
             x_adv = rules.project(x_adv, x, bounds, final=True)
             if ball is not None:
                 x_adv = rules.switch_off_partial(project(x_adv, x, ball[1], ball[0]), x, bounds)
-        return x_adv.clamp(*bounds)
+        return _clamp(x_adv, bounds)
 
     def _auto_batch_size(self, model: Classifier) -> int:
         # Chunks of about 200k input values keep every activation of a small CNN under
@@ -477,6 +539,129 @@ class EvasionAttack(Component):
                 else " No registered attack works with this model's outputs."
             )
             raise UnsupportedModelError(f"{reason}.{hint}")
+
+
+ClipBounds = tuple[float, float] | tuple[Tensor, Tensor]
+"""Bounds to clamp with: one pair of floats, or per-feature tensors (see ``clip_bounds``)."""
+
+
+def _clamp(x: Tensor, bounds: ClipBounds) -> Tensor:
+    return clamp_to(x, bounds[0], bounds[1])
+
+
+def clip_pair(low: float | Tensor, high: float | Tensor) -> ClipBounds:
+    """``(low, high)`` as one kind, for :meth:`EvasionAttack._finalise`: two floats or
+    two tensors."""
+    if isinstance(low, Tensor) or isinstance(high, Tensor):
+        return torch.as_tensor(low), torch.as_tensor(high)
+    return float(low), float(high)
+
+
+class _UnitBox:
+    """``model`` seen through ``x = low + z * (high - low)``: inputs ``z`` in [0, 1] for
+    every feature (per-feature bounds included), scores unchanged.
+
+    The space a relative-eps attack runs in (see :data:`EpsScale`): a ball of radius
+    ``eps`` around ``z`` is the ball of radius ``eps * (high_i - low_i)`` per feature
+    around ``x``. Queries, budgets, gradients and inference mode are the model's own.
+    """
+
+    bounds = (0.0, 1.0)
+    feature_bounds = None
+
+    def __init__(self, model: Classifier) -> None:
+        self.model = model
+        self.low, high = (
+            torch.as_tensor(b, dtype=torch.float32, device=model.device) for b in clip_bounds(model)
+        )
+        self.span = high - self.low
+
+    def to_unit(self, x: Tensor) -> Tensor:
+        return ((x - self.low) / self.span).clamp_(0.0, 1.0)
+
+    @contextlib.contextmanager
+    def rules(self, rules: FeatureConstraints | None) -> Iterator[None]:
+        """Within the block, the attack's feature constraints are read in the unit box."""
+        if rules is None:
+            yield
+            return
+        low = self.low.expand(1, *self.model.input_shape).cpu().numpy()
+        high = (self.low + self.span).expand(1, *self.model.input_shape).cpu().numpy()
+        token = _UNIT_RULES.set(rules.in_unit_box(low, high))
+        try:
+            yield
+        finally:
+            _UNIT_RULES.reset(token)
+
+    def to_data(self, z: Tensor) -> Tensor:
+        # Clamped again: low + z * span can round past high in float32.
+        high = self.low + self.span
+        return torch.max(torch.min(self.low + z * self.span, high), self.low)
+
+    # -- the Classifier protocol, forwarded ------------------------------------------
+    @property
+    def n_classes(self) -> int:
+        return self.model.n_classes
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.model.input_shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def has_gradients(self) -> bool:
+        return self.model.has_gradients
+
+    @property
+    def has_scores(self) -> bool:
+        return self.model.has_scores
+
+    @property
+    def query_count(self) -> int:
+        return self.model.query_count
+
+    @property
+    def query_budget(self) -> int | None:
+        return getattr(self.model, "query_budget", None)
+
+    @property
+    def queries_left(self) -> int | None:
+        return getattr(self.model, "queries_left", None)
+
+    def as_tensor(self, x: np.ndarray | Tensor, *, name: str = "x") -> Tensor:
+        return self.to_unit(self.model.as_tensor(self.to_data(torch.as_tensor(x)), name=name))
+
+    def logits(self, x: Tensor) -> Tensor:
+        return self.model.logits(self.to_data(x))
+
+    def predict_labels(self, x: Tensor) -> Tensor:
+        return self.model.predict_labels(self.to_data(x))
+
+    def predict_proba(
+        self, x: np.ndarray | Tensor, *, batch_size: int | None = None
+    ) -> np.ndarray | Tensor:
+        z = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        out = self.model.predict_proba(self.to_data(z), batch_size=batch_size)
+        return same_kind_as(torch.as_tensor(out), x)
+
+    def predict(
+        self, x: np.ndarray | Tensor, *, batch_size: int | None = None
+    ) -> np.ndarray | Tensor:
+        z = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        out = self.model.predict(self.to_data(z), batch_size=batch_size)
+        return same_kind_as(torch.as_tensor(out), x)
+
+    def evaluating(self) -> contextlib.AbstractContextManager[None]:
+        return self.model.evaluating()
+
+    def fingerprint(self) -> str:
+        return self.model.fingerprint()
+
+    def describe(self) -> str:
+        return f"{self.model.describe()}, seen in the unit box of its bounds"
 
 
 def validate_common(*, targeted: bool, batch_size: int | None, seed: int | None = None) -> None:

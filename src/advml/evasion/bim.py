@@ -10,9 +10,9 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings, iterate, step_size_for
-from advml.evasion.base import EvasionAttack, Norm
+from advml.evasion.base import EpsScale, EvasionAttack, Norm
 from advml.evasion.constraints import FeatureConstraints
-from advml.models.base import Classifier
+from advml.models.base import Classifier, clip_bounds
 from advml.validation import check_bool
 
 __all__ = ["BIM"]
@@ -47,6 +47,9 @@ class BIM(EvasionAttack):
     constraints : FeatureConstraints or mapping, optional
         Features the attacker may not change, may only switch on, or may move within a
         narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
+    eps_scale : {"absolute", "relative"}, default "absolute"
+        ``eps`` in the data's units, or as a fraction of each feature's range (the ball
+        then scales per feature; see :data:`~advml.evasion.base.EpsScale`).
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
     """
@@ -62,11 +65,14 @@ class BIM(EvasionAttack):
         loss: Loss = "ce",
         early_stop: bool = False,
         constraints: FeatureConstraints | Mapping[str, Any] | None = None,
+        eps_scale: EpsScale = "absolute",
         batch_size: int | None = None,
     ) -> None:
         check_settings(eps=eps, norm=norm, loss=loss, steps=steps, step_size=step_size)
         check_bool("early_stop", early_stop)
-        self._set_common(targeted=targeted, batch_size=batch_size, constraints=constraints)
+        self._set_common(
+            targeted=targeted, batch_size=batch_size, constraints=constraints, eps_scale=eps_scale
+        )
         self.eps = eps
         self.steps = steps
         self.step_size = step_size
@@ -91,5 +97,5 @@ class BIM(EvasionAttack):
             random_start=False,
             early_stop=self.early_stop,
             generator=generator,
-            project=self._step_projection(model.bounds),
+            project=self._step_projection(clip_bounds(model)),
         )

@@ -41,6 +41,13 @@ def _indices(name: str, value: Any) -> tuple[int, ...]:
     return tuple(sorted(set(out)))
 
 
+def _filled(flat: Tensor, value: float | Tensor) -> Tensor:
+    """A new ``(n, d)`` tensor of ``value``: a float, or a per-feature tensor."""
+    if isinstance(value, Tensor):
+        return value.to(flat).reshape(1, -1).expand_as(flat).clone()
+    return torch.full_like(flat, value)
+
+
 @dataclass(frozen=True)
 class FeatureConstraints:
     """What an attack may change, per feature of the flattened input.
@@ -151,17 +158,30 @@ class FeatureConstraints:
             mask[list(self.immutable)] = False
         return mask
 
-    def limits(self, x: Tensor, bounds: tuple[float, float]) -> tuple[Tensor, Tensor]:
+    def in_unit_box(self, low: np.ndarray, high: np.ndarray) -> FeatureConstraints:
+        """These constraints for inputs seen as ``z = (x - low) / (high - low)`` (the
+        space of a relative-eps attack): ``ranges`` mapped per feature; immutable and
+        switch-on features are the same features."""
+        lo, span = np.ravel(low), np.ravel(high) - np.ravel(low)
+        ranges = tuple(
+            (i, float((a - lo[i]) / span[i]), float((b - lo[i]) / span[i]))
+            for i, a, b in self.ranges
+        )
+        return FeatureConstraints(immutable=self.immutable, switch_on=self.switch_on, ranges=ranges)
+
+    def limits(self, x: Tensor, bounds: Any) -> tuple[Tensor, Tensor]:
         """Per-sample, per-feature ``(low, high)`` the features may take, shape of ``x``.
 
-        Immutable features are pinned to ``x``; switch-on features lie in ``[x, on]``.
+        ``bounds`` is the model's ``(low, high)``: two floats, or per-feature tensors
+        that broadcast to ``x``. Immutable features are pinned to ``x``; switch-on
+        features lie in ``[x, on]``.
         """
         flat = x.reshape(x.shape[0], -1)
-        low = torch.full_like(flat, bounds[0])
-        high = torch.full_like(flat, bounds[1])
+        low = _filled(flat, bounds[0])
+        high = _filled(flat, bounds[1])
         for index, lo, hi in self.ranges:
-            low[:, index] = max(lo, bounds[0])
-            high[:, index] = min(hi, bounds[1])
+            low[:, index] = low[:, index].clamp(min=lo)
+            high[:, index] = high[:, index].clamp(max=hi)
         if self.switch_on:
             idx = list(self.switch_on)
             low[:, idx] = torch.minimum(flat[:, idx], high[:, idx])
@@ -171,9 +191,7 @@ class FeatureConstraints:
             high[:, idx] = flat[:, idx]
         return low.view_as(x), high.view_as(x)
 
-    def project(
-        self, x_adv: Tensor, x: Tensor, bounds: tuple[float, float], *, final: bool = False
-    ) -> Tensor:
+    def project(self, x_adv: Tensor, x: Tensor, bounds: Any, *, final: bool = False) -> Tensor:
         """Move ``x_adv`` back into what the constraints allow (a new tensor).
 
         During an attack (``final=False``) switch-on features may take any value between
@@ -191,7 +209,7 @@ class FeatureConstraints:
             out = flat.view_as(out)
         return out
 
-    def switch_off_partial(self, x_adv: Tensor, x: Tensor, bounds: tuple[float, float]) -> Tensor:
+    def switch_off_partial(self, x_adv: Tensor, x: Tensor, bounds: Any) -> Tensor:
         """Set switch-on features that are neither original nor on back to the original.
 
         Used after a norm-ball projection has shrunk a switched-on feature: a binary

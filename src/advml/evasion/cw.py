@@ -17,9 +17,9 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import cw_margin, random_point
-from advml.evasion.base import EvasionAttack
+from advml.evasion.base import EpsScale, EvasionAttack, clip_pair
 from advml.evasion.constraints import FeatureConstraints
-from advml.models.base import Classifier
+from advml.models.base import Classifier, clip_bounds
 from advml.validation import check_bool, check_number
 
 __all__ = ["CarliniWagnerL2", "CarliniWagnerLinf", "cw_margin"]
@@ -254,6 +254,9 @@ class CarliniWagnerLinf(EvasionAttack):
     constraints : FeatureConstraints or mapping, optional
         Features the attacker may not change, may only switch on, or may move within a
         narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
+    eps_scale : {"absolute", "relative"}, default "absolute"
+        ``eps`` in the data's units, or as a fraction of each feature's range (the ball
+        then scales per feature; see :data:`~advml.evasion.base.EpsScale`).
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
     """
@@ -269,6 +272,7 @@ class CarliniWagnerLinf(EvasionAttack):
         targeted: bool = False,
         seed: int | None = 0,
         constraints: FeatureConstraints | Mapping[str, Any] | None = None,
+        eps_scale: EpsScale = "absolute",
         batch_size: int | None = None,
     ) -> None:
         check_number("eps", eps, low=0)
@@ -278,7 +282,11 @@ class CarliniWagnerLinf(EvasionAttack):
         check_number("confidence", confidence, low=0)
         check_bool("random_start", random_start)
         self._set_common(
-            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+            targeted=targeted,
+            batch_size=batch_size,
+            seed=seed,
+            constraints=constraints,
+            eps_scale=eps_scale,
         )
         self.eps = eps
         self.steps = steps
@@ -289,7 +297,7 @@ class CarliniWagnerLinf(EvasionAttack):
     def _run(
         self, model: Classifier, x: Tensor, y: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
-        low, high = model.bounds
+        low, high = clip_bounds(model)  # per-feature tensors when the model has them
         n = x.shape[0]
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
         if self.eps == 0:
@@ -304,7 +312,7 @@ class CarliniWagnerLinf(EvasionAttack):
         if self.random_start:
             x_adv = torch.min(torch.max(random_point(x, self.eps, "inf", generator), lo), hi)
             if rules is not None:
-                x_adv = self._finalise(x_adv, x, model.bounds)
+                x_adv = self._finalise(x_adv, x, clip_pair(low, high))
         best = x_adv.clone()
         best_margin = torch.full((n,), float("-inf"), device=x.device)
         step = self.step_size if self.step_size is not None else self.eps / 4
@@ -333,6 +341,6 @@ class CarliniWagnerLinf(EvasionAttack):
                 xa = torch.min(torch.max(xa, lo[active]), hi[active])
                 if rules is not None:
                     # A valid input at every step: a sample stops once fooled.
-                    xa = self._finalise(xa, x[active], model.bounds)
+                    xa = self._finalise(xa, x[active], clip_pair(low, high))
                 x_adv[active] = xa
         return best, queries

@@ -10,9 +10,9 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings, iterate
-from advml.evasion.base import EvasionAttack, Norm
+from advml.evasion.base import EpsScale, EvasionAttack, Norm
 from advml.evasion.constraints import FeatureConstraints
-from advml.models.base import Classifier
+from advml.models.base import Classifier, clip_bounds
 
 __all__ = ["FGSM"]
 
@@ -38,6 +38,9 @@ class FGSM(EvasionAttack):
     constraints : FeatureConstraints or mapping, optional
         Features the attacker may not change, may only switch on, or may move within a
         narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
+    eps_scale : {"absolute", "relative"}, default "absolute"
+        ``eps`` in the data's units, or as a fraction of each feature's range (the ball
+        then scales per feature; see :data:`~advml.evasion.base.EpsScale`).
     batch_size : int, optional
         Inputs per chunk; default sized to the input (see the user guide).
 
@@ -56,10 +59,13 @@ class FGSM(EvasionAttack):
         targeted: bool = False,
         loss: Loss = "ce",
         constraints: FeatureConstraints | Mapping[str, Any] | None = None,
+        eps_scale: EpsScale = "absolute",
         batch_size: int | None = None,
     ) -> None:
         check_settings(eps=eps, norm=norm, loss=loss)
-        self._set_common(targeted=targeted, batch_size=batch_size, constraints=constraints)
+        self._set_common(
+            targeted=targeted, batch_size=batch_size, constraints=constraints, eps_scale=eps_scale
+        )
         self.eps = eps
         self.norm = norm
         self.loss = loss
@@ -80,5 +86,5 @@ class FGSM(EvasionAttack):
             random_start=False,
             early_stop=False,
             generator=generator,
-            project=self._step_projection(model.bounds),
+            project=self._step_projection(clip_bounds(model)),
         )

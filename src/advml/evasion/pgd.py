@@ -11,9 +11,9 @@ from torch import Tensor
 
 from advml import registry
 from advml.evasion._gradient import Loss, check_settings, iterate, loss_per_sample, step_size_for
-from advml.evasion.base import EvasionAttack, Norm
+from advml.evasion.base import EpsScale, EvasionAttack, Norm
 from advml.evasion.constraints import FeatureConstraints
-from advml.models.base import Classifier
+from advml.models.base import Classifier, clip_bounds
 from advml.validation import check_bool, check_number
 
 __all__ = ["PGD"]
@@ -54,6 +54,9 @@ class PGD(EvasionAttack):
     constraints : FeatureConstraints or mapping, optional
         Features the attacker may not change, may only switch on, or may move within a
         narrower range (non-image data); see :class:`~advml.evasion.FeatureConstraints`.
+    eps_scale : {"absolute", "relative"}, default "absolute"
+        ``eps`` in the data's units, or as a fraction of each feature's range (the ball
+        then scales per feature; see :data:`~advml.evasion.base.EpsScale`).
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
 
@@ -79,6 +82,7 @@ class PGD(EvasionAttack):
         early_stop: bool = False,
         seed: int | None = 0,
         constraints: FeatureConstraints | Mapping[str, Any] | None = None,
+        eps_scale: EpsScale = "absolute",
         batch_size: int | None = None,
     ) -> None:
         check_settings(eps=eps, norm=norm, loss=loss, steps=steps, step_size=step_size)
@@ -91,7 +95,11 @@ class PGD(EvasionAttack):
                 f"random_start=True; set random_start=True or restarts=1"
             )
         self._set_common(
-            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+            targeted=targeted,
+            batch_size=batch_size,
+            seed=seed,
+            constraints=constraints,
+            eps_scale=eps_scale,
         )
         self.eps = eps
         self.steps = steps
@@ -117,7 +125,7 @@ class PGD(EvasionAttack):
             random_start=self.random_start,
             early_stop=self.early_stop,
             generator=generator,
-            project=self._step_projection(model.bounds),
+            project=self._step_projection(clip_bounds(model)),
         )
         x_adv, queries = run(model, x, y)
         if self.restarts == 1:

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from advml import registry
-from advml.evasion.base import EvasionAttack, affordable
+from advml.evasion.base import EpsScale, EvasionAttack, affordable
 from advml.evasion.constraints import FeatureConstraints
 from advml.evasion.greedy_pixel import margin_score
-from advml.models.base import Classifier
+from advml.models.base import Classifier, clip_bounds
 from advml.validation import check_choice, check_number
 
 __all__ = ["Square"]
@@ -97,6 +97,9 @@ class Square(EvasionAttack):
         Features that may not change, may only be switched on, or have narrower ranges.
     seed : int, optional
         Seed of the random search; the same seed gives the same result.
+    eps_scale : {"absolute", "relative"}, default "absolute"
+        ``eps`` in the data's units, or as a fraction of each feature's range (the ball
+        then scales per feature; see :data:`~advml.evasion.base.EpsScale`).
     batch_size : int, optional
         Samples per chunk (searched together); default sized to the input.
 
@@ -120,6 +123,7 @@ class Square(EvasionAttack):
         targeted: bool = False,
         constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         seed: int | None = 0,
+        eps_scale: EpsScale = "absolute",
         batch_size: int | None = None,
     ) -> None:
         check_number("eps", eps, low=0)
@@ -127,7 +131,11 @@ class Square(EvasionAttack):
         check_number("max_queries", max_queries, low=1, integer=True)
         check_number("p_init", p_init, low=0, high=1, low_inclusive=False)
         self._set_common(
-            targeted=targeted, batch_size=batch_size, seed=seed, constraints=constraints
+            targeted=targeted,
+            batch_size=batch_size,
+            seed=seed,
+            constraints=constraints,
+            eps_scale=eps_scale,
         )
         self.eps = eps
         self.norm = norm
@@ -141,7 +149,7 @@ class Square(EvasionAttack):
         shape = x.shape[1:]
         c, h, w = shape if len(shape) == 3 else (1, 1, x[0].numel())
         img = x.reshape(n, c, h, w)
-        bounds = model.bounds
+        bounds = clip_bounds(model)  # per-feature tensors when the model has them
         queries = torch.ones(n, dtype=torch.long, device=x.device)
         with torch.no_grad():
             margin = margin_score(model.logits(x), y, self.targeted)

@@ -11,13 +11,14 @@ from torch import Tensor
 from advml import registry
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.evasion.base import (
+    EpsScale,
     EvasionAttack,
     Norm,
     budget_ran_out,
     queries_left,
     spending,
 )
-from advml.models.base import Classifier
+from advml.models.base import Classifier, clip_bounds
 from advml.runtime.seeding import make_generator
 from advml.validation import check_choice, check_number
 
@@ -64,6 +65,9 @@ class Strongest(EvasionAttack):
         Move towards the labels given as ``y`` (every member must support it).
     seed : int, optional
         Seed given to every member that has one.
+    eps_scale : {"absolute", "relative"}, default "absolute"
+        ``eps`` in the data's units, or as a fraction of each feature's range (the ball
+        then scales per feature; see :data:`~advml.evasion.base.EpsScale`).
     batch_size : int, optional
         Inputs per chunk; default sized to the input.
 
@@ -82,11 +86,12 @@ class Strongest(EvasionAttack):
         norm: Norm = "inf",
         targeted: bool = False,
         seed: int | None = 0,
+        eps_scale: EpsScale = "absolute",
         batch_size: int | None = None,
     ) -> None:
         check_number("eps", eps, low=0)
         check_choice("norm", norm, ("inf", "2"))
-        self._set_common(targeted=targeted, batch_size=batch_size, seed=seed)
+        self._set_common(targeted=targeted, batch_size=batch_size, seed=seed, eps_scale=eps_scale)
         members = _normalise(attacks)
         self.attacks = attacks
         self.eps = eps
@@ -155,7 +160,7 @@ class Strongest(EvasionAttack):
                 # before it are kept.
                 budget_ran_out()
                 break
-            xa = member._finalise(xa.detach(), x, model.bounds)
+            xa = member._finalise(xa.detach(), x, clip_bounds(model))
             queries += q
             with torch.no_grad():
                 pred = model.predict_labels(xa)

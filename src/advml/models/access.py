@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from advml.models.base import Classifier
+from advml.models.base import Classifier, full_bounds
 from advml.models.callable import CallableClassifier
 from advml.validation import check_choice
 
@@ -49,7 +49,7 @@ def restrict_access(model: Classifier, access: str) -> Classifier:
         answer,
         input_shape=model.input_shape,
         n_classes=model.n_classes,
-        bounds=model.bounds,
+        bounds=full_bounds(model),  # per-feature arrays kept
         returns="probs" if access == "scores" else "labels",
         accepts="torch",
         device=model.device,

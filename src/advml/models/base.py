@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.runtime.cache import fingerprint as hash_data
 from advml.validation import (
-    check_bounds,
+    check_feature_bounds,
     check_finite,
     check_input_shape,
     check_not_empty,
@@ -33,10 +33,17 @@ from advml.validation import (
 
 __all__ = [
     "BaseClassifier",
+    "Bounds",
     "Classifier",
     "Normalisation",
     "WhiteBox",
+    "adopt_data_bounds",
     "check_classifier",
+    "clamp_to",
+    "clip_bounds",
+    "feature_bounds",
+    "feature_span",
+    "full_bounds",
     "keeping_back",
     "kept_back",
     "same_kind_as",
@@ -47,6 +54,9 @@ Normalisation: TypeAlias = tuple[
     float | Sequence[float] | np.ndarray, float | Sequence[float] | np.ndarray
 ]
 """``(mean, std)`` applied as ``(x - mean) / std`` inside a white-box adapter."""
+
+Bounds: TypeAlias = tuple[float, float] | tuple[np.ndarray, np.ndarray]
+"""``(low, high)``: two numbers, or per-feature (per-channel) arrays of the input shape."""
 
 # Queries that budgeted models refuse to spend in the current block (a context variable,
 # so that threads and nested blocks do not share it): see keeping_back.
@@ -230,8 +240,11 @@ class BaseClassifier:
         Shape of one input, without the batch dimension.
     n_classes : int
         Number of classes (>= 2).
-    bounds : (float, float)
-        Minimum and maximum valid input value.
+    bounds : (float, float) or (array, array)
+        Minimum and maximum valid input value: one pair for every feature, or per-feature
+        (or, for images, per-channel) arrays; see :func:`~advml.validation.check_feature_bounds`.
+        ``bounds`` is then the envelope (smallest low, largest high) and
+        ``feature_bounds`` the arrays (``None`` when every feature has the same range).
     device : torch.device or str, optional
         Device of the tensors the model computes on; CPU by default.
     query_budget : int, optional
@@ -249,7 +262,7 @@ class BaseClassifier:
         *,
         input_shape: tuple[int, ...],
         n_classes: int,
-        bounds: tuple[float, float],
+        bounds: Bounds,
         device: torch.device | str | None = None,
         query_budget: int | None = None,
         batch_size: int = 256,
@@ -266,7 +279,7 @@ class BaseClassifier:
         check_number("batch_size", batch_size, low=1, integer=True)
         self.input_shape = shape
         self.n_classes = int(n_classes)
-        self.bounds = check_bounds("bounds", bounds)
+        self.bounds, self.feature_bounds = check_feature_bounds("bounds", bounds, shape)
         self.device = torch.device(device if device is not None else "cpu")
         self.query_budget = None if query_budget is None else int(query_budget)
         self.batch_size = int(batch_size)
@@ -429,7 +442,16 @@ class BaseClassifier:
 
     def _identity(self) -> list[object]:
         """What every fingerprint starts with: adapter, input shape, classes, bounds."""
-        return [type(self).__name__, list(self.input_shape), self.n_classes, list(self.bounds)]
+        out: list[object] = [
+            type(self).__name__,
+            list(self.input_shape),
+            self.n_classes,
+            list(self.bounds),
+        ]
+        fb = getattr(self, "feature_bounds", None)
+        if fb is not None:
+            out.append(hash_data([fb[0], fb[1]]))  # only when per feature
+        return out
 
     def describe(self) -> str:
         """One line for reports; adapters say more (framework, access)."""
@@ -440,6 +462,79 @@ class BaseClassifier:
             f"{type(self).__name__}(input_shape={self.input_shape}, n_classes={self.n_classes}, "
             f"bounds={self.bounds})"
         )
+
+
+def feature_bounds(model: Classifier) -> tuple[np.ndarray, np.ndarray] | None:
+    """The model's per-feature ``(low, high)`` arrays of ``input_shape``, or ``None`` when
+    one pair (``model.bounds``) holds for every feature. Wrappers that forward ``bounds``
+    only are treated as having one pair."""
+    fb = getattr(model, "feature_bounds", None)
+    return None if fb is None else (np.asarray(fb[0]), np.asarray(fb[1]))
+
+
+def adopt_data_bounds(model: object, dataset: object) -> bool:
+    """Give ``model`` the per-feature bounds of ``dataset`` when it has one pair only.
+
+    For a model read from a file (which stores one ``(low, high)`` pair) audited on data
+    whose features have their own ranges (``--bounds FILE``, or a table's per-feature
+    min/max): the attacks then keep each feature in its range. Only when the data's
+    ranges lie within the model's pair, and only for advml's adapters; returns whether
+    the bounds were adopted.
+    """
+    fb = getattr(dataset, "feature_bounds", None)
+    if fb is None or not isinstance(model, BaseClassifier) or model.feature_bounds is not None:
+        return False
+    low, high = model.bounds
+    if float(np.min(fb[0])) < low or float(np.max(fb[1])) > high:
+        return False
+    model.bounds, model.feature_bounds = check_feature_bounds(
+        "bounds", (fb[0], fb[1]), model.input_shape
+    )
+    return True
+
+
+def full_bounds(model: Classifier) -> Bounds:
+    """What to pass as ``bounds=`` to rebuild ``model`` (a clone, a retrained copy): its
+    per-feature arrays when it has them, else its ``(low, high)`` pair."""
+    fb = feature_bounds(model)
+    return model.bounds if fb is None else fb
+
+
+def clip_bounds(model: Classifier) -> tuple[float, float] | tuple[Tensor, Tensor]:
+    """``(low, high)`` to clamp a batch of ``model``'s inputs with (``x.clamp(low, high)``).
+
+    The two floats of ``model.bounds`` when every feature has the same range (exactly as
+    before per-feature bounds existed); else float32 tensors of shape
+    ``(1, *input_shape)`` on ``model.device``, which broadcast over a batch.
+    """
+    fb = feature_bounds(model)
+    if fb is None:
+        low, high = model.bounds
+        return float(low), float(high)
+    shape = (1, *model.input_shape)
+    return (
+        torch.as_tensor(fb[0], dtype=torch.float32, device=model.device).reshape(shape),
+        torch.as_tensor(fb[1], dtype=torch.float32, device=model.device).reshape(shape),
+    )
+
+
+def clamp_to(
+    x: Tensor, low: float | Tensor, high: float | Tensor, *, inplace: bool = False
+) -> Tensor:
+    """``x`` clamped to ``[low, high]``: two floats or two broadcastable tensors (what
+    :func:`clip_bounds` gives); ``inplace`` overwrites ``x``."""
+    if isinstance(low, Tensor) or isinstance(high, Tensor):
+        lo = torch.as_tensor(low, dtype=x.dtype, device=x.device)
+        hi = torch.as_tensor(high, dtype=x.dtype, device=x.device)
+        return x.clamp_(lo, hi) if inplace else x.clamp(lo, hi)
+    return x.clamp_(low, high) if inplace else x.clamp(low, high)
+
+
+def feature_span(model: Classifier) -> float | Tensor:
+    """Each feature's range ``high - low``: a float for one pair, else a broadcastable
+    ``(1, *input_shape)`` tensor on ``model.device`` (see :func:`clip_bounds`)."""
+    low, high = clip_bounds(model)
+    return high - low
 
 
 def wrapped_queries_left(model: Classifier, per_query: int = 1) -> int | None:

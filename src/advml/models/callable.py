@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advml.models.base import BaseClassifier, Classifier, wrapped_queries_left
+from advml.models.base import BaseClassifier, Bounds, Classifier, wrapped_queries_left
 from advml.validation import check_choice
 
 __all__ = ["CallableClassifier"]
@@ -88,7 +88,7 @@ class CallableClassifier(BaseClassifier):
         *,
         input_shape: tuple[int, ...],
         n_classes: int,
-        bounds: tuple[float, float],
+        bounds: Bounds,
         returns: Literal["probs", "logits", "labels"] = "probs",
         accepts: Literal["numpy", "torch"] = "numpy",
         device: torch.device | str | None = None,

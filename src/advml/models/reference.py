@@ -174,7 +174,10 @@ def _train(
             **recipe.arch_kwargs,
         )
     model = TorchClassifier(
-        module, input_shape=dataset.input_shape, n_classes=dataset.n_classes, bounds=dataset.bounds
+        module,
+        input_shape=dataset.input_shape,
+        n_classes=dataset.n_classes,
+        bounds=dataset.model_bounds,
     )
     history = train(
         model,

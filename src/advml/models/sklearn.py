@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, same_kind_as
+from advml.models.base import BaseClassifier, Bounds, same_kind_as
 
 __all__ = ["SklearnClassifier"]
 
@@ -117,7 +117,7 @@ class SklearnClassifier(BaseClassifier):
         self,
         estimator: Any,
         *,
-        bounds: tuple[float, float],
+        bounds: Bounds,
         input_shape: tuple[int, ...] | None = None,
         device: torch.device | str | None = None,
         query_budget: int | None = None,

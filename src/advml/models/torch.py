@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from advml.errors import UnsupportedModelError
-from advml.models.base import BaseClassifier, Normalisation, same_kind_as
+from advml.models.base import BaseClassifier, Bounds, Normalisation, full_bounds, same_kind_as
 from advml.runtime.cache import fingerprint as hash_data
 
 __all__ = ["TorchClassifier", "reinitialise", "require_torch"]
@@ -63,7 +63,7 @@ class TorchClassifier(BaseClassifier):
         *,
         input_shape: tuple[int, ...],
         n_classes: int,
-        bounds: tuple[float, float] = (0.0, 1.0),
+        bounds: Bounds = (0.0, 1.0),
         preprocessing: Normalisation | None = None,
         device: torch.device | str | None = None,
         query_budget: int | None = None,
@@ -215,7 +215,7 @@ class TorchClassifier(BaseClassifier):
             module,
             input_shape=self.input_shape,
             n_classes=self.n_classes,
-            bounds=self.bounds,
+            bounds=full_bounds(self),
             preprocessing=self.preprocessing,
             device=self.device,
             batch_size=self.batch_size,

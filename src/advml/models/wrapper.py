@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from advml.models.base import BaseClassifier, Classifier, wrapped_queries_left
+from advml.models.base import BaseClassifier, Classifier, full_bounds, wrapped_queries_left
 
 __all__ = ["WrappingClassifier"]
 
@@ -38,7 +38,7 @@ class WrappingClassifier(BaseClassifier):
         super().__init__(
             input_shape=model.input_shape,
             n_classes=model.n_classes,
-            bounds=model.bounds,
+            bounds=full_bounds(model),  # per-feature arrays kept
             device=model.device,
             query_budget=query_budget,
             batch_size=int(getattr(model, "batch_size", 256)),

@@ -111,6 +111,7 @@ def render_html(
         f"<tr><th>inputs evaluated</th><td>{ds['n_evaluated']} test inputs, shape "
         f"{tuple(ds['input_shape'])}, values in "
         f"[{ds['bounds'][0]:g}, {ds['bounds'][1]:g}]</td></tr>",
+        _data_use_row(ds),
         f"<tr><th>clean accuracy</th><td>{pct(model['clean_accuracy'])}</td></tr>",
         _environment_row(report.get("environment")),
         "</table></section>",
@@ -140,6 +141,23 @@ def render_html(
 
 def _config_text(config: dict[str, Any]) -> str:
     return "\n".join(f"{k}: {v}" for k, v in config.items())
+
+
+def _data_use_row(ds: dict[str, Any]) -> str:
+    """Split sizes, ``--limit``, per-feature bounds and how eps was read (issue 13)."""
+    if "eps_scale" not in ds:
+        return ""
+    scale = (
+        "a fraction of each feature's range"
+        if ds["eps_scale"] == "relative"
+        else "in the data's units"
+    )
+    limit = f" (--limit {ds['limit']})" if ds.get("limit") else ""
+    bounds = "per feature" if ds.get("feature_bounds") else "one range for every feature"
+    return (
+        f"<tr><th>data used</th><td>{ds['n_train']} train / {ds['n_test']} test{limit}; "
+        f"bounds {bounds}; eps read as {scale}</td></tr>"
+    )
 
 
 def _environment_row(env: dict[str, Any] | None) -> str:

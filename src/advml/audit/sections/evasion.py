@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import torch
 
 from advml import registry
 from advml.audit.sections.base import (
@@ -21,7 +22,7 @@ from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.evasion.constraints import FeatureConstraints
 from advml.metrics import attack_success_rate
-from advml.models.base import Classifier
+from advml.models.base import Classifier, feature_bounds, feature_span
 
 __all__ = ["SECTION", "EvasionSection", "plan"]
 
@@ -54,6 +55,9 @@ def plan(
         budget = getattr(config, "queries_per_input", None)
         if budget is not None and "max_queries" in registry.schema("evasion", name):
             settings.setdefault("max_queries", budget)
+        scale = getattr(config, "eps_scale", "absolute")
+        if "eps_scale" in registry.schema("evasion", name) and scale_matters(model):
+            settings.setdefault("eps_scale", scale)
         for eps in config.eps:
             attack = registry.create("evasion", name, **{**settings, "eps": eps})
             if "seed" in attack.get_params():
@@ -96,13 +100,15 @@ class EvasionSection(AuditSection):
             {"name": name, "norm": "inf", "params": pts[0]["params"] if pts else {}, "points": pts}
             for name, pts in points.items()
         ]
-        verdict = _verdict(ctx.clean_accuracy, attacks, config.reference_eps)
+        scale = getattr(config, "eps_scale", "absolute")
+        verdict = _verdict(ctx.clean_accuracy, attacks, config.reference_eps, scale)
         data = {
             "clean_accuracy": ctx.clean_accuracy,
             "attacks": attacks,
             "skipped": skipped,
             "reference_eps": config.reference_eps,
             "constraints": getattr(config, "constraints", None),
+            **_eps_units(ctx.model, scale),
         }
         return SectionOutput(data, verdict, _examples(ctx, step_arrays, verdict))
 
@@ -165,7 +171,28 @@ def _finite(v: float | None) -> float | None:
 _LABELS = {"pass": "robust", "warn": "partly robust", "fail": "not robust"}
 
 
-def _verdict(clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float) -> Verdict:
+def scale_matters(model: Classifier) -> bool:
+    """Whether relative and absolute ε differ on ``model``: bounds other than one
+    ``(0, 1)`` pair (on those the two readings are the same attack, which then keeps its
+    default settings)."""
+    return feature_bounds(model) is not None or tuple(model.bounds) != (0.0, 1.0)
+
+
+def _eps_units(model: Classifier, scale: str) -> dict[str, Any]:
+    """How ε was read: ``eps_scale`` and the features' smallest and largest range, so a
+    relative ε can be stated in the data's units (ε x range) and an absolute one as a
+    fraction of each range (ε / range)."""
+    span = feature_span(model)
+    values = span.flatten() if isinstance(span, torch.Tensor) else torch.tensor([span])
+    return {
+        "eps_scale": scale,
+        "feature_range": [float(values.min()), float(values.max())],
+    }
+
+
+def _verdict(
+    clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float, scale: str = "absolute"
+) -> Verdict:
     """Worst robust accuracy at the largest ε <= ``ref_eps``, stated in plain words."""
     worst: tuple[float, str, float] | None = None
     for a in attacks:
@@ -186,7 +213,8 @@ def _verdict(clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float) ->
     ratio = acc / clean_acc if clean_acc > 0 else 0.0
     level: Level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
     text = (
-        f"Under {name} with ε = {eps:g} (each input value may move by {eps:g} of its range), "
+        f"Under {name} with ε = {eps:g} (each input value may move by {eps:g} "
+        f"{'of its range' if scale == 'relative' else 'in the data units'}), "
         f"accuracy falls from {clean_acc:.1%} to {acc:.1%}. "
     )
     text += {
