@@ -365,13 +365,11 @@ def load_model_file(args: argparse.Namespace, ds: Any = None) -> Any:
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model (``--model`` or the cached reference model) and the dataset."""
     from advml.models.base import adopt_data_bounds
-    from advml.models.io import load_model
     from advml.models.reference import reference_model
 
     ds = load_data_from_args(args)
     if args.model:
         model = load_model_file(args, ds)
-        model = load_model(args.model, trust=args.trust_model_file)
         adopt_data_bounds(model, ds)
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
