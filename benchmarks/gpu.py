@@ -470,12 +470,57 @@ def bench_bf16(s: Setup) -> dict[str, Any]:
     return out
 
 
+def bench_profile(s: Setup) -> dict[str, Any]:
+    """Where advml's PGD and APGD spend the time beyond the raw passes: torch.profiler
+    over one call each on the digits ResNet-18, the top operators by self CPU and
+    self device time, and how often the host waited for the device."""
+    from torch.profiler import ProfilerActivity, profile
+
+    net, x, y, _ = s.resnet18()
+    model = s.classifier(net, (3, 32, 32))
+    out: dict[str, Any] = {}
+    activities = [ProfilerActivity.CPU]
+    if s.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    for name, attack in (
+        ("pgd", s.advml["PGD"](eps=EPS, steps=s.steps)),
+        ("apgd", s.advml["APGD"](eps=EPS, steps=s.steps)),
+    ):
+        attack.generate(model, x, y)  # warm-up (and the chunk's memory measurement)
+        sync(s.device)
+        with profile(activities=activities) as prof:
+            attack.generate(model, x, y)
+            sync(s.device)
+        events = prof.key_averages()
+        device_key = "self_device_time_total"
+        rows = []
+        for e in events:
+            rows.append(
+                {
+                    "op": e.key,
+                    "calls": e.count,
+                    "self_cpu_ms": e.self_cpu_time_total / 1000,
+                    "self_device_ms": getattr(e, device_key, 0) / 1000,
+                }
+            )
+        by_cpu = sorted(rows, key=lambda r: -r["self_cpu_ms"])[:20]
+        by_dev = sorted(rows, key=lambda r: -r["self_device_ms"])[:20]
+        waits = [r for r in rows if "Synchronize" in r["op"] or r["op"] in ("aten::item",)]
+        out[name] = {"top_self_cpu": by_cpu, "top_self_device": by_dev, "host_waits": waits}
+        table = events.table(sort_by="self_cpu_time_total", row_limit=25)
+        path = s.args.out.parent / f"profile_{name}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(table)
+    return out
+
+
 BENCHMARKS: dict[str, Callable[[Setup], dict[str, Any]]] = {
     "pgd_resnet18": bench_pgd_resnet18,
     "pgd_resnet50": bench_pgd_resnet50,
     "apgd": bench_apgd,
     "cw": bench_cw,
     "bf16": bench_bf16,
+    "profile": bench_profile,
 }
 
 
