@@ -246,6 +246,42 @@ def timed(fn: Callable[[], object], *, runs: int, device: torch.device) -> dict[
     return {"median_s": statistics.median(times), "min_s": min(times), "runs_s": times}
 
 
+def race(
+    fns: dict[str, Callable[[], object]], *, runs: int, device: torch.device
+) -> dict[str, dict[str, Any]]:
+    """:func:`timed` for several contenders taking turns: one warm-up each, then
+    ``runs`` rounds in which each runs once (the order rotating), so that clock changes
+    and other work on the machine fall on all of them alike."""
+    names = list(fns)
+    for name in names:
+        fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(runs):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: {"median_s": statistics.median(t), "min_s": min(t), "runs_s": t}
+        for name, t in times.items()
+    }
+
+
+def warm_up_gpu(device: torch.device, seconds: float = 2.0) -> None:
+    """Matrix products for a few seconds, so that the clocks are up before the first
+    timing (an idle H200 starts at a few hundred MHz)."""
+    if device.type != "cuda":
+        return
+    a = torch.randn(4096, 4096, device=device)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(10):
+            a @ a
+        sync(device)
+
+
 def random_start(x: Tensor, eps: float) -> Tensor:
     g = torch.Generator(device=x.device).manual_seed(0)
     noise = torch.rand(x.shape, generator=g, device=x.device)
@@ -276,6 +312,7 @@ def accuracy(net: nn.Module, x: Tensor, y: Tensor) -> float:
 
 def check_ball(x_adv: Tensor, x: Tensor, eps: float) -> float:
     """The largest L∞ distance (must be <= eps) and a failure if outside [0, 1]."""
+    x_adv = torch.as_tensor(x_adv).detach()
     if float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
         raise AssertionError("adversarial examples outside the bounds [0, 1]")
     dist = float((x_adv - x).abs().amax())
@@ -301,6 +338,7 @@ class Setup:
         self.steps50 = 2 if self.smoke else 10
         self.cw_iters = 4 if self.smoke else 100
         self.advml, self.stubbed = import_advml()
+        warm_up_gpu(self.device)
         self._r18: tuple[nn.Module, Tensor, Tensor, dict[str, Any]] | None = None
         self.torchattacks: Any = None
         try:
@@ -375,13 +413,19 @@ def bench_pgd_resnet50(s: Setup) -> dict[str, Any]:
     model = s.classifier(net, (3, s.size50, s.size50))
     attack = s.advml["PGD"](eps=EPS, steps=s.steps50)
     out: dict[str, Any] = {"model": source, "n_inputs": s.n50, "steps": s.steps50}
-    out["raw"] = timed(raw_work(net, x, y, s.steps50), runs=s.runs, device=s.device)
-    out["advml_default"] = timed(lambda: attack.generate(model, x, y), runs=s.runs, device=s.device)
+    # bf16 against float32 on the same network (the issue measured 0.74x on an H200).
+    out |= race(
+        {
+            "raw": raw_work(net, x, y, s.steps50),
+            "advml_default": lambda: attack.generate(model, x, y),
+            "raw_bf16": raw_work(net, x, y, s.steps50, bf16=True),
+        },
+        runs=s.runs,
+        device=s.device,
+    )
     out["default_chunk"] = attack._auto_batch_size(model)
     out["default_over_raw"] = out["advml_default"]["median_s"] / out["raw"]["median_s"]
     out["target_default_over_raw"] = TARGETS["pgd_resnet50"]
-    # bf16 against float32 on the same network (the issue measured 0.74x on an H200).
-    out["raw_bf16"] = timed(raw_work(net, x, y, s.steps50, bf16=True), runs=s.runs, device=s.device)
     out["bf16_raw_over_float32_raw"] = out["raw_bf16"]["median_s"] / out["raw"]["median_s"]
     return out
 
@@ -391,18 +435,23 @@ def bench_apgd(s: Setup) -> dict[str, Any]:
     model = s.classifier(net, (3, 32, 32))
     attack = s.advml["APGD"](eps=EPS, steps=s.steps, loss="ce")
     out: dict[str, Any] = {"model": info["source"], "n_inputs": x.shape[0], "steps": s.steps}
-    out["raw"] = timed(raw_work(net, x, y, s.steps), runs=s.runs, device=s.device)
-    out["advml"] = timed(lambda: attack.generate(model, x, y), runs=s.runs, device=s.device)
+    fns: dict[str, Callable[[], object]] = {
+        "raw": raw_work(net, x, y, s.steps),
+        "advml": lambda: attack.generate(model, x, y),
+    }
+    if s.torchattacks is None:
+        out["torchattacks"] = f"not installed: {s.torchattacks_error}"
+    else:
+        ta = s.torchattacks.APGD(net, norm="Linf", eps=EPS, steps=s.steps, n_restarts=1, loss="ce")
+        fns["torchattacks"] = lambda: ta(x, y)
+    out |= race(fns, runs=s.runs, device=s.device)
     result = attack.generate(model, x, y)
     out["advml_robust_accuracy"] = float((torch.as_tensor(result.y_adv) == y.cpu()).float().mean())
     out["advml_max_linf"] = check_ball(result.x_adv, x, EPS)
     out["advml_over_raw"] = out["advml"]["median_s"] / out["raw"]["median_s"]
     if s.torchattacks is None:
-        out["torchattacks"] = f"not installed: {s.torchattacks_error}"
         return out
-    ta = s.torchattacks.APGD(net, norm="Linf", eps=EPS, steps=s.steps, n_restarts=1, loss="ce")
-    out["torchattacks"] = timed(lambda: ta(x, y), runs=s.runs, device=s.device)
-    x_ta = ta(x, y)
+    x_ta = ta(x, y).detach()
     out["torchattacks_robust_accuracy"] = accuracy(net, x_ta, y)
     out["torchattacks_max_linf"] = check_ball(x_ta, x, EPS)
     out["advml_over_torchattacks"] = out["advml"]["median_s"] / out["torchattacks"]["median_s"]
@@ -450,16 +499,24 @@ def bench_bf16(s: Setup) -> dict[str, Any]:
     """PGD-20 on the digits ResNet-18 in float32 and under bf16 autocast."""
     net, x, y, info = s.resnet18()
     out: dict[str, Any] = {"model": info["source"], "n_inputs": x.shape[0], "steps": s.steps}
-    out["raw_float32"] = timed(raw_work(net, x, y, s.steps), runs=s.runs, device=s.device)
-    out["raw_bf16"] = timed(raw_work(net, x, y, s.steps, bf16=True), runs=s.runs, device=s.device)
-    for precision in ("float32", "bf16"):
-        model = s.classifier(net, (3, 32, 32), precision=precision)
-        attack = s.advml["PGD"](eps=EPS, steps=s.steps)
-        t = timed(lambda: attack.generate(model, x, y), runs=s.runs, device=s.device)  # noqa: B023
+    attack = s.advml["PGD"](eps=EPS, steps=s.steps)
+    models = {p: s.classifier(net, (3, 32, 32), precision=p) for p in ("float32", "bf16")}
+    times = race(
+        {
+            "raw_float32": raw_work(net, x, y, s.steps),
+            "raw_bf16": raw_work(net, x, y, s.steps, bf16=True),
+            "advml_float32": lambda: attack.generate(models["float32"], x, y),
+            "advml_bf16": lambda: attack.generate(models["bf16"], x, y),
+        },
+        runs=s.runs,
+        device=s.device,
+    )
+    out["raw_float32"], out["raw_bf16"] = times["raw_float32"], times["raw_bf16"]
+    for precision, model in models.items():
         result = attack.generate(model, x, y)
         x_adv = torch.as_tensor(result.x_adv)
         out[f"advml_{precision}"] = {
-            **t,
+            **times[f"advml_{precision}"],
             "x_adv_dtype": str(x_adv.dtype),
             "max_linf": check_ball(x_adv.to(s.device), x, EPS),
             # Judged by the float32 network, whichever precision crafted them.
