@@ -28,6 +28,9 @@ and the thresholds a CI pipeline enforces::
       fail_over: {}
     seed: 0
     profile: default            # or quick
+    hardware:
+      device: auto              # auto (the GPU when there is one), cpu, cuda, cuda:N
+      precision: float32        # or bf16 (autocast)
 
 ``advml audit --print-config`` writes the effective config in this form, so a run can be
 repeated exactly with ``advml audit --config FILE``.
@@ -67,6 +70,8 @@ _FIELDS: dict[tuple[str, ...], str] = {
     ("thresholds", "fail_over"): "fail_over",
     ("seed",): "seed",
     ("profile",): "profile",
+    ("hardware", "device"): "device",
+    ("hardware", "precision"): "precision",
 }
 _GROUPS = sorted({p[0] for p in _FIELDS})
 

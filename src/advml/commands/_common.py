@@ -13,6 +13,7 @@ import yaml
 from advml.errors import OutputPathError
 
 __all__ = [
+    "add_device_args",
     "add_model_args",
     "add_output_defence_args",
     "add_settings_arg",
@@ -150,6 +151,7 @@ def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-
         "--seed", type=int, default=0, help="seed of data subset, model, attacks (default 0)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_args(p)
 
 
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -158,12 +160,51 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
     from advml.models.io import load_model
     from advml.models.reference import reference_model
 
+    chosen_device(args)  # a device that does not exist: said before any work
     ds = load_dataset(args.dataset or getattr(args, "default_dataset", "mnist-5k"))
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
-    return model, ds
+    return on_device(model, args), ds
+
+
+# -- --device and --precision ---------------------------------------------------------
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """``--device`` (auto, cpu, cuda, cuda:N) and ``--precision`` (float32, bf16)."""
+    p.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="where PyTorch models run: auto (default: the GPU when there is one), cpu, "
+        "cuda or cuda:N",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bf16"),
+        default=None,
+        help="bf16 runs PyTorch models under autocast (faster on recent GPUs; results "
+        "stay float32); default float32",
+    )
+
+
+def chosen_device(args: argparse.Namespace) -> Any:
+    """The ``torch.device`` that ``--device`` names (auto when not given); a
+    :class:`~advml.runtime.device.DeviceUnavailableError` naming ``--device`` when it does
+    not exist here."""
+    from advml.runtime.device import resolve_device
+
+    return resolve_device(getattr(args, "device", None), name="--device")
+
+
+def on_device(model: Any, args: argparse.Namespace) -> Any:
+    """``model`` on ``--device`` with ``--precision`` (see
+    :func:`advml.runtime.device.place`)."""
+    from advml.runtime.device import place
+
+    return place(
+        model, getattr(args, "device", None), getattr(args, "precision", None), name="--device"
+    )
 
 
 # -- output paths: checked before any work, so a long run never ends in a traceback ---

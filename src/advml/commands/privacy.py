@@ -11,10 +11,12 @@ from typing import Any
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_device_args,
     add_output_defence_args,
     add_settings_arg,
     list_components,
     names,
+    on_device,
     output_file,
     with_output_defence,
 )
@@ -108,6 +110,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, models, attacks (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_args(p)
 
 
 def _defence_args(p: argparse.ArgumentParser) -> None:
@@ -167,7 +170,7 @@ def _membership(args: argparse.Namespace) -> int:
         )
     ds = load_dataset(args.dataset)
     if args.model:
-        model = load_model(args.model, trust=args.trust_model_file)
+        model = on_device(load_model(args.model, trust=args.trust_model_file), args)
         with _flags_named():
             setup = MembershipSetup.from_splits(
                 model, ds, n_eval=args.n_eval, seed=args.seed, name=args.model
@@ -276,9 +279,10 @@ def _invert(args: argparse.Namespace) -> int:
     attack = registry.create("inversion", "mi_face", **settings)
     ds = load_dataset(args.dataset)
     if args.model:
-        model = load_model(args.model, trust=args.trust_model_file)
+        model = on_device(load_model(args.model, trust=args.trust_model_file), args)
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
+        model = on_device(model, args)
     if args.classes:
         try:
             classes = np.array([int(c) for c in args.classes])

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg, output_file
+from advml.commands._common import add_model_args, add_settings_arg, on_device, output_file
 
 __all__ = ["add_commands"]
 
@@ -56,6 +56,7 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from advml import registry
+    from advml.commands._common import chosen_device
     from advml.data import load_dataset
     from advml.metrics import accuracy
     from advml.models import TorchClassifier, build_architecture, load_model, save_model
@@ -73,6 +74,7 @@ def _train(args: argparse.Namespace) -> int:
             )
         return 0
     out = output_file("--out", args.out)
+    chosen_device(args)  # a device that is not here: said before any work
     name = METHODS.get(args.method, args.method)
     settings: dict[str, Any] = dict(args.settings)
     for key in ("eps", "epochs", "init"):
@@ -106,6 +108,7 @@ def _train(args: argparse.Namespace) -> int:
         model = TorchClassifier(
             module, input_shape=ds.input_shape, n_classes=ds.n_classes, bounds=ds.bounds
         )
+    model = on_device(model, args)
     print(f"{defence!r} on {ds.name} ({ds.x_train.shape[0]} training inputs)", flush=True)
     trained = defence.fit(model, ds.x_train, ds.y_train, show_progress=not args.quiet)
     save_model(trained.model, out)

@@ -145,6 +145,21 @@ class TorchClassifier(BaseClassifier):
         out: Tensor = self.module(x)
         return out
 
+    def to(self, device: torch.device | str) -> TorchClassifier:
+        """Move the network, the normalisation and any unit masks to ``device`` (``"auto"``,
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``); returns this adapter. Inputs given later in
+        numpy or on another device are moved by :meth:`as_tensor`, and results come back as
+        the caller gave the inputs."""
+        target = resolve_device(device)
+        if target == self.device:
+            return self
+        self.module.to(target)
+        if self._mean is not None and self._std is not None:
+            self._mean, self._std = self._mean.to(target), self._std.to(target)
+        self._masks = {layer: mask.to(target) for layer, mask in self._masks.items()}
+        self.device = target
+        return self
+
     def attack_chunk_size(self) -> int | None:
         """Inputs per chunk for an iterative attack's default batching on this device:
         sized from the free GPU memory on CUDA (measured once per model), None on the

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ __all__ = [
     "chunk_for_memory",
     "cuda_chunk_size",
     "describe_device",
+    "place",
     "resolve_device",
 ]
 
@@ -95,7 +97,7 @@ def resolve_device(spec: str | torch.device | None, *, name: str = "device") -> 
             device = torch.device(spec.strip().lower())
         except RuntimeError:
             raise DeviceUnavailableError(
-                f"{name}={spec!r} is not a device; use {DEVICE_CHOICES}"
+                f"{_setting(name, str(spec))} is not a device; use {DEVICE_CHOICES}"
             ) from None
     elif isinstance(spec, torch.device):
         device = spec
@@ -114,13 +116,14 @@ def resolve_device(spec: str | torch.device | None, *, name: str = "device") -> 
                 else "torch sees no GPU on this machine"
             )
             raise DeviceUnavailableError(
-                f"{name}={spec!s} asks for a GPU, but {why}; use {name} cpu or {name} auto "
-                f"(auto picks the GPU when there is one)"
+                f"{_setting(name, str(spec))} asks for a GPU, but {why}; use "
+                f"{_setting(name, 'cpu')} or {_setting(name, 'auto')} (auto picks the GPU "
+                f"when there is one)"
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise DeviceUnavailableError(
-                f"{name}={spec!s}: there are {count} GPU(s), numbered 0 to {count - 1}"
+                f"{_setting(name, str(spec))}: there are {count} GPU(s), numbered 0 to {count - 1}"
             )
         return device
     if device.type == "meta":  # shape-only runs (tests); nothing to check
@@ -128,11 +131,56 @@ def resolve_device(spec: str | torch.device | None, *, name: str = "device") -> 
     if device.type == "mps":
         if not torch.backends.mps.is_available():
             raise DeviceUnavailableError(
-                f"{name}={spec!s}: this machine or torch build has no Apple MPS device; "
-                f"use {name} cpu"
+                f"{_setting(name, str(spec))}: this machine or torch build has no Apple MPS "
+                f"device; use {_setting(name, 'cpu')}"
             )
         return device
-    raise DeviceUnavailableError(f"{name}={spec!s} is not supported; use {DEVICE_CHOICES}")
+    raise DeviceUnavailableError(
+        f"{_setting(name, str(spec))} is not supported; use {DEVICE_CHOICES}"
+    )
+
+
+def place(
+    model: Any,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    *,
+    name: str = "device",
+) -> Any:
+    """``model`` moved to ``device`` and set to ``precision``, for the commands, the audit
+    and the web demo (which load or build a model, then place it).
+
+    A PyTorch adapter (anything with ``to(device)`` and a ``precision`` attribute, such as
+    :class:`~advml.models.TorchClassifier`) moves; other models (scikit-learn, a prediction
+    function) compute where they are, with a warning when a GPU was asked for by name.
+    ``device=None`` means ``"auto"``; ``precision=None`` leaves the model's own.
+    """
+    target = resolve_device(device, name=name)
+    move = getattr(model, "to", None)
+    if callable(move) and hasattr(model, "module"):
+        model = move(target)
+    elif target.type != "cpu" and device not in (None, "auto"):
+        warnings.warn(
+            f"{name}={device}: {type(model).__name__} computes outside PyTorch and stays "
+            f"where it is; only PyTorch models run on the GPU",
+            stacklevel=2,
+        )
+    if precision is not None:
+        chosen = check_precision(name.replace("device", "precision"), precision)
+        if hasattr(model, "precision"):
+            model.precision = chosen
+        elif chosen != "float32":
+            warnings.warn(
+                f"precision={chosen} applies to PyTorch models only; "
+                f"{type(model).__name__} keeps its own",
+                stacklevel=2,
+            )
+    return model
+
+
+def _setting(name: str, value: str) -> str:
+    """How a user writes ``name`` set to ``value``: ``--device cpu`` or ``device='cpu'``."""
+    return f"{name} {value}" if name.startswith("--") else f"{name}={value!r}"
 
 
 def describe_device(device: torch.device) -> str:
