@@ -340,11 +340,14 @@ def attack_chunk_size(model: object) -> int | None:
     bounds = getattr(model, "bounds", (0.0, 1.0))
     # Scalar bounds, or per-feature arrays: the probe only needs values in range.
     low, high = float(np.max(bounds[0])), float(np.min(bounds[1]))
-    return cuda_chunk_size(
-        model,
-        forward,
-        tuple(input_shape),
-        device,
-        bounds=(low, max(low, high)),
-        tag=getattr(model, "precision", None),
-    )
+    # Measured in eval mode: a pass in train mode would update batch-norm statistics.
+    evaluating = getattr(model, "evaluating", None)
+    with evaluating() if callable(evaluating) else contextlib.nullcontext():
+        return cuda_chunk_size(
+            model,
+            forward,
+            tuple(input_shape),
+            device,
+            bounds=(low, max(low, high)),
+            tag=getattr(model, "precision", None),
+        )
