@@ -529,46 +529,69 @@ def bench_bf16(s: Setup) -> dict[str, Any]:
 
 def bench_profile(s: Setup) -> dict[str, Any]:
     """Where advml's PGD and APGD spend the time beyond the raw passes: torch.profiler
-    over one call each on the digits ResNet-18, the top operators by self CPU and
-    self device time, and how often the host waited for the device."""
+    over one call each (and over the raw work beside them) on the digits ResNet-18 and on
+    the ResNet-50 at ``size50`` px; per call the total self CPU and device time, the
+    kernel launches, the host waits, and the top operators. Tables go beside the JSON."""
     from torch.profiler import ProfilerActivity, profile
 
     net, x, y, _ = s.resnet18()
     model = s.classifier(net, (3, 32, 32))
+    torch.manual_seed(0)
+    net50, _ = resnet(50, s.width)
+    net50 = net50.to(s.device).eval()
+    for p in net50.parameters():
+        p.requires_grad_(False)
+    x50 = digits_images(s.size50)[0][: s.n50].to(s.device)
+    with torch.no_grad():
+        y50 = net50(x50).argmax(1)
+    model50 = s.classifier(net50, (3, s.size50, s.size50))
+    pgd, apgd = s.advml["PGD"](eps=EPS, steps=s.steps), s.advml["APGD"](eps=EPS, steps=s.steps)
+    pgd50 = s.advml["PGD"](eps=EPS, steps=s.steps50)
+    cases: dict[str, Callable[[], object]] = {
+        "r18_raw": raw_work(net, x, y, s.steps),
+        "r18_pgd": lambda: pgd.generate(model, x, y),
+        "r18_apgd": lambda: apgd.generate(model, x, y),
+        "r50_raw": raw_work(net50, x50, y50, s.steps50),
+        "r50_pgd": lambda: pgd50.generate(model50, x50, y50),
+    }
     out: dict[str, Any] = {}
     activities = [ProfilerActivity.CPU]
     if s.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    for name, attack in (
-        ("pgd", s.advml["PGD"](eps=EPS, steps=s.steps)),
-        ("apgd", s.advml["APGD"](eps=EPS, steps=s.steps)),
-    ):
-        attack.generate(model, x, y)  # warm-up (and the chunk's memory measurement)
+    for name, fn in cases.items():
+        fn()  # warm-up (and the chunk's memory measurement)
         sync(s.device)
         with profile(activities=activities) as prof:
-            attack.generate(model, x, y)
+            fn()
             sync(s.device)
         events = prof.key_averages()
-        device_key = "self_device_time_total"
-        rows = []
-        for e in events:
-            rows.append(
-                {
-                    "op": e.key,
-                    "calls": e.count,
-                    "self_cpu_ms": e.self_cpu_time_total / 1000,
-                    "self_device_ms": getattr(e, device_key, 0) / 1000,
-                }
-            )
-        by_cpu = sorted(rows, key=lambda r: -r["self_cpu_ms"])[:20]
-        by_dev = sorted(rows, key=lambda r: -r["self_device_ms"])[:20]
-        waits = [r for r in rows if "Synchronize" in r["op"] or r["op"] in ("aten::item",)]
-        out[name] = {"top_self_cpu": by_cpu, "top_self_device": by_dev, "host_waits": waits}
-        table = events.table(sort_by="self_cpu_time_total", row_limit=25)
-        path = s.args.out.parent / f"profile_{name}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(table)
-    return out
+        rows = [
+            {
+                "op": e.key,
+                "calls": e.count,
+                "self_cpu_ms": e.self_cpu_time_total / 1000,
+                "self_device_ms": getattr(e, "self_device_time_total", 0) / 1000,
+            }
+            for e in events
+        ]
+        out[name] = {
+            "self_cpu_ms": sum(r["self_cpu_ms"] for r in rows),
+            "self_device_ms": sum(r["self_device_ms"] for r in rows),
+            "launches": sum(r["calls"] for r in rows if r["op"].startswith("cudaLaunch")),
+            "host_waits": sum(r["calls"] for r in rows if "Synchronize" in r["op"]),
+            "top_self_device": sorted(rows, key=lambda r: -r["self_device_ms"])[:15],
+            "top_self_cpu": sorted(rows, key=lambda r: -r["self_cpu_ms"])[:15],
+        }
+        print(
+            f"  profile {name}: self CPU {out[name]['self_cpu_ms']:.1f} ms, device "
+            f"{out[name]['self_device_ms']:.1f} ms, {out[name]['launches']} launches, "
+            f"{out[name]['host_waits']} host waits",
+            flush=True,
+        )
+    path = s.args.out.parent / "profile_tables.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    return {k: {kk: vv for kk, vv in v.items() if not kk.startswith("top")} for k, v in out.items()}
 
 
 BENCHMARKS: dict[str, Callable[[Setup], dict[str, Any]]] = {
