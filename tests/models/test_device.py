@@ -489,3 +489,31 @@ def test_unchanged_weights_are_checked_once_and_a_change_is_caught(
         bad.module.conv1.weight.fill_(float("inf"))
     with pytest.raises(checks.NonFiniteModelError):
         checks.check_finite_outputs(bad)
+
+
+def test_audit_print_config_carries_device_and_precision(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["audit", "--device", "cpu", "--precision", "bf16", "--print-config"])
+    text = capsys.readouterr().out
+    assert code == 0
+    config = parse_config(text)
+    assert (config.device, config.precision) == ("cpu", "bf16")
+    assert "hardware:" in text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["attack"], ["audit"], ["extract"], ["poison"], ["defend"], ["membership"],
+        ["invert"], ["adversarial-train"], ["serve"], ["watermark", "embed"],
+        ["watermark", "verify"], ["watermark", "attack"],
+    ],
+)  # fmt: skip
+def test_every_model_command_takes_device_and_precision(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = capsys.readouterr().out
+    assert "--device DEVICE" in text and "--precision" in text
