@@ -99,7 +99,7 @@ def import_advml() -> tuple[dict[str, Any], list[str]]:
                 raise
             full = exc.name or missing
             for part in [".".join(full.split(".")[: i + 1]) for i in range(full.count(".") + 1)]:
-                if part not in sys.modules:
+                if sys.modules.get(part) is None:  # absent, or marked missing
                     _stub(part)
             stubbed.append(full)
             for mod in [m for m in sys.modules if m == "advml" or m.startswith("advml.")]:
