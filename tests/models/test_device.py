@@ -517,3 +517,17 @@ def test_every_model_command_takes_device_and_precision(
         main([*command, "--help"])
     text = capsys.readouterr().out
     assert "--device DEVICE" in text and "--precision" in text
+
+
+def test_a_defence_in_front_takes_the_inner_models_gpu_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from advml import registry
+
+    model = _cnn(preprocessing=False)
+    wrapped = registry.create("output_defence", "rounding").wrap(model)
+    assert wrapped.attack_chunk_size() is None  # on the CPU
+    monkeypatch.setattr(TorchClassifier, "attack_chunk_size", lambda self: 40)
+    assert wrapped.attack_chunk_size() == 40
+    assert PGD()._auto_batch_size(wrapped) == 40
+    assert model.query_count == 0 and wrapped.query_count == 0

@@ -327,13 +327,15 @@ def attack_chunk_size(model: object) -> int | None:
     """The default chunk of an iterative attack on ``model`` when it runs on a GPU (sized
     by :func:`cuda_chunk_size`), or None elsewhere (the caller's CPU default applies).
 
-    Uses the model's uncounted forward pass (``forward`` of white-box adapters, else
-    ``_logits``), so sizing never spends a query.
+    Uses the model's uncounted ``forward`` (white-box adapters; other models get None),
+    so sizing never spends a query.
     """
     device = getattr(model, "device", None)
     if not isinstance(device, torch.device) or device.type != "cuda":
         return None
-    forward = getattr(model, "forward", None) or getattr(model, "_logits", None)
+    # White-box adapters only: another model's uncounted pass may still be a paid call
+    # (a prediction function), which sizing must never make.
+    forward = getattr(model, "forward", None)
     input_shape = getattr(model, "input_shape", None)
     if forward is None or input_shape is None:
         return None
