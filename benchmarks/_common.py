@@ -73,6 +73,8 @@ class Setup:
 SETUPS = {
     "mlp": Setup(key="mlp", dataset="digits", arch="mlp", eps=0.1),
     "cnn": Setup(key="cnn", dataset="mnist-5k", arch="cnn", eps=0.3),
+    # A network defined outside advml (tests/_user_models.py), GELU activations.
+    "gelu": Setup(key="gelu", dataset="digits", arch="gelu-mlp", eps=0.1),
 }
 
 
@@ -151,7 +153,9 @@ def trained_model(
 ) -> TorchClassifier:
     """The setup's network trained with advml's training loop (cached on disk)."""
     seed_everything(TRAIN_SEED)
-    module = build(setup.arch, input_shape=data.input_shape, n_classes=10)
+    module = _user_module(setup.arch) or build(
+        setup.arch, input_shape=data.input_shape, n_classes=10
+    )
     model = TorchClassifier(module, input_shape=data.input_shape, n_classes=10, bounds=(0.0, 1.0))
     fingerprint = data.fingerprint()
     path = CACHE / f"{setup.dataset}-{setup.arch}-seed{TRAIN_SEED}.pt"
@@ -171,6 +175,18 @@ def trained_model(
         path,
     )
     return model
+
+
+def _user_module(arch: str) -> nn.Module | None:
+    """The user-defined networks of the test suite, by benchmark name; None for advml's."""
+    if arch != "gelu-mlp":
+        return None
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from tests._user_models import gelu_mlp
+
+    return gelu_mlp()
 
 
 def accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -266,6 +282,27 @@ def time_interleaved(
             fn()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def time_interleaved_cpu(
+    fns: Mapping[str, Callable[[], object]], *, runs: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """As :func:`time_interleaved` (no warm-up), returning wall-clock seconds and this
+    process's CPU seconds (``time.process_time``) per call.
+
+    CPU time does not count the time the process waited for a core, so on a machine
+    shared with other work it measures the work itself far more steadily than the wall
+    clock (at one thread the two are equal on an idle machine).
+    """
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - start_cpu)
+            wall[name].append(time.perf_counter() - start)
+    return wall, cpu
 
 
 def median(values: Sequence[float]) -> float:

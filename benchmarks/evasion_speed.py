@@ -1,7 +1,8 @@
 """How fast are advml's FGSM and PGD, next to the raw gradient work, torchattacks and ART?
 
-On the same trained model and the same 500 inputs, for the digits MLP (eps 0.1) and the
-mnist-5k CNN (eps 0.3), all L∞, step size 0.01, PGD with 40 steps and a random start:
+On the same trained model and the same 500 inputs, for the digits MLP (eps 0.1), a GELU
+MLP defined outside advml (``tests/_user_models.py``, digits, eps 0.1) and the mnist-5k
+CNN (eps 0.3), all L∞, step size 0.01, PGD with 40 steps and a random start:
 
 - **raw**: the work no implementation can avoid, the same number of forward + backward
   passes (cross-entropy, ``torch.autograd.grad`` w.r.t. the input, model in eval mode),
@@ -17,9 +18,11 @@ mnist-5k CNN (eps 0.3), all L∞, step size 0.01, PGD with 40 steps and a random
   (``clip_values=(0, 1)``, ``batch_size=500``, ``num_random_init=1`` for PGD).
 
 Contenders take turns within each round; the table gives the median and the minimum over
-the rounds, the ratio to the reference (``/raw``) and to ART's attack (``/ART``). Every contender's
-output is checked once (inside the ε-ball and the bounds) and its robust accuracy shown,
-so a fast but wrong attack stands out.
+the rounds of the wall-clock time, the ratio of the medians to the reference (``/raw``),
+the same ratio of this process's CPU time (``cpu/raw``: steady on a machine shared with
+other work) and the ratio to ART's attack (``/ART``). Every contender's output is checked
+once (inside the ε-ball and the bounds) and its robust accuracy shown, so a fast but wrong
+attack stands out.
 
 Run ``python benchmarks/evasion_speed.py`` (``--help`` for the options; ``make bench``
 installs ART and torchattacks first). A library that is not installed is skipped.
@@ -48,10 +51,11 @@ ALPHA = 0.01
 CHUNKS = (50, 100, 200, 250, 500)
 N_INPUTS = 500
 
-# Targets (issue): PGD-40 on the digits MLP within 1.15x the raw work and >= 3x faster
+# Targets (issues): PGD-40 on the digits MLP and on a GELU MLP within 1.10x the raw work
+# (issue 13; judged on CPU time, which a busy machine disturbs least) and >= 3x faster
 # than ART; on the mnist-5k CNN within 1.05x the raw work at batch 500, and the default
 # internal batching faster than the raw work at batch 500.
-MLP_MAX_OVER_RAW = 1.15
+MLP_MAX_OVER_RAW = 1.10
 MLP_MIN_SPEEDUP_OVER_ART = 3.0
 CNN_MAX_OVER_RAW = 1.05
 NAME_WIDTH = 62
@@ -163,6 +167,14 @@ def contenders(
 
     name = "FGSM" if fgsm else f"PGD-{steps}"
     fns[f"advml {name}, default chunk {auto_chunk}"] = advml_attack(None)
+    # The public API as most users call it: numpy in, numpy out.
+    numpy_attack = (
+        FGSM(eps=eps) if fgsm else PGD(eps=eps, steps=steps, step_size=ALPHA, random_start=True)
+    )
+    x_np, y_np = x.numpy(), y.numpy()
+    fns[f"advml {name}, default chunk, numpy in/out"] = lambda: (
+        numpy_attack.generate(model, x_np, y_np).x_adv
+    )
     fns[f"advml {name}, batch_size=500"] = advml_attack(N_INPUTS)
     for chunk in advml_chunks:
         fns[f"advml {name}, batch_size={chunk}"] = advml_attack(chunk)
@@ -218,12 +230,14 @@ def run_group(
         torch.manual_seed(0)
         out = fn()
         robust[name] = None if out is None else check_output(out, x, y, module, eps)
-    times = common.time_interleaved(group.fns, runs=runs, warmup=0)
+    times, cpu_times = common.time_interleaved_cpu(group.fns, runs=runs)
     rows: dict[str, dict[str, Any]] = {
         name: {
             "times_s": t,
             "median_s": common.median(t),
             "min_s": min(t),
+            "cpu_times_s": cpu_times[name],
+            "cpu_median_s": common.median(cpu_times[name]),
             "robust_accuracy": robust[name],
         }
         for name, t in times.items()
@@ -233,6 +247,7 @@ def run_group(
     for v in rows.values():
         v["ratio_raw"] = v["median_s"] / ref["median_s"]
         v["min_ratio_raw"] = v["min_s"] / ref["min_s"]
+        v["cpu_ratio_raw"] = v["cpu_median_s"] / ref["cpu_median_s"]
         v["ratio_art"] = None if art is None else v["median_s"] / art["median_s"]
     best = min(group.raw, key=lambda k: rows[k]["median_s"])
     return {"reference": group.reference, "best_raw": best, "rows": rows}
@@ -245,7 +260,7 @@ def print_group(title: str, result: dict[str, Any]) -> None:
         acc = "" if v["robust_accuracy"] is None else f"{100 * v['robust_accuracy']:.1f}%"
         print(
             f"    {name:<{NAME_WIDTH}} {1000 * v['median_s']:>9.1f} {1000 * v['min_s']:>9.1f} "
-            f"{v['ratio_raw']:>7.3f} {ratio_art:>7} {acc:>7}"
+            f"{v['ratio_raw']:>7.3f} {v['cpu_ratio_raw']:>7.3f} {ratio_art:>7} {acc:>7}"
         )
     best = result["best_raw"]
     ratio = result["rows"][best]["ratio_raw"]
@@ -278,6 +293,20 @@ def check_targets(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         )
 
     pgd = f"PGD-{STEPS}"
+    for key in ("mlp", "gelu"):
+        if key not in models:
+            continue
+        g = models[key]["groups"]["pgd"]
+        for prefix in (f"advml {pgd}, default chunk {models[key]['auto_chunk']}",):
+            adv = find(g, prefix)
+            if adv is not None:
+                add(
+                    f"{key}: advml {pgd} (default) / raw, CPU time",
+                    adv["cpu_ratio_raw"],
+                    adv["min_ratio_raw"],
+                    "<=",
+                    MLP_MAX_OVER_RAW,
+                )
     if "mlp" in models:
         g = models["mlp"]["groups"]["pgd"]
         adv = find(g, f"advml {pgd}, default")
@@ -346,7 +375,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="CI smoke: 1 round, 100 inputs, no chunk sweep (numbers not comparable)",
     )
-    p.add_argument("--models", default="mlp,cnn", help="comma-separated subset of mlp,cnn")
+    p.add_argument(
+        "--models", default="mlp,gelu,cnn", help="comma-separated subset of mlp,gelu,cnn"
+    )
     p.add_argument(
         "--chunks",
         type=_ints,
@@ -364,7 +395,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in common.SETUPS]
     if unknown:
-        p.error(f"unknown model(s) {', '.join(unknown)}; choose from mlp, cnn")
+        p.error(f"unknown model(s) {', '.join(unknown)}; choose from mlp, gelu, cnn")
     if args.runs is None:
         args.runs = 1 if args.quick else 5
     if args.runs < 1:
@@ -411,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\n{key} on {setup.dataset} ({data.source}): eps {setup.eps}, clean accuracy on "
             f"these inputs {100 * clean:.1f}%, advml default chunk {auto_chunk}"
         )
-        header = ("median ms", "min ms", "/raw", "/ART", "rob.acc")
+        header = ("median ms", "min ms", "/raw", "cpu/raw", "/ART", "rob.acc")
         print(
             f"    {'':<{NAME_WIDTH}} {header[0]:>9} {header[1]:>9} "
             + " ".join(f"{h:>7}" for h in header[2:])

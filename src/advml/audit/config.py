@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -86,6 +87,14 @@ class AuditConfig:
         Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
         ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
         above). Keys are a verdict number (``robust_accuracy``) or ``section.number``.
+    device : str, optional
+        Where a PyTorch model that the audit loads or trains runs: ``"auto"`` (the GPU
+        when there is one; also what ``None`` means), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        A model given to :func:`~advml.audit.run_audit` stays where it is unless this is
+        set.
+    precision : {"float32", "bf16"}, optional
+        ``bf16`` runs the PyTorch model under autocast (gradient attacks and training);
+        ``None`` keeps the model's own (float32 unless the adapter says otherwise).
     """
 
     dataset: str = "mnist-5k"
@@ -120,6 +129,8 @@ class AuditConfig:
     limit: int | None = None
     data_bounds: Any = None
     eps_scale: str = "relative"
+    device: str | None = None
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -177,6 +188,7 @@ class AuditConfig:
         object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
         _check_model_file_settings(self)
         _check_data_fields(self)
+        _check_device(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -202,6 +214,19 @@ class AuditConfig:
         d["eps"] = list(self.eps)
         d["sections"] = None if self.sections is None else list(self.sections)
         return d
+
+
+def _check_device(config: AuditConfig) -> None:
+    """``device`` names a device of the form auto/cpu/cuda/cuda:N (whether it exists here
+    is checked when the audit starts, so that a config written on a GPU machine can be
+    read anywhere); ``precision`` is float32 or bf16."""
+    if config.device is not None:
+        if not isinstance(config.device, str) or not re.fullmatch(
+            r"auto|cpu|cuda(:\d+)?|mps", config.device.strip().lower()
+        ):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
+    if config.precision is not None:
+        check_choice("precision", config.precision, ("float32", "bf16"))
 
 
 def _check_attack_settings(attack_settings: Any, eps: float) -> None:

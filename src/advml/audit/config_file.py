@@ -39,6 +39,9 @@ and the thresholds a CI pipeline enforces::
       fail_over: {}
     seed: 0
     profile: default            # or quick
+    hardware:
+      device: auto              # auto (the GPU when there is one), cpu, cuda, cuda:N
+      precision: float32        # or bf16 (autocast)
 
 ``advml audit --print-config`` writes the effective config in this form, so a run can be
 repeated exactly with ``advml audit --config FILE``.
@@ -89,6 +92,8 @@ _FIELDS: dict[tuple[str, ...], str] = {
     ("data", "limit"): "limit",
     ("data", "bounds"): "data_bounds",
     ("evasion", "eps_scale"): "eps_scale",
+    ("hardware", "device"): "device",
+    ("hardware", "precision"): "precision",
 }
 _GROUPS = sorted({p[0] for p in _FIELDS})
 

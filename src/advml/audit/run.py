@@ -37,6 +37,7 @@ from advml.models.reference import reference_model
 from advml.report import write_report
 from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import ResultCache, fingerprint
+from advml.runtime.device import describe_device, place, resolve_device
 from advml.runtime.plain import plain
 from advml.runtime.progress import progress
 
@@ -131,6 +132,7 @@ def _run_audit(
     config = config or AuditConfig()
     started = time.perf_counter()
     sections = _chosen_sections(config)
+    resolve_device(config.device)  # a device that is not here: said before any work
     ds = dataset if dataset is not None else _load_data(config, model)
     model, model_info = _audited_model(config, ds, model, show_progress=show_progress)
     out_dir = Path(out) if out is not None else None
@@ -218,6 +220,10 @@ def _audited_model(
             ds, architecture=config.architecture, seed=config.seed, show_progress=show_progress
         )
         model_info["source"] = "reference"
+    if model_info["source"] != "given" or config.device is not None:
+        model = place(model, config.device, config.precision)
+    elif config.precision is not None:
+        model = place(model, model.device, config.precision)
     check_finite_outputs(model, ds.x_test, name=str(model_info.get("file", "the model")))
     if config.access != "white-box":
         model = restrict_access(model, config.access)
@@ -381,6 +387,8 @@ def environment(model: Classifier | None = None) -> dict[str, Any]:
     }
     if model is not None:
         env["device"] = str(model.device)
+        env["device_name"] = describe_device(model.device)
+        env["precision"] = getattr(model, "precision", "float32")
     return env
 
 

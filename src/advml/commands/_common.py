@@ -14,6 +14,7 @@ from advml.errors import OutputPathError
 
 __all__ = [
     "add_data_args",
+    "add_device_args",
     "add_model_args",
     "add_model_file_args",
     "add_output_defence_args",
@@ -158,6 +159,7 @@ def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-
         "--seed", type=int, default=0, help="seed of data subset, model, attacks (default 0)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_args(p)
     add_data_args(p)
 
 
@@ -256,7 +258,9 @@ def load_data_from_args(args: argparse.Namespace, default: str = "mnist-5k") -> 
         args.dataset or getattr(args, "default_dataset", default),
         label_column=_label(getattr(args, "label_column", None)),
         input_shape=_shape_arg(getattr(args, "input_shape", None)),
-        classes=_classes_arg(getattr(args, "classes", None)),
+        classes=_classes_arg(
+            getattr(args, "classes", None) or getattr(args, "model_classes", None)
+        ),
         bounds=data_bounds_arg(getattr(args, "bounds", None)),
         limit=getattr(args, "limit", None),
         seed=getattr(args, "seed", None) or 0,
@@ -367,13 +371,52 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
     from advml.models.base import adopt_data_bounds
     from advml.models.reference import reference_model
 
+    chosen_device(args)  # a device that does not exist: said before any work
     ds = load_data_from_args(args)
     if args.model:
         model = load_model_file(args, ds)
         adopt_data_bounds(model, ds)
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
-    return model, ds
+    return on_device(model, args), ds
+
+
+# -- --device and --precision ---------------------------------------------------------
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """``--device`` (auto, cpu, cuda, cuda:N) and ``--precision`` (float32, bf16)."""
+    p.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="where PyTorch models run: auto (default: the GPU when there is one), cpu, "
+        "cuda or cuda:N",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bf16"),
+        default=None,
+        help="bf16 runs PyTorch models under autocast (faster on recent GPUs; results "
+        "stay float32); default float32",
+    )
+
+
+def chosen_device(args: argparse.Namespace) -> Any:
+    """The ``torch.device`` that ``--device`` names (auto when not given); a
+    :class:`~advml.runtime.device.DeviceUnavailableError` naming ``--device`` when it does
+    not exist here."""
+    from advml.runtime.device import resolve_device
+
+    return resolve_device(getattr(args, "device", None), name="--device")
+
+
+def on_device(model: Any, args: argparse.Namespace) -> Any:
+    """``model`` on ``--device`` with ``--precision`` (see
+    :func:`advml.runtime.device.place`)."""
+    from advml.runtime.device import place
+
+    return place(
+        model, getattr(args, "device", None), getattr(args, "precision", None), name="--device"
+    )
 
 
 # -- output paths: checked before any work, so a long run never ends in a traceback ---

@@ -127,6 +127,8 @@ def effective_config(args: argparse.Namespace) -> Any:
         "architecture",
         "sections",
         "access",
+        "device",
+        "precision",
     ):
         value = getattr(args, key)
         if value is not None:

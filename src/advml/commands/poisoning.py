@@ -117,6 +117,7 @@ def _list(*families: str) -> int:
 
 def _poison(args: argparse.Namespace) -> int:
     from advml import registry
+    from advml.commands._common import chosen_device
     from advml.models.io import save_model
     from advml.models.reference import default_architecture, train_reference
     from advml.models.torch import TorchClassifier
@@ -126,6 +127,7 @@ def _poison(args: argparse.Namespace) -> int:
         return _list("poisoning", "trigger")
     out_model = output_file("--out-model", args.out_model)
     out_data = output_file("--out-data", args.out_data, suffix=".npz")
+    device = chosen_device(args)
     ds = load_data_from_args(args)  # a name or the user's files (docs/datasets.md)
     trigger = registry.create("trigger", args.trigger, **dict(args.trigger_settings))
     settings: dict[str, Any] = {"fraction": args.fraction, "target": args.target, "seed": args.seed}
@@ -146,6 +148,7 @@ def _poison(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             show_progress=not args.quiet,
             desc="training on poisoned data",
+            device=device,
         )
 
     run = poison_and_train(

@@ -11,12 +11,14 @@ from typing import Any
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_device_args,
     add_model_file_args,
     add_output_defence_args,
     add_settings_arg,
     list_components,
     load_model_file,
     names,
+    on_device,
     output_file,
     with_output_defence,
 )
@@ -111,6 +113,7 @@ def _model_args(p: argparse.ArgumentParser, *, classes_flag: str = "--classes") 
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, models, attacks (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_args(p)
 
 
 def _defence_args(p: argparse.ArgumentParser) -> None:
@@ -169,7 +172,7 @@ def _membership(args: argparse.Namespace) -> int:
         )
     ds = load_dataset(args.dataset)
     if args.model:
-        model = load_model_file(args, ds)
+        model = on_device(load_model_file(args, ds), args)
         with _flags_named():
             setup = MembershipSetup.from_splits(
                 model, ds, n_eval=args.n_eval, seed=args.seed, name=args.model
@@ -277,9 +280,10 @@ def _invert(args: argparse.Namespace) -> int:
     attack = registry.create("inversion", "mi_face", **settings)
     ds = load_dataset(args.dataset)
     if args.model:
-        model = load_model_file(args, ds)
+        model = on_device(load_model_file(args, ds), args)
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
+        model = on_device(model, args)
     if args.classes:
         try:
             classes = np.array([int(c) for c in args.classes])

@@ -11,6 +11,7 @@ from advml.commands._common import (
     add_settings_arg,
     load_data_from_args,
     load_model_file,
+    on_device,
     output_file,
 )
 
@@ -62,6 +63,7 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from advml import registry
+    from advml.commands._common import chosen_device
     from advml.metrics import accuracy
     from advml.models import TorchClassifier, build_architecture, save_model
     from advml.models.reference import TRAINING, default_architecture
@@ -78,6 +80,7 @@ def _train(args: argparse.Namespace) -> int:
             )
         return 0
     out = output_file("--out", args.out)
+    chosen_device(args)  # a device that is not here: said before any work
     name = METHODS.get(args.method, args.method)
     settings: dict[str, Any] = dict(args.settings)
     for key in ("eps", "epochs", "init"):
@@ -112,6 +115,7 @@ def _train(args: argparse.Namespace) -> int:
         model = TorchClassifier(
             module, input_shape=ds.input_shape, n_classes=ds.n_classes, bounds=ds.bounds
         )
+    model = on_device(model, args)
     print(f"{defence!r} on {ds.name} ({ds.x_train.shape[0]} training inputs)", flush=True)
     trained = defence.fit(model, ds.x_train, ds.y_train, show_progress=not args.quiet)
     save_model(trained.model, out)

@@ -155,7 +155,11 @@ def _references(model: Any, ds: Any, n: int, quiet: bool) -> list[Any]:
             torch.manual_seed(seed)
             module = build_architecture(arch, input_shape=ds.input_shape, n_classes=ds.n_classes)
         ref = TorchClassifier(
-            module, input_shape=ds.input_shape, n_classes=ds.n_classes, bounds=ds.bounds
+            module,
+            input_shape=ds.input_shape,
+            n_classes=ds.n_classes,
+            bounds=ds.bounds,
+            device=model.device,
         )
         train(
             ref,

@@ -67,6 +67,17 @@ def loss_per_sample(logits: Tensor, y: Tensor, loss: Loss, targeted: bool) -> Te
     return -cw_margin(logits, y, targeted)
 
 
+def summed_loss(logits: Tensor, y: Tensor, loss: Loss, targeted: bool) -> Tensor:
+    """``loss_per_sample(...).sum()`` in one reduction: the objective of a step whose
+    per-sample values are not needed (the samples' gradients are independent, so the
+    gradient of the sum is each sample's own). Cross-entropy reduced inside the kernel
+    saves the separate sum and its backward expand on every step."""
+    if loss == "ce":
+        ce = F.cross_entropy(logits, y, reduction="sum")
+        return -ce if targeted else ce
+    return -cw_margin(logits, y, targeted).sum()
+
+
 def ascent_direction(grad: Tensor, norm: str) -> Tensor:
     """The step direction of ``grad``: its sign for L∞, its L2-normalised value for L2.
 
@@ -182,7 +193,7 @@ def iterate(
         )
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        objective = loss_per_sample(model.logits(x_adv), y, loss, targeted).sum()
+        objective = summed_loss(model.logits(x_adv), y, loss, targeted)
         (grad,) = torch.autograd.grad(objective, x_adv)
         x_adv = project(x_adv.detach().add_(ascent_direction(grad, norm), alpha=step_size), x)
     queries += steps

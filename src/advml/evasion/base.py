@@ -521,6 +521,11 @@ class EvasionAttack(Component):
         # glibc malloc's 32 MiB mmap threshold; larger buffers are mapped and zero-filled
         # afresh on every step (about 55k page faults per pass for 500 MNIST images,
         # measured with benchmarks/evasion_speed.py). Small tabular models get one batch.
+        # On a GPU the model sizes the chunk from the device's free memory instead.
+        sized = getattr(model, "attack_chunk_size", None)
+        on_device = sized() if callable(sized) else None
+        if on_device is not None:
+            return int(on_device)
         numel = math.prod(model.input_shape)
         return int(min(1024, max(16, 200_000 // numel)))
 

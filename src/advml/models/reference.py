@@ -131,12 +131,14 @@ def train_reference(
     epochs: int | None = None,
     show_progress: bool = True,
     desc: str = "training",
+    device: torch.device | str | None = None,
 ) -> TorchClassifier:
     """A fresh reference network trained on ``x, y`` with the reference recipe.
 
     For sections that need a copy of the audited model trained on other data (a
     poisoned training set, a watermark, shadow models). ``dataset`` gives the input
-    shape, classes and bounds; ``epochs`` overrides the recipe's maximum.
+    shape, classes and bounds; ``epochs`` overrides the recipe's maximum; ``device``
+    (default the CPU) is where the network is trained.
     """
     check_choice("architecture", architecture, tuple(TRAINING))
     model, _ = _train(
@@ -148,6 +150,7 @@ def train_reference(
         epochs=epochs,
         show_progress=show_progress,
         desc=desc,
+        device=device,
     )
     return model
 
@@ -162,6 +165,7 @@ def _train(
     epochs: int | None,
     show_progress: bool,
     desc: str,
+    device: torch.device | str | None = None,
 ) -> tuple[TorchClassifier, History]:
     recipe = TRAINING[architecture]
     # Seed the initial weights too, not just the training loop.
@@ -178,6 +182,7 @@ def _train(
         input_shape=dataset.input_shape,
         n_classes=dataset.n_classes,
         bounds=dataset.model_bounds,
+        device=device,
     )
     history = train(
         model,

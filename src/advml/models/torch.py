@@ -13,6 +13,13 @@ from torch import Tensor, nn
 from advml.errors import UnsupportedModelError
 from advml.models.base import BaseClassifier, Bounds, Normalisation, full_bounds, same_kind_as
 from advml.runtime.cache import fingerprint as hash_data
+from advml.runtime.device import (
+    Precision,
+    attack_chunk_size,
+    autocast,
+    check_precision,
+    resolve_device,
+)
 
 __all__ = ["TorchClassifier", "reinitialise", "require_torch"]
 
@@ -43,6 +50,14 @@ class TorchClassifier(BaseClassifier):
         Maximum number of inputs the model may evaluate.
     batch_size : int
         Inputs per forward pass in ``predict``/``predict_proba``/``activations``.
+    precision : {"float32", "bf16"}
+        ``"bf16"`` runs the module under ``torch.autocast`` to bfloat16 (faster on GPUs
+        with bfloat16 tensor cores, and on recent CPUs); logits are returned as float32
+        either way, so attacks, training and reports see float32 at their boundary.
+
+    A ``device`` string may be ``"auto"`` (the GPU when there is one), ``"cpu"``,
+    ``"cuda"`` or ``"cuda:N"``; one that does not exist here raises
+    :class:`~advml.runtime.device.DeviceUnavailableError` naming ``device``.
 
     Examples
     --------
@@ -68,12 +83,16 @@ class TorchClassifier(BaseClassifier):
         device: torch.device | str | None = None,
         query_budget: int | None = None,
         batch_size: int = 256,
+        precision: Precision = "float32",
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         if device is None:
             param = next(iter(module.parameters()), None)
             device = param.device if param is not None else torch.device("cpu")
+        else:
+            device = resolve_device(device)
+        self.precision: Precision = check_precision("precision", precision)
         super().__init__(
             input_shape=input_shape,
             n_classes=n_classes,
@@ -119,8 +138,34 @@ class TorchClassifier(BaseClassifier):
         """Normalise and run the module, without counting a query (for training)."""
         if self._mean is not None and self._std is not None:
             x = (x - self._mean) / self._std
+        if self.precision == "bf16":
+            with autocast(self.device, "bf16"):
+                low: Tensor = self.module(x)
+            return low.float()
         out: Tensor = self.module(x)
         return out
+
+    def to(self, device: torch.device | str) -> TorchClassifier:
+        """Move the network, the normalisation and any unit masks to ``device`` (``"auto"``,
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``); returns this adapter. Inputs given later in
+        numpy or on another device are moved by :meth:`as_tensor`, and results come back as
+        the caller gave the inputs."""
+        target = resolve_device(device)
+        if target == self.device:
+            return self
+        self.module.to(target)
+        if self._mean is not None and self._std is not None:
+            self._mean, self._std = self._mean.to(target), self._std.to(target)
+        self._masks = {layer: mask.to(target) for layer, mask in self._masks.items()}
+        self.device = target
+        return self
+
+    def attack_chunk_size(self) -> int | None:
+        """Inputs per chunk for an iterative attack's default batching on this device:
+        sized from the free GPU memory on CUDA (measured once per model), None on the
+        CPU (the attack's own default then applies); see
+        :func:`advml.runtime.device.attack_chunk_size`."""
+        return attack_chunk_size(self)
 
     def _logits(self, x: Tensor) -> Tensor:
         return self.forward(x)
@@ -190,7 +235,10 @@ class TorchClassifier(BaseClassifier):
     def fingerprint(self) -> str:
         """A hash of the weights (every tensor of the state dict) and the normalisation."""
         state = {k: v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
-        return hash_data([self._identity(), state, repr(self.preprocessing)])
+        parts: list[object] = [self._identity(), state, repr(self.preprocessing)]
+        if self.precision != "float32":  # float32 fingerprints stay as they were
+            parts.append(self.precision)
+        return hash_data(parts)
 
     def describe(self) -> str:
         """One line for reports: the network, its size, white-box."""
@@ -219,6 +267,7 @@ class TorchClassifier(BaseClassifier):
             preprocessing=self.preprocessing,
             device=self.device,
             batch_size=self.batch_size,
+            precision=self.precision,
         )
         for layer, mask in self._masks.items():
             twin.set_unit_mask(layer, mask.bool())

@@ -49,6 +49,13 @@ class WrappingClassifier(BaseClassifier):
         # Each query here is one of the inner model's (a subclass that spends more says so).
         return wrapped_queries_left(self.model)
 
+    def attack_chunk_size(self) -> int | None:
+        """The inner model's default attack chunk on a GPU (sized from its free memory;
+        a defence in front adds little per input), None elsewhere. Measured through the
+        inner model's uncounted forward pass, so no query of either is spent."""
+        inner = getattr(self.model, "attack_chunk_size", None)
+        return inner() if callable(inner) else None
+
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
         """The inner model's inference mode."""
