@@ -558,7 +558,8 @@ def clip_pair(low: float | Tensor, high: float | Tensor) -> ClipBounds:
     """``(low, high)`` as one kind, for :meth:`EvasionAttack._finalise`: two floats or
     two tensors."""
     if isinstance(low, Tensor) or isinstance(high, Tensor):
-        return torch.as_tensor(low), torch.as_tensor(high)
+        device = low.device if isinstance(low, Tensor) else high.device  # type: ignore[union-attr]
+        return torch.as_tensor(low, device=device), torch.as_tensor(high, device=device)
     return float(low), float(high)
 
 
@@ -637,7 +638,8 @@ class _UnitBox:
         return getattr(self.model, "queries_left", None)
 
     def as_tensor(self, x: np.ndarray | Tensor, *, name: str = "x") -> Tensor:
-        return self.to_unit(self.model.as_tensor(self.to_data(torch.as_tensor(x)), name=name))
+        x = torch.as_tensor(x, device=self.device)
+        return self.to_unit(self.model.as_tensor(self.to_data(x), name=name))
 
     def logits(self, x: Tensor) -> Tensor:
         return self.model.logits(self.to_data(x))
@@ -650,14 +652,14 @@ class _UnitBox:
     ) -> np.ndarray | Tensor:
         z = torch.as_tensor(x, dtype=torch.float32, device=self.device)
         out = self.model.predict_proba(self.to_data(z), batch_size=batch_size)
-        return same_kind_as(torch.as_tensor(out), x)
+        return same_kind_as(torch.as_tensor(out, device=self.device), x)
 
     def predict(
         self, x: np.ndarray | Tensor, *, batch_size: int | None = None
     ) -> np.ndarray | Tensor:
         z = torch.as_tensor(x, dtype=torch.float32, device=self.device)
         out = self.model.predict(self.to_data(z), batch_size=batch_size)
-        return same_kind_as(torch.as_tensor(out), x)
+        return same_kind_as(torch.as_tensor(out, device=self.device), x)
 
     def evaluating(self) -> contextlib.AbstractContextManager[None]:
         return self.model.evaluating()
