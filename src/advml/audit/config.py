@@ -61,6 +61,15 @@ class AuditConfig:
         [5], "ranges": {2: [0.0, 0.5]}}`` (flattened feature indices). Every evasion
         attack that honours constraints gets them, the others are skipped with the
         reason, and each result is checked against them.
+    target_url : str, optional
+        Audit a model behind an HTTP prediction API (black box) instead of a model file;
+        ``dataset`` gives the input shape, classes and bounds.
+    target_config : str, optional
+        A ``target.yaml`` describing the API's protocol (headers, body, JSON paths); see
+        docs/remote.md.
+    max_queries : int, optional
+        Most queries the audit may send to the model; a plan estimated above it is
+        refused before the first query, and it is the model's query budget.
     fail_under, fail_over : dict
         Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
         ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
@@ -88,6 +97,9 @@ class AuditConfig:
     constraints: dict[str, Any] | None = None
     fail_under: dict[str, float] = field(default_factory=dict)
     fail_over: dict[str, float] = field(default_factory=dict)
+    target_url: str | None = None
+    target_config: str | None = None
+    max_queries: int | None = None
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -143,6 +155,7 @@ class AuditConfig:
                 check_number(f"{name}[{key!r}]", value)
         object.__setattr__(self, "attacks", tuple(self.attacks))
         object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
+        _check_remote(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -168,6 +181,23 @@ class AuditConfig:
         d["eps"] = list(self.eps)
         d["sections"] = None if self.sections is None else list(self.sections)
         return d
+
+
+def _check_remote(config: AuditConfig) -> None:
+    """The remote target's fields: a URL (or a target file), not also a model file."""
+    for name in ("target_url", "target_config"):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+    url = config.target_url
+    if url is not None and not (url.startswith("http://") or url.startswith("https://")):
+        raise ValueError(f"target_url must start with http:// or https://, got {url!r}")
+    if (url or config.target_config) and config.model is not None:
+        raise ValueError(
+            "give either model (a file) or target_url / target_config (an API), not both"
+        )
+    if config.max_queries is not None:
+        check_number("max_queries", config.max_queries, low=1, integer=True)
 
 
 def _check_attack_settings(attack_settings: Any, eps: float) -> None:

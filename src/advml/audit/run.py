@@ -130,8 +130,12 @@ def _run_audit(
     started = time.perf_counter()
     sections = _chosen_sections(config)
     ds = dataset if dataset is not None else load_dataset(config.dataset)
-    model, model_info = _audited_model(config, ds, model, show_progress=show_progress)
     out_dir = Path(out) if out is not None else None
+    if model is None and (config.target_url or config.target_config):
+        model = remote_target(config, ds, out_dir)
+    model, model_info = _audited_model(config, ds, model, show_progress=show_progress)
+    if config.target_url or config.target_config:
+        model_info.update(source="remote", target=model.spec.public())  # type: ignore[attr-defined]
     ctx = _context(config, ds, model, model_info, out_dir=out_dir, show_progress=show_progress)
     report_sections, skipped, artifacts = _run_sections(ctx, sections, show_progress=show_progress)
     report: dict[str, Any] = {
@@ -151,6 +155,26 @@ def _run_audit(
     if out_dir is not None:
         write_report(report, out_dir, artifacts=artifacts)
     return AuditResult(report=report, artifacts=artifacts, out=out_dir)
+
+
+def remote_target(config: AuditConfig, ds: Dataset, out_dir: Path | None) -> Classifier:
+    """The HTTP API of ``config.target_url`` / ``target_config``, checked against the
+    plan's cost: the answers are cached in ``OUT/steps/queries`` so a rerun pays nothing
+    twice, and a plan estimated above ``max_queries`` is refused before any query."""
+    from advml.audit.cost import check_cost
+    from advml.models.http import open_target
+
+    check_cost(config, ds)
+    return open_target(
+        config.target_url,
+        config.target_config,
+        input_shape=tuple(ds.input_shape),
+        n_classes=ds.n_classes,
+        bounds=ds.bounds,
+        query_budget=config.max_queries,
+        cache_dir=None if out_dir is None else out_dir / "steps" / "queries",
+        seed=config.seed,
+    )
 
 
 def _audited_model(

@@ -13,6 +13,7 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_output_defence_args,
     add_settings_arg,
+    add_target_args,
     list_components,
     names,
     output_file,
@@ -39,6 +40,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "split (non-members).",
     )
     _model_args(m)
+    add_target_args(m)
     m.add_argument(
         "--attacks",
         type=names,
@@ -166,7 +168,15 @@ def _membership(args: argparse.Namespace) -> int:
             args.attacks, dict(args.settings), seed=args.seed, n_shadow=args.shadows
         )
     ds = load_dataset(args.dataset)
-    if args.model:
+    if args.target_url or args.target_config:
+        from advml.commands._common import target_model
+
+        model = target_model(args, ds)
+        with _flags_named():
+            setup = MembershipSetup.from_splits(
+                model, ds, n_eval=args.n_eval, seed=args.seed, name=model.describe()
+            )
+    elif args.model:
         model = load_model(args.model, trust=args.trust_model_file)
         with _flags_named():
             setup = MembershipSetup.from_splits(
