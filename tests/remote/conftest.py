@@ -82,7 +82,9 @@ async def _reply(
 @dataclass
 class Server:
     url: str
+    port: int
     faults: Faults
+    model: Classifier  # the served copy: its query_count is what the server computed
     server: Any
     thread: threading.Thread
 
@@ -97,14 +99,22 @@ def serve() -> Iterator[Callable[..., Server]]:
 
     started: list[tuple[Server, socket.socket]] = []
 
-    def start(model: Classifier, *, faults: Faults | None = None, **options: Any) -> Server:
+    def start(
+        model: Classifier, *, faults: Faults | None = None, port: int = 0, **options: Any
+    ) -> Server:
         faults = faults or Faults()
         holder: dict[str, Any] = {}
-        app = _Faulty(create_app(copy.deepcopy(model), **options), faults,
-                      lambda: setattr(holder["server"], "should_exit", True))  # fmt: skip
+        served = copy.deepcopy(model)
+        served.reset_queries()  # type: ignore[attr-defined]
+        app = _Faulty(
+            create_app(served, **options),
+            faults,
+            lambda: setattr(holder["server"], "should_exit", True),
+        )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        # A server restarted on the port of one that went down (a resumed audit).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
         server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
         holder["server"] = server
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -114,7 +124,8 @@ def serve() -> Iterator[Callable[..., Server]]:
             if time.monotonic() > deadline or not thread.is_alive():
                 raise RuntimeError("the test server did not start")
             time.sleep(0.02)
-        s = Server(f"http://127.0.0.1:{port}/predict", faults, server, thread)
+        port = sock.getsockname()[1]
+        s = Server(f"http://127.0.0.1:{port}/predict", port, faults, served, server, thread)
         started.append((s, sock))
         return s
 
@@ -123,3 +134,8 @@ def serve() -> Iterator[Callable[..., Server]]:
         s.server.should_exit = True
         s.thread.join(timeout=10)
         sock.close()
+
+
+def wait_down(s: Server) -> None:
+    """Until a server stopped by its faults has closed its socket."""
+    s.thread.join(timeout=30)

@@ -594,13 +594,21 @@ class HTTPClassifier(BaseClassifier):
     def logits(self, x: Tensor) -> Tensor:
         if not self.has_scores:
             return super().logits(x)  # raises: labels only
+        return self._logits(x)
+
+    def predict_labels(self, x: Tensor) -> Tensor:
+        return self._labels(x)
+
+    # Unlike the local adapters' hooks, these count what they send: any input that
+    # reaches the API is a paid query, whoever asks (e.g. the audit's output check).
+    def _logits(self, x: Tensor) -> Tensor:
         rows = self._answers(x)
         out = np.asarray(rows, dtype=np.float64).reshape(x.shape[0], self.n_classes)
         if self.kind != "logits":
             out = np.log(np.maximum(out, _PROBA_FLOOR))
         return torch.as_tensor(out, dtype=torch.float32, device=self.device)
 
-    def predict_labels(self, x: Tensor) -> Tensor:
+    def _labels(self, x: Tensor) -> Tensor:
         rows = self._answers(x)
         if self.kind == "labels":
             labels = np.asarray(rows, dtype=np.int64).reshape(x.shape[0])
