@@ -175,6 +175,6 @@ def test_json_paths_read_a_custom_response() -> None:
     doc = {"predictions": [{"scores": [0.2, 0.8]}, {"scores": [0.6, 0.4]}]}
     assert _select(doc, "predictions[*].scores") == [[0.2, 0.8], [0.6, 0.4]]
     assert _select(doc, "$.predictions[1].scores") == [0.6, 0.4]
-    with pytest.raises(ValueError, match="'predictions\\[0\\].probs' is missing"):
+    with pytest.raises(ValueError, match=r"'predictions\[0\].probs' is missing"):
         _select(doc, "predictions[*].probs")
     assert json.loads(json.dumps(_select(doc, "$"))) == doc

@@ -91,7 +91,7 @@ def test_server_down_stops_clearly_and_a_rerun_resumes_from_the_cache(
     s = serve(digits_mlp, faults=Faults(down_after=6))
     model = _client(s.url, cache_dir=tmp_path)
     x, y = digits_data.x_test[:N], digits_data.y_test[:N]  # type: ignore[attr-defined]
-    with pytest.raises(RemoteModelError, match="failed 5 times.*run again to resume"):
+    with pytest.raises(RemoteModelError, match=r"failed 5 times.*run again to resume"):
         ATTACK.generate(model, x, y)
     paid = model.query_count
     cached = len(next(tmp_path.glob("answers-*.jsonl")).read_text().splitlines())
@@ -110,7 +110,7 @@ def test_server_down_stops_clearly_and_a_rerun_resumes_from_the_cache(
     [
         (200, "application/json", b"{not json", r"not JSON \(Content-Type application/json"),
         (200, "text/html", b"<html><h1>Error</h1></html>", r"not JSON \(Content-Type text/html"),
-        (200, "application/json", b'{"probabilities": [[0.1, 0.9]]}', r"'probabilities'.*2 answers"),
+        (200, "application/json", b'{"probabilities": [[0.1, 0.9]]}', r"'probabilities'.*2 ans"),
         (200, "application/json", b'{"scores": [[1, 0], [0, 1]]}', r"'probabilities' is missing"),
         (
             200,
