@@ -61,7 +61,7 @@ log = logging.getLogger("advml.models.http")
 
 # Inputs per request of the default protocol (the benchmark's 100 inputs per request).
 DEFAULT_BATCH = 100
-# Retry-After longer than this is not waited for: the run stops with the server's words.
+# The longest Retry-After waited for at once (a server asking for hours is retried sooner).
 _MAX_RETRY_AFTER = 120.0
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

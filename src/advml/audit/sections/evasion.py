@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import replace
@@ -33,9 +34,18 @@ N_EXAMPLE_CANDIDATES = 64
 def black_box_attacks(config: Any, model: Classifier) -> list[tuple[str, str]]:
     """The query attacks a model without gradients gets besides the configured ones,
     each with why: Square from scores, HopSkipJump from labels, and transfer from a
-    copy trained on the model's answers (run whatever the model reveals)."""
+    copy trained on the model's answers (run whatever the model reveals).
+
+    Added when the attacks are the defaults or none of those chosen can run; attacks
+    chosen by name that the model allows run alone (a paid budget goes where asked).
+    """
     if model.has_gradients:
         return []
+    runnable = [
+        n for n in config.attacks if registry.get("evasion", n).unsupported_reason(model) is None
+    ]
+    if runnable and tuple(config.attacks) != _default_attacks(config):
+        return []  # attacks chosen by name that the model allows: exactly those run
     reveals = getattr(model, "reveals", "scores" if model.has_scores else "labels only")
     added: list[tuple[str, str]] = []
     query = "square" if model.has_scores else "hopskipjump"
@@ -50,6 +60,14 @@ def black_box_attacks(config: Any, model: Classifier) -> list[tuple[str, str]]:
         if name not in config.attacks:
             added.append((name, reason))
     return added
+
+
+def _default_attacks(config: Any) -> tuple[str, ...]:
+    """The config class's default attacks (the user did not choose any)."""
+    for f in dataclasses.fields(config):
+        if f.name == "attacks":
+            return tuple(f.default)  # type: ignore[arg-type]
+    return ()
 
 
 def plan(
