@@ -126,9 +126,12 @@ class TargetSpec:
         ``inputs_per_request`` must be 1). Default ``{"inputs": "$inputs"}``.
     inputs_per_request : int
         Most inputs in one request; 1 for an API that takes one input at a time.
-    encoding : {"list", "png-base64"}
-        An input as nested lists of floats, or as a base64 PNG (images of 1 or 3
-        channels, values scaled from the bounds to 0..255).
+    encoding : {"list", "png-base64", "float32-base64"}
+        An input as nested lists of floats, as a base64 PNG (images of 1 or 3
+        channels, values scaled from the bounds to 0..255), or the whole batch as
+        ``{"float32": base64 bytes, "shape": [...]}`` (advml's servers; chosen by
+        itself when the default protocol finds one, as JSON floats cost more to write
+        and read than a small model costs to run).
     returns : {"auto", "probs", "logits", "labels", "top-k"}
         What the API answers. ``auto`` (the default protocol only) asks once and reads
         which of ``probabilities``, ``labels`` or ``top_k`` comes back.
@@ -184,7 +187,7 @@ class TargetSpec:
             )
         object.__setattr__(self, "headers", dict(self.headers))
         check_number("inputs_per_request", self.inputs_per_request, low=1, integer=True)
-        check_choice("encoding", self.encoding, ("list", "png-base64"))
+        check_choice("encoding", self.encoding, ("list", "png-base64", "float32-base64"))
         check_choice("returns", self.returns, _KINDS)
         check_number("timeout", self.timeout, low=0, low_inclusive=False)
         check_number("retries", self.retries, low=0, integer=True)
@@ -415,7 +418,11 @@ class _AnswerCache:
             for line in self.file.read_text(encoding="utf-8").splitlines():
                 try:
                     entry = json.loads(line)
-                    self.answers[entry["k"]] = entry["v"]
+                    if "f64" in entry:
+                        raw = base64.b64decode(entry["f64"], validate=True)
+                        self.answers[entry["k"]] = np.frombuffer(raw, dtype=np.float64)
+                    else:
+                        self.answers[entry["k"]] = int(entry["v"])
                 except (ValueError, KeyError, TypeError):
                     continue
 
@@ -425,7 +432,15 @@ class _AnswerCache:
                 self.answers[k] = v
             if self.file is not None and items:
                 with self.file.open("a", encoding="utf-8") as f:
-                    f.write("".join(json.dumps({"k": k, "v": v}) + "\n" for k, v in items))
+                    f.write("".join(_cache_line(k, v) for k, v in items))
+
+
+def _cache_line(key: str, value: Any) -> str:
+    # Scores as the bytes of their float64 row: exact, and cheaper than JSON floats.
+    if isinstance(value, np.ndarray):
+        data = base64.b64encode(np.ascontiguousarray(value, np.float64).tobytes()).decode()
+        return f'{{"k": "{key}", "f64": "{data}"}}\n'
+    return f'{{"k": "{key}", "v": {int(value)}}}\n'
 
 
 def input_key(row: np.ndarray) -> str:
@@ -526,6 +541,8 @@ class HTTPClassifier(BaseClassifier):
         self.retries_done = 0
         self.cache_hits = 0
         self._full_precision = False
+        self.binary = self.spec.encoding == "float32-base64"
+        self._advml_server = False
         if cache_dir is not None:
             self.attach_cache(cache_dir)
         if self.kind == "auto":
@@ -574,6 +591,8 @@ class HTTPClassifier(BaseClassifier):
             )
         value = self._parse(doc, 1)[0]
         self._cache.add([(input_key(x[0]), value)])
+        if self._advml_server and self.spec.encoding == "list" and not self.spec.one_per_request:
+            self.binary = True  # an advml server: the same numbers, without JSON floats
 
     # -- identity and reports -----------------------------------------------------------
     def describe(self) -> str:
@@ -670,6 +689,10 @@ class HTTPClassifier(BaseClassifier):
 
     # -- encoding ----------------------------------------------------------------------
     def _encode_batch(self, xs: np.ndarray) -> Any:
+        if self.binary:
+            xs = np.ascontiguousarray(xs, dtype=np.float32)
+            batch = {"float32": base64.b64encode(xs.tobytes()).decode(), "shape": list(xs.shape)}
+            return _fill(self.spec.body, batch)
         encoded = [self._encode(row) for row in xs]
         return _fill(self.spec.body, encoded[0] if self.spec.one_per_request else encoded)
 
@@ -720,6 +743,8 @@ class HTTPClassifier(BaseClassifier):
                 last = f"{type(err).__name__}: {self._redact(str(err))[:200]}"
             else:
                 if r.status_code == 200:
+                    if r.headers.get("X-Advml-Protocol"):
+                        self._advml_server = True
                     return self._json(r)
                 excerpt = self._redact(r.text[:200]).strip()
                 last = f"HTTP {r.status_code}: {excerpt}"
@@ -763,18 +788,20 @@ class HTTPClassifier(BaseClassifier):
         kind = self.kind
         path = self.spec.path_for(kind)
         value = _select(doc, path)
-        if self.spec.one_per_request:
+        if isinstance(value, dict) and kind in ("probs", "logits"):
+            value = _decode_array(value, path)
+        elif self.spec.one_per_request:
             value = [value]
-        if not isinstance(value, list) or len(value) != n:
-            got = len(value) if isinstance(value, list) else type(value).__name__
+        if not isinstance(value, list | np.ndarray) or len(value) != n:
+            got = len(value) if isinstance(value, list | np.ndarray) else type(value).__name__
             raise RemoteResponseError(
                 f"response field {path!r} should hold {n} answers (one per input), got {got}",
                 field=path,
             )
         if kind == "labels":
-            return self._check_labels(value, path)
+            return self._check_labels(list(value), path)
         if kind == "top-k":
-            return self._top_k(value, path)
+            return self._top_k(list(value), path)
         return self._check_scores(value, path)
 
     def _check_labels(self, value: list[Any], path: str) -> list[int]:
@@ -798,7 +825,7 @@ class HTTPClassifier(BaseClassifier):
             )
         return [int(v) for v in arr]
 
-    def _check_scores(self, value: list[Any], path: str) -> list[list[float]]:
+    def _check_scores(self, value: list[Any] | np.ndarray, path: str) -> list[np.ndarray]:
         try:
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
@@ -834,7 +861,7 @@ class HTTPClassifier(BaseClassifier):
                 )
             arr = np.clip(arr, 0, None)
             arr = arr / arr.sum(axis=1, keepdims=True)
-        return arr.tolist()
+        return list(arr)
 
     def _note_rounding(self, arr: np.ndarray) -> None:
         # The fewest decimals that reproduce every answer; once an answer needs more than
@@ -847,7 +874,7 @@ class HTTPClassifier(BaseClassifier):
         elif not self._full_precision:
             self.decimals = max(self.decimals or 0, found)
 
-    def _top_k(self, value: list[Any], path: str) -> list[list[float]]:
+    def _top_k(self, value: list[Any], path: str) -> list[np.ndarray]:
         """Top-k answers as a probability row: the rest of the mass spread evenly over the
         classes not named, which keeps the API's argmax and order."""
         out = []
@@ -885,8 +912,28 @@ class HTTPClassifier(BaseClassifier):
             fill = min(fill, float(scores.min()) * 0.999) if len(scores) else fill
             row[:] = fill
             row[labels] = scores
-            out.append((row / row.sum()).tolist())
+            out.append(row / row.sum())
         return out
+
+
+def _decode_array(value: dict[str, Any], path: str) -> np.ndarray:
+    """``{"float64" | "float32": base64 bytes, "shape": [...]}`` as an array."""
+    dtype = "float64" if "float64" in value else "float32" if "float32" in value else None
+    shape = value.get("shape")
+    if dtype is None or not isinstance(shape, list):
+        raise RemoteResponseError(
+            f"response field {path!r} should be a list, or {{'float64': base64, 'shape': "
+            f"[...]}}; got the keys {sorted(value)[:8]}",
+            field=path,
+        )
+    try:
+        raw = base64.b64decode(value[dtype], validate=True)
+        return np.frombuffer(raw, dtype=dtype).reshape([int(d) for d in shape]).astype(np.float64)
+    except (ValueError, TypeError):
+        raise RemoteResponseError(
+            f"response field {path!r}: its {dtype} bytes do not make an array of shape {shape}",
+            field=path,
+        ) from None
 
 
 def _retry_after(header: str | None) -> float:

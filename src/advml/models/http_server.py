@@ -3,7 +3,12 @@
 ``POST /predict`` with ``{"inputs": [input, ...]}`` (each input nested lists of the
 model's input shape, or a base64 PNG string) answers ``{"probabilities": [[...], ...]}``,
 ``{"labels": [...]}`` or ``{"top_k": [{"labels": [...], "scores": [...]}, ...]}``.
-``GET /health`` answers ``{"status": "ok"}``. It is the victim of the "AI as a service"
+``GET /health`` answers ``{"status": "ok"}``. A batch may also come as
+``{"inputs": {"float32": base64 bytes, "shape": [n, ...]}}``; the probabilities (or
+logits) then come back as ``{"float64": base64 bytes, "shape": [n, k]}``: the same
+numbers, without the cost of writing and parsing JSON floats. Every answer carries the
+header ``X-Advml-Protocol: 1``, which is how :class:`~advml.models.http.HTTPClassifier`
+knows it may send that form. It is the victim of the "AI as a service"
 threat for tests, benchmarks and demos (``advml serve-model``), with the output
 hardening defences (labels only, top-k, rounding) and an API key and rate limit as
 options.
@@ -11,6 +16,7 @@ options.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import math
@@ -96,7 +102,7 @@ def create_app(
     fastapi.FastAPI
     """
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
 
     kind, k = parse_outputs(outputs)
@@ -113,14 +119,18 @@ def create_app(
     lock = threading.Lock()  # one forward pass at a time: models are not thread-safe
     app = FastAPI(title="advml prediction API", docs_url=None, redoc_url=None)
 
-    def answer(inputs: list[Any]) -> dict[str, Any]:
-        rows = [
-            decode_png(v, model.input_shape, model.bounds)
-            if isinstance(v, str)
-            else np.asarray(v, dtype=np.float32)
-            for v in inputs
-        ]
-        x = np.stack(rows) if rows else np.empty((0, *model.input_shape), np.float32)
+    def answer(inputs: list[Any] | dict[str, Any]) -> dict[str, Any]:
+        binary = isinstance(inputs, dict)
+        if isinstance(inputs, dict):
+            x = _decode_batch(inputs)
+        else:
+            rows = [
+                decode_png(v, model.input_shape, model.bounds)
+                if isinstance(v, str)
+                else np.asarray(v, dtype=np.float32)
+                for v in inputs
+            ]
+            x = np.stack(rows) if rows else np.empty((0, *model.input_shape), np.float32)
         if x.shape[1:] != tuple(model.input_shape):
             raise ValueError(
                 f"inputs have shape {list(x.shape[1:])}; the model expects "
@@ -133,7 +143,11 @@ def create_app(
                 return {"labels": np.asarray(model.predict(x)).astype(int).tolist()}
             p = np.asarray(model.predict_proba(x), dtype=np.float64)
         if kind == "probs":
-            return {"probabilities": _rounded(p, round_to).tolist()}
+            p = _rounded(p, round_to)
+            if binary:
+                data = base64.b64encode(np.ascontiguousarray(p).tobytes()).decode()
+                return {"probabilities": {"float64": data, "shape": list(p.shape)}}
+            return {"probabilities": p.tolist()}
         order = np.argsort(-p, axis=1, kind="stable")[:, :k]
         top = np.take_along_axis(p, order, axis=1)
         top = _rounded(top, round_to)
@@ -170,20 +184,43 @@ def create_app(
         except ValueError:
             return JSONResponse({"error": "the body is not JSON"}, status_code=400)
         inputs = body.get("inputs") if isinstance(body, dict) else None
-        if not isinstance(inputs, list):
+        if not isinstance(inputs, list | dict):
             return JSONResponse(
                 {"error": "the body must be {'inputs': [input, ...]}"}, status_code=400
             )
-        if len(inputs) > MAX_INPUTS:
+        n = len(inputs) if isinstance(inputs, list) else _batch_len(inputs)
+        if n > MAX_INPUTS:
             return JSONResponse(
                 {"error": f"at most {MAX_INPUTS} inputs per request"}, status_code=413
             )
         try:
-            return await run_in_threadpool(answer, inputs)
+            result = await run_in_threadpool(answer, inputs)
         except (ValueError, TypeError) as err:
-            return JSONResponse({"error": str(err)}, status_code=422)
+            return JSONResponse({"error": str(err)}, status_code=422, headers=_PROTOCOL)
+        # Written here: FastAPI's own encoder walks every float in Python first.
+        return Response(json.dumps(result), media_type="application/json", headers=_PROTOCOL)
 
     return app
+
+
+_PROTOCOL = {"X-Advml-Protocol": "1"}
+
+
+def _batch_len(batch: dict[str, Any]) -> int:
+    shape = batch.get("shape")
+    return int(shape[0]) if isinstance(shape, list) and shape and isinstance(shape[0], int) else 0
+
+
+def _decode_batch(batch: dict[str, Any]) -> np.ndarray:
+    """``{"float32": base64, "shape": [n, ...]}`` as an array, or ValueError."""
+    shape = batch.get("shape")
+    if not isinstance(batch.get("float32"), str) or not isinstance(shape, list):
+        raise ValueError("a batch object must be {'float32': base64 bytes, 'shape': [n, ...]}")
+    try:
+        raw = base64.b64decode(batch["float32"], validate=True)
+        return np.frombuffer(raw, dtype=np.float32).reshape([int(d) for d in shape]).copy()
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"the float32 batch does not match shape {shape}: {err}") from None
 
 
 def _rounded(p: np.ndarray, decimals: int | None) -> np.ndarray:
