@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from advml.audit import sections as audit_sections
 from advml.audit.config import AuditConfig
 from advml.errors import QueryBudgetExceededError
 
@@ -28,11 +29,14 @@ def estimate_queries(config: AuditConfig, ds: Any) -> dict[str, int]:
     The model's access level is not known before the API is asked, so the evasion
     bound assumes scores (Square at every ε), the dearer of the two query plans.
     """
-    from advml.audit.run import _chosen_sections
-
     n = min(config.n_samples, int(ds.x_test.shape[0]))
     parts: dict[str, int] = {"clean predictions and fingerprint": n + _FINGERPRINT_PROBE + 1}
-    sections = _chosen_sections(config)
+    available = audit_sections.available_sections()
+    sections = {
+        name: cls
+        for name, cls in available.items()
+        if config.sections is None or name in config.sections
+    }
     if "evasion" in sections:
         per_input = config.queries_per_input
         eps_steps = sum(1 for e in config.eps if e > 0) + (1 if 0.0 in config.eps else 0)

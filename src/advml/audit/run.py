@@ -21,6 +21,7 @@ import torch
 from advml import __version__
 from advml.audit import sections as audit_sections
 from advml.audit.config import AuditConfig
+from advml.audit.cost import check_cost
 from advml.audit.sections import AuditContext, AuditSection
 from advml.audit.sections.base import Threat
 from advml.audit.sections.evasion import plan as evasion_plan
@@ -161,8 +162,7 @@ def remote_target(config: AuditConfig, ds: Dataset, out_dir: Path | None) -> Cla
     """The HTTP API of ``config.target_url`` / ``target_config``, checked against the
     plan's cost: the answers are cached in ``OUT/steps/queries`` so a rerun pays nothing
     twice, and a plan estimated above ``max_queries`` is refused before any query."""
-    from advml.audit.cost import check_cost
-    from advml.models.http import open_target
+    from advml.models.http import open_target  # requests only for a remote audit
 
     check_cost(config, ds)
     return open_target(

@@ -4,6 +4,7 @@ networks (:mod:`advml.models.reference`), the one training loop."""
 from advml.models.architectures import build as build_architecture
 from advml.models.base import BaseClassifier, Classifier, WhiteBox
 from advml.models.callable import CallableClassifier
+from advml.models.http import HTTPClassifier, TargetSpec
 from advml.models.io import load_model, save_model
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
@@ -13,8 +14,10 @@ __all__ = [
     "BaseClassifier",
     "CallableClassifier",
     "Classifier",
+    "HTTPClassifier",
     "History",
     "SklearnClassifier",
+    "TargetSpec",
     "TorchClassifier",
     "TrainingRecipe",
     "WhiteBox",
