@@ -7,6 +7,7 @@ with a clear error whose paid answers a rerun reads back from the cache.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,3 +158,37 @@ def test_labels_out_of_range_are_refused(
     x = np.stack([np.full(tiny_linear.input_shape, v, np.float32) for v in (0.2, 0.7)])
     with pytest.raises(RemoteResponseError, match=r"'labels' holds labels in \[0, 7\]"):
         model.predict(x)
+
+
+def test_a_server_that_never_answers_gives_a_clear_error() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = TargetSpec(url=f"http://127.0.0.1:{port}/predict", retries=1, backoff=0.01)
+    with pytest.raises(RemoteModelError, match=r"failed 2 times \(last: ConnectionError"):
+        HTTPClassifier(spec, input_shape=(2,), n_classes=2, bounds=(0, 1))
+
+
+def test_rate_limit_spaces_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake clock: the limiter's waits are read, not slept.
+    from advml.models import http
+
+    now = [100.0]
+    slept: list[float] = []
+    monkeypatch.setattr(http.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(http.time, "sleep", lambda s: slept.append(s))
+    limiter = http._RateLimiter(4.0)  # 4 requests per second
+    for _ in range(3):
+        limiter.wait()
+    assert slept == pytest.approx([0.25, 0.5])  # starts at 0, 0.25 and 0.5 s
+    now[0] += 10.0  # idle for a while: no burst debt
+    limiter.wait()
+    assert len(slept) == 2
+
+
+def test_retry_after_reads_seconds_and_dates() -> None:
+    from advml.models.http import _retry_after
+
+    assert _retry_after("3") == 3.0 and _retry_after(None) == 1.0
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
+    assert _retry_after("soon") == 1.0
