@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Server
+from _servers import Server
 from sklearn.ensemble import RandomForestClassifier
 
 from advml.audit import AuditConfig, run_audit

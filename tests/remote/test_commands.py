@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Server
+from _servers import Server
 from fastapi.testclient import TestClient
 
 from advml.cli import main

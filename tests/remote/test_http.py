@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Server
+from _servers import Server
 
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.models.http import HTTPClassifier, TargetSpec, load_target, parse_rate

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Faults, Server, wait_down
+from _servers import Faults, Server, wait_down
 
 from advml.errors import QueryBudgetExceededError
 from advml.evasion import Square
