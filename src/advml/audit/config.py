@@ -83,6 +83,15 @@ class AuditConfig:
         How ``eps`` is read: ``"relative"`` (default), a fraction of each feature's range
         (``eps_i = eps * (high_i - low_i)``); ``"absolute"``, in the data's units. Both
         agree on data in [0, 1]; the report states which was used.
+    target_url : str, optional
+        Audit a model behind an HTTP prediction API (black box) instead of a model file;
+        ``dataset`` gives the input shape, classes and bounds.
+    target_config : str, optional
+        A ``target.yaml`` describing the API's protocol (headers, body, JSON paths); see
+        docs/remote.md.
+    max_queries : int, optional
+        Most queries the audit may send to the model; a plan estimated above it is
+        refused before the first query, and it is the model's query budget.
     fail_under, fail_over : dict
         Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
         ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
@@ -131,6 +140,9 @@ class AuditConfig:
     eps_scale: str = "relative"
     device: str | None = None
     precision: str | None = None
+    target_url: str | None = None
+    target_config: str | None = None
+    max_queries: int | None = None
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -189,6 +201,7 @@ class AuditConfig:
         _check_model_file_settings(self)
         _check_data_fields(self)
         _check_device(self)
+        _check_remote(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -227,6 +240,23 @@ def _check_device(config: AuditConfig) -> None:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
     if config.precision is not None:
         check_choice("precision", config.precision, ("float32", "bf16"))
+
+
+def _check_remote(config: AuditConfig) -> None:
+    """The remote target's fields: a URL (or a target file), not also a model file."""
+    for name in ("target_url", "target_config"):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+    url = config.target_url
+    if url is not None and not (url.startswith("http://") or url.startswith("https://")):
+        raise ValueError(f"target_url must start with http:// or https://, got {url!r}")
+    if (url or config.target_config) and config.model is not None:
+        raise ValueError(
+            "give either model (a file) or target_url / target_config (an API), not both"
+        )
+    if config.max_queries is not None:
+        check_number("max_queries", config.max_queries, low=1, integer=True)
 
 
 def _check_attack_settings(attack_settings: Any, eps: float) -> None:

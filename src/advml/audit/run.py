@@ -12,6 +12,7 @@ import logging
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 from advml import __version__
 from advml.audit import sections as audit_sections
 from advml.audit.config import AuditConfig
+from advml.audit.cost import check_cost
 from advml.audit.sections import AuditContext, AuditSection
 from advml.audit.sections.base import Threat
 from advml.audit.sections.evasion import plan as evasion_plan
@@ -134,8 +136,12 @@ def _run_audit(
     sections = _chosen_sections(config)
     resolve_device(config.device)  # a device that is not here: said before any work
     ds = dataset if dataset is not None else _load_data(config, model)
-    model, model_info = _audited_model(config, ds, model, show_progress=show_progress)
     out_dir = Path(out) if out is not None else None
+    if model is None and (config.target_url or config.target_config):
+        model = remote_target(config, ds, out_dir)
+    model, model_info = _audited_model(config, ds, model, show_progress=show_progress)
+    if config.target_url or config.target_config:
+        model_info.update(source="remote", target=model.spec.public())  # type: ignore[attr-defined]
     ctx = _context(config, ds, model, model_info, out_dir=out_dir, show_progress=show_progress)
     report_sections, skipped, artifacts = _run_sections(ctx, sections, show_progress=show_progress)
     report: dict[str, Any] = {
@@ -164,18 +170,54 @@ def _load_data(config: AuditConfig, model: Classifier | None) -> Dataset:
     from ``config.model``) unless the config names one."""
     from advml.data import load_data
 
-    shape = getattr(config, "input_shape", None)
+    shape: Sequence[int] | None = config.model_input_shape
     if shape is None and Path(config.dataset).expanduser().is_dir():
         if model is None and config.model is not None:
-            model = load_model(config.model, trust=config.trust_model_file)
+            model = _load_model_file(config, defaults=None)
         shape = None if model is None else model.input_shape
     return load_data(
         config.dataset,
         label_column=config.label_column,
-        input_shape=shape,
-        classes=_class_names(getattr(config, "classes", None)),
+        input_shape=None if shape is None else tuple(shape),
+        classes=_class_names(config.model_classes),
         bounds=config.data_bounds,
         limit=config.limit,
+        seed=config.seed,
+    )
+
+
+def _load_model_file(config: AuditConfig, defaults: dict[str, Any] | None) -> Classifier:
+    """``config.model`` read with the model settings of the config (docs/models.md)."""
+    return load_model(
+        config.model,  # type: ignore[arg-type]
+        trust=config.trust_model_file,
+        factory=config.model_factory,
+        factory_kwargs=config.model_kwargs,
+        input_shape=config.model_input_shape,
+        classes=config.model_classes,
+        bounds=config.model_bounds,
+        mean=config.model_mean,
+        std=config.model_std,
+        defaults=defaults,
+        device=config.device,
+    )
+
+
+def remote_target(config: AuditConfig, ds: Dataset, out_dir: Path | None) -> Classifier:
+    """The HTTP API of ``config.target_url`` / ``target_config``, checked against the
+    plan's cost: the answers are cached in ``OUT/steps/queries`` so a rerun pays nothing
+    twice, and a plan estimated above ``max_queries`` is refused before any query."""
+    from advml.models.http import open_target  # requests only for a remote audit
+
+    check_cost(config, ds)
+    return open_target(
+        config.target_url,
+        config.target_config,
+        input_shape=tuple(ds.input_shape),
+        n_classes=ds.n_classes,
+        bounds=ds.bounds,
+        query_budget=config.max_queries,
+        cache_dir=None if out_dir is None else out_dir / "steps" / "queries",
         seed=config.seed,
     )
 
@@ -194,19 +236,7 @@ def _audited_model(
     if model is not None:
         model_info = {"source": "given"}
     elif config.model is not None:
-        model = load_model(
-            config.model,
-            trust=config.trust_model_file,
-            factory=config.model_factory,
-            factory_kwargs=config.model_kwargs,
-            input_shape=config.model_input_shape,
-            classes=config.model_classes,
-            bounds=config.model_bounds,
-            mean=config.model_mean,
-            std=config.model_std,
-            defaults=dataset_defaults(ds),
-            device=getattr(config, "device", None),  # the device session's field, if any
-        )
+        model = _load_model_file(config, defaults=dataset_defaults(ds))
         model_info = {"source": "file", "file": str(config.model)}
         report = how_loaded(model)
         if report is not None:

@@ -19,6 +19,7 @@ __all__ = [
     "add_model_file_args",
     "add_output_defence_args",
     "add_settings_arg",
+    "add_target_args",
     "floats",
     "list_components",
     "load_data_from_args",
@@ -373,6 +374,8 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
 
     chosen_device(args)  # a device that does not exist: said before any work
     ds = load_data_from_args(args)
+    if getattr(args, "target_url", None) or getattr(args, "target_config", None):
+        return target_model(args, ds), ds
     if args.model:
         model = load_model_file(args, ds)
         adopt_data_bounds(model, ds)
@@ -416,6 +419,47 @@ def on_device(model: Any, args: argparse.Namespace) -> Any:
 
     return place(
         model, getattr(args, "device", None), getattr(args, "precision", None), name="--device"
+    )
+
+
+def add_target_args(p: argparse.ArgumentParser) -> None:
+    """``--target-url``, ``--target-config``, ``--max-queries``: a model behind an HTTP API."""
+    p.add_argument(
+        "--target-url",
+        metavar="URL",
+        help="attack a model behind an HTTP prediction API (black box) instead of --model; "
+        "advml's protocol unless --target-config describes another (see docs/remote.md)",
+    )
+    p.add_argument(
+        "--target-config",
+        metavar="FILE",
+        help="target.yaml: the API's URL, headers (secrets as ${ENV_VAR}), body, JSON paths",
+    )
+    p.add_argument(
+        "--max-queries",
+        type=int,
+        metavar="N",
+        help="most inputs sent to the API; a plan above it is refused before the first query",
+    )
+
+
+def target_model(args: argparse.Namespace, ds: Any) -> Any:
+    """The HTTPClassifier of ``--target-url`` / ``--target-config`` for dataset ``ds``."""
+    from advml.models.http import open_target
+    from advml.validation import check_number
+
+    if getattr(args, "model", None):
+        raise ValueError("give either --model or --target-url/--target-config, not both")
+    if args.max_queries is not None:
+        check_number("--max-queries", args.max_queries, low=1, integer=True)
+    return open_target(
+        args.target_url,
+        args.target_config,
+        input_shape=tuple(ds.input_shape),
+        n_classes=ds.n_classes,
+        bounds=ds.bounds,
+        query_budget=args.max_queries,
+        seed=getattr(args, "seed", None) or 0,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
+    add_target_args,
     floats,
     names,
     output_file,
@@ -67,6 +68,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         help="exit with code 3 when FIGURE is above VALUE, e.g. an attack's success rate "
         "or a membership AUC (repeatable)",
     )
+    add_target_args(a)
     a.add_argument("--out", default="advml-audit", help="output folder (default: advml-audit)")
     a.add_argument("--quick", action="store_true", help="a one-minute audit on digits (MLP)")
     a.add_argument("--n-samples", type=int, help="test inputs to attack (default 500; quick 200)")
@@ -129,6 +131,9 @@ def effective_config(args: argparse.Namespace) -> Any:
         "access",
         "device",
         "precision",
+        "target_url",
+        "target_config",
+        "max_queries",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -202,6 +207,16 @@ def _audit(args: argparse.Namespace) -> int:
         print(config_to_yaml(config), end="")
         return 0
     out = output_folder("--out", args.out)
+    if config.target_url or config.target_config:
+        from advml.audit.cost import check_cost
+        from advml.data import load_dataset
+
+        parts = check_cost(config, load_dataset(config.dataset))
+        print(
+            f"this audit will send at most about {parts['total']:,} queries to the API "
+            f"(answers cached in {out / 'steps' / 'queries'} are not sent again)",
+            file=sys.stderr,
+        )
     try:
         atomic_write(out / "config.yaml", config_to_yaml(config))
         result = run_audit(config, out=out, show_progress=not args.quiet and not args.json)

@@ -12,6 +12,7 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
     add_settings_arg,
+    add_target_args,
     list_components,
     load_model_and_data,
     output_file,
@@ -29,6 +30,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "(see 'advml attack --list'); its settings are given with --set KEY=VALUE.",
     )
     add_model_args(t)
+    add_target_args(t)
     t.add_argument("--attack", default="pgd", help="attack name (default pgd; see --list)")
     t.add_argument("--list", action="store_true", help="list the evasion attacks and exit")
     t.add_argument("--eps", type=float, help="perturbation size (attack's default if omitted)")

@@ -11,6 +11,7 @@ from advml.commands._common import (
     add_model_args,
     add_output_defence_args,
     add_settings_arg,
+    add_target_args,
     list_components,
     load_model_and_data,
     output_file,
@@ -31,6 +32,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "dataset's training split (unlabelled) or, with --pool, another dataset resized.",
     )
     add_model_args(p)
+    add_target_args(p)
     p.add_argument(
         "--attack",
         default="copycat",

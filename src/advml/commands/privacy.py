@@ -15,6 +15,7 @@ from advml.commands._common import (
     add_model_file_args,
     add_output_defence_args,
     add_settings_arg,
+    add_target_args,
     list_components,
     load_model_file,
     names,
@@ -43,6 +44,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "split (non-members).",
     )
     _model_args(m)
+    add_target_args(m)
     m.add_argument(
         "--attacks",
         type=names,
@@ -171,7 +173,15 @@ def _membership(args: argparse.Namespace) -> int:
             args.attacks, dict(args.settings), seed=args.seed, n_shadow=args.shadows
         )
     ds = load_dataset(args.dataset)
-    if args.model:
+    if args.target_url or args.target_config:
+        from advml.commands._common import target_model
+
+        model = target_model(args, ds)
+        with _flags_named():
+            setup = MembershipSetup.from_splits(
+                model, ds, n_eval=args.n_eval, seed=args.seed, name=model.describe()
+            )
+    elif args.model:
         model = on_device(load_model_file(args, ds), args)
         with _flags_named():
             setup = MembershipSetup.from_splits(

@@ -7,6 +7,7 @@ from advml.models.callable import CallableClassifier
 from advml.models.formats.boosters import BoosterClassifier
 from advml.models.formats.onnx import OnnxRuntimeClassifier
 from advml.models.formats.spec import LoadReport
+from advml.models.http import HTTPClassifier, TargetSpec
 from advml.models.io import how_loaded, load_model, save_model
 from advml.models.sklearn import SklearnClassifier
 from advml.models.torch import TorchClassifier
@@ -17,10 +18,12 @@ __all__ = [
     "BoosterClassifier",
     "CallableClassifier",
     "Classifier",
+    "HTTPClassifier",
     "History",
     "LoadReport",
     "OnnxRuntimeClassifier",
     "SklearnClassifier",
+    "TargetSpec",
     "TorchClassifier",
     "TrainingRecipe",
     "WhiteBox",

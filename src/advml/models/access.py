@@ -54,4 +54,6 @@ def restrict_access(model: Classifier, access: str) -> Classifier:
         accepts="torch",
         device=model.device,
         wraps=model,  # each query here is one of model's: its budget is this API's too
+        # "PyTorch mlp (...), white-box" -> "PyTorch mlp (...) behind a prediction API".
+        name=f"{model.describe().removesuffix(', white-box')} behind a prediction API",
     )

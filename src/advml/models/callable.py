@@ -95,6 +95,7 @@ class CallableClassifier(BaseClassifier):
         query_budget: int | None = None,
         batch_size: int = 256,
         wraps: Classifier | None = None,
+        name: str | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
@@ -118,14 +119,17 @@ class CallableClassifier(BaseClassifier):
         self.accepts = accepts
         self.has_scores = returns != "labels"
         self._warned_sums = False
+        self.name = name
 
     def _inner_queries_left(self) -> int | None:
         return None if self.wraps is None else wrapped_queries_left(self.wraps)
 
     def describe(self) -> str:
         """One line for reports: the function and what it reveals."""
-        name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
         reveals = {"probs": "probabilities", "logits": "logits", "labels": "labels only"}
+        if self.name is not None:
+            return f"{self.name}, black-box ({reveals[self.returns]})"
+        name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
         return f"callable {name}, black-box ({reveals[self.returns]})"
 
     # -- calling fn --------------------------------------------------------------------

@@ -101,10 +101,13 @@ class DefencesSection(AuditSection):
 
     def skip_reason(self, ctx: AuditContext, settings: Mapping[str, Any]) -> str | None:
         if not ctx.model.has_gradients:
-            return (
-                "the adaptive attack on a defence (BPDA/EOT) needs the model's gradients; "
-                f"this audit's adversary has {ctx.config.access} access"
-            )
+            if ctx.config.access != "white-box":
+                why = f"this audit's adversary has {ctx.config.access} access"
+            else:
+                # The adversary may see everything, but the model itself has no gradients
+                # (a tree ensemble, an HTTP API, an ONNX file run by onnxruntime).
+                why = f"the model gives none ({ctx.model.describe()})"
+            return "the adaptive attack on a defence (BPDA/EOT) needs the model's gradients; " + why
         return None
 
     def run(self, ctx: AuditContext, settings: Mapping[str, Any]) -> SectionOutput:

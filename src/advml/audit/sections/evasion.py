@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,28 +21,78 @@ from advml.audit.sections.base import (
     Verdict,
 )
 from advml.errors import QueryBudgetExceededError
-from advml.evasion.base import EvasionAttack
+from advml.evasion.base import AdversarialResult, EvasionAttack
 from advml.evasion.constraints import FeatureConstraints
 from advml.metrics import attack_success_rate
 from advml.models.base import Classifier, feature_bounds, feature_span
+from advml.runtime.cache import fingerprint as hash_data
 
 __all__ = ["SECTION", "EvasionSection", "plan"]
 
 N_EXAMPLE_CANDIDATES = 64
 
 
+def black_box_attacks(config: Any, model: Classifier) -> list[tuple[str, str]]:
+    """The query attacks a model without gradients gets besides the configured ones,
+    each with why: Square from scores, HopSkipJump from labels, and transfer from a
+    copy trained on the model's answers (run whatever the model reveals).
+
+    Added when the attacks are the defaults or none of those chosen can run; attacks
+    chosen by name that the model allows run alone (a paid budget goes where asked).
+    """
+    if model.has_gradients:
+        return []
+    runnable = [
+        n for n in config.attacks if registry.get("evasion", n).unsupported_reason(model) is None
+    ]
+    if runnable and tuple(config.attacks) != _default_attacks(config):
+        return []  # attacks chosen by name that the model allows: exactly those run
+    reveals = getattr(model, "reveals", "scores" if model.has_scores else "labels only")
+    added: list[tuple[str, str]] = []
+    query = "square" if model.has_scores else "hopskipjump"
+    why = f"the model gives no gradients but answers {reveals}: {query} needs only " + (
+        "scores" if model.has_scores else "labels"
+    )
+    for name, reason in (
+        (query, why),
+        ("transfer", "no gradients: adversarial examples crafted white-box on a copy trained "
+         "on the model's own labels, then sent to it"),
+    ):  # fmt: skip
+        if name not in config.attacks:
+            added.append((name, reason))
+    return added
+
+
+def _default_attacks(config: Any) -> tuple[str, ...]:
+    """The config class's default attacks (the user did not choose any)."""
+    for f in dataclasses.fields(config):
+        if f.name == "attacks":
+            return tuple(f.default)  # type: ignore[arg-type]
+    return ()
+
+
 def plan(
     config: Any, model: Classifier
 ) -> tuple[list[tuple[str, float, EvasionAttack]], list[dict[str, str]]]:
-    """The (attack, ε) steps this model allows, and what was skipped with the reason."""
+    """The (attack, ε) steps this model allows, and what was skipped with the reason.
+
+    A black-box model (no gradients) also gets the query attacks it allows
+    (:func:`black_box_attacks`), so its evasion section never stays unassessed because
+    the configured attacks all need gradients.
+    """
     steps: list[tuple[str, float, EvasionAttack]] = []
     skipped: list[dict[str, str]] = []
-    for name in config.attacks:
+    extra = [name for name, _ in black_box_attacks(config, model)]
+    for name in [*config.attacks, *extra]:
         reason = registry.get("evasion", name).unsupported_reason(model)
         if reason is not None:
             skipped.append({"attack": name, "reason": reason})
             continue
+        schema = registry.schema("evasion", name)
         settings = dict(config.attack_settings.get(name, {}))
+        if name == "hopskipjump":
+            # L∞ distances, so that "within ε" means what it means for the other attacks.
+            settings.setdefault("norm", "inf")
         rules = getattr(config, "constraints", None)
         if rules is not None:
             if "constraints" not in registry.schema("evasion", name):
@@ -58,12 +110,57 @@ def plan(
         scale = getattr(config, "eps_scale", "absolute")
         if "eps_scale" in registry.schema("evasion", name) and scale_matters(model):
             settings.setdefault("eps_scale", scale)
+        if "eps" not in schema:
+            # A minimum-norm attack (HopSkipJump) runs once; each ε keeps the examples
+            # found within it (the others count as not fooled at that ε).
+            inner = registry.create("evasion", name, **settings)
+            if "seed" in inner.get_params():
+                inner = inner.set_params(seed=config.seed)
+            memo: dict[str, Any] = {}
+            for eps in config.eps:
+                steps.append((name, eps, cast(EvasionAttack, WithinEps(inner, eps, memo))))
+            continue
         for eps in config.eps:
             attack = registry.create("evasion", name, **{**settings, "eps": eps})
             if "seed" in attack.get_params():
                 attack = attack.set_params(seed=config.seed)
             steps.append((name, eps, attack))
     return steps, skipped
+
+
+class WithinEps:
+    """A minimum-norm attack's examples kept where their L∞ distance is within ``eps``.
+
+    The attack runs once per input set (``memo`` is shared by the ε of one plan); an
+    example farther than ``eps`` counts, at that ε, as the clean input, which the model
+    classified as ``y`` (else the attack would have returned it at distance 0).
+    """
+
+    def __init__(self, attack: EvasionAttack, eps: float, memo: dict[str, Any]) -> None:
+        self.attack, self.eps, self.memo = attack, float(eps), memo
+        self.name = attack.name
+
+    def get_params(self) -> dict[str, Any]:
+        return {**self.attack.get_params(), "eps": self.eps}
+
+    def generate(self, model: Classifier, x: np.ndarray, y: np.ndarray) -> AdversarialResult:
+        key = hash_data([np.asarray(x), np.asarray(y)])
+        if key not in self.memo:
+            self.memo[key] = self.attack.generate(model, x, y)
+        result: AdversarialResult = self.memo[key]
+        keep = result.success & (result.linf <= self.eps + 1e-6)
+        x_adv = np.where(keep.reshape(-1, *[1] * (np.ndim(x) - 1)), np.asarray(result.x_adv), x)
+        zero = np.zeros_like(result.l2)
+        return replace(
+            result,
+            x_adv=x_adv.astype(np.float32, copy=False),
+            y_adv=np.where(keep, result.y_adv, result.y),
+            success=keep,
+            l0=np.where(keep, result.l0, 0),
+            l2=np.where(keep, result.l2, zero),
+            linf=np.where(keep, result.linf, zero),
+            params=self.get_params(),
+        )
 
 
 class EvasionSection(AuditSection):
@@ -102,6 +199,7 @@ class EvasionSection(AuditSection):
         ]
         scale = getattr(config, "eps_scale", "absolute")
         verdict = _verdict(ctx.clean_accuracy, attacks, config.reference_eps, scale)
+        added = [{"attack": n, "reason": r} for n, r in black_box_attacks(config, ctx.model)]
         data = {
             "clean_accuracy": ctx.clean_accuracy,
             "attacks": attacks,
@@ -109,6 +207,7 @@ class EvasionSection(AuditSection):
             "reference_eps": config.reference_eps,
             "constraints": getattr(config, "constraints", None),
             **_eps_units(ctx.model, scale),
+            "added_for_black_box": added,
         }
         return SectionOutput(data, verdict, _examples(ctx, step_arrays, verdict))
 

@@ -1,0 +1,1006 @@
+"""A model behind an HTTP(S) prediction API, as a black-box advml model.
+
+:class:`HTTPClassifier` speaks advml's default JSON protocol (what ``advml serve-model``
+serves) or a user's own, described by a :class:`TargetSpec` (a ``target.yaml``). It
+does what a real, paid, rate-limited API demands:
+
+* many inputs per request where the API allows, a bounded pool of concurrent requests,
+  a rate limit in requests per second, a timeout per request;
+* bounded retries with exponential backoff and jitter on 5xx answers and connection
+  errors, and the server's ``Retry-After`` on ``429 Too Many Requests``;
+* each distinct input counted against the query budget exactly once, whatever the
+  retries; a cache of answers keyed by a hash of the input bytes, appended to a file
+  after every request, so an interrupted or resumed audit never pays twice;
+* every response checked (JSON, shape, NaN, probabilities that sum to 1, labels in
+  range) with an error that names the response field;
+* secrets only from environment variables (``Authorization: "Bearer ${API_TOKEN}"``),
+  expanded when a request is sent and never kept in what the model describes, logs
+  or caches.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advml.errors import AdvmlError
+from advml.models.base import BaseClassifier
+from advml.validation import check_choice, check_number
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "HTTPClassifier",
+    "RemoteModelError",
+    "RemoteResponseError",
+    "TargetSpec",
+    "load_target",
+    "open_target",
+    "parse_rate",
+]
+
+log = logging.getLogger("advml.models.http")
+
+# Inputs per request of the default protocol (the benchmark's 100 inputs per request).
+DEFAULT_BATCH = 100
+# The longest Retry-After waited for at once (a server asking for hours is retried sooner).
+_MAX_RETRY_AFTER = 120.0
+_RETRY_STATUS = frozenset({500, 502, 503, 504})
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PROBA_FLOOR = 1e-12
+Returns = Literal["auto", "probs", "logits", "labels", "top-k"]
+_KINDS = ("auto", "probs", "logits", "labels", "top-k")
+
+
+class RemoteModelError(AdvmlError, RuntimeError):
+    """The prediction API could not be reached or refused a request (after retries)."""
+
+
+class RemoteResponseError(AdvmlError, ValueError):
+    """The prediction API answered something that is not a valid answer.
+
+    ``field`` names the response field (a JSON path) that is wrong.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def parse_rate(text: str | float | None) -> float | None:
+    """Requests per second from ``50``, ``"50/s"``, ``"600/min"`` or ``None`` (no limit)."""
+    if text is None:
+        return None
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        rate = float(text)
+    else:
+        m = re.fullmatch(
+            r"\s*([0-9]*\.?[0-9]+)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*", str(text)
+        )
+        if m is None:
+            raise ValueError(
+                f"rate_limit must look like '50/s', '600/min' or a number of requests per "
+                f"second, got {text!r}"
+            )
+        per = {"m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+        rate = float(m.group(1)) / per.get(m.group(2) or "s", 1.0)
+    if not rate > 0 or not math.isfinite(rate):
+        raise ValueError(f"rate_limit must be a positive number of requests, got {text!r}")
+    return rate
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """How to talk to a prediction API (the contents of a ``target.yaml``).
+
+    Parameters
+    ----------
+    url : str
+        Endpoint, ``http://`` or ``https://``. ``${VAR}`` is read from the environment.
+    method : {"POST", "PUT", "GET"}
+        HTTP method; default POST.
+    headers : dict
+        Extra headers; values may hold ``${VAR}`` (secrets: read from the environment
+        when a request is sent, never stored or shown).
+    body : object
+        JSON request body template. The string ``"$inputs"`` is replaced by the list of
+        encoded inputs of a batch, ``"$input"`` by one encoded input (then
+        ``inputs_per_request`` must be 1). Default ``{"inputs": "$inputs"}``.
+    inputs_per_request : int
+        Most inputs in one request; 1 for an API that takes one input at a time.
+    encoding : {"list", "png-base64", "float32-base64"}
+        An input as nested lists of floats, as a base64 PNG (images of 1 or 3
+        channels, values scaled from the bounds to 0..255), or the whole batch as
+        ``{"float32": base64 bytes, "shape": [...]}`` (advml's servers; chosen by
+        itself when the default protocol finds one, as JSON floats cost more to write
+        and read than a small model costs to run).
+    returns : {"auto", "probs", "logits", "labels", "top-k"}
+        What the API answers. ``auto`` (the default protocol only) asks once and reads
+        which of ``probabilities``, ``labels`` or ``top_k`` comes back.
+    scores : str, optional
+        JSON path of the scores in the response: ``probabilities``,
+        ``predictions[*].scores`` (``[*]``: one per input), ``$`` for the whole body.
+    labels : str, optional
+        JSON path of the labels, for ``returns: labels``.
+    top_k : str, optional
+        JSON path of the top-k answers: per input ``{"labels": [...], "scores": [...]}``.
+    timeout : float
+        Seconds one request may take; default 30.
+    retries : int
+        Retries of a request after a 5xx, 429 or connection error; default 5.
+    backoff : float
+        Seconds of the first retry's wait, doubled on each retry (with jitter); default 0.5.
+    rate_limit : float, optional
+        Most requests per second; ``None``: no limit.
+    concurrency : int
+        Requests in flight at once; default 4.
+    """
+
+    url: str
+    method: str = "POST"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = field(default_factory=lambda: {"inputs": "$inputs"})
+    inputs_per_request: int = DEFAULT_BATCH
+    encoding: str = "list"
+    returns: str = "auto"
+    scores: str | None = None
+    labels: str | None = None
+    top_k: str | None = None
+    timeout: float = 30.0
+    retries: int = 5
+    backoff: float = 0.5
+    rate_limit: float | None = None
+    concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not re.match(r"https?://", self.url):
+            raise ValueError(
+                f"url must start with http:// or https://, got {self.url!r}; e.g. "
+                f"--target-url http://127.0.0.1:8000/predict"
+            )
+        object.__setattr__(self, "method", str(self.method).upper())
+        check_choice("method", self.method, ("POST", "PUT", "GET"))
+        if not isinstance(self.headers, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            raise ValueError(
+                "headers must map header names to strings, e.g. "
+                "{Authorization: 'Bearer ${API_TOKEN}'}"
+            )
+        object.__setattr__(self, "headers", dict(self.headers))
+        check_number("inputs_per_request", self.inputs_per_request, low=1, integer=True)
+        check_choice("encoding", self.encoding, ("list", "png-base64", "float32-base64"))
+        check_choice("returns", self.returns, _KINDS)
+        check_number("timeout", self.timeout, low=0, low_inclusive=False)
+        check_number("retries", self.retries, low=0, integer=True)
+        check_number("backoff", self.backoff, low=0)
+        check_number("concurrency", self.concurrency, low=1, integer=True)
+        object.__setattr__(self, "rate_limit", parse_rate(self.rate_limit))
+        holes = list(_placeholders(self.body))
+        if holes not in (["$inputs"], ["$input"]):
+            raise ValueError(
+                f"body must hold exactly one '$inputs' (a batch) or '$input' (one input), "
+                f"found {holes or 'none'}"
+            )
+        if holes == ["$input"] and self.inputs_per_request != 1:
+            object.__setattr__(self, "inputs_per_request", 1)
+        custom = self.body != {"inputs": "$inputs"} or any(
+            p is not None for p in (self.scores, self.labels, self.top_k)
+        )
+        if self.returns == "auto" and custom:
+            raise ValueError(
+                "returns: auto works with advml's default protocol only; for your own "
+                "protocol say what the API returns (returns: probs | logits | labels | top-k) "
+                "and where (scores: / labels: / top_k: a JSON path)"
+            )
+        for path in (self.scores, self.labels, self.top_k):
+            if path is not None:
+                _parse_path(path)
+
+    @property
+    def one_per_request(self) -> bool:
+        """The API takes a single input per request (``"$input"`` in the body)."""
+        return list(_placeholders(self.body)) == ["$input"]
+
+    def path_for(self, kind: str) -> str:
+        """The JSON path the answers of ``kind`` are read from."""
+        given = {
+            "probs": self.scores,
+            "logits": self.scores,
+            "labels": self.labels,
+            "top-k": self.top_k,
+        }[kind]
+        if given is not None:
+            return given
+        default = {
+            "probs": "probabilities",
+            "logits": "logits",
+            "labels": "labels",
+            "top-k": "top_k",
+        }[kind]
+        return ("$." + default) if self.one_per_request else default
+
+    def secret_names(self) -> list[str]:
+        """Environment variables the requests read (their values are secrets)."""
+        names = _VAR.findall(self.url)
+        for v in self.headers.values():
+            names += _VAR.findall(v)
+        return sorted(set(names))
+
+    def public(self) -> dict[str, Any]:
+        """What may be written to a report: templates, never expanded secrets."""
+        return {
+            "url": self.url,
+            "method": self.method,
+            "headers": sorted(self.headers),  # names only
+            "inputs_per_request": self.inputs_per_request,
+            "encoding": self.encoding,
+            "returns": self.returns,
+            "rate_limit": self.rate_limit,
+            "concurrency": self.concurrency,
+        }
+
+
+def _placeholders(obj: Any) -> Iterator[str]:
+    if isinstance(obj, str):
+        if obj in ("$inputs", "$input"):
+            yield obj
+    elif isinstance(obj, Mapping):
+        for v in obj.values():
+            yield from _placeholders(v)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            yield from _placeholders(v)
+
+
+def _fill(obj: Any, value: Any) -> Any:
+    if isinstance(obj, str) and obj in ("$inputs", "$input"):
+        return value
+    if isinstance(obj, Mapping):
+        return {k: _fill(v, value) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_fill(v, value) for v in obj]
+    return obj
+
+
+_TARGET_KEYS = {
+    "url", "method", "headers", "body", "inputs_per_request", "encoding", "returns",
+    "scores", "labels", "top_k", "timeout", "retries", "backoff", "rate_limit", "concurrency",
+}  # fmt: skip
+
+
+def load_target(path: str | os.PathLike[str], *, url: str | None = None) -> TargetSpec:
+    """Read a ``target.yaml``; ``url`` (``--target-url``) overrides the file's.
+
+    Raises
+    ------
+    ValueError
+        Naming the key that is wrong (unknown keys included).
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--target-config: no file {str(p)!r}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"--target-config {str(p)!r} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--target-config {str(p)!r} must be a mapping of settings (url: ...)")
+    unknown = sorted(set(data) - _TARGET_KEYS)
+    if unknown:
+        raise ValueError(
+            f"--target-config {str(p)!r}: unknown key(s) {unknown}; known: {sorted(_TARGET_KEYS)}"
+        )
+    if url is not None:
+        data["url"] = url
+    if "url" not in data:
+        raise ValueError(f"--target-config {str(p)!r} has no url (or pass --target-url)")
+    try:
+        return TargetSpec(**data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--target-config {str(p)!r}: {err}") from None
+
+
+# -- JSON paths: name, name[3], name[*], $ ------------------------------------------------
+_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_\-]*)|\[(\*|-?[0-9]+)\]")
+
+
+def _parse_path(path: str) -> list[str | int]:
+    text = path[1:] if path.startswith("$") else path
+    text = text[1:] if text.startswith(".") else text
+    steps: list[str | int] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos] == ".":
+            pos += 1
+        m = _STEP.match(text, pos)
+        if m is None:
+            raise ValueError(
+                f"JSON path {path!r} is not understood at {text[pos:]!r}; write e.g. "
+                f"'predictions[*].scores' or 'output.probabilities'"
+            )
+        steps.append(m.group(1) if m.group(1) is not None else
+                     ("*" if m.group(2) == "*" else int(m.group(2))))  # fmt: skip
+        pos = m.end()
+    return steps
+
+
+def _select(doc: Any, path: str) -> Any:
+    """The value at ``path`` in the parsed response (``[*]`` maps over a list)."""
+
+    def walk(node: Any, steps: list[str | int], where: str) -> Any:
+        if not steps:
+            return node
+        step, rest = steps[0], steps[1:]
+        if step == "*":
+            if not isinstance(node, list):
+                raise RemoteResponseError(
+                    f"response field {where!r} should be a list, got {type(node).__name__}",
+                    field=where,
+                )
+            return [walk(v, rest, f"{where}[{i}]") for i, v in enumerate(node)]
+        if isinstance(step, int):
+            if not isinstance(node, list) or not -len(node) <= step < len(node):
+                raise RemoteResponseError(
+                    f"response field {where!r} has no item [{step}]", field=where
+                )
+            return walk(node[step], rest, f"{where}[{step}]")
+        if not isinstance(node, dict) or step not in node:
+            keys = sorted(node)[:8] if isinstance(node, dict) else type(node).__name__
+            name = f"{where}.{step}" if where != "$" else step
+            raise RemoteResponseError(
+                f"response field {name!r} is missing (the response has {keys})", field=name
+            )
+        return walk(node[step], rest, f"{where}.{step}" if where != "$" else step)
+
+    return walk(doc, _parse_path(path), "$")
+
+
+# -- rate limiting -----------------------------------------------------------------------
+class _RateLimiter:
+    """Starts of requests at most ``rate`` per second, shared by the worker threads."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 0.0 if rate is None else 1.0 / rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if self.interval == 0.0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+# -- the answer cache --------------------------------------------------------------------
+class _AnswerCache:
+    """Answers by input hash, in memory and appended to ``folder/answers.jsonl``.
+
+    One line per answered input, written after each request, so an audit killed or
+    stopped by a dead server keeps every answer it was sent; a torn last line (a crash
+    while writing) is skipped on reading.
+    """
+
+    def __init__(self) -> None:
+        self.answers: dict[str, Any] = {}
+        self.file: Path | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, folder: str | os.PathLike[str], identity: str) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.file = folder / f"answers-{identity}.jsonl"
+        if self.file.exists():
+            for line in self.file.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    if "f64" in entry:
+                        raw = base64.b64decode(entry["f64"], validate=True)
+                        self.answers[entry["k"]] = np.frombuffer(raw, dtype=np.float64)
+                    else:
+                        self.answers[entry["k"]] = int(entry["v"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    def add(self, items: Sequence[tuple[str, Any]]) -> None:
+        with self._lock:
+            for k, v in items:
+                self.answers[k] = v
+            if self.file is not None and items:
+                with self.file.open("a", encoding="utf-8") as f:
+                    f.write("".join(_cache_line(k, v) for k, v in items))
+
+
+def _cache_line(key: str, value: Any) -> str:
+    # Scores as the bytes of their float64 row: exact, and cheaper than JSON floats.
+    if isinstance(value, np.ndarray):
+        data = base64.b64encode(np.ascontiguousarray(value, np.float64).tobytes()).decode()
+        return f'{{"k": "{key}", "f64": "{data}"}}\n'
+    return f'{{"k": "{key}", "v": {int(value)}}}\n'
+
+
+def input_key(row: np.ndarray) -> str:
+    """The cache key of one input: a hash of its float32 bytes and shape."""
+    a = np.ascontiguousarray(row, dtype=np.float32)
+    h = hashlib.blake2b(a.tobytes(), digest_size=16)
+    h.update(str(a.shape).encode())
+    return h.hexdigest()
+
+
+class HTTPClassifier(BaseClassifier):
+    """A model behind an HTTP(S) prediction API (black box: scores or labels).
+
+    Parameters
+    ----------
+    target : str or TargetSpec
+        The endpoint's URL (advml's default protocol: ``POST {"inputs": [...]}``,
+        answered by ``{"probabilities": ...}``, ``{"labels": ...}`` or ``{"top_k": ...}``)
+        or a :class:`TargetSpec` for another protocol (:func:`load_target` reads one
+        from a ``target.yaml``).
+    input_shape : tuple of int
+        Shape of one input.
+    n_classes : int
+        Number of classes.
+    bounds : (float, float)
+        Valid input range.
+    query_budget : int, optional
+        Most distinct inputs to send; answers read from the cache are free.
+    batch_size : int
+        Inputs per call of ``predict``/``predict_proba`` (each call is split into
+        requests of ``inputs_per_request``); default 1000.
+    cache_dir : path, optional
+        Folder of the answer cache file; ``None`` keeps answers in memory only.
+        The audit puts it in its step cache (``OUT/steps/queries``).
+    seed : int
+        Seed of the retry jitter (the answers do not depend on it).
+
+    Raises
+    ------
+    RemoteModelError
+        When the server stays unreachable or keeps failing after ``retries``; the
+        answers received before are in the cache.
+    RemoteResponseError
+        When a response is malformed; ``.field`` names the response field.
+
+    Examples
+    --------
+    >>> model = HTTPClassifier("http://127.0.0.1:8000/predict", input_shape=(64,),
+    ...                        n_classes=10, bounds=(0, 1))  # doctest: +SKIP
+    >>> model.reveals  # doctest: +SKIP
+    'probabilities'
+    """
+
+    has_gradients = False
+
+    def __init__(
+        self,
+        target: str | TargetSpec,
+        *,
+        input_shape: tuple[int, ...],
+        n_classes: int,
+        bounds: tuple[float, float],
+        query_budget: int | None = None,
+        batch_size: int = 1000,
+        cache_dir: str | os.PathLike[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            input_shape=input_shape,
+            n_classes=n_classes,
+            bounds=bounds,
+            query_budget=query_budget,
+            batch_size=batch_size,
+        )
+        self.spec = TargetSpec(url=target) if isinstance(target, str) else target
+        if not isinstance(self.spec, TargetSpec):
+            raise TypeError(f"target must be a URL or a TargetSpec, got {type(target).__name__}")
+        if self.spec.encoding == "png-base64" and (
+            len(self.input_shape) != 3 or self.input_shape[0] not in (1, 3)
+        ):
+            raise ValueError(
+                f"encoding='png-base64' needs images of shape (1 or 3, H, W), got "
+                f"input_shape={self.input_shape}; use encoding='list'"
+            )
+        for name in self.spec.secret_names():
+            if name not in os.environ:
+                raise ValueError(
+                    f"the target's headers/url read ${{{name}}} from the environment, but "
+                    f"{name} is not set; export {name}=... before running"
+                )
+        self._cache = _AnswerCache()
+        self._jitter = random.Random(seed)
+        self._limiter = _RateLimiter(self.spec.rate_limit)
+        self._local = threading.local()
+        self.kind: str = self.spec.returns
+        self.decimals: int | None = None  # rounding the API applies, once seen
+        self.requests_sent = 0
+        self.retries_done = 0
+        self.cache_hits = 0
+        self._full_precision = False
+        self.binary = self.spec.encoding == "float32-base64"
+        self._advml_server = False
+        if cache_dir is not None:
+            self.attach_cache(cache_dir)
+        if self.kind == "auto":
+            self._probe()
+
+    # -- what the API reveals ---------------------------------------------------------
+    @property
+    def has_scores(self) -> bool:  # type: ignore[override]
+        """The API gives scores (full, rounded or top-k), not only labels."""
+        return self.kind != "labels"
+
+    @property
+    def reveals(self) -> str:
+        """What the API reveals, in words: probabilities, rounded, top-k, labels only."""
+        if self.kind == "labels":
+            return "labels only"
+        if self.kind == "top-k":
+            return "top-k scores"
+        words = "logits" if self.kind == "logits" else "probabilities"
+        if self.decimals is not None:
+            return f"{words} rounded to {self.decimals} decimals"
+        return words
+
+    def _probe(self) -> None:
+        """One query at the middle of the bounds: which answer does the API give?"""
+        low, high = self.bounds
+        x = np.full((1, *self.input_shape), (low + high) / 2, dtype=np.float32)
+        self._count(1)
+        doc = self._send_raw(self._encode_batch(x))
+        if not isinstance(doc, dict):
+            raise RemoteResponseError(
+                "the response is not a JSON object; advml's protocol answers "
+                "{'probabilities': ...}, {'labels': ...} or {'top_k': ...}",
+                field="$",
+            )
+        for key, kind in (("probabilities", "probs"), ("top_k", "top-k"), ("labels", "labels"),
+                          ("logits", "logits")):  # fmt: skip
+            if key in doc:
+                self.kind = kind
+                break
+        else:
+            raise RemoteResponseError(
+                f"the response has none of the fields probabilities, top_k, labels, logits "
+                f"(it has {sorted(doc)[:8]}); describe the API in a target.yaml",
+                field="$",
+            )
+        value = self._parse(doc, 1)[0]
+        self._cache.add([(input_key(x[0]), value)])
+        if self._advml_server and self.spec.encoding == "list" and not self.spec.one_per_request:
+            self.binary = True  # an advml server: the same numbers, without JSON floats
+
+    # -- identity and reports -----------------------------------------------------------
+    def describe(self) -> str:
+        """One line for reports: the endpoint (no secrets) and what it reveals."""
+        return f"HTTP API {self.spec.method} {self.spec.url}, black-box ({self.reveals})"
+
+    def _identity(self) -> list[object]:
+        return [*super()._identity(), self.spec.url, self.spec.method, self.kind]
+
+    def attach_cache(self, folder: str | os.PathLike[str]) -> None:
+        """Keep the answers in ``folder`` (read back what an earlier run was sent)."""
+        ident = hashlib.sha256(
+            json.dumps([self.spec.url, list(self.input_shape), self.n_classes]).encode()
+        ).hexdigest()[:16]
+        self._cache.attach(folder, ident)
+
+    # -- queries: misses only are sent and counted ---------------------------------------
+    def logits(self, x: Tensor) -> Tensor:
+        if not self.has_scores:
+            return super().logits(x)  # raises: labels only
+        return self._logits(x)
+
+    def predict_labels(self, x: Tensor) -> Tensor:
+        return self._labels(x)
+
+    # Unlike the local adapters' hooks, these count what they send: any input that
+    # reaches the API is a paid query, whoever asks (e.g. the audit's output check).
+    def _logits(self, x: Tensor) -> Tensor:
+        rows = self._answers(x)
+        out = np.asarray(rows, dtype=np.float64).reshape(x.shape[0], self.n_classes)
+        if self.kind != "logits":
+            out = np.log(np.maximum(out, _PROBA_FLOOR))
+        return torch.as_tensor(out, dtype=torch.float32, device=self.device)
+
+    def _labels(self, x: Tensor) -> Tensor:
+        rows = self._answers(x)
+        if self.kind == "labels":
+            labels = np.asarray(rows, dtype=np.int64).reshape(x.shape[0])
+        else:
+            labels = np.asarray(rows, dtype=np.float64).reshape(x.shape[0], -1).argmax(1)
+        return torch.as_tensor(labels, device=self.device)
+
+    def _batched(self, x: Tensor, fn: Any, batch_size: int | None) -> Tensor:
+        # The budget check of the base counts every row; here cached rows are free.
+        size = self.batch_size if batch_size is None else int(batch_size)
+        check_number("batch_size", size, low=1, integer=True)
+        self._check_budget(len(self._missing(x.detach().cpu().numpy())))
+        parts = [fn(x[s : s + size]) for s in range(0, x.shape[0], size)]
+        with torch.no_grad():
+            return torch.cat(parts)
+
+    def _missing(self, arr: np.ndarray) -> dict[str, int]:
+        missing: dict[str, int] = {}
+        for i, row in enumerate(arr):
+            k = input_key(row)
+            if k not in self._cache.answers and k not in missing:
+                missing[k] = i
+        return missing
+
+    def _answers(self, x: Tensor) -> list[Any]:
+        arr = x.detach().cpu().numpy().astype(np.float32, copy=False)
+        keys = [input_key(row) for row in arr]
+        missing: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self._cache.answers and k not in missing:
+                missing[k] = i
+        self.cache_hits += len(keys) - len(missing)
+        if missing:
+            # Counted once here, before sending: a retried request is not paid again.
+            self._count(len(missing))
+            self._fetch(list(missing), arr[list(missing.values())])
+        return [self._cache.answers[k] for k in keys]
+
+    def _fetch(self, keys: list[str], rows: np.ndarray) -> None:
+        step = self.spec.inputs_per_request
+        chunks = [(keys[s : s + step], rows[s : s + step]) for s in range(0, len(keys), step)]
+
+        def one(chunk: tuple[list[str], np.ndarray]) -> None:
+            ks, xs = chunk
+            doc = self._send_raw(self._encode_batch(xs))
+            self._cache.add(list(zip(ks, self._parse(doc, len(ks)), strict=True)))
+
+        if len(chunks) == 1 or self.spec.concurrency == 1:
+            for c in chunks:
+                one(c)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.spec.concurrency, len(chunks))) as pool:
+            # Every chunk finishes (its answers cached) before the first error is raised.
+            futures = [pool.submit(one, c) for c in chunks]
+            errors = [f.exception() for f in futures]
+        for err in errors:
+            if err is not None:
+                raise err
+
+    # -- encoding ----------------------------------------------------------------------
+    def _encode_batch(self, xs: np.ndarray) -> Any:
+        if self.binary:
+            xs = np.ascontiguousarray(xs, dtype=np.float32)
+            batch = {"float32": base64.b64encode(xs.tobytes()).decode(), "shape": list(xs.shape)}
+            return _fill(self.spec.body, batch)
+        encoded = [self._encode(row) for row in xs]
+        return _fill(self.spec.body, encoded[0] if self.spec.one_per_request else encoded)
+
+    def _encode(self, row: np.ndarray) -> Any:
+        if self.spec.encoding == "list":
+            return np.asarray(row, dtype=np.float32).tolist()
+        return encode_png(row, self.bounds)
+
+    # -- sending -----------------------------------------------------------------------
+    def _session(self) -> Any:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests
+
+            session = requests.Session()
+            self._local.session = session
+        return session
+
+    def _expand(self, text: str) -> str:
+        return _VAR.sub(lambda m: os.environ.get(m.group(1), ""), text)
+
+    def _redact(self, text: str) -> str:
+        for name in self.spec.secret_names():
+            value = os.environ.get(name)
+            if value:
+                text = text.replace(value, "***")
+        return text
+
+    def _send_raw(self, body: Any) -> Any:
+        """One request with retries; the parsed JSON body."""
+        import requests
+
+        url = self._expand(self.spec.url)
+        headers = {k: self._expand(v) for k, v in self.spec.headers.items()}
+        payload = json.dumps(body).encode("utf-8")
+        headers.setdefault("Content-Type", "application/json")
+        last = ""
+        for attempt in range(self.spec.retries + 1):
+            self._limiter.wait()
+            wait: float | None = None
+            try:
+                self.requests_sent += 1
+                r = self._session().request(
+                    self.spec.method, url, data=payload, headers=headers,
+                    timeout=self.spec.timeout,
+                )  # fmt: skip
+            except requests.RequestException as err:
+                last = f"{type(err).__name__}: {self._redact(str(err))[:200]}"
+            else:
+                if r.status_code == 200:
+                    if r.headers.get("X-Advml-Protocol"):
+                        self._advml_server = True
+                    return self._json(r)
+                excerpt = self._redact(r.text[:200]).strip()
+                last = f"HTTP {r.status_code}: {excerpt}"
+                if r.status_code == 429:
+                    wait = _retry_after(r.headers.get("Retry-After"))
+                elif r.status_code not in _RETRY_STATUS:
+                    raise RemoteModelError(
+                        f"the API at {self.spec.url} refused the request with HTTP "
+                        f"{r.status_code} ({excerpt[:120]!r}); check the URL, headers and body "
+                        f"of the target"
+                    )
+            if attempt == self.spec.retries:
+                break
+            if wait is None:
+                # Exponential backoff with full jitter (AWS architecture blog, 2015).
+                wait = self.spec.backoff * (2**attempt) * (0.5 + self._jitter.random())
+            self.retries_done += 1
+            log.info("retrying %s in %.2fs after %s", self.spec.url, wait, last)
+            time.sleep(min(wait, _MAX_RETRY_AFTER))
+        raise RemoteModelError(
+            f"the API at {self.spec.url} failed {self.spec.retries + 1} times (last: {last}); "
+            f"the answers received so far are cached: run again to resume without paying "
+            f"for them twice"
+        )
+
+    def _json(self, r: Any) -> Any:
+        ctype = r.headers.get("Content-Type", "")
+        try:
+            return json.loads(r.content)
+        except ValueError:
+            start = self._redact(r.text[:60]).strip()
+            raise RemoteResponseError(
+                f"the response body is not JSON (Content-Type {ctype or 'none'}, starts with "
+                f"{start!r}); is the URL the prediction endpoint?",
+                field="$",
+            ) from None
+
+    # -- reading answers ---------------------------------------------------------------
+    def _parse(self, doc: Any, n: int) -> list[Any]:
+        """Per-input answers from a response for ``n`` inputs, checked."""
+        kind = self.kind
+        path = self.spec.path_for(kind)
+        value = _select(doc, path)
+        if isinstance(value, dict) and kind in ("probs", "logits"):
+            value = _decode_array(value, path)
+        elif self.spec.one_per_request:
+            value = [value]
+        if not isinstance(value, list | np.ndarray) or len(value) != n:
+            got = len(value) if isinstance(value, list | np.ndarray) else type(value).__name__
+            raise RemoteResponseError(
+                f"response field {path!r} should hold {n} answers (one per input), got {got}",
+                field=path,
+            )
+        if kind == "labels":
+            return self._check_labels(list(value), path)
+        if kind == "top-k":
+            return self._top_k(list(value), path)
+        return self._check_scores(value, path)
+
+    def _check_labels(self, value: list[Any], path: str) -> list[int]:
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RemoteResponseError(
+                f"response field {path!r} should hold class indices, got {str(value)[:60]}",
+                field=path,
+            ) from None
+        if arr.ndim != 1 or not np.isfinite(arr).all() or np.any(np.mod(arr, 1) != 0):
+            raise RemoteResponseError(
+                f"response field {path!r} should hold one integer class index per input",
+                field=path,
+            )
+        if arr.min() < 0 or arr.max() >= self.n_classes:
+            raise RemoteResponseError(
+                f"response field {path!r} holds labels in [{int(arr.min())}, {int(arr.max())}],"
+                f" outside [0, {self.n_classes}) for {self.n_classes} classes",
+                field=path,
+            )
+        return [int(v) for v in arr]
+
+    def _check_scores(self, value: list[Any] | np.ndarray, path: str) -> list[np.ndarray]:
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RemoteResponseError(
+                f"response field {path!r} should hold numbers, got {str(value)[:60]}",
+                field=path,
+            ) from None
+        if arr.shape != (len(value), self.n_classes):
+            raise RemoteResponseError(
+                f"response field {path!r} has shape {arr.shape}; expected "
+                f"({len(value)}, {self.n_classes}): one score per class for each input",
+                field=path,
+            )
+        if not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).any(axis=1).sum())
+            raise RemoteResponseError(
+                f"response field {path!r} holds NaN or infinite scores for {bad} of "
+                f"{len(value)} inputs",
+                field=path,
+            )
+        if self.kind == "probs":
+            self._note_rounding(arr)
+            # Rounding to d decimals moves each entry by up to half a unit of the last place.
+            tol = 1e-4 if self.decimals is None else 0.5 * 10.0**-self.decimals * self.n_classes
+            sums = arr.sum(axis=1)
+            if arr.min() < -1e-6 or arr.max() > 1 + 1e-6 or np.any(np.abs(sums - 1) > tol + 1e-9):
+                raise RemoteResponseError(
+                    f"response field {path!r} should hold probabilities (in [0, 1], each row "
+                    f"summing to 1), got values in [{arr.min():.4g}, {arr.max():.4g}] and row "
+                    f"sums in [{sums.min():.4g}, {sums.max():.4g}]; if the API returns raw "
+                    f"scores set returns: logits",
+                    field=path,
+                )
+            arr = np.clip(arr, 0, None)
+            arr = arr / arr.sum(axis=1, keepdims=True)
+        return list(arr)
+
+    def _note_rounding(self, arr: np.ndarray) -> None:
+        # The fewest decimals that reproduce every answer; once an answer needs more than
+        # 6, the API is taken to return full-precision scores.
+        found = next((d for d in range(1, 7) if np.all(np.abs(arr - np.round(arr, d)) < 1e-9)),
+                     None)  # fmt: skip
+        if found is None:
+            self._full_precision = True
+            self.decimals = None
+        elif not self._full_precision:
+            self.decimals = max(self.decimals or 0, found)
+
+    def _top_k(self, value: list[Any], path: str) -> list[np.ndarray]:
+        """Top-k answers as a probability row: the rest of the mass spread evenly over the
+        classes not named, which keeps the API's argmax and order."""
+        out = []
+        for i, item in enumerate(value):
+            where = f"{path}[{i}]"
+            if not isinstance(item, dict) or "labels" not in item or "scores" not in item:
+                raise RemoteResponseError(
+                    f"response field {where!r} should be {{'labels': [...], 'scores': [...]}}",
+                    field=where,
+                )
+            labels = self._check_labels(list(item["labels"]), f"{where}.labels")
+            try:
+                scores = np.asarray(item["scores"], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise RemoteResponseError(
+                    f"response field {where + '.scores'!r} should hold numbers",
+                    field=f"{where}.scores",
+                ) from None
+            if scores.shape != (len(labels),) or not np.isfinite(scores).all():
+                raise RemoteResponseError(
+                    f"response field {where + '.scores'!r} should hold {len(labels)} finite "
+                    f"scores (one per label)",
+                    field=f"{where}.scores",
+                )
+            if scores.min() < 0 or scores.sum() > 1 + 1e-3 * len(labels):
+                raise RemoteResponseError(
+                    f"response field {where + '.scores'!r} should hold probabilities summing to "
+                    f"at most 1, got a sum of {scores.sum():.4g}",
+                    field=f"{where}.scores",
+                )
+            row = np.zeros(self.n_classes)
+            rest = self.n_classes - len(set(labels))
+            fill = max(0.0, 1.0 - float(scores.sum())) / rest if rest else 0.0
+            # Never above the smallest named score: the unnamed classes ranked below it.
+            fill = min(fill, float(scores.min()) * 0.999) if len(scores) else fill
+            row[:] = fill
+            row[labels] = scores
+            out.append(row / row.sum())
+        return out
+
+
+def _decode_array(value: dict[str, Any], path: str) -> np.ndarray:
+    """``{"float64" | "float32": base64 bytes, "shape": [...]}`` as an array."""
+    dtype = "float64" if "float64" in value else "float32" if "float32" in value else None
+    shape = value.get("shape")
+    if dtype is None or not isinstance(shape, list):
+        raise RemoteResponseError(
+            f"response field {path!r} should be a list, or {{'float64': base64, 'shape': "
+            f"[...]}}; got the keys {sorted(value)[:8]}",
+            field=path,
+        )
+    try:
+        raw = base64.b64decode(value[dtype], validate=True)
+        return np.frombuffer(raw, dtype=dtype).reshape([int(d) for d in shape]).astype(np.float64)
+    except (ValueError, TypeError):
+        raise RemoteResponseError(
+            f"response field {path!r}: its {dtype} bytes do not make an array of shape {shape}",
+            field=path,
+        ) from None
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
+    if header is None:
+        return 1.0
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return 1.0
+    return max(0.0, when.timestamp() - time.time())
+
+
+def encode_png(row: np.ndarray, bounds: tuple[float, float]) -> str:
+    """One image ``(C, H, W)`` (C = 1 or 3) as a base64 PNG, values mapped to 0..255."""
+    from PIL import Image
+
+    low, high = bounds
+    a = (np.asarray(row, dtype=np.float64) - low) / (high - low)
+    a = np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)
+    img = Image.fromarray(a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_png(text: str, shape: tuple[int, ...], bounds: tuple[float, float]) -> np.ndarray:
+    """The inverse of :func:`encode_png` (used by ``advml serve-model``)."""
+    from PIL import Image
+
+    try:
+        img = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
+        a = np.asarray(img, dtype=np.float64)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"an input is not a base64 PNG: {err}") from None
+    a = a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
+    if a.shape != tuple(shape):
+        raise ValueError(f"a PNG input has shape {a.shape}, the model expects {tuple(shape)}")
+    low, high = bounds
+    return (low + a / 255.0 * (high - low)).astype(np.float32)
+
+
+def open_target(
+    url: str | None,
+    config: str | os.PathLike[str] | None,
+    *,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    bounds: tuple[float, float],
+    query_budget: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+) -> HTTPClassifier:
+    """The :class:`HTTPClassifier` of ``--target-url`` and/or ``--target-config``."""
+    if url is None and config is None:
+        raise ValueError("give --target-url URL or --target-config target.yaml")
+    spec = load_target(config, url=url) if config is not None else TargetSpec(url=str(url))
+    return HTTPClassifier(
+        spec,
+        input_shape=input_shape,
+        n_classes=n_classes,
+        bounds=bounds,
+        query_budget=query_budget,
+        cache_dir=cache_dir,
+        seed=seed,
+    )
