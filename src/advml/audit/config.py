@@ -65,6 +65,13 @@ class AuditConfig:
         Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
         ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
         above). Keys are a verdict number (``robust_accuracy``) or ``section.number``.
+    executor : {"local", "process", "ray"}
+        Where independent tasks run (shadow / reference models of the membership
+        section); the figures do not depend on it (docs/scale.md).
+    ray_address : str, optional
+        With ``executor="ray"``: ``"auto"``, ``"ray://host:port"``; default a local Ray.
+    workers : int, optional
+        Processes of the ``process`` executor, CPUs of a local Ray.
     """
 
     dataset: str = "mnist-5k"
@@ -88,6 +95,9 @@ class AuditConfig:
     constraints: dict[str, Any] | None = None
     fail_under: dict[str, float] = field(default_factory=dict)
     fail_over: dict[str, float] = field(default_factory=dict)
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -143,6 +153,7 @@ class AuditConfig:
                 check_number(f"{name}[{key!r}]", value)
         object.__setattr__(self, "attacks", tuple(self.attacks))
         object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
+        _check_scale(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -243,3 +254,20 @@ def _check_section_settings(config: AuditConfig) -> None:
                 f"section_settings[{name!r}][{unknown[0]!r}]: the {name} section has unknown "
                 f"keys {unknown}; known: {', '.join(sorted(known))}"
             )
+
+
+def _check_scale(config: AuditConfig) -> None:
+    """The executor fields (docs/scale.md)."""
+    check_choice("executor", config.executor, ("local", "process", "ray"))
+    if config.workers is not None:
+        check_number("workers", config.workers, low=1, integer=True)
+    if config.ray_address is not None:
+        if not isinstance(config.ray_address, str) or not (
+            config.ray_address == "auto" or ":" in config.ray_address
+        ):
+            raise ValueError(
+                "ray_address must be 'auto', 'ray://host:port' or 'host:port', got "
+                f"{config.ray_address!r}"
+            )
+        if config.executor != "ray":
+            raise ValueError(f"ray_address is for executor 'ray'; got executor {config.executor!r}")

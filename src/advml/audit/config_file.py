@@ -28,6 +28,10 @@ and the thresholds a CI pipeline enforces::
       fail_over: {}
     seed: 0
     profile: default            # or quick
+    compute:
+      executor: local           # local, process or ray (docs/scale.md)
+      ray_address: null         # ray: auto, ray://host:10001; null: a local Ray
+      workers: null             # processes / CPUs of a local Ray
 
 ``advml audit --print-config`` writes the effective config in this form, so a run can be
 repeated exactly with ``advml audit --config FILE``.
@@ -67,6 +71,9 @@ _FIELDS: dict[tuple[str, ...], str] = {
     ("thresholds", "fail_over"): "fail_over",
     ("seed",): "seed",
     ("profile",): "profile",
+    ("compute", "executor"): "executor",
+    ("compute", "ray_address"): "ray_address",
+    ("compute", "workers"): "workers",
 }
 _GROUPS = sorted({p[0] for p in _FIELDS})
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_executor_args,
     add_model_args,
     floats,
     names,
@@ -82,6 +83,8 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     )
     a.add_argument("--architecture", choices=("cnn", "mlp"), help="reference architecture")
     a.add_argument("--json", action="store_true", help="print report.json to stdout instead")
+    add_executor_args(a)
+    a.set_defaults(executor=None)  # None: the config file's executor (or local)
 
     tr = sub.add_parser(
         "train",
@@ -126,6 +129,9 @@ def effective_config(args: argparse.Namespace) -> Any:
         "architecture",
         "sections",
         "access",
+        "executor",
+        "ray_address",
+        "workers",
     ):
         value = getattr(args, key)
         if value is not None:

@@ -592,10 +592,12 @@ class ShadowTraining:
         else:
             cache = self.cache
             if cache is not None:
-                # Each shadow's entry depends on the attack's recipe, its mask and the data.
-                digest = fingerprint(
-                    [self.attack.get_params(), masks, seeds, xs, ys, type(self.attack).__name__]
-                )
+                # A shadow depends on its recipe, mask, seed and the data, not on the
+                # attack that asks for it: LiRA and RMIA with the same seed and count
+                # train the same shadows, and the second reads the first's back.
+                a = self.attack
+                recipe = [a.shadow_architecture, a.shadow_epochs, a.shadow_lr, a.shadow_batch_size]
+                digest = fingerprint([recipe, masks, seeds, xs, ys])
                 cache = TaskCache(cache.cache, f"{cache.prefix}-{digest}")
             results = cached_map(
                 self.executor if self.executor is not None else _LOCAL,
