@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -304,11 +305,15 @@ class RayExecutor(Executor):
             )
         if not ray.is_initialized():
             if address is None:
+                # Workers of a local Ray import what this process imports (advml from a
+                # source tree, the caller's own modules): they get its search path.
+                path = os.pathsep.join(p for p in sys.path if p)
                 ray.init(
                     num_cpus=workers or os.cpu_count() or 1,
                     include_dashboard=False,
                     log_to_driver=False,
                     configure_logging=False,
+                    runtime_env={"env_vars": {"PYTHONPATH": path}},
                 )
             else:
                 ray.init(address=address, log_to_driver=False)
