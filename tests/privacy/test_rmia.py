@@ -190,7 +190,8 @@ def test_process_workers_send_back_answers_not_models(pool: Any) -> None:
     with ProcessExecutor(workers=2) as ex:
         fitted = RMIA(n_reference=2).fit(target, x, labels, train_fn=pool["trainer"], executor=ex)
     local = RMIA(n_reference=2).fit(target, x, labels, train_fn=pool["trainer"])
-    assert np.array_equal(fitted.infer(target, x, labels).scores, local.infer(target, x, labels).scores)
+    remote_scores = fitted.infer(target, x, labels).scores
+    assert np.array_equal(remote_scores, local.infer(target, x, labels).scores)
     big = phi_model(np.zeros(42), np.arange(42) % 3)
     with pytest.raises(ValueError, match="local executor"):
         fitted.infer(big, index_inputs(42)[40:], np.array([1, 2]))
