@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from advml.commands import Handler
@@ -85,6 +86,13 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     a.add_argument("--json", action="store_true", help="print report.json to stdout instead")
     add_executor_args(a)
     a.set_defaults(executor=None)  # None: the config file's executor (or local)
+    a.add_argument(
+        "--models",
+        metavar="YAML",
+        help="audit every model of this file (name, dataset, file or architecture each), "
+        "one task per model on --executor; one report per model in OUT/<name>/ and "
+        "OUT/summary.html ranking them (docs/scale.md)",
+    )
 
     tr = sub.add_parser(
         "train",
@@ -171,6 +179,8 @@ def _audit(args: argparse.Namespace) -> int:
         print(config_to_yaml(config), end="")
         return 0
     out = output_folder("--out", args.out)
+    if args.models:
+        return _audit_models(args, config, out)
     try:
         atomic_write(out / "config.yaml", config_to_yaml(config))
         result = run_audit(config, out=out, show_progress=not args.quiet and not args.json)
@@ -196,6 +206,31 @@ def _audit(args: argparse.Namespace) -> int:
                 print(f"advml audit: threshold not met: {c['figure']}: {why}", file=sys.stderr)
         return 3
     return 0
+
+
+def _audit_models(args: argparse.Namespace, config: Any, out: Any) -> int:
+    """``advml audit --models FILE``: one audit per model and a summary page."""
+    from advml.audit.config_file import config_to_yaml
+    from advml.audit.many import audit_models, load_models_file
+    from advml.audit.summary_page import rank_models
+    from advml.runtime.executors import make_executor
+    from advml.runtime.files import atomic_write
+
+    entries = load_models_file(args.models)
+    atomic_write(out / "config.yaml", config_to_yaml(config))
+    executor = make_executor(
+        config.executor, workers=config.workers, ray_address=config.ray_address
+    )
+    with executor:
+        reports = audit_models(entries, config, out, executor=executor)
+    failed = [n for n, r in reports.items() if not r["thresholds"]["passed"]]
+    for rank, name in enumerate(rank_models(reports), start=1):
+        levels = {s: v["verdict"]["level"] for s, v in reports[name]["sections"].items()}
+        print(f"{rank:>2}. {name:<24}" + "  ".join(f"{s}: {lv}" for s, lv in levels.items()))
+    print(f"\nsummary: {out / 'summary.html'}; reports in {out}/<name>/")
+    for name in failed:
+        print(f"advml audit: threshold not met for model {name!r}", file=sys.stderr)
+    return 3 if failed else 0
 
 
 def _train(args: argparse.Namespace) -> int:
