@@ -87,20 +87,23 @@ def timed_fit(attack: Any, s: dict[str, Any], executor: Executor | None) -> tupl
     return time.perf_counter() - start, fitted
 
 
-def scaling(s: dict[str, Any], n_shadow: int, workers: int) -> dict[str, Any]:
+def scaling(s: dict[str, Any], n_shadow: int, workers: int, names: list[str]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     reference: np.ndarray | None = None
-    for name in ("local", "process", "ray"):
-        executor = make_executor(name, workers=None if name == "local" else workers)
+    for label in names:
+        # "process:4" times a pool of 4 workers; a bare name uses --workers.
+        name, _, count = label.partition(":")
+        n_workers = int(count) if count else workers
+        executor = make_executor(name, workers=None if name == "local" else n_workers)
         load_before = os.getloadavg()[0]
         with executor:
-            if name == "process":  # start the pool (spawn + import torch) before timing
-                list(executor.map(abs, [1, 2]))
+            if name != "local":  # start every worker (spawn + import torch) before timing
+                list(executor.map(time.sleep, [1.0] * executor.workers))
             seconds, fitted = timed_fit(LiRA(n_shadow=n_shadow, shadow_epochs=EPOCHS), s, executor)
         scores = fitted.infer(s["target"], s["x"], s["y"]).scores
         if reference is None:
             reference = scores
-        rows[name] = {
+        rows[label] = {
             "seconds": seconds,
             "workers": executor.workers,
             "identical_scores": bool(np.array_equal(scores, reference)),
@@ -109,11 +112,11 @@ def scaling(s: dict[str, Any], n_shadow: int, workers: int) -> dict[str, Any]:
         print(
             f"  {name:<8} {executor.workers} worker(s): LiRA fit with {n_shadow} shadows "
             f"{seconds:6.1f} s  (load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}); "
-            f"scores identical to local: {rows[name]['identical_scores']}"
+            f"scores identical to local: {rows[label]['identical_scores']}"
         )
-    for name in ("process", "ray"):
-        rows[name]["speedup"] = rows["local"]["seconds"] / rows[name]["seconds"]
-        print(f"  speed-up {name} / local: {rows[name]['speedup']:.2f}x")
+    for label in [n for n in names if n != "local"]:
+        rows[label]["speedup"] = rows["local"]["seconds"] / rows[label]["seconds"]
+        print(f"  speed-up {label} / local: {rows[label]['speedup']:.2f}x")
     return rows
 
 
@@ -169,6 +172,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here")
+    parser.add_argument(
+        "--executors", default="local,process,ray", help="executors timed (local first)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     n_shadow = 8 if args.quick else 16
@@ -177,9 +183,11 @@ def main() -> None:
     out: dict[str, Any] = {"seed": args.seed, "shadows": n_shadow}
     if not args.skip_timing:
         print(f"1. scaling (LiRA, {n_shadow} shadows of the digits MLP, {EPOCHS} epochs each)")
-        out["scaling"] = scaling(s, n_shadow, args.workers)
-        print("2. Ray per-task overhead")
-        out["ray_overhead"] = ray_overhead()
+        names = args.executors.split(",")
+        out["scaling"] = scaling(s, n_shadow, args.workers, names)
+        if "ray" in names:
+            print("2. Ray per-task overhead")
+            out["ray_overhead"] = ray_overhead()
     print("3. power on the overfit digits MLP (1,000 pool records, 500 members)")
     out["power"] = power(s, n_shadow)
     if args.json:

@@ -211,6 +211,7 @@ def test_audit_report_figures_do_not_depend_on_the_executor(
     run on the executor), with the quick tier's RMIA on 2 reference models."""
     config = tmp_path / "config.yaml"
     config.write_text(
+        "model: {architecture: mlp}\ndata: {dataset: digits, n_samples: 50}\n"
         "sections:\n  run: [membership]\n  settings: {membership: {rmia_references: 2, "
         "label_only_records: 20, hardening: {}}}\n"
     )
