@@ -98,8 +98,15 @@ class RMIA(MembershipAttack):
         the scores, so the decision threshold.
     n_population : int, optional
         Population records ``z`` (>= 1); default all records of the pool.
-    shadow_architecture, shadow_epochs, shadow_lr, shadow_batch_size
-        How reference models are trained (as :class:`~advml.privacy.membership.LiRA`).
+    shadow_architecture : {"same", "mlp", "cnn"}
+        Network of the reference models: ``"same"`` (default) fresh copies of the
+        target's own network, or advml's reference MLP / CNN (as LiRA's shadows).
+    shadow_epochs : int
+        Training epochs of each reference model (>= 1); train them as the target was.
+    shadow_lr : float
+        Learning rate of the reference models (Adam).
+    shadow_batch_size : int
+        Batch size of the reference models.
     seed : int
         Seeds the halves, each reference model's training and the population draw.
 
