@@ -20,8 +20,9 @@ The function (and everything it captures: the training data, the target's recipe
 serialised once per :meth:`Executor.map` call, with cloudpickle, so closures work. On
 Ray it goes through the object store once (``ray.put``) and each task receives a
 reference, not a copy of the arrays; in a process pool its bytes go down the pipe with
-each task (a memory copy on one machine) and each worker decodes them once. Tasks themselves should be small (an index, a seed,
-a mask). A task that asks for a GPU (``num_gpus``) is scheduled by Ray on a GPU worker.
+each task (a memory copy on one machine) and each worker decodes them once. Tasks
+themselves should be small (an index, a seed, a mask). A task that asks for a GPU
+(``num_gpus``) is scheduled by Ray on a GPU worker.
 
 :func:`cached_map` adds the audit's step cache: each finished task is stored as it
 arrives, so a run killed anywhere (a worker, the driver) resumes with only the
