@@ -87,36 +87,48 @@ def timed_fit(attack: Any, s: dict[str, Any], executor: Executor | None) -> tupl
     return time.perf_counter() - start, fitted
 
 
-def scaling(s: dict[str, Any], n_shadow: int, workers: int, names: list[str]) -> dict[str, Any]:
-    rows: dict[str, Any] = {}
+def scaling(
+    s: dict[str, Any], n_shadow: int, workers: int, names: list[str], rounds: int
+) -> dict[str, Any]:
+    """Each executor in turn, ``rounds`` times (local first in each round); the speed-up
+    of a round is paired with that round's local time, so a load that drifts during the
+    measurement (other work on the machine) biases it less than one run of each."""
+    rows: dict[str, Any] = {label: {"seconds": [], "load_average": []} for label in names}
     reference: np.ndarray | None = None
-    for label in names:
-        # "process:4" times a pool of 4 workers; a bare name uses --workers.
-        name, _, count = label.partition(":")
-        n_workers = int(count) if count else workers
-        executor = make_executor(name, workers=None if name == "local" else n_workers)
-        load_before = os.getloadavg()[0]
-        with executor:
-            if name != "local":  # start every worker (spawn + import torch) before timing
-                list(executor.map(time.sleep, [1.0] * executor.workers))
-            seconds, fitted = timed_fit(LiRA(n_shadow=n_shadow, shadow_epochs=EPOCHS), s, executor)
-        scores = fitted.infer(s["target"], s["x"], s["y"]).scores
-        if reference is None:
-            reference = scores
-        rows[label] = {
-            "seconds": seconds,
-            "workers": executor.workers,
-            "identical_scores": bool(np.array_equal(scores, reference)),
-            "load_average": [load_before, os.getloadavg()[0]],
-        }
-        print(
-            f"  {name:<8} {executor.workers} worker(s): LiRA fit with {n_shadow} shadows "
-            f"{seconds:6.1f} s  (load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}); "
-            f"scores identical to local: {rows[label]['identical_scores']}"
-        )
+    for r in range(rounds):
+        for label in names:
+            # "process:4" times a pool of 4 workers; a bare name uses --workers.
+            name, _, count = label.partition(":")
+            n_workers = int(count) if count else workers
+            executor = make_executor(name, workers=None if name == "local" else n_workers)
+            load = os.getloadavg()[0]
+            with executor:
+                if name != "local":  # start every worker (spawn + import torch) first
+                    list(executor.map(time.sleep, [1.0] * executor.workers))
+                attack = LiRA(n_shadow=n_shadow, shadow_epochs=EPOCHS)
+                seconds, fitted = timed_fit(attack, s, executor)
+            scores = fitted.infer(s["target"], s["x"], s["y"]).scores
+            reference = scores if reference is None else reference
+            row = rows[label]
+            row["workers"] = executor.workers
+            row["identical_scores"] = row.get("identical_scores", True) and bool(
+                np.array_equal(scores, reference)
+            )
+            row["seconds"].append(seconds)
+            row["load_average"].append(load)
+            print(
+                f"  round {r + 1}: {label:<10} {executor.workers:>2} worker(s): LiRA fit with "
+                f"{n_shadow} shadows {seconds:6.1f} s (load average {load:.1f}); scores "
+                f"identical to local: {row['identical_scores']}"
+            )
+    local = np.array(rows["local"]["seconds"])
     for label in [n for n in names if n != "local"]:
-        rows[label]["speedup"] = rows["local"]["seconds"] / rows[label]["seconds"]
-        print(f"  speed-up {label} / local: {rows[label]['speedup']:.2f}x")
+        paired = local / np.array(rows[label]["seconds"])
+        rows[label]["speedup"] = float(np.median(paired))
+        print(
+            f"  speed-up {label} / local: median {np.median(paired):.2f}x "
+            f"(rounds: {', '.join(f'{v:.2f}' for v in paired)})"
+        )
     return rows
 
 
@@ -169,6 +181,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 shadows instead of 16")
     parser.add_argument("--skip-timing", action="store_true", help="only the power table")
+    parser.add_argument("--skip-power", action="store_true", help="only the timing")
+    parser.add_argument("--rounds", type=int, default=1, help="timing rounds (paired)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here")
@@ -184,12 +198,13 @@ def main() -> None:
     if not args.skip_timing:
         print(f"1. scaling (LiRA, {n_shadow} shadows of the digits MLP, {EPOCHS} epochs each)")
         names = args.executors.split(",")
-        out["scaling"] = scaling(s, n_shadow, args.workers, names)
+        out["scaling"] = scaling(s, n_shadow, args.workers, names, args.rounds)
         if "ray" in names:
             print("2. Ray per-task overhead")
             out["ray_overhead"] = ray_overhead()
-    print("3. power on the overfit digits MLP (1,000 pool records, 500 members)")
-    out["power"] = power(s, n_shadow)
+    if not args.skip_power:
+        print("3. power on the overfit digits MLP (1,000 pool records, 500 members)")
+        out["power"] = power(s, n_shadow)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=1)
