@@ -228,3 +228,16 @@ def test_audit_report_figures_do_not_depend_on_the_executor(
     assert any(a["name"] == "rmia" for a in sections["local"]["attacks"])
     assert _figures(sections["process"]) == _figures(sections["local"])
     assert _figures(sections["ray"]) == _figures(sections["local"])
+
+
+def test_an_unreachable_cluster_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from advml.runtime.executors import ExecutorUnavailableError
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def refuse(**kwargs: Any) -> None:
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ExecutorUnavailableError, match="no Ray cluster answered at ray_address"):
+        RayExecutor(address="ray://127.0.0.1:1")

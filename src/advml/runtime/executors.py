@@ -51,6 +51,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from advml.errors import AdvmlError
 from advml.runtime.cache import ResultCache
 from advml.runtime.progress import progress
 
@@ -58,6 +59,7 @@ __all__ = [
     "EXECUTORS",
     "Executor",
     "ExecutorName",
+    "ExecutorUnavailableError",
     "LocalExecutor",
     "ProcessExecutor",
     "RayExecutor",
@@ -69,6 +71,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ExecutorName = Literal["local", "process", "ray"]
+
+
+class ExecutorUnavailableError(AdvmlError, RuntimeError):
+    """The executor cannot start: Ray is not installed, or no cluster answers at the
+    address. The message says what to install or check."""
+
+
 EXECUTORS: tuple[ExecutorName, ...] = ("local", "process", "ray")
 
 
@@ -318,7 +327,14 @@ class RayExecutor(Executor):
                     runtime_env={"env_vars": {"PYTHONPATH": path}},
                 )
             else:
-                ray.init(address=address, log_to_driver=False)
+                try:
+                    ray.init(address=address, log_to_driver=False)
+                except Exception as err:  # Ray raises ConnectionError, RuntimeError, ...
+                    raise ExecutorUnavailableError(
+                        f"no Ray cluster answered at ray_address {address!r} ({err}). Start "
+                        "one (`ray start --head`, `ray up cluster.yaml`), check the address, "
+                        "or leave ray_address out for a local Ray"
+                    ) from err
         cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
         super().__init__(workers=workers or max(1, int(cluster_cpus // max(num_cpus, 1e-9))))
         self.address = address
@@ -361,7 +377,7 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError as err:
-        raise ImportError(
+        raise ExecutorUnavailableError(
             "the 'ray' executor needs Ray: pip install 'advml[ray]' (or pip install ray)"
         ) from err
     return ray
