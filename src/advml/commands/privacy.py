@@ -171,6 +171,8 @@ def _membership(args: argparse.Namespace) -> int:
         attacks = membership_attacks(
             args.attacks, dict(args.settings), seed=args.seed, n_shadow=args.shadows
         )
+    # Started (and a cluster address checked) before the target is trained.
+    executor = executor_from_args(args)
     ds = load_dataset(args.dataset)
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)
@@ -193,7 +195,6 @@ def _membership(args: argparse.Namespace) -> int:
                 show_progress=not args.quiet,
             )
     plain_view = args.access == "white-box" and args.defence == "none"
-    executor = executor_from_args(args)
     with executor:
         report = evaluate_membership(
             setup,
