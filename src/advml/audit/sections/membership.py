@@ -504,8 +504,14 @@ def _tiers(
         reason = reason.replace("LiRA", "RMIA" if not deep else "LiRA and RMIA")
         return [], [{"attack": n, "reason": reason} for n in names], None
     config = ctx.config
+    # A model on a GPU trains its reference models on GPUs: each Ray task asks for a
+    # quarter of one (four small models share a GPU); the CPU path asks for none.
+    on_gpu = config.executor == "ray" and ctx.model.device.type == "cuda"
     executor = make_executor(
-        config.executor, workers=config.workers, ray_address=config.ray_address
+        config.executor,
+        workers=config.workers,
+        ray_address=config.ray_address,
+        num_gpus=0.25 if on_gpu else 0.0,
     )
     run: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
