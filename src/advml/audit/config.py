@@ -104,6 +104,13 @@ class AuditConfig:
     precision : {"float32", "bf16"}, optional
         ``bf16`` runs the PyTorch model under autocast (gradient attacks and training);
         ``None`` keeps the model's own (float32 unless the adapter says otherwise).
+    executor : {"local", "process", "ray"}
+        Where independent tasks run (shadow / reference models of the membership
+        section); the figures do not depend on it (docs/scale.md).
+    ray_address : str, optional
+        With ``executor="ray"``: ``"auto"``, ``"ray://host:port"``; default a local Ray.
+    workers : int, optional
+        Processes of the ``process`` executor, CPUs of a local Ray.
     """
 
     dataset: str = "mnist-5k"
@@ -143,6 +150,9 @@ class AuditConfig:
     target_url: str | None = None
     target_config: str | None = None
     max_queries: int | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -202,6 +212,7 @@ class AuditConfig:
         _check_data_fields(self)
         _check_device(self)
         _check_remote(self)
+        _check_scale(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -370,3 +381,20 @@ def _check_data_fields(config: AuditConfig) -> None:
             "data_bounds must be [low, high], [[low per feature], [high per feature]], "
             f"'data' or a bounds file (.npy/.json/.csv), got {bounds!r}"
         )
+
+
+def _check_scale(config: AuditConfig) -> None:
+    """The executor fields (docs/scale.md)."""
+    check_choice("executor", config.executor, ("local", "process", "ray"))
+    if config.workers is not None:
+        check_number("workers", config.workers, low=1, integer=True)
+    if config.ray_address is not None:
+        if not isinstance(config.ray_address, str) or not (
+            config.ray_address == "auto" or ":" in config.ray_address
+        ):
+            raise ValueError(
+                "ray_address must be 'auto', 'ray://host:port' or 'host:port', got "
+                f"{config.ray_address!r}"
+            )
+        if config.executor != "ray":
+            raise ValueError(f"ray_address is for executor 'ray'; got executor {config.executor!r}")

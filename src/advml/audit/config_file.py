@@ -42,6 +42,10 @@ and the thresholds a CI pipeline enforces::
     hardware:
       device: auto              # auto (the GPU when there is one), cpu, cuda, cuda:N
       precision: float32        # or bf16 (autocast)
+    compute:
+      executor: local           # local, process or ray (docs/scale.md)
+      ray_address: null         # ray: auto, ray://host:10001; null: a local Ray
+      workers: null             # processes / CPUs of a local Ray
 
 ``advml audit --print-config`` writes the effective config in this form, so a run can be
 repeated exactly with ``advml audit --config FILE``.
@@ -97,6 +101,9 @@ _FIELDS: dict[tuple[str, ...], str] = {
     ("evasion", "eps_scale"): "eps_scale",
     ("hardware", "device"): "device",
     ("hardware", "precision"): "precision",
+    ("compute", "executor"): "executor",
+    ("compute", "ray_address"): "ray_address",
+    ("compute", "workers"): "workers",
 }
 _GROUPS = sorted({p[0] for p in _FIELDS})
 

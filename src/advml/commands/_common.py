@@ -15,11 +15,13 @@ from advml.errors import OutputPathError
 __all__ = [
     "add_data_args",
     "add_device_args",
+    "add_executor_args",
     "add_model_args",
     "add_model_file_args",
     "add_output_defence_args",
     "add_settings_arg",
     "add_target_args",
+    "executor_from_args",
     "floats",
     "list_components",
     "load_data_from_args",
@@ -578,3 +580,44 @@ def _can_write(path: Path) -> bool:
     """Whether this process may write ``path`` (a file, or files in a folder)."""
     mode = os.W_OK | (os.X_OK if path.is_dir() else 0)
     return os.access(path, mode)
+
+
+# -- executors (issue 16) ------------------------------------------------------------------
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--executor``, ``--ray-address``, ``--workers``: where independent tasks run."""
+    p.add_argument(
+        "--executor",
+        choices=("local", "process", "ray"),
+        default="local",
+        help="where independent tasks (shadow / reference models) run: in this process "
+        "(default), a pool of processes, or Ray; the figures do not depend on it",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: 'auto' (the cluster this machine is in), "
+        "'ray://host:10001' (Ray Client); default a local Ray started here",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="tasks at once: processes of --executor process (default the CPU count), "
+        "CPUs of a local Ray",
+    )
+
+
+def executor_from_args(args: argparse.Namespace) -> Any:
+    """The executor the flags ask for (:func:`advml.runtime.executors.make_executor`),
+    with errors that name the flags."""
+    from advml.runtime.executors import make_executor
+
+    name = getattr(args, "executor", "local")
+    workers = getattr(args, "workers", None)
+    address = getattr(args, "ray_address", None)
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if address is not None and name != "ray":
+        raise ValueError(f"--ray-address needs --executor ray (got --executor {name})")
+    return make_executor(name, workers=workers, ray_address=address)

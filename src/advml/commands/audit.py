@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_executor_args,
     add_model_args,
     add_target_args,
     floats,
@@ -85,6 +87,15 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     )
     a.add_argument("--architecture", choices=("cnn", "mlp"), help="reference architecture")
     a.add_argument("--json", action="store_true", help="print report.json to stdout instead")
+    add_executor_args(a)
+    a.set_defaults(executor=None)  # None: the config file's executor (or local)
+    a.add_argument(
+        "--models",
+        metavar="YAML",
+        help="audit every model of this file (name, dataset, file or architecture each), "
+        "one task per model on --executor; one report per model in OUT/<name>/ and "
+        "OUT/summary.html ranking them (docs/scale.md)",
+    )
 
     tr = sub.add_parser(
         "train",
@@ -134,6 +145,9 @@ def effective_config(args: argparse.Namespace) -> Any:
         "target_url",
         "target_config",
         "max_queries",
+        "executor",
+        "ray_address",
+        "workers",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -217,6 +231,8 @@ def _audit(args: argparse.Namespace) -> int:
             f"(answers cached in {out / 'steps' / 'queries'} are not sent again)",
             file=sys.stderr,
         )
+    if args.models:
+        return _audit_models(args, config, out)
     try:
         atomic_write(out / "config.yaml", config_to_yaml(config))
         result = run_audit(config, out=out, show_progress=not args.quiet and not args.json)
@@ -242,6 +258,31 @@ def _audit(args: argparse.Namespace) -> int:
                 print(f"advml audit: threshold not met: {c['figure']}: {why}", file=sys.stderr)
         return 3
     return 0
+
+
+def _audit_models(args: argparse.Namespace, config: Any, out: Any) -> int:
+    """``advml audit --models FILE``: one audit per model and a summary page."""
+    from advml.audit.config_file import config_to_yaml
+    from advml.audit.many import audit_models, load_models_file
+    from advml.audit.summary_page import rank_models
+    from advml.runtime.executors import make_executor
+    from advml.runtime.files import atomic_write
+
+    entries = load_models_file(args.models)
+    atomic_write(out / "config.yaml", config_to_yaml(config))
+    executor = make_executor(
+        config.executor, workers=config.workers, ray_address=config.ray_address
+    )
+    with executor:
+        reports = audit_models(entries, config, out, executor=executor)
+    failed = [n for n, r in reports.items() if not r["thresholds"]["passed"]]
+    for rank, name in enumerate(rank_models(reports), start=1):
+        levels = {s: v["verdict"]["level"] for s, v in reports[name]["sections"].items()}
+        print(f"{rank:>2}. {name:<24}" + "  ".join(f"{s}: {lv}" for s, lv in levels.items()))
+    print(f"\nsummary: {out / 'summary.html'}; reports in {out}/<name>/")
+    for name in failed:
+        print(f"advml audit: threshold not met for model {name!r}", file=sys.stderr)
+    return 3 if failed else 0
 
 
 def _train(args: argparse.Namespace) -> int:

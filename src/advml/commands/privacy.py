@@ -12,10 +12,12 @@ from typing import Any
 from advml.commands import Handler
 from advml.commands._common import (
     add_device_args,
+    add_executor_args,
     add_model_file_args,
     add_output_defence_args,
     add_settings_arg,
     add_target_args,
+    executor_from_args,
     list_components,
     load_model_file,
     names,
@@ -50,7 +52,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         type=names,
         default=_DEFAULT_ATTACKS,
         help="membership attacks, comma-separated (default "
-        f"{','.join(_DEFAULT_ATTACKS)}; also entropy_threshold, shadow, lira); "
+        f"{','.join(_DEFAULT_ATTACKS)}; also entropy_threshold, shadow, lira, rmia); "
         "--list shows them",
     )
     m.add_argument("--list", action="store_true", help="list the membership attacks and exit")
@@ -74,9 +76,13 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         help="with --model: members and non-members scored, each (default 500)",
     )
     m.add_argument(
-        "--shadows", type=int, help="shadow models of 'shadow' and 'lira' (their defaults: 4, 16)"
+        "--shadows",
+        type=int,
+        help="shadow models of 'shadow' and 'lira', reference models of 'rmia' (their "
+        "defaults: 4, 16, 2)",
     )
     _defence_args(m)
+    add_executor_args(m)
     add_settings_arg(m, "attack (applied to every attack that has it)")
     m.add_argument("--roc", metavar="PNG", help="write the ROC curves (log-log axes) here")
     m.add_argument("--json", help="write the numbers to this JSON file")
@@ -172,6 +178,8 @@ def _membership(args: argparse.Namespace) -> int:
         attacks = membership_attacks(
             args.attacks, dict(args.settings), seed=args.seed, n_shadow=args.shadows
         )
+    # Started (and a cluster address checked) before the target is trained.
+    executor = executor_from_args(args)
     ds = load_dataset(args.dataset)
     if args.target_url or args.target_config:
         from advml.commands._common import target_model
@@ -202,10 +210,16 @@ def _membership(args: argparse.Namespace) -> int:
                 show_progress=not args.quiet,
             )
     plain_view = args.access == "white-box" and args.defence == "none"
-    report = evaluate_membership(
-        setup, attacks, view=None if plain_view else (lambda m: _as_attacked(m, args))
-    )
+    with executor:
+        report = evaluate_membership(
+            setup,
+            attacks,
+            view=None if plain_view else (lambda m: _as_attacked(m, args)),
+            executor=executor,
+        )
     _print_membership(report)
+    ran = executor.describe()
+    print(f"executor: {ran['executor']}, {ran['workers']} worker(s)")
     n_out = setup.n_non_members
     if args.roc and report.curves():
         from advml.report.privacy_figures import roc_figure
@@ -213,7 +227,7 @@ def _membership(args: argparse.Namespace) -> int:
         atomic_write(args.roc, roc_figure(report.curves(), n_non_members=n_out))
         print(f"wrote {args.roc}")
     if args.json:
-        atomic_write(args.json, json.dumps(plain(report.to_dict()), indent=1))
+        atomic_write(args.json, json.dumps(plain({**report.to_dict(), "run": ran}), indent=1))
         print(f"wrote {args.json}")
     return 0
 

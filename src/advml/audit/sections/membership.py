@@ -18,7 +18,14 @@ threshold is calibrated. Four measurements, each one cached step:
    Each shadow is a training run, so it is off by default: a shadow of the mnist-5k CNN
    takes most of a minute on two cores, four shadows of the digits MLP about 15 s
    (measured on a busy 2-core machine), over the section's time budget either way.
-4. **Output hardening**: the threshold attacks again behind each output defence
+4. **RMIA** (Zarifzadeh et al. 2024), the **quick tier** (default): offline RMIA with
+   ``rmia_references`` reference models (2; 0 skips it), trained like LiRA's shadows. It
+   stays strong with few reference models, where LiRA needs dozens. The **deep tier**
+   (``tier: deep``) trains ``deep_references`` (64) reference models once and runs LiRA
+   and RMIA online on them: meant for a process pool or a Ray cluster
+   (``executor`` in the config, docs/scale.md). Each reference model is its own cached
+   task, so a deep audit killed midway resumes with the models not yet trained.
+5. **Output hardening**: the threshold attacks again behind each output defence
    (labels only, top-1, rounding), showing what each one takes from the attacker.
 
 Metrics follow Carlini et al. 2022, §III: the ROC curve on log-log axes and the
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any, ClassVar
 
@@ -49,6 +57,7 @@ from advml.models import validation_split
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier, require_torch
 from advml.privacy.membership import (
+    RMIA,
     LabelOnly,
     LiRA,
     LossThreshold,
@@ -56,6 +65,9 @@ from advml.privacy.membership import (
     MembershipMetrics,
     membership_attacks,
 )
+from advml.report.model import SCHEMA_VERSION
+from advml.runtime.cache import fingerprint
+from advml.runtime.executors import Executor, TaskCache, make_executor
 
 __all__ = ["SECTION", "MembershipSection", "reference_members"]
 
@@ -95,6 +107,14 @@ class MembershipSection(AuditSection):
         Noisy copies per record it queries.
     lira_shadows : int
         Shadow models of LiRA (0 skips it; it needs a reference model and scores).
+    tier : {"quick", "deep"}
+        ``quick`` (default): offline RMIA with ``rmia_references`` reference models.
+        ``deep``: LiRA and RMIA online on ``deep_references`` reference models (64+ for
+        the paper's results; meant for ``executor: process`` or ``ray``).
+    rmia_references : int
+        Reference models of the quick tier's RMIA (0 skips it; default 2).
+    deep_references : int
+        Reference models of the deep tier (>= 2; default 64).
     hardening : dict
         Output defences to measure, by registered name with their settings.
     dp_noise : list of float
@@ -117,6 +137,9 @@ class MembershipSection(AuditSection):
         "label_only_records": 100,
         "label_only_perturbations": 8,
         "lira_shadows": 0,
+        "tier": "quick",
+        "rmia_references": 2,
+        "deep_references": 64,
         "dp_noise": [],
         "dp_epochs": 10,
         "hardening": {"labels_only": {}, "top_k": {"k": 1}, "rounding": {"decimals": 1}},
@@ -124,6 +147,9 @@ class MembershipSection(AuditSection):
     quick_settings: ClassVar[Mapping[str, Any]] = {
         "n_members": 150,
         "label_only_records": 100,
+        # Two reference models of the digits MLP take ~10 s on two busy cores, a sixth
+        # of the quick audit's minute; set rmia_references to run RMIA in a quick audit.
+        "rmia_references": 0,
     }
 
     def skip_reason(self, ctx: AuditContext, settings: Mapping[str, Any]) -> str | None:
@@ -188,6 +214,9 @@ class MembershipSection(AuditSection):
                     skipped.append({"attack": "lira", "reason": budget_ran_out(model, err)})
             else:
                 skipped.append({"attack": "lira", "reason": reason})
+        tiered, tier_skipped, ran = _tiers(ctx, settings, split, seed)
+        attacks_run += tiered
+        skipped += tier_skipped
         if not attacks_run and ran_out is not None:
             raise ran_out  # nothing measured: the audit lists the section as not assessed
         hardening = _hardening(ctx, settings, names, split, label_only, recorded)
@@ -202,7 +231,10 @@ class MembershipSection(AuditSection):
             "skipped": skipped,
             "hardening": hardening,
             "trade_off": trade_off,
+            "tier": settings["tier"],
         }
+        if ran is not None:
+            data["executor"] = ran
         return SectionOutput(data, verdict)
 
 
@@ -215,6 +247,8 @@ def _check(settings: Mapping[str, Any]) -> None:
         ("label_only_records", 0),
         ("label_only_perturbations", 1),
         ("lira_shadows", 0),
+        ("rmia_references", 0),
+        ("deep_references", 2),
         ("dp_epochs", 1),
     ):
         value = settings[key]
@@ -223,6 +257,16 @@ def _check(settings: Mapping[str, Any]) -> None:
                 f"section_settings['membership'][{key!r}] must be an integer >= {low}, "
                 f"got {value!r}"
             )
+    if settings["tier"] not in ("quick", "deep"):
+        raise ValueError(
+            "section_settings['membership']['tier'] must be 'quick' (RMIA with a few "
+            f"reference models) or 'deep' (LiRA and RMIA online); got {settings['tier']!r}"
+        )
+    if settings["rmia_references"] == 1:
+        raise ValueError(
+            "section_settings['membership']['rmia_references'] must be 0 (skip RMIA) or "
+            ">= 2 (each record then has a reference model that did not train on it); got 1"
+        )
     noise = settings["dp_noise"]
     if not isinstance(noise, list | tuple) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in noise
@@ -405,16 +449,117 @@ def _lira_skip(ctx: AuditContext) -> str | None:
     return None
 
 
-def _lira_step(ctx: AuditContext, split: dict[str, Any], n_shadows: int, seed: int) -> StepResult:
-    def train_fn(x: np.ndarray, y: np.ndarray, shadow_seed: int) -> Classifier:
-        return ctx.train_like(x, y, seed=shadow_seed % 2**31, desc="LiRA shadow")
-
+def _lira_step(
+    ctx: AuditContext,
+    split: dict[str, Any],
+    n_shadows: int,
+    seed: int,
+    executor: Executor | None = None,
+) -> StepResult:
+    train_fn, cache = _shadow_recipe(ctx, executor)
     # With fewer than 64 shadows LiRA fits one variance for all records (its default).
     attack = LiRA(n_shadow=n_shadows, seed=seed)
-    fitted = attack.fit(ctx.model, split["x"], split["y"], train_fn=train_fn)
+    fitted = attack.fit(
+        ctx.model, split["x"], split["y"], train_fn=train_fn, executor=executor, cache=cache
+    )
     result = fitted.infer(ctx.model, split["x"], split["y"])
     summary = _summary(
         "lira", result.metrics(split["is_member"]), result.queries, shadows=n_shadows
+    )
+    return summary, {}
+
+
+def _shadow_recipe(
+    ctx: AuditContext, executor: Executor | None
+) -> tuple[Callable[[np.ndarray, np.ndarray, int], Classifier], TaskCache | None]:
+    """How shadow / reference models are trained (like the audited model), and where
+    each finished one is stored: the audit's step cache, under a key that fingerprints
+    the model, the data and the seed (the attack adds its masks and task seeds)."""
+    quiet = executor is not None and executor.name != "local"
+    # Workers print no progress bars (theirs would interleave with the driver's).
+    trainer = replace(ctx, show_progress=False) if quiet else ctx
+
+    def train_fn(x: np.ndarray, y: np.ndarray, shadow_seed: int) -> Classifier:
+        return trainer.train_like(x, y, seed=shadow_seed % 2**31, desc="shadow model")
+
+    cache = None
+    if ctx.cache is not None:
+        key = fingerprint([ctx.model_fp, ctx.data_fp, ctx.config.seed, SCHEMA_VERSION])
+        cache = TaskCache(ctx.cache, f"{ctx.section}-reference-{key}")
+    return train_fn, cache
+
+
+def _tiers(
+    ctx: AuditContext, settings: Mapping[str, Any], split: dict[str, Any], seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[str, Any] | None]:
+    """The quick tier (offline RMIA, a few reference models) or the deep tier (LiRA and
+    RMIA online on many): the attacks measured, those skipped, what ran them."""
+    deep = settings["tier"] == "deep"
+    n_ref = int(settings["deep_references"] if deep else settings["rmia_references"])
+    names = ("lira", "rmia") if deep else ("rmia",)
+    if n_ref < 2:
+        return [], [], None
+    reason = _lira_skip(ctx)
+    if reason is not None:
+        reason = reason.replace("LiRA", "RMIA" if not deep else "LiRA and RMIA")
+        return [], [{"attack": n, "reason": reason} for n in names], None
+    config = ctx.config
+    # A model on a GPU trains its reference models on GPUs: each Ray task asks for a
+    # quarter of one (four small models share a GPU); the CPU path asks for none.
+    on_gpu = config.executor == "ray" and ctx.model.device.type == "cuda"
+    executor = make_executor(
+        config.executor,
+        workers=config.workers,
+        ray_address=config.ray_address,
+        num_gpus=0.25 if on_gpu else 0.0,
+    )
+    run: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    with executor:
+        for name in names:
+            try:
+                meta, _ = ctx.step(
+                    f"{name}-{'deep' if deep else 'quick'}",
+                    {"references": n_ref, "split": split["key"], "deep": deep},
+                    partial(_tier_step, ctx, split, name, n_ref, deep, seed, executor),
+                )
+                run.append(meta)
+            except QueryBudgetExceededError as err:
+                skipped.append({"attack": name, "reason": budget_ran_out(ctx.model, err)})
+    return run, skipped, executor.describe()
+
+
+def _tier_step(
+    ctx: AuditContext,
+    split: dict[str, Any],
+    name: str,
+    n_ref: int,
+    deep: bool,
+    seed: int,
+    executor: Executor,
+) -> StepResult:
+    """One attack of a tier. LiRA and RMIA share the reference models (same halves, same
+    task seeds): in the deep tier RMIA reads LiRA's 64 models back from the cache."""
+    train_fn, cache = _shadow_recipe(ctx, executor)
+    attack: MembershipAttack
+    if name == "lira":
+        attack = LiRA(n_shadow=n_ref, mode="online", seed=seed)
+    else:
+        attack = RMIA(n_reference=n_ref, mode="online" if deep else "offline", seed=seed)
+    # The pool: the candidates and the attacker's population, so that each reference
+    # model trains on as many records as the data allows (closer to the target's own).
+    x_pool = np.concatenate([split["x"], split["x_pop"]])
+    y_pool = np.concatenate([split["y"], split["y_pop"]])
+    fitted = attack.fit(
+        ctx.model, x_pool, y_pool, train_fn=train_fn, executor=executor, cache=cache
+    )
+    result = fitted.infer(ctx.model, split["x"], split["y"])
+    summary = _summary(
+        name,
+        result.metrics(split["is_member"]),
+        result.queries + fitted.fit_queries,
+        references=n_ref,
+        mode=attack.get_params()["mode"],
     )
     return summary, {}
 

@@ -14,6 +14,7 @@ name                          attack                                            
 ``modified_entropy``          low modified entropy (Song & Mittal 2021)            scores
 ``shadow``                    shadow models + per-class attack models (Shokri 2017) scores
 ``lira``                      likelihood ratio, online/offline (Carlini 2022)      scores
+``rmia``                      pairwise likelihood ratio (Zarifzadeh 2024)          scores
 ``label_only``                label robust to perturbations (Choquette-Choo 2021)  labels
 ============================  ===================================================  ======
 
@@ -45,9 +46,11 @@ from advml.privacy.membership.metrics import (
     tpr_at_fpr,
 )
 from advml.privacy.membership.modified_entropy import ModifiedEntropy
+from advml.privacy.membership.rmia import RMIA
 from advml.privacy.membership.shadow import ShadowModels
 
 __all__ = [
+    "RMIA",
     "AttackOutcome",
     "ConfidenceThreshold",
     "EntropyThreshold",

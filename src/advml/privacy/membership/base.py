@@ -33,6 +33,8 @@ from advml.errors import UnsupportedModelError
 from advml.models.base import Classifier, WhiteBox, check_classifier
 from advml.models.torch import TorchClassifier, reinitialise, require_torch
 from advml.privacy.membership.metrics import MembershipMetrics, membership_metrics
+from advml.runtime.cache import fingerprint
+from advml.runtime.executors import Executor, LocalExecutor, TaskCache, cached_map
 from advml.runtime.progress import progress
 from advml.validation import check_choice, check_in_bounds, check_labels, check_number
 
@@ -126,6 +128,8 @@ class MembershipAttack(Component):
         train_fn: TrainFn | None = None,
         shadow_wrapper: Callable[[Classifier], Classifier] | None = None,
         map_fn: MapFn | None = None,
+        executor: Executor | None = None,
+        cache: TaskCache | None = None,
     ) -> FittedMembershipAttack:
         """Calibrate the attack on the attacker's data ``(x, y)``.
 
@@ -148,7 +152,17 @@ class MembershipAttack(Component):
             format (e.g. an output-hardening wrapper the attacker has observed).
         map_fn : callable, optional
             Runs the independent, seeded shadow-training tasks: ``map_fn(fn, tasks)``;
-            the built-in ``map`` by default, a cluster executor's map for many shadows.
+            the built-in ``map`` by default. Superseded by ``executor``.
+        executor : Executor, optional
+            Runs the shadow / reference training tasks
+            (:func:`advml.runtime.executors.make_executor`: ``local``, ``process`` or
+            ``ray``). The figures do not depend on it: every shadow is seeded by its own
+            task seed and the results are gathered in task order.
+        cache : TaskCache, optional
+            Stores each finished shadow's measurements (LiRA / RMIA), so a fit killed
+            midway resumes with the shadows not yet trained. Its prefix must fingerprint
+            everything the shadows depend on besides the attack's settings and the data
+            (the training recipe ``train_fn`` stands for).
 
         Returns
         -------
@@ -159,8 +173,16 @@ class MembershipAttack(Component):
         xt, yt = _inputs(model, x, y, "x", "y")
         start = time.perf_counter()
         before = model.query_count
+        if map_fn is not None and executor is not None:
+            raise ValueError("pass map_fn or executor, not both")
         shadows = ShadowTraining(
-            self, model, train_fn, shadow_wrapper, map_fn if map_fn is not None else local_map
+            self,
+            model,
+            train_fn,
+            shadow_wrapper,
+            executor.map if executor is not None else map_fn if map_fn is not None else local_map,
+            executor=executor,
+            cache=cache,
         )
         with model.evaluating():
             state, threshold = self._fit(model, xt, yt, shadows)
@@ -397,7 +419,7 @@ def default_train_fn(
             "Pass train_fn to train shadows like the target, or shadow_architecture='mlp' "
             "to choose the MLP explicitly",
             UserWarning,
-            stacklevel=5,
+            stacklevel=6,
         )
     name = "mlp" if architecture == "same" else architecture
     if name == "cnn" and len(target.input_shape) != 3:
@@ -459,6 +481,9 @@ def _same_architecture_problem(target: Classifier) -> str | None:
     return None
 
 
+_LOCAL = LocalExecutor()
+
+
 @dataclass(frozen=True)
 class _ShadowTask:
     index: int
@@ -500,6 +525,91 @@ class ShadowTraining:
     train_fn: TrainFn | None
     wrapper: Callable[[Classifier], Classifier] | None
     map_fn: MapFn
+    executor: Executor | None = None
+    cache: TaskCache | None = None
+
+    def _trainer(self) -> TrainFn:
+        # The default trainer is made only here: attacks that train no shadow (population
+        # calibration) never see its fallback warning.
+        if self.train_fn is not None:
+            return self.train_fn
+        attack = self.attack
+        return default_train_fn(
+            self.target,
+            architecture=attack.shadow_architecture,
+            epochs=attack.shadow_epochs,
+            lr=attack.shadow_lr,
+            batch_size=attack.shadow_batch_size,
+            attack=type(attack).__name__,
+        )
+
+    def _check_size(self, x: Tensor) -> None:
+        if x.shape[0] < 4:
+            raise ValueError(
+                f"x has {x.shape[0]} records; {type(self.attack).__name__} trains shadow "
+                "models on halves of it and needs at least 4 (members and non-members in "
+                "each half)"
+            )
+
+    def phi(
+        self, x: Tensor, y: Tensor, masks: np.ndarray, desc: str
+    ) -> tuple[np.ndarray, list[Classifier | None]]:
+        """Train one shadow per row of ``masks`` and measure each on all of ``x``.
+
+        Each task trains shadow ``i`` (seeded by ``task_seeds(attack.seed, len(masks))[i]``)
+        and returns its logit-scaled confidence ``phi`` on every record of ``(x, y)``
+        (:func:`logit_margin`), which is all LiRA and RMIA need from a shadow on the pool.
+        The shadow models themselves come back only from the ``local`` executor (in this
+        process they cost nothing); from process / Ray workers and from the cache only
+        ``phi`` does (one float per record instead of a network), and their entries are
+        ``None``.
+
+        Returns
+        -------
+        phi : array (n_shadow, n)
+        shadows : list of Classifier or None
+        """
+        self._check_size(x)
+        trainer = self._trainer()
+        seeds = task_seeds(self.attack.seed, masks.shape[0])
+        xs, ys = x.cpu().numpy(), y.cpu().numpy()
+        keep = self.executor is None or self.executor.name == "local"
+        wrapper = self.wrapper
+        tasks = [_ShadowTask(i, int(seeds[i]), np.flatnonzero(masks[i])) for i in range(len(masks))]
+
+        def run(task: _ShadowTask) -> tuple[np.ndarray, Classifier | None]:
+            model = trainer(xs[task.members], ys[task.members], task.seed)
+            if wrapper is not None:
+                model = wrapper(model)
+            xt = torch.as_tensor(xs, device=model.device)
+            yt = torch.as_tensor(ys, device=model.device, dtype=torch.long)
+            with torch.no_grad(), model.evaluating():
+                row = logit_margin(model_logits(model, xt), yt).cpu().numpy()
+            return row, (model if keep else None)
+
+        if self.executor is None and self.cache is None:
+            results = list(progress(self.map_fn(run, tasks), desc=desc, total=len(tasks)))
+        else:
+            cache = self.cache
+            if cache is not None:
+                # A shadow depends on its recipe, mask, seed and the data, not on the
+                # attack that asks for it: LiRA and RMIA with the same seed and count
+                # train the same shadows, and the second reads the first's back.
+                a = self.attack
+                recipe = [a.shadow_architecture, a.shadow_epochs, a.shadow_lr, a.shadow_batch_size]
+                digest = fingerprint([recipe, masks, seeds, xs, ys])
+                cache = TaskCache(cache.cache, f"{cache.prefix}-{digest}")
+            results = cached_map(
+                self.executor if self.executor is not None else _LOCAL,
+                run,
+                tasks,
+                cache=cache,
+                encode=(lambda r: ({}, {"phi": r[0]})) if cache is not None else None,
+                decode=(lambda meta, arrays: (arrays["phi"], None)) if cache is not None else None,
+                desc=desc,
+            )
+        phi = np.stack([np.asarray(r[0], dtype=np.float64) for r in results])
+        return phi, [r[1] for r in results]
 
     def train(self, x: Tensor, y: Tensor, masks: np.ndarray, desc: str) -> list[Classifier]:
         """One shadow per row of ``masks``, trained on the records it marks, shadow ``i``
@@ -510,23 +620,7 @@ class ShadowTraining:
         ValueError
             With fewer than 4 records: a half then cannot hold members and non-members.
         """
-        attack = self.attack
-        if x.shape[0] < 4:
-            raise ValueError(
-                f"x has {x.shape[0]} records; {type(attack).__name__} trains shadow models "
-                "on halves of it and needs at least 4 (members and non-members in each half)"
-            )
-        # The default trainer is made only here: attacks that train no shadow (population
-        # calibration) never see its fallback warning.
-        trainer = self.train_fn
-        if trainer is None:
-            trainer = default_train_fn(
-                self.target,
-                architecture=attack.shadow_architecture,
-                epochs=attack.shadow_epochs,
-                lr=attack.shadow_lr,
-                batch_size=attack.shadow_batch_size,
-                attack=type(attack).__name__,
-            )
-        seeds = task_seeds(attack.seed, masks.shape[0])
+        self._check_size(x)
+        trainer = self._trainer()
+        seeds = task_seeds(self.attack.seed, masks.shape[0])
         return train_shadows(x, y, masks, seeds, trainer, self.wrapper, self.map_fn, desc)

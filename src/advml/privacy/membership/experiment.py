@@ -34,10 +34,12 @@ from advml.models.training import train
 from advml.privacy.membership.base import MembershipAttack, TrainFn
 from advml.privacy.membership.lira import LiRA
 from advml.privacy.membership.metrics import MembershipMetrics
+from advml.privacy.membership.rmia import RMIA
 from advml.validation import check_number
 
 if TYPE_CHECKING:  # annotations only: the families do not import advml.data (DESIGN §2)
     from advml.data import Dataset
+    from advml.runtime.executors import Executor
 
 __all__ = [
     "AttackOutcome",
@@ -301,7 +303,8 @@ def membership_attacks(
     seed : int
         Seed of every attack that takes one (unless ``settings`` gives it).
     n_shadow : int, optional
-        Shadow models of the attacks that train several (``shadow``, ``lira``), >= 2.
+        Shadow models of the attacks that train several (``shadow``, ``lira``), >= 2,
+        and reference models of ``rmia``.
 
     Raises
     ------
@@ -323,6 +326,8 @@ def membership_attacks(
             chosen.setdefault("seed", seed)
         if n_shadow is not None and "n_shadow" in schema:
             chosen["n_shadow"] = n_shadow
+        if n_shadow is not None and "n_reference" in schema:
+            chosen["n_reference"] = n_shadow
         attack = registry.create("membership", name, **chosen)
         attacks[name] = attack
     ignored = sorted(set(extra) - {k for n in attacks for k in registry.schema("membership", n)})
@@ -336,6 +341,7 @@ def evaluate_membership(
     attacks: Mapping[str, MembershipAttack],
     *,
     view: View | None = None,
+    executor: Executor | None = None,
 ) -> MembershipReport:
     """Run each attack against the setup's target and measure it against the truth.
 
@@ -354,6 +360,9 @@ def evaluate_membership(
     view : callable, optional
         How the attacker sees a model (e.g. an access restriction or an output defence),
         applied to the target and to every shadow.
+    executor : Executor, optional
+        Trains the shadow / reference models (``local``, ``process`` or ``ray``,
+        :func:`advml.runtime.executors.make_executor`); the figures do not depend on it.
 
     Returns
     -------
@@ -366,11 +375,18 @@ def evaluate_membership(
         if reason is not None:
             outcomes[name] = AttackOutcome(name, None, skipped=reason)
             continue
-        if isinstance(attack, LiRA):  # the online attack needs the candidates in its pool
+        if isinstance(attack, LiRA | RMIA):  # the online attacks need the candidates in the pool
             fit_x, fit_y = setup.x_pool, setup.y_pool
         else:
             fit_x, fit_y = setup.x_attacker, setup.y_attacker
-        fitted = attack.fit(target, fit_x, fit_y, train_fn=setup.train_fn, shadow_wrapper=view)
+        fitted = attack.fit(
+            target,
+            fit_x,
+            fit_y,
+            train_fn=setup.train_fn,
+            shadow_wrapper=view,
+            executor=executor,
+        )
         result = fitted.infer(target, setup.x, setup.y)
         outcomes[name] = AttackOutcome(
             name,

@@ -42,7 +42,9 @@ def logit_confidence(model: Classifier, x: Tensor, y: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class _LiRAState:
-    shadows: list[Classifier]
+    shadows: list[Classifier | None]
+    """The shadow models, where this process trained them (``None`` for shadows trained
+    by process / Ray workers or read from a cache: only their ``phi`` came back)."""
     masks: np.ndarray  # (n_shadow, n_pool): record j was in shadow i's training data
     phi: np.ndarray  # (n_shadow, n_pool): shadow i's phi on pool record j
     index: dict[bytes, int]  # pool record (input bytes + label) -> column
@@ -142,8 +144,7 @@ class LiRA(MembershipAttack):
         self, model: Classifier, x: Tensor, y: Tensor, shadows: ShadowTraining
     ) -> tuple[_LiRAState, float]:
         masks = half_splits(x.shape[0], self.n_shadow, self.seed)
-        shadow_models = shadows.train(x, y, masks, "LiRA shadow models")
-        phi = np.stack([logit_confidence(s, x, y).cpu().numpy() for s in shadow_models])
+        phi, shadow_models = shadows.phi(x, y, masks, "LiRA shadow models")
         global_std, mean_gap = _pool_statistics(phi, masks)
         state = _LiRAState(
             shadows=shadow_models,
@@ -178,10 +179,7 @@ class LiRA(MembershipAttack):
                     UserWarning,
                     stacklevel=4,
                 )
-            unknown = torch.as_tensor(np.flatnonzero(~known), device=x.device)
-            phi[:, ~known] = np.stack(
-                [logit_confidence(s, x[unknown], y[unknown]).cpu().numpy() for s in state.shadows]
-            )
+            phi[:, ~known] = shadow_phi(state.shadows, x, y, known, "LiRA")
         return self._lira_scores(target_phi, phi, masks, state.global_std, state.mean_gap)
 
     def _lira_scores(
@@ -210,6 +208,34 @@ class LiRA(MembershipAttack):
         return norm.logpdf(target_phi, loc=mu_in, scale=sd_in) - norm.logpdf(
             target_phi, loc=mu_out, scale=sd_out
         )
+
+
+def shadow_phi(
+    shadows: list[Classifier | None], x: Tensor, y: Tensor, known: np.ndarray, attack: str
+) -> np.ndarray:
+    """Each shadow's ``phi`` on the candidates outside the pool (``~known``).
+
+    Raises
+    ------
+    ValueError
+        When some shadows were trained elsewhere (process / Ray workers, the cache) and
+        so are not here to be asked.
+    """
+    if any(s is None for s in shadows):
+        raise ValueError(
+            f"{int((~known).sum())} candidates are not in the pool {attack} was fitted on, "
+            "and its shadow models were trained by workers (or read from the cache), which "
+            "send back only their answers on the pool. Fit on a pool that contains the "
+            "candidates, or fit with the local executor and no cache"
+        )
+    unknown = torch.as_tensor(np.flatnonzero(~known), device=x.device)
+    return np.stack(
+        [
+            logit_confidence(s, x[unknown], y[unknown]).cpu().numpy()
+            for s in shadows
+            if s is not None
+        ]
+    )
 
 
 def _masked_stats(phi: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

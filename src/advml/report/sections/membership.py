@@ -57,7 +57,9 @@ def render(
                 ),
                 (
                     (
-                        a["name"] + (f" ({a['shadows']} shadows)" if "shadows" in a else ""),
+                        a["name"]
+                        + (f" ({a['shadows']} shadows)" if "shadows" in a else "")
+                        + (f" ({a['references']} {a['mode']} models)" if "references" in a else ""),
                         num(a["auc"]),
                         pct(a["tpr_at_0_1_fpr"]),
                         pct(a["tpr_at_1_fpr"]),
@@ -70,6 +72,12 @@ def render(
                 ),
             )
         )
+        if section.get("executor"):  # issue 16: what trained the reference models
+            ran = section["executor"]
+            parts.append(
+                f"<p class='sub'>Reference models trained by the {esc(ran['executor'])} "
+                f"executor, {ran['workers']} worker(s).</p>"
+            )
         if min(a["n_non_members"] for a in attacks) < 1000:
             parts.append(
                 "<p class='sub'>With fewer than 1,000 non-members, TPR at 0.1% FPR is the "

@@ -1,0 +1,226 @@
+"""Scaling out: LiRA's shadow models on local / process / Ray, Ray's per-task overhead,
+and RMIA with 2 reference models against LiRA.
+
+Setting (as ``benchmarks/privacy_membership.py``): the digits MLP trained 60 epochs on
+500 records (100% training accuracy); a pool of 1,000 of the 1,797 digits, 500 of them
+members. The attacker knows the pool, not the split (Carlini et al. 2022).
+
+1. **Scaling**: LiRA (online) with 16 shadow models, each trained like the target on a
+   random half of the pool, through the ``local`` executor, a ``process`` pool of 2 and a
+   local Ray with 2 CPUs. Wall time of ``fit`` and the speed-up over ``local``; the
+   scores must be identical (target: >= 1.7x with 2 workers on a 2-core machine). The
+   machine's load average is printed beside: other work on the cores slows the workers.
+2. **Ray's per-task overhead**: 200 empty tasks through the Ray executor (submission,
+   scheduling, result), per task.
+3. **Power**: RMIA (offline) with 2 reference models, LiRA offline with 2 shadows,
+   LiRA online with 16 and the loss threshold: AUC and TPR at 1% FPR with the exact
+   counts of true and false positives at that operating point. Targets: RMIA's TPR at
+   1% FPR >= LiRA offline's with 2; RMIA's AUC within 0.02 of LiRA's with 16.
+
+Run ``python benchmarks/scale.py`` (several minutes on 2 cores); ``--quick`` uses 8
+shadows, ``--skip-timing`` only part 3, ``--json FILE`` writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from advml.data import load_dataset
+from advml.models import TorchClassifier, train
+from advml.models.architectures import build
+from advml.privacy.membership import RMIA, LiRA, LossThreshold
+from advml.runtime.executors import Executor, make_executor
+
+EPOCHS = 60
+
+
+def make_target(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = EPOCHS) -> TorchClassifier:
+    torch.manual_seed(seed)
+    module = build("mlp", input_shape=(1, 8, 8), n_classes=10)
+    model = TorchClassifier(module, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+    train(
+        model, x, y, epochs=epochs, val_fraction=0.0, patience=None, seed=seed, show_progress=False
+    )
+    return model
+
+
+def setting(seed: int) -> dict[str, Any]:
+    ds = load_dataset("digits")
+    x_all = np.concatenate([ds.x_train, ds.x_test])
+    y_all = np.concatenate([ds.y_train, ds.y_test])
+    rng = np.random.default_rng(seed)
+    pool = rng.permutation(len(x_all))[:1000]
+    member = np.zeros(1000, dtype=bool)
+    member[rng.choice(1000, 500, replace=False)] = True
+    x, y = x_all[pool], y_all[pool]
+    return {
+        "x": x,
+        "y": y,
+        "member": member,
+        "target": make_target(x[member], y[member], seed),
+        "x_population": x_all[np.setdiff1d(np.arange(len(x_all)), pool)],
+        "y_population": y_all[np.setdiff1d(np.arange(len(x_all)), pool)],
+    }
+
+
+def operating_point(scores: np.ndarray, member: np.ndarray, fpr: float) -> dict[str, Any]:
+    """Exact counts at the strictest threshold whose false positives are <= ``fpr`` of
+    the non-members: ``score > t`` with ``t`` the ``k+1``-th highest non-member score."""
+    out = np.sort(scores[~member])[::-1]
+    allowed = int(np.floor(fpr * out.size))
+    t = out[allowed] if allowed < out.size else -np.inf
+    tp = int((scores[member] > t).sum())
+    fp = int((scores[~member] > t).sum())
+    return {"tp": tp, "fp": fp, "members": int(member.sum()), "non_members": int(out.size)}
+
+
+def timed_fit(attack: Any, s: dict[str, Any], executor: Executor | None) -> tuple[float, Any]:
+    start = time.perf_counter()
+    fitted = attack.fit(s["target"], s["x"], s["y"], executor=executor)
+    return time.perf_counter() - start, fitted
+
+
+def scaling(
+    s: dict[str, Any], n_shadow: int, workers: int, names: list[str], rounds: int
+) -> dict[str, Any]:
+    """Each executor in turn, ``rounds`` times (local first in each round); the speed-up
+    of a round is paired with that round's local time, so a load that drifts during the
+    measurement (other work on the machine) biases it less than one run of each."""
+    rows: dict[str, Any] = {label: {"seconds": [], "load_average": []} for label in names}
+    reference: np.ndarray | None = None
+    for r in range(rounds):
+        for label in names:
+            # "process:4" times a pool of 4 workers; a bare name uses --workers.
+            name, _, count = label.partition(":")
+            n_workers = int(count) if count else workers
+            executor = make_executor(name, workers=None if name == "local" else n_workers)
+            load = os.getloadavg()[0]
+            with executor:
+                if name != "local":
+                    # Start every worker and pay its first training call (torch's lazy
+                    # initialisation, ~1.3 s of CPU here) outside the timing, as this
+                    # process paid it when it trained the target.
+                    list(executor.map(warm_up, range(2 * executor.workers)))
+                attack = LiRA(n_shadow=n_shadow, shadow_epochs=EPOCHS)
+                seconds, fitted = timed_fit(attack, s, executor)
+            scores = fitted.infer(s["target"], s["x"], s["y"]).scores
+            reference = scores if reference is None else reference
+            row = rows[label]
+            row["workers"] = executor.workers
+            row["identical_scores"] = row.get("identical_scores", True) and bool(
+                np.array_equal(scores, reference)
+            )
+            row["seconds"].append(seconds)
+            row["load_average"].append(load)
+            print(
+                f"  round {r + 1}: {label:<10} {executor.workers:>2} worker(s): LiRA fit with "
+                f"{n_shadow} shadows {seconds:6.1f} s (load average {load:.1f}); scores "
+                f"identical to local: {row['identical_scores']}"
+            )
+    local = np.array(rows["local"]["seconds"])
+    for label in [n for n in names if n != "local"]:
+        paired = local / np.array(rows[label]["seconds"])
+        rows[label]["speedup"] = float(np.median(paired))
+        print(
+            f"  speed-up {label} / local: median {np.median(paired):.2f}x "
+            f"(rounds: {', '.join(f'{v:.2f}' for v in paired)})"
+        )
+    return rows
+
+
+def warm_up(seed: int) -> None:
+    """One epoch of a small model on 64 random records, then a pause so that the next
+    warm-up task lands on another worker."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((64, 1, 8, 8)).astype(np.float32)
+    make_target(x, rng.integers(0, 10, 64), seed, epochs=1)
+    time.sleep(0.5)
+
+
+def noop(task: int) -> int:
+    return task
+
+
+def ray_overhead(n: int = 200) -> dict[str, float]:
+    executor = make_executor("ray")
+    list(executor.map(noop, range(4)))  # warm workers
+    start = time.perf_counter()
+    list(executor.map(noop, range(n)))
+    seconds = time.perf_counter() - start
+    local_start = time.perf_counter()
+    list(make_executor("local").map(noop, range(n)))
+    local = time.perf_counter() - local_start
+    per_task = (seconds - local) / n
+    print(f"  Ray per-task overhead: {per_task * 1e3:.2f} ms ({n} empty tasks in {seconds:.2f} s)")
+    return {"per_task_seconds": per_task, "tasks": n, "seconds": seconds}
+
+
+def power(s: dict[str, Any], n_large: int) -> dict[str, Any]:
+    target, x, y, member = s["target"], s["x"], s["y"], s["member"]
+    attacks: dict[str, Any] = {
+        "rmia offline, 2 references": RMIA(n_reference=2, shadow_epochs=EPOCHS),
+        "lira offline, 2 shadows": LiRA(n_shadow=2, mode="offline", shadow_epochs=EPOCHS),
+        f"lira online, {n_large} shadows": LiRA(n_shadow=n_large, shadow_epochs=EPOCHS),
+        "loss threshold": LossThreshold(calibration="population"),
+    }
+    rows: dict[str, Any] = {}
+    print(f"  {'attack':<28} {'AUC':>6} {'TPR@1%':>7}  TP / members   FP / non-members")
+    for name, attack in attacks.items():
+        if isinstance(attack, LossThreshold):
+            fitted = attack.fit(target, s["x_population"], s["y_population"])
+        else:
+            fitted = attack.fit(target, x, y)
+        result = fitted.infer(target, x, y)
+        metrics = result.metrics(member)
+        point = operating_point(result.scores, member, 0.01)
+        rows[name] = {"auc": metrics.auc, "tpr_at_1_fpr": metrics.tpr_at_1_fpr, **point}
+        print(
+            f"  {name:<28} {metrics.auc:6.3f} {metrics.tpr_at_1_fpr:7.3f}  "
+            f"{point['tp']:>3} / {point['members']}      {point['fp']:>3} / {point['non_members']}"
+        )
+    return rows
+
+
+def main() -> None:
+    os.environ.setdefault("ADVML_QUIET", "1")  # no progress bars between the rows
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="8 shadows instead of 16")
+    parser.add_argument("--skip-timing", action="store_true", help="only the power table")
+    parser.add_argument("--skip-power", action="store_true", help="only the timing")
+    parser.add_argument("--rounds", type=int, default=1, help="timing rounds (paired)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the numbers here")
+    parser.add_argument(
+        "--executors", default="local,process,ray", help="executors timed (local first)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    n_shadow = 8 if args.quick else 16
+    print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}")
+    s = setting(args.seed)
+    out: dict[str, Any] = {"seed": args.seed, "shadows": n_shadow}
+    if not args.skip_timing:
+        print(f"1. scaling (LiRA, {n_shadow} shadows of the digits MLP, {EPOCHS} epochs each)")
+        names = args.executors.split(",")
+        out["scaling"] = scaling(s, n_shadow, args.workers, names, args.rounds)
+        if "ray" in names:
+            print("2. Ray per-task overhead")
+            out["ray_overhead"] = ray_overhead()
+    if not args.skip_power:
+        print("3. power on the overfit digits MLP (1,000 pool records, 500 members)")
+        out["power"] = power(s, n_shadow)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
