@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Combine", "Rule", "Tree", "TreeEnsemble"]
+__all__ = ["Combine", "Rule", "Tree", "TreeEnsemble", "split_points"]
 
 Rule = Literal["lt32", "le32", "le"]
 Combine = Literal["sigmoid", "softmax", "average"]
@@ -79,7 +79,7 @@ class Tree:
         return deepest
 
 
-def _split_points(threshold: np.ndarray, rule: Rule) -> tuple[np.ndarray, np.ndarray]:
+def split_points(threshold: np.ndarray, rule: Rule) -> tuple[np.ndarray, np.ndarray]:
     """``(left_max, right_min)`` of each threshold under ``rule`` (see the module doc)."""
     t = np.asarray(threshold, dtype=np.float64)
     if rule == "lt32":
@@ -168,7 +168,7 @@ class TreeEnsemble:
         left = np.where(leaf, -1, np.concatenate([t.left for t in self.trees]) + shift)
         right = np.where(leaf, -1, np.concatenate([t.right for t in self.trees]) + shift)
         threshold = np.concatenate([t.threshold for t in self.trees]).astype(np.float64)
-        lo, hi = _split_points(np.where(leaf, 0.0, threshold), self.rule)
+        lo, hi = split_points(np.where(leaf, 0.0, threshold), self.rule)
         self._flat.update(
             roots=offsets[:-1].astype(np.int64),
             feature=feature,
@@ -193,7 +193,7 @@ class TreeEnsemble:
     def max_depth(self) -> int:
         return max(t.depth() for t in self.trees)
 
-    def split_points(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def feature_splits(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Per feature used in a split: sorted distinct ``(left_max, right_min)`` pairs."""
         f = self._flat
         inner = f["feature"] >= 0
