@@ -444,19 +444,41 @@ class _Walker:
     def leaves(self, x: np.ndarray) -> np.ndarray:
         return self.view.apply(x[None, :])[0]
 
+    def moved(self, x: np.ndarray, leaves: np.ndarray, j: int) -> np.ndarray:
+        """The leaves after feature ``j`` of ``x`` changed: only its trees are walked."""
+        f = self.view.flat
+        trees = self.trees_of[j]
+        node = f["roots"][trees]
+        while True:
+            feat = f["feature"][node]
+            inner = feat >= 0
+            if not inner.any():
+                break
+            go = self.view.goes_left(x[np.maximum(feat, 0)], node)
+            node = np.where(inner, np.where(go, f["left"][node], f["right"][node]), node)
+        out = leaves.copy()
+        out[trees] = node
+        return out
+
     def scores(self, leaves: np.ndarray) -> np.ndarray:
         return self.base + self.leaf_scores[leaves].sum(axis=0)
 
-    def try_moves(
-        self, x: np.ndarray, leaves: np.ndarray, scores: np.ndarray, feats: np.ndarray, values: np.ndarray
-    ) -> np.ndarray:
-        """Scores ``(m, n_classes)`` of ``x`` with ``x[feats[i]] = values[i]``, each alone."""
-        f = self.view.flat
-        counts = np.array([self.trees_of[j].shape[0] for j in feats])
+    def plan(self, feats: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The (candidate, tree) pairs of a set of one-feature moves, built once."""
+        counts = np.array([self.trees_of[j].shape[0] for j in feats], dtype=np.int64)
         cand = np.repeat(np.arange(feats.shape[0]), counts)
-        trees = np.concatenate([self.trees_of[j] for j in feats]) if feats.size else np.zeros(0, np.int64)
-        node = f["roots"][trees].copy()
-        cj, cv = feats[cand], values[cand]
+        trees = (
+            np.concatenate([self.trees_of[j] for j in feats]) if feats.size else np.zeros(0, np.int64)
+        )
+        return cand, trees, feats[cand], values[cand], np.int64(feats.shape[0])
+
+    def try_moves(
+        self, x: np.ndarray, leaves: np.ndarray, scores: np.ndarray, plan: tuple[np.ndarray, ...]
+    ) -> np.ndarray:
+        """Scores ``(m, n_classes)`` of ``x`` with each planned move made alone."""
+        cand, trees, cj, cv, m = plan
+        f = self.view.flat
+        node = f["roots"][trees]
         while True:
             feat = f["feature"][node]
             inner = feat >= 0
@@ -466,8 +488,9 @@ class _Walker:
             go = self.view.goes_left(vals, node)
             node = np.where(inner, np.where(go, f["left"][node], f["right"][node]), node)
         delta = self.leaf_scores[node] - self.leaf_scores[leaves[trees]]
-        out = np.zeros((feats.shape[0], scores.shape[0]))
-        np.add.at(out, cand, delta)
+        out = np.empty((int(m), scores.shape[0]))
+        for c in range(scores.shape[0]):
+            out[:, c] = np.bincount(cand, weights=delta[:, c], minlength=int(m))
         return scores + out
 
 
@@ -477,8 +500,9 @@ def _objective(scores: np.ndarray, label: int, targeted: bool) -> np.ndarray:
     k = scores.shape[1]
     # A tiny tilt towards lower classes reproduces argmax's tie-breaking.
     tilted = scores - 1e-12 * np.arange(k)
-    own = tilted[:, label]
-    other = np.delete(tilted, label, axis=1).max(axis=1)
+    own = tilted[:, label].copy()
+    tilted[:, label] = -np.inf
+    other = tilted.max(axis=1)
     return other - own if targeted else own - other
 
 
@@ -514,27 +538,37 @@ def solve_fast(
         values = np.where(sw, box.high[feats], values)
     costs = cost[moves]
 
+    plan_all = walker.plan(feats, values)
+
     def greedy(radius: float, grow: bool) -> np.ndarray | None:
         x = x0.copy()
+        if grow or norm == "1":
+            sel = np.arange(feats.shape[0])
+            plan = plan_all
+        else:
+            # Within a fixed L-inf box only the moves inside it are ever allowed.
+            sel = np.flatnonzero(costs <= radius)
+            plan = walker.plan(feats[sel], values[sel])
+        m_feats, m_values, m_costs = feats[sel], values[sel], costs[sel]
         leaves = walker.leaves(x)
         scores = walker.scores(leaves)
         obj = float(_objective(scores, label, targeted)[0])
         r = radius
-        for _ in range(4 * max(1, feats.shape[0])):
+        for _ in range(4 * max(1, m_feats.shape[0])):
             if obj < 0:
                 return x
             # Moves from the current x (a feature already moved may move again).
-            allowed = costs <= r if norm == "inf" else np.ones(costs.shape[0], dtype=bool)
+            allowed = m_costs <= r if norm == "inf" else np.ones(m_costs.shape[0], dtype=bool)
             if not grow and not allowed.any():
                 return None
-            if feats.size == 0:
+            if m_feats.size == 0:
                 return None
-            trial = walker.try_moves(x, leaves, scores, feats, values)
+            trial = walker.try_moves(x, leaves, scores, plan)
             objs = _objective(trial, label, targeted)
             gain = obj - objs
             if norm == "1":
                 now = np.abs(x - x0)
-                extra = np.maximum(np.abs(values - x0[feats]) - now[feats], 0.0)
+                extra = np.maximum(np.abs(m_values - x0[m_feats]) - now[m_feats], 0.0)
                 within = (np.abs(x - x0).sum() + extra) <= r
                 ok = (gain > 1e-15) & within
                 if ok.any():
@@ -551,15 +585,15 @@ def solve_fast(
                 elif grow and (gain > 1e-15).any():
                     # Widen to the cheapest helpful change; among equals, the best.
                     helpful = gain > 1e-15
-                    cheapest = costs[helpful].min()
-                    pick = int(np.argmax(np.where(helpful & (costs <= cheapest), gain, -np.inf)))
-                    r = float(costs[pick])
+                    cheapest = m_costs[helpful].min()
+                    pick = int(np.argmax(np.where(helpful & (m_costs <= cheapest), gain, -np.inf)))
+                    r = float(m_costs[pick])
                 else:
                     return None
-            x[feats[pick]] = values[pick]
-            leaves = walker.leaves(x)
-            scores = walker.scores(leaves)
-            obj = float(_objective(scores, label, targeted)[0])
+            x[m_feats[pick]] = m_values[pick]
+            leaves = walker.moved(x, leaves, int(m_feats[pick]))
+            scores = trial[pick]
+            obj = float(objs[pick])
         return x if obj < 0 else None
 
     def size(x: np.ndarray) -> float:
@@ -582,16 +616,19 @@ def solve_fast(
                 high = int(np.searchsorted(radii, best_d))
             else:
                 low = mid + 1
-    # Undo changes that are not needed, largest first.
-    order = np.argsort(-np.abs(best - x0))
-    for j in order:
-        if best[j] == x0[j]:
-            continue
-        trial = best.copy()
-        trial[j] = x0[j]
-        pred = int(view.predict(trial[None, :])[0])
-        if (pred == label) == targeted:
-            best = trial
+    # Undo changes that are not needed, largest first, all candidates scored at once.
+    while True:
+        moved = np.flatnonzero(best != x0)
+        if moved.size == 0:
+            break
+        leaves = walker.leaves(best)
+        trial = walker.try_moves(best, leaves, walker.scores(leaves), walker.plan(moved, x0[moved]))
+        still = _objective(trial, label, targeted) < 0
+        if not still.any():
+            break
+        pick = moved[still][np.argmax(np.abs(best - x0)[moved][still])]
+        best = best.copy()
+        best[pick] = x0[pick]
     d = size(best)
     if d > cap:
         return None, math.inf
