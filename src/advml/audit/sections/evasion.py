@@ -17,6 +17,7 @@ from advml.audit.sections.base import (
     SectionOutput,
     Verdict,
 )
+from advml.audit.sections._trees import tree_analysis
 from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.evasion.constraints import FeatureConstraints
@@ -104,6 +105,9 @@ class EvasionSection(AuditSection):
             "reference_eps": config.reference_eps,
             "constraints": getattr(config, "constraints", None),
         }
+        trees = tree_analysis(ctx)  # exact radii and certificates for tree models
+        if trees is not None:
+            data["trees"] = trees
         return SectionOutput(data, verdict, _examples(ctx, step_arrays, verdict))
 
 
