@@ -276,6 +276,8 @@ def solve_exact(
             pred = int(view.predict(x[None, :])[0])
             if (pred == label) == targeted:
                 d = _norm(x - x0, norm)
+                if norm == "inf":
+                    x, d = _polish(geo, x0, box, left, can, cost, goal, x, d, label, targeted, need)
                 if d <= best * (1 + 1e-12):  # the MILP kept d <= best; rounding aside
                     best, best_x = min(best, d), x
                 break
@@ -301,6 +303,41 @@ def solve_exact(
     return MilpOutcome(best_x, radius, float(lower), proven, time.perf_counter() - start)
 
 
+def _polish(
+    geo: Geometry,
+    x0: np.ndarray,
+    box: InputBox,
+    left: np.ndarray,
+    can: np.ndarray,
+    cost: np.ndarray,
+    goal: list[tuple[int, int]],
+    x: np.ndarray,
+    d: float,
+    label: int,
+    targeted: bool,
+    margin: float,
+) -> tuple[np.ndarray, float]:
+    """Try the split distances just below ``d`` that the solver's tolerance cannot tell
+    apart from it (two float32 differences a float64 step apart): each is one more
+    feasibility solve with that distance as the cap. Returns the smallest confirmed."""
+    for _ in range(3):
+        band = cost[can & (cost < d) & (cost >= d * (1 - 1e-6))]
+        if band.size == 0:
+            break
+        status, _, _, solution = _solve_one(
+            geo, x0, box, left, can, cost, goal, "inf", 1.0, float(band.max()), margin
+        )
+        if solution is None:
+            break
+        cand = geo.point(x0, box, solution)
+        pred = int(geo.view.predict(cand[None, :])[0])
+        dc = _norm(cand - x0, "inf")
+        if (pred == label) != targeted or dc >= d:
+            break
+        x, d = cand, dc
+    return x, d
+
+
 def _solve_one(
     geo: Geometry,
     x0: np.ndarray,
@@ -315,6 +352,13 @@ def _solve_one(
     margin: float,
 ) -> tuple[str, float, float, np.ndarray | None]:
     """One MILP: predicates, leaves and distance for one set of score inequalities."""
+    # Distances are scaled up so that the solver's absolute tolerances (gap ~1e-6,
+    # feasibility ~1e-7) are far below one float32 step of a feature (~1e-9 at 0.03):
+    # unscaled, two cells a float step apart would tie and either might be returned.
+    top = float(cost[can].max(initial=0.0))
+    unit = 1e4 / top if top > 0 else 1.0
+    cost = cost * unit
+    cutoff = cutoff * unit
     p, n_leaves = geo.n_preds, geo.leaves.shape[0]
     feats = np.unique(geo.pred_feature)
     n_dist = 1 if norm == "inf" else feats.shape[0]
@@ -410,12 +454,13 @@ def _solve_one(
     )
     solution = None if res.x is None else res.x[:p] > 0.5
     if res.status == 0:
-        return "optimal", float(res.fun), float(res.fun), solution
+        return "optimal", float(res.fun) / unit, float(res.fun) / unit, solution
     if res.status == 2:
-        return "infeasible", math.inf, cutoff, None
+        return "infeasible", math.inf, cutoff / unit, None
     bound = getattr(res, "mip_dual_bound", None)
-    lower = float(bound) if bound is not None and np.isfinite(bound) else 0.0
-    return "limit", float(res.fun) if res.x is not None else math.inf, max(lower, 0.0), solution
+    lower = float(bound) / unit if bound is not None and np.isfinite(bound) else 0.0
+    found = float(res.fun) / unit if res.x is not None else math.inf
+    return "limit", found, max(lower, 0.0), solution
 
 
 # -- the fast search -------------------------------------------------------------------
