@@ -68,7 +68,9 @@ def data(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def xgb(rounds: int, xtr: np.ndarray, ytr: np.ndarray) -> Any:
     import xgboost
 
-    return xgboost.XGBClassifier(n_estimators=rounds, max_depth=4, n_jobs=1, random_state=0).fit(xtr, ytr)
+    return xgboost.XGBClassifier(n_estimators=rounds, max_depth=4, n_jobs=1, random_state=0).fit(
+        xtr, ytr
+    )
 
 
 def chosen(est: Any, x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +86,9 @@ def small_models(name: str, xtr, ytr, xte, yte, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     models = {
         "tree": DecisionTreeClassifier(max_depth=4, random_state=0).fit(xtr, ytr),
-        "forest": RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(xtr, ytr),
+        "forest": RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(
+            xtr, ytr
+        ),
         "xgb": xgb(ROUNDS_SMALL[name], xtr, ytr),
     }
     for key, est in models.items():
@@ -93,10 +97,12 @@ def small_models(name: str, xtr, ytr, xte, yte, n: int) -> dict[str, Any]:
         result = TreeExact(time_limit=30).generate(model, x, y)
         view = tree_view(est)
         start = time.perf_counter()
-        brute = np.array([brute_force_radius(view, x[i], int(y[i]), (0.0, 1.0)) for i in range(len(x))])
+        brute = np.array(
+            [brute_force_radius(view, x[i], int(y[i]), (0.0, 1.0)) for i in range(len(x))]
+        )
         out[key] = {
             "trees": view.n_trees,
-            "n": int(len(x)),
+            "n": len(x),
             "equal_to_brute_force": int(np.sum(result.radius == brute)),
             "proven_optimal": float(result.optimal.mean()),
             "exact_s_per_input": per_input(result.seconds, len(x)),
@@ -135,14 +141,18 @@ def art_tree(est: Any, x: np.ndarray, y: np.ndarray, exact: np.ndarray) -> dict[
             "success": float(ok.mean()),
             "crashed": crashed,
             "median_radius": float(np.median(linf[ok])) if ok.any() else math.nan,
-            "median_ratio_to_exact": float(np.median(linf[ok] / exact[ok])) if ok.any() else math.nan,
+            "median_ratio_to_exact": float(np.median(linf[ok] / exact[ok]))
+            if ok.any()
+            else math.nan,
             "s_per_input": per_input(seconds, len(x)),
         }
     }
 
 
 def extraction(est: Any, d: int, k: int) -> dict[str, Any]:
-    result = extract_tree(sklearn_leaf_oracle(est), est.predict, n_features=d, bounds=(0.0, 1.0), n_classes=k)
+    result = extract_tree(
+        sklearn_leaf_oracle(est), est.predict, n_features=d, bounds=(0.0, 1.0), n_classes=k
+    )
     probe = np.random.default_rng(0).random((10_000, d)).astype(np.float32)
     agree = float(np.mean(result.tree.predict(probe.astype(np.float64)) == est.predict(probe)))
     return {
@@ -161,13 +171,16 @@ def large_model(name: str, xtr, ytr, xte, yte, n: int, n_zoo: int) -> dict[str, 
     model = SklearnClassifier(est, bounds=(0.0, 1.0))
     x, y = chosen(est, xte, yte, n)
     exact = TreeExact(time_limit=10).generate(model, x, y)
-    fast = TreeFast().generate(model, x, y)
+    # The fast attack is timed three times (median): it is short, and the machine's load
+    # varies more over a short run than over the exact attack's long one.
+    runs = [TreeFast().generate(model, x, y) for _ in range(3)]
+    fast = sorted(runs, key=lambda r: r.seconds)[1]
     cert = certify(model, x, y)
     ok = np.isfinite(exact.radius) & (exact.radius > 0)
     ratio = fast.radius[ok] / exact.radius[ok]
     out = {
         "trees": tree_view(est).n_trees,
-        "n": int(len(x)),
+        "n": len(x),
         "exact_proven_optimal": float(exact.optimal.mean()),
         "exact_s_per_input": per_input(exact.seconds, len(x)),
         "exact_median_radius": float(np.median(exact.radius)),
@@ -192,9 +205,18 @@ def art_zoo(est: Any, x: np.ndarray, y: np.ndarray, exact: np.ndarray, k: int) -
         return {"art_zoo": "ART not installed"}
     clf = XGBoostClassifier(model=est, clip_values=(0.0, 1.0), nb_features=x.shape[1], nb_classes=k)
     attack = ZooAttack(
-        clf, confidence=0.0, learning_rate=0.1, max_iter=30, binary_search_steps=3,
-        initial_const=1.0, nb_parallel=8, batch_size=1, use_resize=False, use_importance=False,
-        variable_h=0.05, verbose=False,
+        clf,
+        confidence=0.0,
+        learning_rate=0.1,
+        max_iter=30,
+        binary_search_steps=3,
+        initial_const=1.0,
+        nb_parallel=8,
+        batch_size=1,
+        use_resize=False,
+        use_importance=False,
+        variable_h=0.05,
+        verbose=False,
     )
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -205,10 +227,12 @@ def art_zoo(est: Any, x: np.ndarray, y: np.ndarray, exact: np.ndarray, k: int) -
     linf = np.abs(adv - x).max(axis=1)
     return {
         "art_zoo": {
-            "n": int(len(x)),
+            "n": len(x),
             "success": float(ok.mean()),
             "median_radius": float(np.median(linf[ok])) if ok.any() else math.nan,
-            "median_ratio_to_exact": float(np.median(linf[ok] / exact[ok])) if ok.any() else math.nan,
+            "median_ratio_to_exact": float(np.median(linf[ok] / exact[ok]))
+            if ok.any()
+            else math.nan,
             "s_per_input": per_input(seconds, len(x)),
         }
     }
@@ -245,21 +269,37 @@ def report(results: dict[str, Any]) -> None:
     for name, r in results.items():
         small, large = r["small"], r["large"]
         for key, s in small.items():
-            print(f"{name:14s} {key:6s} exact == brute force on {s['equal_to_brute_force']}/{s['n']}: "
-                  f"{met(s['equal_to_brute_force'] == s['n'])}")
-        print(f"{name:14s} xgb{large['trees']:4d} proven optimal within 10 s on "
-              f"{large['exact_proven_optimal']:.0%} (target >= 95%): {met(large['exact_proven_optimal'] >= 0.95)}")
-        print(f"{name:14s} fast: success {large['fast_success']:.0%}, median ratio "
-              f"{large['fast_median_ratio']:.3f} (<= 1.15), {large['speedup']:.0f}x faster (>= 20): "
-              f"{met(large['fast_success'] == 1 and large['fast_median_ratio'] <= 1.15 and large['speedup'] >= 20)}")
-        print(f"{name:14s} verification sound: {large['verification_sound']}, median ratio "
-              f"{large['verification_median_ratio']:.3f} (>= 0.5): "
-              f"{met(large['verification_sound'] and large['verification_median_ratio'] >= 0.5)}")
+            print(
+                f"{name:14s} {key:6s} exact == brute force on "
+                f"{s['equal_to_brute_force']}/{s['n']}: {met(s['equal_to_brute_force'] == s['n'])}"
+            )
+        print(
+            f"{name:14s} xgb{large['trees']:4d} proven optimal within 10 s on "
+            f"{large['exact_proven_optimal']:.0%} (target >= 95%): "
+            f"{met(large['exact_proven_optimal'] >= 0.95)}"
+        )
+        fast_ok = (
+            large["fast_success"] == 1
+            and large["fast_median_ratio"] <= 1.15
+            and large["speedup"] >= 20
+        )
+        print(
+            f"{name:14s} fast: success {large['fast_success']:.0%}, median ratio "
+            f"{large['fast_median_ratio']:.3f} (<= 1.15), {large['speedup']:.0f}x faster (>= 20): "
+            f"{met(fast_ok)}"
+        )
+        print(
+            f"{name:14s} verification sound: {large['verification_sound']}, median ratio "
+            f"{large['verification_median_ratio']:.3f} (>= 0.5): "
+            f"{met(large['verification_sound'] and large['verification_median_ratio'] >= 0.5)}"
+        )
         ext = small["tree"].get("extraction", {})
         if ext:
-            print(f"{name:14s} extraction: agreement {ext['agreement_10k_random']:.2%} with "
-                  f"{ext['queries']} queries (+{ext['label_queries']} labels): "
-                  f"{met(ext['agreement_10k_random'] == 1.0)}")
+            print(
+                f"{name:14s} extraction: agreement {ext['agreement_10k_random']:.2%} with "
+                f"{ext['queries']} queries (+{ext['label_queries']} labels): "
+                f"{met(ext['agreement_10k_random'] == 1.0)}"
+            )
 
 
 if __name__ == "__main__":

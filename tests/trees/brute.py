@@ -19,7 +19,9 @@ from advml.models.trees import TreeEnsemble
 from advml.verification import LeafBoxes
 
 
-def brute_force_radius(view: TreeEnsemble, x0: np.ndarray, label: int, bounds: tuple[float, float]) -> float:
+def brute_force_radius(
+    view: TreeEnsemble, x0: np.ndarray, label: int, bounds: tuple[float, float]
+) -> float:
     x0 = np.asarray(x0, dtype=np.float32).astype(np.float64)
     if int(view.predict(x0[None, :])[0]) != label:
         return 0.0
@@ -34,14 +36,23 @@ def brute_force_radius(view: TreeEnsemble, x0: np.ndarray, label: int, bounds: t
     return math.inf
 
 
-def _exists(view: TreeEnsemble, boxes: LeafBoxes, x0: np.ndarray, label: int, r: float, bounds: tuple[float, float]) -> bool:
+def _exists(
+    view: TreeEnsemble,
+    boxes: LeafBoxes,
+    x0: np.ndarray,
+    label: int,
+    r: float,
+    bounds: tuple[float, float],
+) -> bool:
     lo = np.maximum(x0 - r, bounds[0])
     hi = np.minimum(x0 + r, bounds[1])
     per_tree = [np.flatnonzero(boxes.tree == t) for t in range(view.n_trees)]
     scores = boxes.scores
     k = view.n_classes
     # Per tree, the most any leaf can add to each class's lead over the label.
-    gain = np.array([(scores[leaves] - scores[leaves][:, [label]]).max(axis=0) for leaves in per_tree])
+    gain = np.array(
+        [(scores[leaves] - scores[leaves][:, [label]]).max(axis=0) for leaves in per_tree]
+    )
     suffix = np.vstack([np.cumsum(gain[::-1], axis=0)[::-1], np.zeros((1, k))])
     base = boxes.base - boxes.base[label]
 

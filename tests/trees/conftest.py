@@ -17,7 +17,9 @@ def _data(n_classes: int, n: int = 240, d: int = 6, seed: int = 0) -> tuple[np.n
     return x, y.astype(np.int64)
 
 
-def _fit(name: str, n_classes: int, n_trees: int = 8, depth: int = 3) -> tuple[Any, np.ndarray, np.ndarray]:
+def _fit(
+    name: str, n_classes: int, n_trees: int = 8, depth: int = 3
+) -> tuple[Any, np.ndarray, np.ndarray]:
     x, y = _data(n_classes)
     if name == "tree":
         from sklearn.tree import DecisionTreeClassifier
@@ -47,7 +49,12 @@ def _fit(name: str, n_classes: int, n_trees: int = 8, depth: int = 3) -> tuple[A
         import lightgbm
 
         est = lightgbm.LGBMClassifier(
-            n_estimators=n_trees, max_depth=depth, num_leaves=8, n_jobs=1, verbose=-1, random_state=0
+            n_estimators=n_trees,
+            max_depth=depth,
+            num_leaves=8,
+            n_jobs=1,
+            verbose=-1,
+            random_state=0,
         )
     else:
         raise ValueError(name)
@@ -62,7 +69,9 @@ KINDS = ["tree", "forest", "extra", "gb", "hgb", "xgb", "lgbm"]
 def fitted() -> Callable[..., tuple[Any, np.ndarray, np.ndarray]]:
     cache: dict[tuple[Any, ...], tuple[Any, np.ndarray, np.ndarray]] = {}
 
-    def get(name: str, n_classes: int, n_trees: int = 8, depth: int = 3) -> tuple[Any, np.ndarray, np.ndarray]:
+    def get(
+        name: str, n_classes: int, n_trees: int = 8, depth: int = 3
+    ) -> tuple[Any, np.ndarray, np.ndarray]:
         key = (name, n_classes, n_trees, depth)
         if key not in cache:
             cache[key] = _fit(name, n_classes, n_trees, depth)

@@ -23,11 +23,13 @@ def _model(est):
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("kind", KINDS)
 def test_exact_radius_equals_brute_force(fitted, kind, n_classes):
-    est, x, y = fitted(kind, n_classes, n_trees=4, depth=2)
+    est, x, _ = fitted(kind, n_classes, n_trees=4, depth=2)
     xs = x[:8].astype(np.float32)
     result = TreeExact().generate(_model(est), xs)
     view = tree_view(est)
-    brute = np.array([brute_force_radius(view, xs[i], int(result.y[i]), (0.0, 1.0)) for i in range(len(xs))])
+    brute = np.array(
+        [brute_force_radius(view, xs[i], int(result.y[i]), (0.0, 1.0)) for i in range(len(xs))]
+    )
     assert result.optimal.all()
     np.testing.assert_array_equal(result.radius, brute)
     found = np.isfinite(result.radius)
@@ -76,7 +78,10 @@ def test_constraints_and_integer_features(fitted):
     est, x, _ = fitted("forest", 2)
     xs = x[:10].astype(np.float32)
     rules = FeatureConstraints(immutable=[0], ranges={1: (0.2, 0.8)})
-    for attack in (TreeExact(constraints=rules, integer=[3]), TreeFast(constraints=rules, integer=[3])):
+    for attack in (
+        TreeExact(constraints=rules, integer=[3]),
+        TreeFast(constraints=rules, integer=[3]),
+    ):
         result = attack.generate(_model(est), xs)
         adv = np.asarray(result.x_adv)
         assert rules.satisfied(xs, adv, (0.0, 1.0)).all()
@@ -101,7 +106,9 @@ def test_eps_cap_and_time_limit(fitted):
     # Not proven: the flags say so and the bounds stay below the true radius.
     assert not rushed.optimal.all()
     assert np.all(rushed.lower_bound <= full.radius + 1e-12)
-    assert np.all(rushed.radius[np.isfinite(rushed.radius)] >= full.radius[np.isfinite(rushed.radius)] - 1e-12)
+    assert np.all(
+        rushed.radius[np.isfinite(rushed.radius)] >= full.radius[np.isfinite(rushed.radius)] - 1e-12
+    )
 
 
 def test_registered_and_schema():
@@ -116,7 +123,13 @@ def test_registered_and_schema():
 
 
 def test_non_tree_model_is_refused():
-    model = CallableClassifier(lambda z: np.stack([z.sum(1), -z.sum(1)], 1), input_shape=(3,), n_classes=2, bounds=(0.0, 1.0), returns="logits")
+    model = CallableClassifier(
+        lambda z: np.stack([z.sum(1), -z.sum(1)], 1),
+        input_shape=(3,),
+        n_classes=2,
+        bounds=(0.0, 1.0),
+        returns="logits",
+    )
     assert TreeExact.unsupported_reason(model) is not None
     with pytest.raises(UnsupportedModelError, match="tree"):
         TreeExact().generate(model, np.zeros((2, 3), np.float32))

@@ -18,7 +18,9 @@ def test_evasion_section_reports_exact_radii_for_a_forest(tmp_path: Path) -> Non
     from sklearn.ensemble import RandomForestClassifier
 
     ds = load_dataset("breast-cancer")
-    forest = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(ds.x_train, ds.y_train)
+    forest = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(
+        ds.x_train, ds.y_train
+    )
     model = SklearnClassifier(forest, bounds=ds.bounds)
     config = AuditConfig(
         n_samples=30,
@@ -38,7 +40,9 @@ def test_evasion_section_reports_exact_radii_for_a_forest(tmp_path: Path) -> Non
     for p in by_eps.values():
         assert p["verified_accuracy"] <= p["exact_accuracy"] <= p["fast_accuracy"] + 1e-12
     # The registered attacks at each eps agree with the radii (exact is exact).
-    exact_points = {p["eps"]: p for a in section["attacks"] if a["name"] == "tree_exact" for p in a["points"]}
+    exact_points = {
+        p["eps"]: p for a in section["attacks"] if a["name"] == "tree_exact" for p in a["points"]
+    }
     for e in (0.05, 0.1):
         assert exact_points[e]["robust_accuracy"] == by_eps[e]["exact_accuracy"]
     assert trees["rows"] and all(r["label"] != r["label_adv"] for r in trees["rows"])

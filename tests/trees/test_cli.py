@@ -16,17 +16,34 @@ from advml.models.io import save_model
 
 def _run(model: Path, out: Path, attack: str, *extra: str) -> int:
     return main(
-        ["attack", "--dataset", "breast-cancer", "--model", str(model), "--attack", attack,
-         "--n-samples", "8", "--out", str(out), "--quiet", *extra]
+        [
+            "attack",
+            "--dataset",
+            "breast-cancer",
+            "--model",
+            str(model),
+            "--attack",
+            attack,
+            "--n-samples",
+            "8",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
     )
 
 
 @pytest.mark.parametrize("attack", ["tree_exact", "tree_fast"])
-def test_attack_command_on_a_skops_forest(tmp_path: Path, capsys: pytest.CaptureFixture[str], attack: str) -> None:
+def test_attack_command_on_a_skops_forest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], attack: str
+) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
     ds = load_dataset("breast-cancer")
-    forest = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(ds.x_train, ds.y_train)
+    forest = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(
+        ds.x_train, ds.y_train
+    )
     path = save_model(SklearnClassifier(forest, bounds=ds.bounds), tmp_path / "rf.skops")
     out = tmp_path / "adv.npz"
     assert _run(path, out, attack) == 0
@@ -41,7 +58,9 @@ def test_attack_command_on_a_skops_forest(tmp_path: Path, capsys: pytest.Capture
 def test_attack_command_on_an_xgboost_model(tmp_path: Path) -> None:
     xgboost = pytest.importorskip("xgboost")
     ds = load_dataset("breast-cancer")
-    est = xgboost.XGBClassifier(n_estimators=20, max_depth=3, n_jobs=1, random_state=0).fit(ds.x_train, ds.y_train)
+    est = xgboost.XGBClassifier(n_estimators=20, max_depth=3, n_jobs=1, random_state=0).fit(
+        ds.x_train, ds.y_train
+    )
     path = tmp_path / "xgb.pkl"
     path.write_bytes(pickle.dumps(SklearnClassifier(est, bounds=ds.bounds)))
     out = tmp_path / "adv.npz"

@@ -13,7 +13,11 @@ from advml.extraction.tree_path import extract_tree, sklearn_leaf_oracle
 def test_recovers_an_equivalent_tree(fitted, n_classes):
     est, x, _ = fitted("tree", n_classes)
     result = extract_tree(
-        sklearn_leaf_oracle(est), est.predict, n_features=x.shape[1], bounds=(0.0, 1.0), n_classes=n_classes
+        sklearn_leaf_oracle(est),
+        est.predict,
+        n_features=x.shape[1],
+        bounds=(0.0, 1.0),
+        n_classes=n_classes,
     )
     assert result.n_leaves == est.get_n_leaves()
     probe = np.random.default_rng(5).random((10_000, x.shape[1]))
@@ -32,6 +36,15 @@ def test_budget_and_bad_bounds():
     x = rng.random((100, 3))
     est = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, (x[:, 0] > 0.5).astype(int))
     with pytest.raises(ValueError, match="max_queries"):
-        extract_tree(sklearn_leaf_oracle(est), est.predict, n_features=3, bounds=(0.0, 1.0), n_classes=2, max_queries=10)
+        extract_tree(
+            sklearn_leaf_oracle(est),
+            est.predict,
+            n_features=3,
+            bounds=(0.0, 1.0),
+            n_classes=2,
+            max_queries=10,
+        )
     with pytest.raises(ValueError, match="bounds"):
-        extract_tree(sklearn_leaf_oracle(est), est.predict, n_features=3, bounds=(1.0, 0.0), n_classes=2)
+        extract_tree(
+            sklearn_leaf_oracle(est), est.predict, n_features=3, bounds=(1.0, 0.0), n_classes=2
+        )

@@ -48,9 +48,13 @@ def test_split_values_exactly_on_thresholds(fitted, kind):
 def test_boosters_and_adapters(fitted):
     est, x, _ = fitted("xgb", 3)
     booster_view = tree_view(est.get_booster())
-    np.testing.assert_allclose(booster_view.predict_proba(x), est.predict_proba(x), rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(
+        booster_view.predict_proba(x), est.predict_proba(x), rtol=2e-6, atol=2e-6
+    )
     lgb, x2, _ = fitted("lgbm", 3)
-    np.testing.assert_allclose(tree_view(lgb.booster_).predict_proba(x2), lgb.predict_proba(x2), rtol=1e-12)
+    np.testing.assert_allclose(
+        tree_view(lgb.booster_).predict_proba(x2), lgb.predict_proba(x2), rtol=1e-12
+    )
     rf, x3, _ = fitted("forest", 2)
     wrapped = SklearnClassifier(rf, bounds=(0.0, 1.0))
     np.testing.assert_allclose(tree_view(wrapped).predict_proba(x3), rf.predict_proba(x3))

@@ -120,7 +120,9 @@ class _TreeAttack(EvasionAttack):
         try:
             ints = tuple(sorted({int(i) for i in integer}))
         except (TypeError, ValueError):
-            raise TypeError(f"integer must be a sequence of feature indices, got {integer!r}") from None
+            raise TypeError(
+                f"integer must be a sequence of feature indices, got {integer!r}"
+            ) from None
         if any(i < 0 for i in ints):
             raise ValueError(f"integer must hold feature indices >= 0, got {list(ints)}")
         self.norm = norm  # type: ignore[assignment]

@@ -101,7 +101,10 @@ class Geometry:
         cols_r: list[int] = []
         self.inner = inner
         for row, node in enumerate(inner):
-            for child, rows, cols in ((f["left"][node], rows_l, cols_l), (f["right"][node], rows_r, cols_r)):
+            for child, rows, cols in (
+                (f["left"][node], rows_l, cols_l),
+                (f["right"][node], rows_r, cols_r),
+            ):
                 stack = [int(child)]
                 while stack:
                     c = stack.pop()
@@ -143,7 +146,9 @@ class Geometry:
         hi[whole] = np.ceil(hi[whole])
         return lo, hi
 
-    def flip_costs(self, x0: np.ndarray, box: InputBox) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def flip_costs(
+        self, x0: np.ndarray, box: InputBox
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per predicate: the current side, whether it can flip, and the cost of flipping.
 
         The cost is the distance from ``x0`` to the nearest value on the other side.
@@ -324,7 +329,7 @@ def _polish(
         band = cost[can & (cost < d) & (cost >= d * (1 - 1e-6))]
         if band.size == 0:
             break
-        status, _, _, solution = _solve_one(
+        _, _, _, solution = _solve_one(
             geo, x0, box, left, can, cost, goal, "inf", 1.0, float(band.max()), margin
         )
         if solution is None:
@@ -362,7 +367,9 @@ def _solve_one(
     p, n_leaves = geo.n_preds, geo.leaves.shape[0]
     feats = np.unique(geo.pred_feature)
     n_dist = 1 if norm == "inf" else feats.shape[0]
-    dist_of = np.zeros(p, dtype=np.int64) if norm == "inf" else np.searchsorted(feats, geo.pred_feature)
+    dist_of = (
+        np.zeros(p, dtype=np.int64) if norm == "inf" else np.searchsorted(feats, geo.pred_feature)
+    )
     n_var = p + n_leaves + n_dist
     blocks: list[sparse.spmatrix] = []
     lb: list[np.ndarray] = []
@@ -377,8 +384,10 @@ def _solve_one(
     same = np.flatnonzero(geo.pred_feature[:-1] == geo.pred_feature[1:])
     if same.size:
         m = sparse.coo_matrix(
-            (np.r_[np.ones(same.size), -np.ones(same.size)],
-             (np.r_[np.arange(same.size), np.arange(same.size)], np.r_[same, same + 1])),
+            (
+                np.r_[np.ones(same.size), -np.ones(same.size)],
+                (np.r_[np.arange(same.size), np.arange(same.size)], np.r_[same, same + 1]),
+            ),
             shape=(same.size, n_var),
         )
         add(m, np.full(same.size, -np.inf), np.zeros(same.size))
@@ -401,9 +410,13 @@ def _solve_one(
     if flip.size:
         sign = np.where(left[flip], 1.0, -1.0)
         m = sparse.coo_matrix(
-            (np.r_[sign * cost[flip], np.ones(flip.size)],
-             (np.r_[np.arange(flip.size), np.arange(flip.size)],
-              np.r_[flip, p + n_leaves + dist_of[flip]])),
+            (
+                np.r_[sign * cost[flip], np.ones(flip.size)],
+                (
+                    np.r_[np.arange(flip.size), np.arange(flip.size)],
+                    np.r_[flip, p + n_leaves + dist_of[flip]],
+                ),
+            ),
             shape=(flip.size, n_var),
         )
         add(m, np.where(left[flip], cost[flip], 0.0), np.full(flip.size, np.inf))
@@ -413,7 +426,10 @@ def _solve_one(
         if qs.size > 1:
             r = qs.size - 1
             m = sparse.coo_matrix(
-                (np.r_[np.ones(r), -np.ones(r)], (np.r_[np.arange(r), np.arange(r)], np.r_[qs[:-1], qs[1:]])),
+                (
+                    np.r_[np.ones(r), -np.ones(r)],
+                    (np.r_[np.arange(r), np.arange(r)], np.r_[qs[:-1], qs[1:]]),
+                ),
                 shape=(r, n_var),
             )
             add(m, np.zeros(r), np.zeros(r))
@@ -431,7 +447,10 @@ def _solve_one(
         add(row, np.array([need]), np.array([np.inf]))
     # L1 with a cutoff: the total stays below the best found so far.
     if norm == "1" and math.isfinite(cutoff):
-        row = sparse.csr_matrix((np.ones(n_dist), (np.zeros(n_dist, dtype=np.int64), p + n_leaves + np.arange(n_dist))), shape=(1, n_var))
+        row = sparse.csr_matrix(
+            (np.ones(n_dist), (np.zeros(n_dist, dtype=np.int64), p + n_leaves + np.arange(n_dist))),
+            shape=(1, n_var),
+        )
         add(row, np.array([-np.inf]), np.array([cutoff]))
     a = sparse.vstack(blocks).tocsr()
     # Bounds: a predicate that cannot flip is fixed at its current side.
@@ -483,7 +502,26 @@ class _Walker:
         uses = np.zeros((d, view.n_trees), dtype=bool)
         uses[f["feature"][inner], tree_of[inner]] = True
         self.trees_of = [np.flatnonzero(uses[j]) for j in range(d)]
-        self.leaf_scores = view.scores_from_raw(f["value"] / view.divisor) if view.combine == "sigmoid" else f["value"] / view.divisor
+        # Per node: the features split on above it. A change of feature j moves an
+        # input's leaf in a tree only if j is on its current path: other pairs are skipped.
+        n_nodes = f["feature"].shape[0]
+        on_path = np.zeros((n_nodes, d), dtype=bool)
+        for root in f["roots"]:
+            stack = [int(root)]
+            while stack:
+                node = stack.pop()
+                j = f["feature"][node]
+                if j >= 0:
+                    for child in (int(f["left"][node]), int(f["right"][node])):
+                        on_path[child] = on_path[node]
+                        on_path[child, j] = True
+                        stack.append(child)
+        self.on_path = on_path
+        self.leaf_scores = (
+            view.scores_from_raw(f["value"] / view.divisor)
+            if view.combine == "sigmoid"
+            else f["value"] / view.divisor
+        )
         self.base = view.scores_from_raw(view.base[None, :])[0]
 
     def leaves(self, x: np.ndarray) -> np.ndarray:
@@ -513,16 +551,22 @@ class _Walker:
         counts = np.array([self.trees_of[j].shape[0] for j in feats], dtype=np.int64)
         cand = np.repeat(np.arange(feats.shape[0]), counts)
         trees = (
-            np.concatenate([self.trees_of[j] for j in feats]) if feats.size else np.zeros(0, np.int64)
+            np.concatenate([self.trees_of[j] for j in feats])
+            if feats.size
+            else np.zeros(0, np.int64)
         )
-        return cand, trees, feats[cand], values[cand], np.int64(feats.shape[0])
+        size = np.array([feats.shape[0]], dtype=np.int64)
+        return cand, trees, feats[cand], values[cand], size
 
     def try_moves(
         self, x: np.ndarray, leaves: np.ndarray, scores: np.ndarray, plan: tuple[np.ndarray, ...]
     ) -> np.ndarray:
         """Scores ``(m, n_classes)`` of ``x`` with each planned move made alone."""
-        cand, trees, cj, cv, m = plan
+        cand, trees, cj, cv, size = plan
+        m = int(size[0])
         f = self.view.flat
+        keep = self.on_path[leaves[trees], cj]
+        cand, trees, cj, cv = cand[keep], trees[keep], cj[keep], cv[keep]
         node = f["roots"][trees]
         while True:
             feat = f["feature"][node]
@@ -572,7 +616,6 @@ def solve_fast(
     "An Efficient Adversarial Attack for Tree Ensembles", NeurIPS 2020, in its simplest
     form). Returns ``(x_adv or None, distance)``.
     """
-    view = geo.view
     left, can, cost = geo.flip_costs(x0, box)
     lo, hi = geo.split_values(box)
     moves = np.flatnonzero(can & (cost <= cap))
@@ -619,7 +662,9 @@ def solve_fast(
                 if ok.any():
                     pick = int(np.argmax(np.where(ok, gain / np.maximum(extra, 1e-12), -np.inf)))
                 elif grow and (gain > 1e-15).any():
-                    pick = int(np.argmax(np.where(gain > 1e-15, gain / np.maximum(extra, 1e-12), -np.inf)))
+                    pick = int(
+                        np.argmax(np.where(gain > 1e-15, gain / np.maximum(extra, 1e-12), -np.inf))
+                    )
                     r = np.abs(x - x0).sum() + extra[pick]
                 else:
                     return None

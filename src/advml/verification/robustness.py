@@ -142,7 +142,7 @@ def _group_min(
         return independent
     # Most constrained first: fewer branches near the root.
     options.sort(key=lambda o: o[0].shape[0])
-    suffix = np.cumsum([o[1].min() for o in options[::-1]])[::-1].tolist() + [0.0]
+    suffix = [*np.cumsum([o[1].min() for o in options[::-1]])[::-1].tolist(), 0.0]
     best = math.inf
     nodes = 0
 
@@ -265,7 +265,9 @@ def certify(
             continue
         x0 = flat[i]
 
-        def holds(r: float, x0: np.ndarray = x0, label: int = int(labels[i]), box: InputBox = box) -> bool:
+        def holds(
+            r: float, x0: np.ndarray = x0, label: int = int(labels[i]), box: InputBox = box
+        ) -> bool:
             return _robust_at(boxes, view, x0, label, box, r, group_size, max_nodes)
 
         if robust is not None and eps is not None:

@@ -1,7 +1,8 @@
 """The tree part of the audit's evasion section: exact radii, certificates, examples.
 
-Private (the audit discovers public modules as sections). For a tree model (anything :func:`advml.models.trees.tree_view` reads) the evasion
-section adds, on the first ``TREE_INPUTS`` evaluated inputs:
+Private: the audit discovers public modules as sections. For a tree model (anything
+:func:`advml.models.trees.tree_view` reads) the evasion section adds, on the first
+``TREE_INPUTS`` evaluated inputs:
 
 * each input's exact minimal L∞ radius (:class:`~advml.evasion.TreeExact`, time-limited
   per input, with the share proven optimal) and the fast attack's radius;
@@ -100,7 +101,7 @@ def _compute(
     ratio = fast.radius[ok] / exact.radius[ok]
     meta = {
         "model": view.describe(),
-        "n": int(len(y)),
+        "n": len(y),
         "norm": "inf",
         "time_limit": TREE_TIME_LIMIT,
         "radius": _finite(np.where(correct, exact.radius, 0.0)),

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from advml import registry
+from advml.audit.sections._trees import tree_analysis
 from advml.audit.sections.base import (
     AuditContext,
     AuditSection,
@@ -17,7 +18,6 @@ from advml.audit.sections.base import (
     SectionOutput,
     Verdict,
 )
-from advml.audit.sections._trees import tree_analysis
 from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.evasion.constraints import FeatureConstraints

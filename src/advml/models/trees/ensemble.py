@@ -103,7 +103,8 @@ class TreeEnsemble:
     """Trees, and how their leaves make class scores.
 
     ``raw(x) = base + (sum over trees of value[leaf reached by x]) / divisor`` (one
-    column per output, the trees added one by one in order, as the libraries do). ``combine`` says what the raw scores are:
+    column per output, the trees added one by one in order, as the libraries do).
+    ``combine`` says what the raw scores are:
 
     * ``"sigmoid"``: one column, the binary margin; P(class 1) = sigmoid(scale * raw),
       class 1 iff raw > 0;

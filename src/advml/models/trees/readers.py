@@ -328,7 +328,9 @@ def _lightgbm(obj: Any) -> TreeEnsemble:
     for i, info in enumerate(dump["tree_info"]):
         if int(info.get("num_cat", 0)):
             raise UnsupportedModelError("LightGBM models with categorical splits are not supported")
-        trees.append(_lgb_tree(info["tree_structure"], width, i % per_iteration if width > 1 else 0))
+        trees.append(
+            _lgb_tree(info["tree_structure"], width, i % per_iteration if width > 1 else 0)
+        )
     n_iterations = len(trees) // per_iteration
     return TreeEnsemble(
         trees=tuple(trees),

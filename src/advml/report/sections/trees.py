@@ -23,7 +23,7 @@ def radius_histogram(trees: dict[str, Any]) -> bytes:
     lower = np.array([r for r in trees["lower_bound"] if r is not None], dtype=np.float64)
     fig, ax = plt.subplots(figsize=(5.2, 2.8))
     top = max(float(exact.max(initial=0.0)), float(lower.max(initial=0.0)), 1e-6)
-    bins = np.linspace(0.0, top, 21)
+    bins = np.linspace(0.0, top, 21).tolist()
     ax.hist(exact, bins=bins, alpha=0.75, label="exact radius (MILP)", color="#c0392b")
     ax.hist(lower, bins=bins, alpha=0.5, label="certified lower bound", color="#2c7fb8")
     ax.set_xlabel("smallest L∞ change that flips the label")
