@@ -110,6 +110,9 @@ def small_models(name: str, xtr, ytr, xte, yte, n: int) -> dict[str, Any]:
             "median_radius": float(np.median(result.radius)),
         }
         if key == "tree":
+            fast = TreeFast().generate(model, x, y)
+            out["tree"]["fast_s_per_input"] = per_input(fast.seconds, len(x))
+            out["tree"]["fast_median_ratio"] = float(np.median(fast.radius / result.radius))
             out["tree"].update(art_tree(est, x, y, result.radius))
             out["tree"].update(extraction(est, x.shape[1], int(ytr.max()) + 1))
     return out

@@ -42,11 +42,11 @@ def _fit(
 
         est = HistGradientBoostingClassifier(max_iter=n_trees, max_depth=depth, random_state=0)
     elif name == "xgb":
-        import xgboost
+        xgboost = pytest.importorskip("xgboost")  # the `xgboost` extra
 
         est = xgboost.XGBClassifier(n_estimators=n_trees, max_depth=depth, n_jobs=1, random_state=0)
     elif name == "lgbm":
-        import lightgbm
+        lightgbm = pytest.importorskip("lightgbm")  # the `formats` extra
 
         est = lightgbm.LGBMClassifier(
             n_estimators=n_trees,
