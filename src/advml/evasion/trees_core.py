@@ -502,6 +502,10 @@ class _Walker:
         uses = np.zeros((d, view.n_trees), dtype=bool)
         uses[f["feature"][inner], tree_of[inner]] = True
         self.trees_of = [np.flatnonzero(uses[j]) for j in range(d)]
+        # The same lists flat (CSR-like), so that a plan is built without a Python loop.
+        self._count = uses.sum(axis=1).astype(np.int64)
+        self._start = np.r_[0, np.cumsum(self._count)[:-1]].astype(np.int64)
+        self._flat_trees = np.concatenate(self.trees_of) if d else np.zeros(0, np.int64)
         # Per node: the features split on above it. A change of feature j moves an
         # input's leaf in a tree only if j is on its current path: other pairs are skipped.
         n_nodes = f["feature"].shape[0]
@@ -548,13 +552,10 @@ class _Walker:
 
     def plan(self, feats: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
         """The (candidate, tree) pairs of a set of one-feature moves, built once."""
-        counts = np.array([self.trees_of[j].shape[0] for j in feats], dtype=np.int64)
+        counts = self._count[feats]
         cand = np.repeat(np.arange(feats.shape[0]), counts)
-        trees = (
-            np.concatenate([self.trees_of[j] for j in feats])
-            if feats.size
-            else np.zeros(0, np.int64)
-        )
+        offset = np.arange(cand.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
+        trees = self._flat_trees[self._start[feats][cand] + offset]
         size = np.array([feats.shape[0]], dtype=np.int64)
         return cand, trees, feats[cand], values[cand], size
 
