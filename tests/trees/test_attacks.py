@@ -77,7 +77,7 @@ def test_targeted(fitted):
 def test_constraints_and_integer_features(fitted):
     est, x, _ = fitted("forest", 2)
     xs = x[:10].astype(np.float32)
-    rules = FeatureConstraints(immutable=[0], ranges={1: (0.2, 0.8)})
+    rules = FeatureConstraints(immutable=[0], switch_on=[5], ranges={1: (0.2, 0.8)})
     for attack in (
         TreeExact(constraints=rules, integer=[3]),
         TreeFast(constraints=rules, integer=[3]),
