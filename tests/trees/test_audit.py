@@ -49,3 +49,22 @@ def test_evasion_section_reports_exact_radii_for_a_forest(tmp_path: Path) -> Non
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "fig-tree-radii" in html and "verified robust accuracy" in html and "→" in html
     jsonschema.validate(json.loads(json.dumps(result.report)), report_schema())
+
+
+def test_verdict_from_the_radii_when_no_configured_attack_runs() -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    ds = load_dataset("breast-cancer")
+    est = GradientBoostingClassifier(n_estimators=10, max_depth=2, random_state=0)
+    model = SklearnClassifier(est.fit(ds.x_train, ds.y_train), bounds=ds.bounds)
+    config = AuditConfig(
+        n_samples=20, eps=(0.0, 0.1), attacks=("fgsm", "pgd"), examples=0, sections=("evasion",)
+    )
+    result = run_audit(config, model=model, dataset=ds, show_progress=False)
+    section = result.report["sections"]["evasion"]
+    assert {s["attack"] for s in section["skipped"]} == {"fgsm", "pgd"}  # no gradients
+    verdict = section["verdict"]
+    assert verdict["level"] != "unknown" and "exactly" in verdict["text"]
+    point = next(p for p in section["trees"]["points"] if p["eps"] == 0.1)
+    assert verdict["robust_accuracy"] == point["exact_accuracy"]
+    jsonschema.validate(json.loads(json.dumps(result.report)), report_schema())

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from advml import registry
-from advml.audit.sections._trees import tree_analysis
+from advml.audit.sections._trees import tree_analysis, tree_verdict
 from advml.audit.sections.base import (
     AuditContext,
     AuditSection,
@@ -108,6 +108,8 @@ class EvasionSection(AuditSection):
         trees = tree_analysis(ctx)  # exact radii and certificates for tree models
         if trees is not None:
             data["trees"] = trees
+            if verdict.level == "unknown":  # no configured attack ran: judge by the radii
+                verdict = tree_verdict(trees, ctx.clean_accuracy, config.reference_eps)
         return SectionOutput(data, verdict, _examples(ctx, step_arrays, verdict))
 
 
