@@ -144,3 +144,13 @@ def test_already_misclassified_inputs_have_radius_zero(fitted):
     result = TreeExact().generate(_model(est), x[wrong].astype(np.float32), y[wrong])
     assert np.all(result.radius == 0.0) and result.success.all()
     assert not math.isnan(result.summary()["median_radius"])
+
+
+def test_warm_start_changes_speed_not_answers(fitted):
+    est, x, _ = fitted("lgbm", 3, n_trees=20, depth=3)
+    xs = x[:8].astype(np.float32)
+    model = _model(est)
+    cold = TreeExact(warm_start=False).generate(model, xs)
+    warm = TreeExact().generate(model, xs)
+    assert cold.optimal.all() and warm.optimal.all()
+    np.testing.assert_array_equal(warm.radius, cold.radius)

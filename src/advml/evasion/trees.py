@@ -35,7 +35,7 @@ from advml.evasion.constraints import FeatureConstraints
 from advml.evasion.trees_core import Geometry, InputBox, TreeNorm, _Walker, solve_exact, solve_fast
 from advml.models.base import Classifier
 from advml.models.trees import TreeEnsemble, tree_model_reason, tree_view
-from advml.validation import check_number
+from advml.validation import check_bool, check_number
 
 __all__ = ["TreeAttackResult", "TreeExact", "TreeFast", "input_boxes"]
 
@@ -156,7 +156,8 @@ class _TreeAttack(EvasionAttack):
             )
         self._check_view(model, view, x)
         geometry = Geometry(view)
-        state = _State(geometry, _Walker(geometry) if isinstance(self, TreeFast) else None)
+        fast = isinstance(self, TreeFast) or getattr(self, "warm_start", False)
+        state = _State(geometry, _Walker(geometry) if fast else None)
         token = _STATE.set(state)
         try:
             result = super().generate(model, x, y)
@@ -247,6 +248,10 @@ class TreeExact(_TreeAttack):
         Seconds per input for the solver (all rival classes together); when it runs
         out the best input found is kept, ``optimal`` is False and ``lower_bound`` holds
         the solver's proven bound.
+    warm_start : bool
+        Start from the fast attack's answer (:class:`TreeFast`, milliseconds): every
+        program is cut off at its distance, so the solver only improves on it or proves
+        it minimal, and an input is never left without an answer the fast attack found.
     integer : sequence of int
         Features that only take integer values (counts, categories as codes).
     targeted : bool
@@ -270,19 +275,31 @@ class TreeExact(_TreeAttack):
         norm: str = "inf",
         eps: float | None = None,
         time_limit: float = 10.0,
+        warm_start: bool = True,
         integer: Sequence[int] = (),
         targeted: bool = False,
         constraints: FeatureConstraints | Mapping[str, Any] | None = None,
         batch_size: int | None = None,
     ) -> None:
         check_number("time_limit", time_limit, low=0, low_inclusive=False)
+        check_bool("warm_start", warm_start)
         self._set_tree_common(norm, eps, integer)
         self._set_common(targeted=targeted, batch_size=batch_size, constraints=constraints)
         self.time_limit = float(time_limit)
+        self.warm_start = warm_start
 
     def _one(
         self, state: _State, x0: np.ndarray, label: int, box: InputBox
     ) -> tuple[np.ndarray | None, float, float, bool]:
+        cap = math.inf if self.eps is None else self.eps
+        incumbent = None
+        if state.walker is not None:
+            start = solve_fast(
+                state.geometry, state.walker, x0, label, box,
+                targeted=self.targeted, norm=self.norm, cap=cap,
+            )  # fmt: skip
+            if start[0] is not None:
+                incumbent = (start[0], start[1])
         out = solve_exact(
             state.geometry,
             x0,
@@ -291,7 +308,8 @@ class TreeExact(_TreeAttack):
             targeted=self.targeted,
             norm=self.norm,
             time_limit=self.time_limit,
-            cap=math.inf if self.eps is None else self.eps,
+            cap=cap,
+            incumbent=incumbent,
         )
         return out.x_adv, out.radius, out.lower, out.optimal
 
