@@ -72,3 +72,25 @@ def test_not_a_tree_model():
     est = LogisticRegression().fit(x, (x[:, 0] > 0.5).astype(int))
     with pytest.raises(UnsupportedModelError, match="tree ensemble"):
         tree_view(est)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_random_forest_modes_of_the_boosting_libraries(n_classes):
+    xgboost = pytest.importorskip("xgboost")
+    lightgbm = pytest.importorskip("lightgbm")
+    from tests.trees.conftest import _data
+
+    x, y = _data(n_classes)
+    probe = np.random.default_rng(0).random((300, x.shape[1]))
+    xgb_rf = xgboost.XGBRFClassifier(n_estimators=5, max_depth=3, n_jobs=1, random_state=0)
+    xgb_rf.fit(x, y)
+    lgb_rf = lightgbm.LGBMClassifier(
+        boosting_type="rf", n_estimators=5, max_depth=3, num_leaves=8, bagging_freq=1,
+        bagging_fraction=0.8, verbose=-1, n_jobs=1, random_state=0,
+    ).fit(x, y)  # fmt: skip
+    np.testing.assert_allclose(
+        tree_view(xgb_rf).predict_proba(probe), xgb_rf.predict_proba(probe), rtol=2e-6, atol=2e-6
+    )
+    np.testing.assert_allclose(
+        tree_view(lgb_rf).predict_proba(probe), lgb_rf.predict_proba(probe), rtol=1e-12
+    )
