@@ -102,7 +102,8 @@ def test_eps_cap_and_time_limit(fitted):
     np.testing.assert_array_equal(capped.success, full.radius <= eps)
     assert np.all(capped.linf <= eps + 1e-7)
     assert capped.optimal.all()
-    rushed = TreeExact(time_limit=1e-4).generate(model, xs)
+    with pytest.warns(UserWarning, match="not proven minimal"):
+        rushed = TreeExact(time_limit=1e-4).generate(model, xs)
     # Not proven: the flags say so and the bounds stay below the true radius.
     assert not rushed.optimal.all()
     assert np.all(rushed.lower_bound <= full.radius + 1e-12)

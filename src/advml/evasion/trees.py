@@ -19,6 +19,7 @@ input's radius, a proven lower bound and whether the radius is optimal.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -164,6 +165,15 @@ class _TreeAttack(EvasionAttack):
         finally:
             _STATE.reset(token)
         n = result.n
+        unproven = n - int(np.sum(state.optimal[:n]))
+        if isinstance(self, TreeExact) and unproven:
+            warnings.warn(
+                f"tree_exact: {unproven} of {n} radii are not proven minimal within "
+                f"time_limit={self.time_limit:g} s; result.optimal marks them and "
+                f"result.lower_bound holds what was proven. Raise time_limit to prove more",
+                UserWarning,
+                stacklevel=2,
+            )
         return TreeAttackResult(
             **asdict_shallow(result),
             radius=np.asarray(state.radius[:n], dtype=np.float64),
