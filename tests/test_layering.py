@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "extraction": 4,
     "defences": 4,
     "watermark": 4,
+    "verification": 4,
     # On top: the report model and renderer, the audit that writes reports, the demo
     # server, the CLI commands (``serve`` starts the server) and the ``advml`` command.
     "report": 5,
@@ -65,6 +66,8 @@ FAMILY_USES: dict[str, frozenset[str]] = {
     # Removal attacks reuse the defences' filters, fine-pruning, distillation and
     # Copycat extraction through their public API (issue 12).
     "watermark": frozenset({"defences", "evasion", "extraction"}),
+    # Certificates for tree ensembles measure on the exact attack's split grid (issue 15).
+    "verification": frozenset({"evasion"}),
 }
 """The imports between families the design allows; any other is a violation."""
 

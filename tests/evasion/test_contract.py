@@ -21,7 +21,9 @@ from advml.errors import UnsupportedModelError
 from advml.evasion import AdversarialResult, EvasionAttack
 from advml.models import BaseClassifier, TorchClassifier
 
-ATTACKS = registry.available("evasion")
+# The tree attacks need a tree model, not the digits MLP: tests/trees/test_contract.py
+# holds them to the same contract on a gradient-boosted ensemble.
+ATTACKS = [n for n in registry.available("evasion") if n not in ("tree_exact", "tree_fast")]
 N = 48  # test samples per call: enough to see every behaviour, fast
 TOL = 1e-5
 

@@ -118,6 +118,9 @@ def _attack(args: argparse.Namespace) -> int:
         "success": result.success,
         "queries": result.queries,
     }
+    for extra in ("radius", "lower_bound", "optimal"):  # the tree attacks' minimal radii
+        if hasattr(result, extra):
+            arrays[extra] = getattr(result, extra)
     atomic_write(out, lambda f: np.savez_compressed(f, **arrays))
     s = result.summary()
     print(f"{attack!r} on {ds.name}, {len(y)} test inputs")
@@ -125,6 +128,11 @@ def _attack(args: argparse.Namespace) -> int:
     print(f"  accuracy under attack {float((result.y_adv == y).mean()):.1%}")
     print(f"  success rate          {s['success_rate']:.1%}")
     print(f"  median L2 / L∞        {s['median_l2']:.3f} / {s['median_linf']:.3f} (successes)")
+    if "median_radius" in s:
+        print(
+            f"  median radius (L{s['norm']})  {s['median_radius']:.4f}, proven optimal on "
+            f"{s['proven_optimal']:.0%} of inputs"
+        )
     print(f"  queries / input       {s['mean_queries']:.0f}")
     print(f"  time                  {s['seconds']:.2f} s")
     print(f"saved x, x_adv, y, y_adv, success, queries to {out}")

@@ -20,6 +20,7 @@ from advml.evasion.pgd import PGD
 from advml.evasion.square import Square
 from advml.evasion.strongest import Strongest
 from advml.evasion.transfer import TransferAttack, TransferResult, transfer
+from advml.evasion.trees import TreeAttackResult, TreeExact, TreeFast
 
 __all__ = [
     "APGD",
@@ -40,6 +41,9 @@ __all__ = [
     "Strongest",
     "TransferAttack",
     "TransferResult",
+    "TreeAttackResult",
+    "TreeExact",
+    "TreeFast",
     "project",
     "transfer",
 ]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from advml import registry
+from advml.audit.sections._trees import tree_analysis, tree_verdict
 from advml.audit.sections.base import (
     AuditContext,
     AuditSection,
@@ -209,6 +210,11 @@ class EvasionSection(AuditSection):
             **_eps_units(ctx.model, scale),
             "added_for_black_box": added,
         }
+        trees = tree_analysis(ctx)  # exact radii and certificates for tree models
+        if trees is not None:
+            data["trees"] = trees
+            if verdict.level == "unknown":  # no configured attack ran: judge by the radii
+                verdict = tree_verdict(trees, ctx.clean_accuracy, config.reference_eps)
         return SectionOutput(data, verdict, _examples(ctx, step_arrays, verdict))
 
 

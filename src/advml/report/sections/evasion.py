@@ -8,6 +8,7 @@ import numpy as np
 
 from advml.report.components import esc, figure, num, pct, verdict_badge
 from advml.report.figures import example_grid, robustness_curve
+from advml.report.sections.trees import render_trees
 
 __all__ = ["render"]
 
@@ -65,6 +66,7 @@ def render(
                 fig_id="fig-examples",
             )
         )
+    parts.append(render_trees(section["trees"]) if section.get("trees") else "")
     rules = section.get("constraints")
     if rules:
         kept = [
