@@ -18,7 +18,6 @@ from advml.commands._common import (
     output_file,
     with_output_defence,
 )
-from advml.runtime.files import atomic_write
 
 __all__ = ["add_commands"]
 
@@ -142,6 +141,7 @@ def _membership(args: argparse.Namespace) -> int:
     from advml.models.io import load_model
     from advml.models.reference import TRAINING, default_architecture
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
+    from advml.runtime.files import atomic_write
     from advml.runtime.plain import plain
 
     if args.list:
@@ -263,6 +263,7 @@ def _invert(args: argparse.Namespace) -> int:
     from advml.models.io import load_model
     from advml.models.reference import reference_model
     from advml.privacy.inversion import invert_and_judge
+    from advml.runtime.files import atomic_write
     from advml.runtime.plain import plain
 
     for option, value in (("--out", args.out), ("--json", args.json)):

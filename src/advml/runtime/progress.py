@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress"]
+__all__ = ["announce", "counter", "progress", "quiet"]
 
 T = TypeVar("T")
+
+
+def quiet() -> bool:
+    """Whether ``ADVML_QUIET`` (set by the CLI's ``--quiet``) asks for silence."""
+    return os.environ.get("ADVML_QUIET", "") not in ("", "0")
 
 
 def progress(
@@ -22,5 +28,25 @@ def progress(
     leave: bool = False,
 ) -> tqdm[T]:
     """Wrap ``iterable`` in a tqdm bar; ``ADVML_QUIET=1`` silences every bar."""
-    disable = (not enabled) or os.environ.get("ADVML_QUIET", "") not in ("", "0")
+    disable = (not enabled) or quiet()
     return tqdm(iterable, desc=desc, total=total, disable=disable, leave=leave, dynamic_ncols=True)
+
+
+def counter(
+    total: int, *, desc: str, unit: str = "it", enabled: bool = True, leave: bool = False
+) -> tqdm[Any]:
+    """A bar advanced by hand (``bar.update(n)``) over ``total`` units of work.
+
+    For loops whose unit of work (a training batch, a query) lives deeper than the loop
+    that owns the bar. tqdm draws the bar when it is made, so a command shows it at once
+    and its ETA after the first unit, however long the whole run.
+    """
+    disable = (not enabled) or quiet()
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, leave=leave, dynamic_ncols=True)
+
+
+def announce(text: str) -> None:
+    """Say on stderr what a command is about to do and roughly how long it takes; the
+    results go to stdout, so a pipe of them stays clean. Silent under ``ADVML_QUIET``."""
+    if not quiet():
+        print(text, file=sys.stderr, flush=True)

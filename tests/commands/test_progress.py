@@ -1,0 +1,169 @@
+"""Long commands say what they will do and show a progress bar before their first unit of
+work (so within a moment of starting, however slow the machine); ``--quiet`` silences both.
+
+No test measures time: each wraps the command's first unit of work (a training batch, a
+copycat training round, a removal attack) and reads what stderr held when it began.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from advml.cli import main
+
+BAR = re.compile(r"\b0/\d+ \[")
+"""tqdm's first frame: ``desc:   0%|          | 0/N [00:00<?, ?it/s]``."""
+
+
+@pytest.fixture
+def loud(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Bars on (the suite's conftest silences them), restored afterwards."""
+    monkeypatch.delenv("ADVML_QUIET", raising=False)
+    yield
+
+
+def _spy(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    owner: Any,
+    name: str,
+) -> list[str]:
+    """Wrap ``owner.name``; the first call records the stderr written until then."""
+    seen: list[str] = []
+    original: Callable[..., Any] = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not seen:
+            seen.append(capsys.readouterr().err)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return seen
+
+
+def _check(seen: list[str], plan: str) -> None:
+    assert seen, "the command never reached its first unit of work"
+    before = seen[0]
+    assert plan in before, before
+    assert "2-core CPU" in before  # the plan line says roughly how long
+    assert BAR.search(before), before
+
+
+def test_adversarial_train_announces_and_shows_a_bar_before_the_first_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, loud: None
+) -> None:
+    from advml.models import training
+
+    seen = _spy(monkeypatch, capsys, training, "_epoch")
+    argv = [
+        "adversarial-train", "--method", "fgsm", "--epochs", "1", "--dataset", "digits",
+        "--n-samples", "20", "--out", str(tmp_path / "r.pt"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    _check(seen, "advml adversarial-train: FGSMTraining(epochs=1) on digits for 1 epochs")
+    # The bar counts batches (with the epoch in its label), so its ETA shows after one.
+    assert re.search(r"epoch 1/1: .*\| 0/\d+ \[", seen[0]), seen[0]
+
+
+def test_adversarial_train_defaults_to_a_laptop_sized_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, loud: None
+) -> None:
+    from advml.defences.training.base import RobustTraining
+
+    def stop(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # the plan is all this test needs
+
+    monkeypatch.setattr(RobustTraining, "fit", stop)
+    assert main(["adversarial-train", "--dataset", "digits", "--out", str(tmp_path / "r.pt")])
+    err = capsys.readouterr().err
+    assert "PGDTraining(epochs=5) on digits for 5 epochs" in err
+    assert "about 2 s on a 2-core CPU" in err  # 5 epochs at 0.4 s (measured)
+
+
+def test_adversarial_train_help_states_the_time_and_the_full_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["adversarial-train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "about 3 minutes" in text and "--epochs 20 is the full-strength run" in text
+
+
+def test_extract_announces_and_shows_a_bar_before_the_first_round(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, loud: None
+) -> None:
+    from advml.extraction.copycat import Copycat
+
+    seen = _spy(monkeypatch, capsys, Copycat, "_fit")
+    argv = [
+        "extract", "--dataset", "digits", "--queries", "40", "--n-random", "10",
+        "--set", "rounds=2", "--set", "epochs=1", "--set", "min_steps=3",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    _check(seen, "advml extract: Copycat(queries=40, rounds=2, epochs=1, min_steps=3)")
+    assert "copycat" in seen[0]
+    assert "agreement (test)" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def key_and_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A digits model watermarked by ``advml watermark embed`` and its key."""
+    folder = tmp_path_factory.mktemp("progress-watermark")
+    marked, key = folder / "marked.pt", folder / "owner.key.npz"
+    argv = [
+        "watermark", "embed", "--scheme", "uchida", "--out-model", str(marked),
+        "--out-key", str(key), "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    return marked, key
+
+
+def test_watermark_attack_shows_a_bar_before_the_first_removal(
+    key_and_model: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    loud: None,
+) -> None:
+    from advml.watermark.removal.base import RemovalAttack
+
+    marked, key = key_and_model
+    seen = _spy(monkeypatch, capsys, RemovalAttack, "remove")
+    argv = ["watermark", "attack", "--model", str(marked), "--key", str(key)]
+    assert main([*argv, "--attacks", "prune,preprocess"]) == 0
+    _check(seen, "advml watermark attack: 2 removal attacks (prune, preprocess)")
+    # The bar names the attack that is running.
+    assert "prune(" in seen[0]
+
+
+@pytest.mark.parametrize("command", ["adversarial-train", "extract", "watermark"])
+def test_quiet_prints_no_plan_and_no_bar(
+    command: str,
+    tmp_path: Path,
+    key_and_model: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    loud: None,
+) -> None:
+    argv = {
+        "adversarial-train": [
+            "adversarial-train", "--method", "fgsm", "--epochs", "1", "--dataset", "digits",
+            "--n-samples", "20", "--out", str(tmp_path / "r.pt"),
+        ],
+        "extract": [
+            "extract", "--dataset", "digits", "--queries", "40", "--n-random", "10",
+            "--set", "rounds=2", "--set", "epochs=1", "--set", "min_steps=3",
+        ],
+        "watermark": [
+            "watermark", "attack", "--model", str(key_and_model[0]), "--key",
+            str(key_and_model[1]), "--attacks", "prune",
+        ],
+    }[command]  # fmt: skip
+    assert main([*argv, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out  # the results still print
