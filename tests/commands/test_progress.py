@@ -110,6 +110,22 @@ def test_extract_announces_and_shows_a_bar_before_the_first_round(
     assert "agreement (test)" in capsys.readouterr().out
 
 
+def test_attack_announces_and_shows_a_query_bar_before_the_attack_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, loud: None
+) -> None:
+    from advml.evasion.bim import BIM
+
+    seen = _spy(monkeypatch, capsys, BIM, "_run")
+    argv = [
+        "attack", "--attack", "bim", "--set", "steps=3", "--dataset", "digits",
+        "--n-samples", "10", "--out", str(tmp_path / "adv.npz"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    _check(seen, "advml attack: BIM(steps=3) on 10 test inputs of digits")
+    # 10 inputs x (3 steps + the final check) model queries.
+    assert "0/40 [" in seen[0]
+
+
 @pytest.fixture(scope="module")
 def key_and_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A digits model watermarked by ``advml watermark embed`` and its key."""
@@ -140,7 +156,7 @@ def test_watermark_attack_shows_a_bar_before_the_first_removal(
     assert "prune(" in seen[0]
 
 
-@pytest.mark.parametrize("command", ["adversarial-train", "extract", "watermark"])
+@pytest.mark.parametrize("command", ["adversarial-train", "extract", "watermark", "attack"])
 def test_quiet_prints_no_plan_and_no_bar(
     command: str,
     tmp_path: Path,
@@ -157,6 +173,10 @@ def test_quiet_prints_no_plan_and_no_bar(
         "extract": [
             "extract", "--dataset", "digits", "--queries", "40", "--n-random", "10",
             "--set", "rounds=2", "--set", "epochs=1", "--set", "min_steps=3",
+        ],
+        "attack": [
+            "attack", "--attack", "bim", "--set", "steps=3", "--dataset", "digits",
+            "--n-samples", "10", "--out", str(tmp_path / "adv.npz"),
         ],
         "watermark": [
             "watermark", "attack", "--model", str(key_and_model[0]), "--key",

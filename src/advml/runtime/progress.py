@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-__all__ = ["announce", "counter", "progress", "quiet"]
+__all__ = ["QueryProgress", "announce", "counter", "progress", "quiet"]
 
 T = TypeVar("T")
 
@@ -50,3 +51,60 @@ def announce(text: str) -> None:
     results go to stdout, so a pipe of them stays clean. Silent under ``ADVML_QUIET``."""
     if not quiet():
         print(text, file=sys.stderr, flush=True)
+
+
+class QueryProgress:
+    """A bar over a model's queries while an attack runs, for attacks with no loop of
+    their own to hook: a background thread reads ``model.query_count`` twice a second
+    (an int read; the attack never waits on the bar).
+
+    Use as a context manager::
+
+        with QueryProgress(model, total=n * steps, desc="pgd"):
+            attack.generate(model, x, y)
+
+    ``total`` may be None (unknown: the bar shows the count and rate, no ETA).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        total: int | None,
+        desc: str,
+        enabled: bool = True,
+        interval: float = 0.5,
+    ) -> None:
+        self.model = model
+        self.interval = interval
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="query",
+            disable=(not enabled) or quiet(),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        self._start = int(getattr(model, "query_count", 0))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _sync(self) -> None:
+        done = int(getattr(self.model, "query_count", 0)) - self._start
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sync()
+
+    def __enter__(self) -> QueryProgress:
+        if not self.bar.disable:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.bar.close()
