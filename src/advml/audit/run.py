@@ -21,6 +21,7 @@ import torch
 from advml import __version__
 from advml.audit import sections as audit_sections
 from advml.audit.config import AuditConfig
+from advml.audit.plan import check_plan
 from advml.audit.sections import AuditContext, AuditSection
 from advml.audit.sections.base import Threat
 from advml.audit.sections.evasion import plan as evasion_plan
@@ -95,6 +96,7 @@ def run_audit(
     -------
     AuditResult
     """
+    check_plan(config or AuditConfig(), model=model is None, dataset=dataset is None)
     handler: logging.Handler | None = None
     if out is not None:
         # Every run appends to OUT/audit.log which steps ran and which were read back,

@@ -151,6 +151,7 @@ def _audit(args: argparse.Namespace) -> int:
 
     from advml.audit import run_audit
     from advml.audit.config_file import config_to_yaml
+    from advml.audit.plan import check_plan
     from advml.audit.sections import available_sections
     from advml.errors import DiskFullError
     from advml.report import format_summary
@@ -164,6 +165,7 @@ def _audit(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
+    check_plan(config)  # every problem at once, before the output folder or a model
     out = output_folder("--out", args.out)
     try:
         atomic_write(out / "config.yaml", config_to_yaml(config))
