@@ -517,6 +517,16 @@ def test_page_and_its_files_are_served_with_a_strict_policy(client: TestClient) 
         assert client.get(f"/static/{name}").status_code == 200
 
 
+def test_every_link_of_the_page_is_served(client: TestClient) -> None:
+    import re
+
+    page = client.get("/").text
+    links = re.findall(r'<a href="(/[^"]*)"', page)
+    assert "/openapi.json" in links and "/docs" not in links
+    for link in links:
+        assert client.get(link).status_code == 200, link
+
+
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]

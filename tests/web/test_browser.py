@@ -244,3 +244,15 @@ def test_custom_eps_upload_and_refusals_in_the_page(
     assert "Upload refused" in status and "PNG" in status and "415" in status
     assert all("415" in e for e in console.errors), console.errors
     page.screenshot(path=str(artifacts / "web-demo-upload.png"), full_page=True)
+
+
+def test_every_link_of_the_page_answers(demo: tuple[Any, Console], served: Served) -> None:
+    """The footer once linked /docs, a page the app does not serve (404)."""
+    page, console = demo
+    hrefs = page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
+    assert hrefs, "the page has no links"
+    assert not any(h.endswith("/docs") for h in hrefs)
+    for href in hrefs:
+        if href.startswith(served.url):
+            assert page.request.get(href).status == 200, href
+    assert not console.errors
