@@ -155,6 +155,34 @@ def _run_audit(
     return AuditResult(report=report, artifacts=artifacts, out=out_dir)
 
 
+def _reference_build(model: Classifier, ds: Dataset) -> dict[str, Any]:
+    """``{"architecture": name, "retrain": "reference recipe"}`` when a model file holds
+    one of advml's reference networks for ``ds`` as built (what ``advml train`` writes,
+    recorded by :func:`~advml.models.architectures.build`): sections that train copies
+    (backdoor, watermark, shadow models) can then train that architecture with the
+    reference recipe, as for the audit's own reference model. Else ``{}``."""
+    from advml.models.reference import TRAINING
+
+    recorded = getattr(getattr(model, "module", None), "advml_architecture", None)
+    if not (isinstance(recorded, tuple) and len(recorded) == 2):
+        return {}
+    name, kwargs = recorded
+    expected = (
+        {
+            "input_shape": list(ds.input_shape),
+            "n_classes": ds.n_classes,
+            **TRAINING[name].arch_kwargs,
+        }
+        if name in TRAINING
+        else None
+    )
+    # Built in this process the shape is a tuple, read back from a file a list.
+    given = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(kwargs).items()}
+    if expected is None or given != expected:
+        return {}
+    return {"architecture": name, "retrain": "reference recipe"}
+
+
 def _audited_model(
     config: AuditConfig, ds: Dataset, model: Classifier | None, *, show_progress: bool
 ) -> tuple[Classifier, dict[str, Any]]:
@@ -166,6 +194,7 @@ def _audited_model(
     elif config.model is not None:
         model = load_model(config.model, trust=config.trust_model_file)
         model_info = {"source": "file", "file": str(config.model)}
+        model_info.update(_reference_build(model, ds))
     else:
         model, model_info = reference_model(
             ds, architecture=config.architecture, seed=config.seed, show_progress=show_progress
