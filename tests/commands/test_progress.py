@@ -187,3 +187,75 @@ def test_quiet_prints_no_plan_and_no_bar(
     captured = capsys.readouterr()
     assert captured.err == ""
     assert captured.out  # the results still print
+
+
+def _subcommands() -> list[tuple[str, Any]]:
+    """Every (name, parser) of ``advml``, nested ones (``watermark embed``) included."""
+    import argparse
+
+    from advml.cli import _parser
+
+    found: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found.append((f"{prefix} {name}".strip(), sub))
+                    walk(f"{prefix} {name}", sub)
+
+    walk("", _parser()[0])
+    return found
+
+
+def test_each_help_states_its_default_dataset_first() -> None:
+    with_dataset = [
+        (name, p)
+        for name, p in _subcommands()
+        if any("--dataset" in a.option_strings for a in p._actions)
+    ]
+    assert len(with_dataset) >= 10
+    for name, p in with_dataset:
+        (action,) = [a for a in p._actions if "--dataset" in a.option_strings]
+        default = action.default or p.get_default("default_dataset")
+        if default is None:  # a required or computed dataset: nothing to state
+            continue
+        first = (p.description or "").split(". ")[0]
+        assert first.startswith("Default"), (name, first)
+        assert str(default) in first, (name, default, first)
+
+
+@pytest.mark.parametrize(
+    ("argv", "plan"),
+    [
+        (["membership"], "advml membership: "),
+        (["invert"], "advml invert: "),
+        (["poison", "--out-model", "{tmp}/bd.pt", "--out-data", "{tmp}/bd.npz"], "advml poison: "),
+        (["defend", "--model", "{tmp}/bd.pt", "--data", "{tmp}/bd.npz"], "advml defend: "),
+        (["train", "--dataset", "digits", "--out", "{tmp}/m.pt"], "advml train: "),
+        (["audit", "--quick", "--out", "{tmp}/audit"], "advml audit: "),
+    ],
+)
+def test_each_readme_command_says_first_what_it_will_do(
+    argv: list[str],
+    plan: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    loud: None,
+) -> None:
+    import advml.data
+
+    def stop(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # only what comes before the data is loaded matters
+
+    monkeypatch.setattr(advml.data, "load_dataset", stop)
+    import advml.audit
+
+    monkeypatch.setattr(advml.audit, "run_audit", stop)
+    # 130: stopped at the data; defend stops earlier still, at the missing poisoned data.
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert code == (2 if argv[0] == "defend" else 130)
+    err = capsys.readouterr().err
+    assert err.startswith(plan), err
+    assert "2-core CPU" in err.splitlines()[0] or "minute" in err.splitlines()[0]

@@ -128,6 +128,7 @@ def with_output_defence(model: Any, args: argparse.Namespace) -> Any:
 
 def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-5k") -> None:
     """``--dataset``, ``--model``, ``--trust-model-file``, ``--seed``, ``--quiet``."""
+    _state_default_dataset(p, default_dataset)
     p.add_argument(
         "--dataset",
         default=None,
@@ -150,6 +151,13 @@ def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-
         "--seed", type=int, default=0, help="seed of data subset, model, attacks (default 0)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _state_default_dataset(p: argparse.ArgumentParser, dataset: str) -> None:
+    """Begin the command's ``--help`` text with its default dataset (the defaults differ
+    between commands: mnist-5k for the evasion ones, digits for the slower families)."""
+    if not (p.description or "").startswith("Default"):
+        p.description = f"Default dataset: {dataset}. {p.description or ''}".strip()
 
 
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:

@@ -29,7 +29,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "membership",
         help="membership inference: tell the model's training records from others",
         description="Run membership-inference attacks and report how well they tell "
-        "members (training records) from non-members: AUC, TPR at 0.1%% and 1%% FPR, "
+        "members (training records) from non-members: AUC, TPR at 0.1% and 1% FPR, "
         "balanced accuracy and membership advantage. Without --model a target is trained "
         "here on --target-size records of a pool of twice that many drawn from the whole "
         "dataset (the other half are the non-members; the attacker knows the pool, not "
@@ -98,6 +98,9 @@ def add_commands(sub: Any) -> dict[str, Handler]:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
+    from advml.commands._common import _state_default_dataset
+
+    _state_default_dataset(p, "digits")
     p.add_argument("--dataset", default="digits", help="dataset name (default digits)")
     p.add_argument("--model", metavar="FILE", help="model file (.pt written by advml, .skops)")
     p.add_argument(
@@ -143,6 +146,7 @@ def _membership(args: argparse.Namespace) -> int:
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
     from advml.runtime.files import atomic_write
     from advml.runtime.plain import plain
+    from advml.runtime.progress import announce
 
     if args.list:
         return list_components(
@@ -165,6 +169,11 @@ def _membership(args: argparse.Namespace) -> int:
         attacks = membership_attacks(
             args.attacks, dict(args.settings), seed=args.seed, n_shadow=args.shadows
         )
+    announce(
+        f"advml membership: {len(attacks)} membership-inference attacks on {args.dataset} "
+        f"(training the target and shadow models as needed); the default run takes about "
+        f"2 min on a 2-core CPU (the bars below show the ETA)"
+    )
     ds = load_dataset(args.dataset)
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)
@@ -265,10 +274,15 @@ def _invert(args: argparse.Namespace) -> int:
     from advml.privacy.inversion import invert_and_judge
     from advml.runtime.files import atomic_write
     from advml.runtime.plain import plain
+    from advml.runtime.progress import announce
 
     for option, value in (("--out", args.out), ("--json", args.json)):
         if value:
             output_file(option, value)
+    announce(
+        f"advml invert: reconstruct a representative input of each class of {args.dataset} "
+        f"from the model; the default run takes under a minute on a 2-core CPU"
+    )
     settings = dict(args.settings)
     if args.steps is not None:
         settings["steps"] = args.steps
