@@ -137,7 +137,7 @@ def _label(page: Any, panel: str) -> str:
 def _images_loaded(page: Any) -> list[int]:
     return list(
         page.eval_on_selector_all(
-            "#results img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
+            "#results img[src]", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
         )
     )
 
@@ -256,3 +256,59 @@ def test_every_link_of_the_page_answers(demo: tuple[Any, Console], served: Serve
         if href.startswith(served.url):
             assert page.request.get(href).status == 200, href
     assert not console.errors
+
+
+def test_adaptive_attack_step_breaks_what_the_defence_restored(
+    demo: tuple[Any, Console], served: Served, artifacts: Path
+) -> None:
+    """Step 4 teaches the arms race: JPEG restores the label FGSM changed, and PGD through
+    the JPEG (BPDA) changes it again; the page shows what the API computes."""
+    page, console = demo
+    service = served.service
+    index = None
+    for i in range(48):
+        x, _ = service.image("digits", i)
+        attacked = service.attack(x, attack="fgsm", strength="medium")
+        if not attacked["label_changed"]:
+            continue
+        x_adv = np.asarray(attacked["adversarial"]["pixels"], np.float32)[None]
+        if not service.defend(x_adv, defence="jpeg", strength="medium", reference=x)["restored"]:
+            continue
+        if service.adaptive_attack(x, defence="jpeg")["defence_broken"]:
+            index, expected = i, service.adaptive_attack(x, defence="jpeg")
+            break
+    assert index is not None, "no digit among the first 48 shows the arms race with JPEG"
+    assert page.get_attribute("[data-testid=adaptive-btn]", "disabled") is not None
+
+    page.click(f"[data-testid=thumb][data-index='{index}']")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=label-original]').textContent !== '–'"
+    )
+    page.select_option("[data-testid=attack]", "fgsm")
+    page.select_option("[data-testid=attack-strength]", "medium")
+    page.click("[data-testid=attack-btn]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=badge-adversarial]').textContent !== ''"
+    )
+    page.select_option("[data-testid=defence]", "jpeg")
+    page.select_option("[data-testid=defence-strength]", "medium")
+    page.click("[data-testid=defend-btn]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=badge-defended]').textContent !== ''"
+    )
+    assert page.inner_text("[data-testid=badge-defended]") == "label restored"
+
+    # 4. the adaptive attack, through the JPEG
+    assert page.get_attribute("[data-testid=adaptive-btn]", "disabled") is None
+    page.click("[data-testid=adaptive-btn]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=badge-adaptive]').textContent !== ''"
+    )
+    assert page.inner_text("[data-testid=badge-adaptive]") == "defence broken"
+    assert _label(page, "adaptive") == expected["defended"]["label_name"]
+    status = page.inner_text("[data-testid=status]")
+    assert "BPDA" in status and "only hid the gradients" in status
+    widths = _images_loaded(page)
+    assert len(widths) == 5 and all(w == 8 for w in widths), widths
+    page.screenshot(path=str(artifacts / "web-demo-adaptive.png"), full_page=True)
+    assert console.errors == []

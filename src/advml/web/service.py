@@ -553,6 +553,62 @@ class DemoService:
             "seconds": round(seconds, 4),
         }
 
+    # -- step 4: the adaptive attack ----------------------------------------------------
+    def adaptive_attack(
+        self,
+        x: np.ndarray,
+        *,
+        defence: str,
+        strength: StrengthName = "medium",
+        attack_strength: StrengthName = "medium",
+        eps: float | None = None,
+    ) -> dict[str, Any]:
+        """PGD against the defence as an attacker who knows it sees it: gradients through
+        non-differentiable preprocessors by BPDA (identity on the backward pass) and
+        through randomised ones by EOT (the mean over draws) -- Athalye, Carlini & Wagner,
+        "Obfuscated Gradients Give a False Sense of Security", ICML 2018, §4.1-4.2.
+
+        ``x`` is the original input: the attack starts over, now aimed at the defended
+        model. The answer says whether the deployed defence (one draw, the real
+        preprocessing) still gives the original's label.
+        """
+        from advml.defences.preprocess import DefendedClassifier
+
+        prep = self.defence(defence, strength)
+        settings = self.attack_settings("pgd", attack_strength, eps)
+        start = time.perf_counter()
+        deployed = DefendedClassifier(self.model, prep, seed=self.seed)
+        adaptive = deployed.adaptive()
+        if deployed.differentiable and not deployed.randomised:
+            method = "exact gradients (the defence is differentiable)"
+        else:
+            parts = [
+                name
+                for name, used in (
+                    ("BPDA", not deployed.differentiable),
+                    ("EOT", deployed.randomised),
+                )
+                if used
+            ]
+            method = " + ".join(parts)
+        result = registry.create("evasion", "pgd", **settings).generate(adaptive, x)
+        x_adv = np.asarray(result.x_adv, dtype=np.float32)
+        x_def = np.asarray(prep(x_adv, bounds=self.bounds), dtype=np.float32)
+        seconds = time.perf_counter() - start
+        original, adversarial, defended = self.view(x), self.view(x_adv), self.view(x_def)
+        return {
+            "defence": defence,
+            "strength": strength,
+            "method": method,
+            "settings": settings,
+            "original": original,
+            "adversarial": adversarial,
+            "defended": defended,
+            "defence_broken": defended["label"] != original["label"],
+            "queries": int(np.asarray(result.queries).sum()),
+            "seconds": round(seconds, 4),
+        }
+
     # -- step 3: defend ------------------------------------------------------------------
     def _autoencoder_path(self, strength: str) -> Path:
         return self.cache_dir / f"web-autoencoder-{self.dataset.name}-{strength}-seed{self.seed}.pt"
