@@ -625,3 +625,29 @@ def test_adaptive_attack_refuses_bad_requests(client: TestClient) -> None:
     assert r.status_code == 422 and "defence" in r.json()["detail"]
     r = client.post("/api/adaptive", json={"image": image, "defence": "jpeg", "eps": 2.0})
     assert r.status_code == 422 and "eps" in r.json()["detail"]
+
+
+def test_a_tabular_model_gets_its_test_rows_instead_of_a_gallery() -> None:
+    from advml.models.reference import reference_model
+
+    ds = load_dataset("breast-cancer")
+    model, _ = reference_model(ds, show_progress=False)
+    service = DemoService(model, ds, model_description="breast-cancer MLP", timeout=30)
+    with TestClient(create_app(service, prepare_defences=False)) as c:
+        (entry,) = c.get("/api/datasets").json()
+        assert entry["name"] == "breast-cancer" and entry["tabular"] is True
+        page = c.get("/api/datasets/breast-cancer/images?offset=0&limit=3").json()
+        assert page["tabular"] is True and page["total"] == ds.n_test
+        row = page["images"][1]
+        np.testing.assert_allclose(row["features"], ds.x_test[1], atol=5e-5)  # 4 decimals
+        assert row["label"] == int(ds.y_test[1])
+        image = {"dataset": "breast-cancer", "index": 1}
+        r = c.post("/api/attack", json={"image": image, "attack": "pgd"})
+        assert r.status_code == 200 and len(r.json()["adversarial"]["pixels"]) == 30
+        defences = {d["name"]: d["unavailable"] for d in c.get("/api/info").json()["defences"]}
+        assert defences["gaussian_noise"] is None and defences["feature_squeezing"] is None
+        assert "images only" in defences["jpeg"] and "images only" in defences["median_smoothing"]
+        r = c.post("/api/defend", json={"image": image, "defence": "jpeg"})
+        assert r.status_code == 422 and "images only" in r.json()["detail"]
+        # The image datasets are not offered to a model of 30 features.
+        assert c.get("/api/datasets/digits/images").status_code == 422

@@ -11,6 +11,7 @@ Skipped when ``/usr/bin/chromium`` or Playwright is missing, except under CI
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import socket
@@ -45,8 +46,6 @@ def served(
     tmp_path_factory: pytest.TempPathFactory,
     launch_chromium: Callable[[Any], Any],
 ) -> Iterator[Served]:
-    import uvicorn
-
     service = DemoService(
         copy.deepcopy(digits_mlp),
         load_dataset("digits"),
@@ -54,6 +53,15 @@ def served(
         timeout=30,
         cache_dir=tmp_path_factory.mktemp("web-cache"),
     )
+    with _running(service) as url:
+        yield Served(url, service)
+
+
+@contextlib.contextmanager
+def _running(service: DemoService) -> Iterator[str]:
+    """The demo app of ``service`` on a free port of 127.0.0.1 (its URL) until exit."""
+    import uvicorn
+
     app = create_app(service, allowed_hosts=["127.0.0.1", "localhost"], prepare_defences=False)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -67,7 +75,7 @@ def served(
             raise RuntimeError("the demo server did not start")
         time.sleep(0.05)
     try:
-        yield Served(f"http://127.0.0.1:{port}", service)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -312,3 +320,54 @@ def test_adaptive_attack_step_breaks_what_the_defence_restored(
     assert len(widths) == 5 and all(w == 8 for w in widths), widths
     page.screenshot(path=str(artifacts / "web-demo-adaptive.png"), full_page=True)
     assert console.errors == []
+
+
+def test_a_tabular_model_gets_a_table_of_test_rows(
+    browser: Any, tmp_path: Path, artifacts: Path
+) -> None:
+    """A model of feature vectors (breast-cancer) once showed "Could not load the gallery:
+    404"; it now lists its test rows with their feature values, and attack and defence
+    work on the selected row (the image-only defences are greyed out with the reason)."""
+    from advml.models.reference import reference_model
+
+    ds = load_dataset("breast-cancer")
+    model, _ = reference_model(ds, show_progress=False)
+    service = DemoService(model, ds, model_description="breast-cancer MLP (test)", timeout=30)
+    with _running(service) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        console = Console(page)
+        try:
+            page.goto(url + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            assert "Could not load" not in page.inner_text("[data-testid=status]")
+            rows = page.locator("[data-testid=row]")
+            assert rows.count() == 48 and page.locator("[data-testid=thumb]").count() == 0
+            first = rows.nth(0).inner_text()
+            names = ds.class_names
+            assert first.startswith(f"#0 {names[int(ds.y_test[0])]}: ")  # spaces collapse
+            assert f"{ds.x_test[0][0]:.2f}" in first
+            assert page.is_disabled("[data-testid=defence] option[value=jpeg]")
+            assert page.input_value("[data-testid=defence]") == "gaussian_noise"
+
+            rows.nth(0).click()
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=label-original]').textContent !== '–'"
+            )
+            expected = service.gallery_view(ds.name, 0)["label_name"]
+            assert _label(page, "original") == expected
+            page.select_option("[data-testid=attack]", "pgd")
+            page.click("[data-testid=attack-btn]")
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=badge-adversarial]').textContent !== ''"
+            )
+            assert "changed the label" in page.inner_text("[data-testid=status]")
+            page.click("[data-testid=defend-btn]")
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=badge-defended]').textContent !== ''"
+            )
+            page.screenshot(path=str(artifacts / "web-demo-tabular.png"), full_page=True)
+            assert console.errors == []
+        finally:
+            context.close()

@@ -131,18 +131,30 @@ async function loadGallery(append) {
   }
   state.dataset = name;
   const page = await api(`/api/datasets/${encodeURIComponent(name)}/images?offset=${state.offset}&limit=48`);
+  $("gallery").classList.toggle("rows", Boolean(page.tabular));
   for (const item of page.images) {
     const button = document.createElement("button");
     button.type = "button";
-    button.className = "thumb";
-    button.title = `test image ${item.index}, true label ${item.label_name}`;
     button.dataset.index = String(item.index);
-    button.dataset.testid = "thumb";
     button.setAttribute("role", "listitem");
-    const img = document.createElement("img");
-    img.src = item.image;
-    img.alt = `image ${item.index}`;
-    button.append(img);
+    if (page.tabular) {
+      // A tabular model: a table of its test rows (the features' values), not pictures.
+      button.className = "thumb row";
+      button.dataset.testid = "row";
+      const shown = item.features.slice(0, 6).map((v) => v.toFixed(2)).join("  ");
+      const more = item.features.length > 6 ? `  … (${item.features.length} features)` : "";
+      button.textContent = `#${item.index}  ${item.label_name}:  ${shown}${more}`;
+      button.title = `test row ${item.index}, true label ${item.label_name}: `
+        + item.features.map((v) => v.toFixed(3)).join(", ");
+    } else {
+      button.className = "thumb";
+      button.dataset.testid = "thumb";
+      button.title = `test image ${item.index}, true label ${item.label_name}`;
+      const img = document.createElement("img");
+      img.src = item.image;
+      img.alt = `image ${item.index}`;
+      button.append(img);
+    }
     button.addEventListener("click", () => selectImage(name, item.index, button));
     $("gallery").append(button);
   }
@@ -341,7 +353,9 @@ async function start() {
     option.disabled = Boolean(d.unavailable);
     $("defence").append(option);
   }
-  $("defence").value = "median_smoothing";
+  const firstDefence = info.defences.find((d) => d.name === "median_smoothing" && !d.unavailable)
+    || info.defences.find((d) => !d.unavailable) || info.defences[0];
+  $("defence").value = firstDefence.name;
   const datasets = await api("/api/datasets");
   for (const d of datasets) {
     const suffix = d.model_dataset ? " (the model's data)" : " (resized)";
