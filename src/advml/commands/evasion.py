@@ -90,7 +90,7 @@ def _attack(args: argparse.Namespace) -> int:
         f"advml attack: {attack!r} on {args.n_samples} test inputs of "
         f"{args.dataset or args.default_dataset}"
         + (f", about {per_input} model queries each" if per_input else "")
-        + "; PGD-100 on mnist-5k takes about 30 s on a 2-core CPU (the bar below shows the "
+        + "; the README's runs take under a minute on a 2-core CPU (the bar below shows the "
         "ETA once the model is loaded)"
     )
     model, ds = load_model_and_data(args)
