@@ -65,7 +65,7 @@ def test_adversarial_train_announces_and_shows_a_bar_before_the_first_batch(
         "--n-samples", "20", "--out", str(tmp_path / "r.pt"),
     ]  # fmt: skip
     assert main(argv) == 0
-    _check(seen, "advml adversarial-train: FGSMTraining(epochs=1) on digits for 1 epochs")
+    _check(seen, "advml adversarial-train: fgsm_training on digits for 1 epochs")
     # The bar counts batches (with the epoch in its label), so its ETA shows after one.
     assert re.search(r"epoch 1/1: .*\| 0/\d+ \[", seen[0]), seen[0]
 
@@ -81,7 +81,7 @@ def test_adversarial_train_defaults_to_a_laptop_sized_run(
     monkeypatch.setattr(RobustTraining, "fit", stop)
     assert main(["adversarial-train", "--dataset", "digits", "--out", str(tmp_path / "r.pt")])
     err = capsys.readouterr().err
-    assert "PGDTraining(epochs=5) on digits for 5 epochs" in err
+    assert "pgd_training on digits for 5 epochs" in err
     assert "about 2 s on a 2-core CPU" in err  # 5 epochs at 0.4 s (measured)
 
 
@@ -105,7 +105,7 @@ def test_extract_announces_and_shows_a_bar_before_the_first_round(
         "--set", "rounds=2", "--set", "epochs=1", "--set", "min_steps=3",
     ]  # fmt: skip
     assert main(argv) == 0
-    _check(seen, "advml extract: Copycat(queries=40, rounds=2, epochs=1, min_steps=3)")
+    _check(seen, "advml extract: copycat (queries=40, rounds=2, epochs=1, min_steps=3)")
     assert "copycat" in seen[0]
     assert "agreement (test)" in capsys.readouterr().out
 
@@ -121,7 +121,7 @@ def test_attack_announces_and_shows_a_query_bar_before_the_attack_runs(
         "--n-samples", "10", "--out", str(tmp_path / "adv.npz"),
     ]  # fmt: skip
     assert main(argv) == 0
-    _check(seen, "advml attack: BIM(steps=3) on 10 test inputs of digits")
+    _check(seen, "advml attack: bim (steps=3) on 10 test inputs of digits")
     # 10 inputs x (3 steps + the final check) model queries.
     assert "0/40 [" in seen[0]
 
@@ -244,14 +244,16 @@ def test_each_readme_command_says_first_what_it_will_do(
     monkeypatch: pytest.MonkeyPatch,
     loud: None,
 ) -> None:
+    # Imported before the patch: a module that binds load_dataset when it is first
+    # imported would otherwise keep the stand-in for the rest of the session.
+    import advml.audit
+    import advml.audit.run
     import advml.data
 
     def stop(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt  # only what comes before the data is loaded matters
 
     monkeypatch.setattr(advml.data, "load_dataset", stop)
-    import advml.audit
-
     monkeypatch.setattr(advml.audit, "run_audit", stop)
     # 130: stopped at the data; defend stops earlier still, at the missing poisoned data.
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
@@ -259,3 +261,45 @@ def test_each_readme_command_says_first_what_it_will_do(
     err = capsys.readouterr().err
     assert err.startswith(plan), err
     assert "2-core CPU" in err.splitlines()[0] or "minute" in err.splitlines()[0]
+
+
+_BEFORE_TORCH = """
+import sys
+import advml.commands._common as common
+
+def announce(text):
+    print("torch imported:", "torch" in sys.modules, "|", text)
+    raise SystemExit(0)
+
+common.announce = announce
+from advml.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["extract"],
+        ["attack"],
+        ["adversarial-train", "--out", "{tmp}/r.pt"],
+        ["watermark", "attack", "--key", "{tmp}/k.npz"],
+    ],
+)
+def test_the_plan_line_comes_before_torch_is_imported(argv: list[str], tmp_path: Path) -> None:
+    """Importing torch takes seconds on a busy machine: the long commands say what they
+    will do before that, so the first line comes within a moment of starting."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ADVML_QUIET"}
+    args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    out = subprocess.run(
+        [sys.executable, "-c", _BEFORE_TORCH, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.startswith("torch imported: False | advml "), out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = [
     "add_model_args",
     "add_output_defence_args",
     "add_settings_arg",
+    "announce",
     "floats",
     "list_components",
     "load_model_and_data",
@@ -28,6 +30,15 @@ __all__ = [
 
 # The output defences a sub-command can put in front of the model (advml.defences.output).
 OUTPUT_DEFENCES = ("none", "top_k", "rounding", "labels_only", "noisy_scores")
+
+
+def announce(text: str) -> None:
+    """Say on stderr what a command is about to do and roughly how long it takes; the
+    results go to stdout, so a pipe of them stays clean. Silent under ``ADVML_QUIET``
+    (``--quiet``). Here, not in advml.runtime, so that a command says it before torch
+    is imported (seconds on a busy machine)."""
+    if os.environ.get("ADVML_QUIET", "") in ("", "0"):
+        print(text, file=sys.stderr, flush=True)
 
 
 def floats(text: str) -> tuple[float, ...]:

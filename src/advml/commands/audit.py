@@ -9,6 +9,7 @@ from typing import Any
 from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
+    announce,
     floats,
     names,
     output_file,
@@ -157,7 +158,6 @@ def _audit(args: argparse.Namespace) -> int:
     from advml.errors import DiskFullError
     from advml.report import format_summary
     from advml.runtime.files import atomic_write
-    from advml.runtime.progress import announce
 
     if args.list_sections:
         for name, cls in available_sections().items():
@@ -212,7 +212,6 @@ def _train(args: argparse.Namespace) -> int:
     from advml.metrics import accuracy
     from advml.models.io import save_model
     from advml.models.reference import reference_model
-    from advml.runtime.progress import announce
 
     out = output_file("--out", args.out)
     announce(

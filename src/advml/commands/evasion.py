@@ -12,6 +12,7 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
     add_settings_arg,
+    announce,
     list_components,
     load_model_and_data,
     output_file,
@@ -65,11 +66,19 @@ def _needs(cls: Any) -> str:
 
 
 def _attack(args: argparse.Namespace) -> int:
+    if not args.list:  # first, before torch is imported: the plan and its time
+        given = [*(("eps", args.eps),) * (args.eps is not None), *args.settings]
+        shown = ", ".join(f"{k}={v}" for k, v in given) or "defaults"
+        announce(
+            f"advml attack: {args.attack} ({shown}) on {args.n_samples} test inputs of "
+            f"{args.dataset or args.default_dataset}; the README's runs take under a minute "
+            f"on a 2-core CPU (the bar below shows the ETA once the model is loaded)"
+        )
     from advml import registry
     from advml.errors import QueryBudgetExceededError
     from advml.models.checks import check_finite_outputs
     from advml.runtime.files import atomic_write
-    from advml.runtime.progress import QueryProgress, announce
+    from advml.runtime.progress import QueryProgress
     from advml.validation import check_number
 
     if args.list:
@@ -86,13 +95,6 @@ def _attack(args: argparse.Namespace) -> int:
         check_number("--query-budget", args.query_budget, low=1, integer=True)
     out = output_file("--out", args.out, suffix=".npz", default_name="adversarial.npz")
     per_input = _queries_per_input(attack)
-    announce(
-        f"advml attack: {attack!r} on {args.n_samples} test inputs of "
-        f"{args.dataset or args.default_dataset}"
-        + (f", about {per_input} model queries each" if per_input else "")
-        + "; the README's runs take under a minute on a 2-core CPU (the bar below shows the "
-        "ETA once the model is loaded)"
-    )
     model, ds = load_model_and_data(args)
     sub = ds.subset(n_test=min(args.n_samples, ds.x_test.shape[0]), seed=args.seed)
     x, y = sub.x_test, sub.y_test

@@ -11,6 +11,7 @@ from advml.commands._common import (
     add_model_args,
     add_output_defence_args,
     add_settings_arg,
+    announce,
     list_components,
     load_model_and_data,
     output_file,
@@ -79,13 +80,21 @@ def _needs(cls: Any) -> str:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    if not args.list:  # first, before torch is imported: the plan and its time
+        dataset = args.dataset or args.default_dataset
+        given = ", ".join(f"{k}={v}" for k, v in _given(args)) or "defaults"
+        announce(
+            f"advml extract: {args.attack} ({given}) "
+            f"against the model of {dataset}, then its agreement on the test split and "
+            f"{args.n_random} random inputs; {_estimate(args, dataset)} (the bar below "
+            f"shows the ETA once the model and data are loaded)"
+        )
     from advml import registry
     from advml.data import load_dataset
     from advml.extraction import transfer_evasion
     from advml.models.io import save_model
     from advml.models.torch import TorchClassifier
     from advml.runtime.files import atomic_write
-    from advml.runtime.progress import announce
 
     if args.list:
         return list_components("extraction", width=18, needs=_needs, needs_width=18)
@@ -100,12 +109,6 @@ def _extract(args: argparse.Namespace) -> int:
     attack = registry.create("extraction", args.attack, **settings)
     if hasattr(attack, "show_progress"):
         attack.show_progress = not args.quiet
-    announce(
-        f"advml extract: {attack!r} against the model of "
-        f"{args.dataset or args.default_dataset}, then its agreement on the test split and "
-        f"{args.n_random} random inputs; {_estimate(attack, args.dataset or args.default_dataset)}"
-        f" (the bar below shows the ETA once the model and data are loaded)"
-    )
     out = output_file("--out", args.out) if args.out else None
     json_out = output_file("--json", args.json) if args.json else None
     model, ds = load_model_and_data(args)
@@ -158,13 +161,30 @@ def _extract(args: argparse.Namespace) -> int:
 _STEPS_PER_SECOND = {"mnist-5k": 5.0, "digits": 60.0}
 
 
-def _estimate(attack: Any, dataset: str) -> str:
-    """ "about N min on a 2-core CPU" for copycat on a measured dataset."""
+def _given(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The attack settings the command line sets (flags, then --set)."""
+    flags = [(k, getattr(args, k)) for k in ("strategy", "queries", "outputs")]
+    return [(k, v) for k, v in flags if v is not None] + list(args.settings)
+
+
+def _estimate(args: argparse.Namespace, dataset: str) -> str:
+    """``about N s`` / ``about N min on a 2-core CPU`` for copycat on a measured dataset,
+    from its training steps (Copycat.checkpoints and _planned_steps, without pool
+    pseudo-labels), computed here so that no torch import is needed."""
     rate = _STEPS_PER_SECOND.get(dataset)
-    planned = getattr(attack, "_planned_steps", None)
-    if rate is None or planned is None:
+    given = dict(_given(args))
+    if args.attack != "copycat" or rate is None:
         return "the time depends on the model and data"
-    steps = sum(planned(c, None) for c in attack.checkpoints())
+    try:
+        queries = int(given.get("queries", 1000))
+        rounds = int(given.get("rounds", 4))
+        epochs = int(given.get("epochs", 30))
+        min_steps = int(given.get("min_steps", 300))
+        batch = int(given.get("batch_size", 64))
+        points = [max(1, round(queries / 2 ** (rounds - 1 - r))) for r in range(rounds)]
+        steps = sum(max(epochs * -(-c // batch), min_steps) for c in points)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return "the time depends on the settings"  # the attack itself says what is wrong
     seconds = steps / rate
     if seconds < 60:
         return f"about {max(1, round(seconds))} s on a 2-core CPU"

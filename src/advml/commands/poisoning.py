@@ -17,6 +17,7 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
     add_settings_arg,
+    announce,
     list_components,
     output_file,
 )
@@ -121,7 +122,6 @@ def _poison(args: argparse.Namespace) -> int:
     from advml.models.reference import default_architecture, train_reference
     from advml.models.torch import TorchClassifier
     from advml.poisoning import poison_and_train, save_poisoned
-    from advml.runtime.progress import announce
 
     if args.list:
         return _list("poisoning", "trigger")
@@ -180,7 +180,6 @@ def _defend(args: argparse.Namespace) -> int:
     from advml.defences.backdoor import bake_masks, run_defence
     from advml.models.io import save_model
     from advml.poisoning import load_poisoned
-    from advml.runtime.progress import announce
     from advml.validation import check_number
 
     if args.list:

@@ -13,6 +13,7 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_output_defence_args,
     add_settings_arg,
+    announce,
     list_components,
     names,
     output_file,
@@ -146,7 +147,6 @@ def _membership(args: argparse.Namespace) -> int:
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
     from advml.runtime.files import atomic_write
     from advml.runtime.plain import plain
-    from advml.runtime.progress import announce
 
     if args.list:
         return list_components(
@@ -274,7 +274,6 @@ def _invert(args: argparse.Namespace) -> int:
     from advml.privacy.inversion import invert_and_judge
     from advml.runtime.files import atomic_write
     from advml.runtime.plain import plain
-    from advml.runtime.progress import announce
 
     for option, value in (("--out", args.out), ("--json", args.json)):
         if value:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from advml.commands import Handler
-from advml.commands._common import add_model_args, add_settings_arg, output_file
+from advml.commands._common import add_model_args, add_settings_arg, announce, output_file
 
 __all__ = ["add_commands"]
 
@@ -66,6 +66,15 @@ def add_commands(sub: Any) -> dict[str, Handler]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if not args.list:  # first, before torch is imported: the plan and its time
+        dataset = args.dataset or args.default_dataset
+        epochs = args.epochs or dict(args.settings).get("epochs", CLI_EPOCHS)
+        method = METHODS.get(args.method, args.method)
+        announce(
+            f"advml adversarial-train: {method} on {dataset} for {epochs} epochs, then "
+            f"PGD-20 on {args.n_samples} test inputs; {_estimate(method, dataset, epochs)} "
+            f"(the bar below shows the ETA once the data is loaded)"
+        )
     import torch
 
     from advml import registry
@@ -73,7 +82,6 @@ def _train(args: argparse.Namespace) -> int:
     from advml.metrics import accuracy
     from advml.models import TorchClassifier, build_architecture, load_model, save_model
     from advml.models.reference import TRAINING, default_architecture
-    from advml.runtime.progress import announce
 
     if args.list:
         for short, name in METHODS.items():
@@ -100,12 +108,6 @@ def _train(args: argparse.Namespace) -> int:
             settings["epochs"] = warmup
     defence = registry.create("robust_training", name, **settings)
     dataset = args.dataset or args.default_dataset
-    epochs = getattr(defence, "epochs", None)
-    announce(
-        f"advml adversarial-train: {defence!r} on {dataset} for {epochs} epochs, then PGD-20 "
-        f"on {args.n_samples} test inputs; {_estimate(name, dataset, epochs)} (the bar below "
-        f"shows the ETA once the data is loaded)"
-    )
     ds = load_dataset(dataset)
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)

@@ -10,6 +10,7 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
     add_settings_arg,
+    announce,
     list_components,
     load_model_and_data,
     names,
@@ -193,11 +194,18 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _attack(args: argparse.Namespace) -> int:
+    if not args.list:  # first, before torch is imported: the plan and its time
+        announce(
+            f"advml watermark attack: {len(args.attacks)} removal attacks "
+            f"({', '.join(args.attacks)}) on the model of {args.dataset or args.default_dataset}, "
+            f"each verified against {args.key_file}; the default seven take about 10 s on the "
+            f"digits MLP and a few minutes on the mnist-5k CNN, 2-core CPU (the bar below "
+            f"shows the ETA)"
+        )
     import numpy as np
 
     from advml import registry
     from advml.runtime.files import atomic_write
-    from advml.runtime.progress import announce
     from advml.watermark import load_key, robustness_table
 
     if args.list:
@@ -209,13 +217,6 @@ def _attack(args: argparse.Namespace) -> int:
     for name in args.attacks:
         attack = registry.create("watermark_removal", name)
         attacks.append(attack)
-    announce(
-        f"advml watermark attack: {len(attacks)} removal attacks "
-        f"({', '.join(args.attacks)}) on the model of {args.dataset or args.default_dataset}, "
-        f"each verified against {args.key_file}; the default seven take about 10 s on the "
-        f"digits MLP and a few minutes on the mnist-5k CNN, 2-core CPU (the bar below "
-        f"shows the ETA)"
-    )
     key = load_key(args.key_file)
     model, ds = load_model_and_data(args)
     n = ds.x_train.shape[0]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-__all__ = ["QueryProgress", "announce", "counter", "progress", "quiet"]
+__all__ = ["QueryProgress", "counter", "progress", "quiet"]
 
 T = TypeVar("T")
 
@@ -44,13 +43,6 @@ def counter(
     """
     disable = (not enabled) or quiet()
     return tqdm(total=total, desc=desc, unit=unit, disable=disable, leave=leave, dynamic_ncols=True)
-
-
-def announce(text: str) -> None:
-    """Say on stderr what a command is about to do and roughly how long it takes; the
-    results go to stdout, so a pipe of them stays clean. Silent under ``ADVML_QUIET``."""
-    if not quiet():
-        print(text, file=sys.stderr, flush=True)
 
 
 class QueryProgress:
