@@ -284,6 +284,12 @@ main(sys.argv[1:])
         ["attack"],
         ["adversarial-train", "--out", "{tmp}/r.pt"],
         ["watermark", "attack", "--key", "{tmp}/k.npz"],
+        ["membership"],
+        ["invert"],
+        ["poison"],
+        ["defend", "--model", "{tmp}/bd.pt", "--data", "{tmp}/bd.npz"],
+        ["train", "--out", "{tmp}/m.pt"],
+        ["audit", "--quick"],
     ],
 )
 def test_the_plan_line_comes_before_torch_is_imported(argv: list[str], tmp_path: Path) -> None:

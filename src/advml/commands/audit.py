@@ -149,6 +149,12 @@ def effective_config(args: argparse.Namespace) -> Any:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    if not (args.list_sections or args.print_config):  # first, before torch is imported
+        announce(
+            "advml audit: "
+            + ("the quick audit, about a minute" if args.quick else "the full audit")
+            + f" of {args.model or 'the reference model'}; checking the plan first"
+        )
     import sys
 
     from advml.audit import run_audit
@@ -208,17 +214,18 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml train: the reference network for {args.dataset} (cached under "
+            f"$ADVML_HOME/models once trained); under a minute for digits, a few minutes for "
+            f"mnist-5k on a 2-core CPU (the bar below shows the ETA)"
+        )
     from advml.data import load_dataset
     from advml.metrics import accuracy
     from advml.models.io import save_model
     from advml.models.reference import reference_model
 
     out = output_file("--out", args.out)
-    announce(
-        f"advml train: the reference network for {args.dataset} (cached under "
-        f"$ADVML_HOME/models once trained); under a minute for digits, a few minutes for "
-        f"mnist-5k on a 2-core CPU (the bar below shows the ETA)"
-    )
     ds = load_dataset(args.dataset)
     model, info = reference_model(
         ds, architecture=args.architecture, seed=args.seed, show_progress=not args.quiet

@@ -116,6 +116,12 @@ def _list(*families: str) -> int:
 
 
 def _poison(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml poison: stamp a {args.trigger} trigger on a share of "
+            f"{args.dataset or args.default_dataset}'s training split and train a model on it; "
+            f"about a minute for digits on a 2-core CPU (the bar below shows the ETA)"
+        )
     from advml import registry
     from advml.data import load_dataset
     from advml.models.io import save_model
@@ -127,11 +133,6 @@ def _poison(args: argparse.Namespace) -> int:
         return _list("poisoning", "trigger")
     out_model = output_file("--out-model", args.out_model)
     out_data = output_file("--out-data", args.out_data, suffix=".npz")
-    announce(
-        f"advml poison: stamp a {args.trigger} trigger on a share of "
-        f"{args.dataset or args.default_dataset}'s training split and train a model on it; "
-        f"about a minute for digits on a 2-core CPU (the bar below shows the ETA)"
-    )
     ds = load_dataset(args.dataset or args.default_dataset)
     trigger = registry.create("trigger", args.trigger, **dict(args.trigger_settings))
     settings: dict[str, Any] = {"fraction": args.fraction, "target": args.target, "seed": args.seed}
@@ -175,6 +176,11 @@ def _poison(args: argparse.Namespace) -> int:
 
 
 def _defend(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml defend: {args.defence} against the backdoor of {args.model or 'the model'}; "
+            f"under a minute for a digits model on a 2-core CPU"
+        )
     from advml import registry
     from advml.commands._common import load_model_and_data
     from advml.defences.backdoor import bake_masks, run_defence
@@ -185,10 +191,6 @@ def _defend(args: argparse.Namespace) -> int:
     if args.list:
         return _list("backdoor_defence")
     out = output_file("--out-model", args.out_model)
-    announce(
-        f"advml defend: {args.defence} against the backdoor of {args.model or 'the model'}; "
-        f"under a minute for a digits model on a 2-core CPU"
-    )
     check_number(
         "--val-fraction",
         args.val_fraction,

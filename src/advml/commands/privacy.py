@@ -141,6 +141,12 @@ def _describe(model: Any) -> str:
 
 
 def _membership(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml membership: membership-inference attacks on {args.dataset} "
+            f"(training the target and shadow models as needed); the default run takes about "
+            f"2 min on a 2-core CPU (the bars below show the ETA)"
+        )
     from advml.data import load_dataset
     from advml.models.io import load_model
     from advml.models.reference import TRAINING, default_architecture
@@ -169,11 +175,6 @@ def _membership(args: argparse.Namespace) -> int:
         attacks = membership_attacks(
             args.attacks, dict(args.settings), seed=args.seed, n_shadow=args.shadows
         )
-    announce(
-        f"advml membership: {len(attacks)} membership-inference attacks on {args.dataset} "
-        f"(training the target and shadow models as needed); the default run takes about "
-        f"2 min on a 2-core CPU (the bars below show the ETA)"
-    )
     ds = load_dataset(args.dataset)
     if args.model:
         model = load_model(args.model, trust=args.trust_model_file)
@@ -265,6 +266,11 @@ def _print_membership(report: Any) -> None:
 
 
 def _invert(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml invert: reconstruct a representative input of each class of {args.dataset} "
+            f"from the model; the default run takes under a minute on a 2-core CPU"
+        )
     import numpy as np
 
     from advml import registry
@@ -278,10 +284,6 @@ def _invert(args: argparse.Namespace) -> int:
     for option, value in (("--out", args.out), ("--json", args.json)):
         if value:
             output_file(option, value)
-    announce(
-        f"advml invert: reconstruct a representative input of each class of {args.dataset} "
-        f"from the model; the default run takes under a minute on a 2-core CPU"
-    )
     settings = dict(args.settings)
     if args.steps is not None:
         settings["steps"] = args.steps
