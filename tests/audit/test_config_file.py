@@ -142,3 +142,32 @@ def test_label_only_access_runs_only_what_such_an_adversary_can(
     assert report["model"]["has_gradients"] is False and report["model"]["has_scores"] is False
     skipped = {s["attack"] for s in report["sections"]["evasion"]["skipped"]}
     assert {"fgsm", "pgd"} <= skipped
+
+
+def test_every_bad_value_is_reported_at_once_with_its_line() -> None:
+    text = (
+        "model:\n"
+        '  trust: "false"\n'
+        "data:\n"
+        "  n_samples: -5\n"
+        "evasion:\n"
+        "  eps: [0.1, -1]\n"
+        "  attack_settings: {pgd: {steps: -2}}\n"
+        "adversary:\n"
+        "  access: admin\n"
+        "seed: 0\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="t.yaml")
+    lines = str(err.value).splitlines()
+    assert lines[0] == "t.yaml: 5 problems:"
+    assert lines[1].startswith("  line 2: model.trust: trust_model_file must be True or False")
+    assert lines[2] == "  line 4: data.n_samples: n_samples must be >= 1, got -5"
+    assert lines[3] == "  line 6: evasion.eps: eps must be >= 0, got -1"
+    assert lines[4] == "  line 7: attack_settings['pgd']['steps']: steps must be >= 1, got -2"
+    assert lines[5].startswith("  line 9: adversary.access: access must be one of")
+
+
+def test_one_bad_value_keeps_the_one_line_form() -> None:
+    with pytest.raises(ConfigError, match=r"^t.yaml, line 2: data.n_samples: n_samples must"):
+        parse_config("data:\n  n_samples: 0\n", source="t.yaml")

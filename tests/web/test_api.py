@@ -517,6 +517,16 @@ def test_page_and_its_files_are_served_with_a_strict_policy(client: TestClient) 
         assert client.get(f"/static/{name}").status_code == 200
 
 
+def test_every_link_of_the_page_is_served(client: TestClient) -> None:
+    import re
+
+    page = client.get("/").text
+    links = re.findall(r'<a href="(/[^"]*)"', page)
+    assert "/openapi.json" in links and "/docs" not in links
+    for link in links:
+        assert client.get(link).status_code == 200, link
+
+
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
@@ -578,3 +588,66 @@ def test_greedy_pixel_on_large_images_changes_only_pixels_near_the_stroke() -> N
         for c in range(28):
             dist[r, c] = np.max(np.abs([ys - r, xs - c]), axis=0).min()
     np.testing.assert_array_equal(near, dist <= 2)
+
+
+def test_adaptive_attack_goes_through_the_defence(
+    client: TestClient, service: DemoService, correct: list[int]
+) -> None:
+    """Step 4: PGD through the defence (BPDA for deterministic cleansing, EOT for noise);
+    the answer's defended view is the deployed defence applied to the adversarial input."""
+    broken = 0
+    for index in correct[:4]:
+        for defence, method in (("jpeg", "BPDA"), ("gaussian_noise", "EOT")):
+            body = {"image": {"dataset": "digits", "index": index}, "defence": defence}
+            r = client.post("/api/adaptive", json=body)
+            assert r.status_code == 200, r.text
+            out = r.json()
+            assert out["method"] == method
+            original = np.asarray(out["original"]["pixels"], np.float32)
+            adv = np.asarray(out["adversarial"]["pixels"], np.float32)
+            # Within the medium strength's eps (a fraction of the [0, 1] range), up to a
+            # float32 rounding of the projection.
+            assert np.abs(adv - original).max() <= out["settings"]["eps"] + 1e-6
+            assert out["defence_broken"] == (out["defended"]["label"] != out["original"]["label"])
+            if defence == "jpeg":  # deterministic: the defended view can be recomputed
+                prep = service.defence("jpeg", "medium")
+                again = prep(adv[None], bounds=service.bounds)
+                assert out["defended"]["label"] == int(service.model.predict(again)[0])
+            broken += out["defence_broken"]
+    # On the digits MLP the adaptive attack gets through these defences (measured: every
+    # one of these inputs through JPEG).
+    assert broken >= 4
+
+
+def test_adaptive_attack_refuses_bad_requests(client: TestClient) -> None:
+    image = {"dataset": "digits", "index": 0}
+    r = client.post("/api/adaptive", json={"image": image, "defence": "nope"})
+    assert r.status_code == 422 and "defence" in r.json()["detail"]
+    r = client.post("/api/adaptive", json={"image": image, "defence": "jpeg", "eps": 2.0})
+    assert r.status_code == 422 and "eps" in r.json()["detail"]
+
+
+def test_a_tabular_model_gets_its_test_rows_instead_of_a_gallery() -> None:
+    from advml.models.reference import reference_model
+
+    ds = load_dataset("breast-cancer")
+    model, _ = reference_model(ds, show_progress=False)
+    service = DemoService(model, ds, model_description="breast-cancer MLP", timeout=30)
+    with TestClient(create_app(service, prepare_defences=False)) as c:
+        (entry,) = c.get("/api/datasets").json()
+        assert entry["name"] == "breast-cancer" and entry["tabular"] is True
+        page = c.get("/api/datasets/breast-cancer/images?offset=0&limit=3").json()
+        assert page["tabular"] is True and page["total"] == ds.n_test
+        row = page["images"][1]
+        np.testing.assert_allclose(row["features"], ds.x_test[1], atol=5e-5)  # 4 decimals
+        assert row["label"] == int(ds.y_test[1])
+        image = {"dataset": "breast-cancer", "index": 1}
+        r = c.post("/api/attack", json={"image": image, "attack": "pgd"})
+        assert r.status_code == 200 and len(r.json()["adversarial"]["pixels"]) == 30
+        defences = {d["name"]: d["unavailable"] for d in c.get("/api/info").json()["defences"]}
+        assert defences["gaussian_noise"] is None and defences["feature_squeezing"] is None
+        assert "images only" in defences["jpeg"] and "images only" in defences["median_smoothing"]
+        r = c.post("/api/defend", json={"image": image, "defence": "jpeg"})
+        assert r.status_code == 422 and "images only" in r.json()["detail"]
+        # The image datasets are not offered to a model of 30 features.
+        assert c.get("/api/datasets/digits/images").status_code == 422

@@ -11,6 +11,7 @@ Skipped when ``/usr/bin/chromium`` or Playwright is missing, except under CI
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import socket
@@ -45,8 +46,6 @@ def served(
     tmp_path_factory: pytest.TempPathFactory,
     launch_chromium: Callable[[Any], Any],
 ) -> Iterator[Served]:
-    import uvicorn
-
     service = DemoService(
         copy.deepcopy(digits_mlp),
         load_dataset("digits"),
@@ -54,6 +53,15 @@ def served(
         timeout=30,
         cache_dir=tmp_path_factory.mktemp("web-cache"),
     )
+    with _running(service) as url:
+        yield Served(url, service)
+
+
+@contextlib.contextmanager
+def _running(service: DemoService) -> Iterator[str]:
+    """The demo app of ``service`` on a free port of 127.0.0.1 (its URL) until exit."""
+    import uvicorn
+
     app = create_app(service, allowed_hosts=["127.0.0.1", "localhost"], prepare_defences=False)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -67,7 +75,7 @@ def served(
             raise RuntimeError("the demo server did not start")
         time.sleep(0.05)
     try:
-        yield Served(f"http://127.0.0.1:{port}", service)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -137,7 +145,7 @@ def _label(page: Any, panel: str) -> str:
 def _images_loaded(page: Any) -> list[int]:
     return list(
         page.eval_on_selector_all(
-            "#results img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
+            "#results img[src]", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
         )
     )
 
@@ -244,3 +252,122 @@ def test_custom_eps_upload_and_refusals_in_the_page(
     assert "Upload refused" in status and "PNG" in status and "415" in status
     assert all("415" in e for e in console.errors), console.errors
     page.screenshot(path=str(artifacts / "web-demo-upload.png"), full_page=True)
+
+
+def test_every_link_of_the_page_answers(demo: tuple[Any, Console], served: Served) -> None:
+    """The footer once linked /docs, a page the app does not serve (404)."""
+    page, console = demo
+    hrefs = page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
+    assert hrefs, "the page has no links"
+    assert not any(h.endswith("/docs") for h in hrefs)
+    for href in hrefs:
+        if href.startswith(served.url):
+            assert page.request.get(href).status == 200, href
+    assert not console.errors
+
+
+def test_adaptive_attack_step_breaks_what_the_defence_restored(
+    demo: tuple[Any, Console], served: Served, artifacts: Path
+) -> None:
+    """Step 4 teaches the arms race: JPEG restores the label FGSM changed, and PGD through
+    the JPEG (BPDA) changes it again; the page shows what the API computes."""
+    page, console = demo
+    service = served.service
+    index = None
+    for i in range(48):
+        x, _ = service.image("digits", i)
+        attacked = service.attack(x, attack="fgsm", strength="medium")
+        if not attacked["label_changed"]:
+            continue
+        x_adv = np.asarray(attacked["adversarial"]["pixels"], np.float32)[None]
+        if not service.defend(x_adv, defence="jpeg", strength="medium", reference=x)["restored"]:
+            continue
+        if service.adaptive_attack(x, defence="jpeg")["defence_broken"]:
+            index, expected = i, service.adaptive_attack(x, defence="jpeg")
+            break
+    assert index is not None, "no digit among the first 48 shows the arms race with JPEG"
+    assert page.get_attribute("[data-testid=adaptive-btn]", "disabled") is not None
+
+    page.click(f"[data-testid=thumb][data-index='{index}']")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=label-original]').textContent !== '–'"
+    )
+    page.select_option("[data-testid=attack]", "fgsm")
+    page.select_option("[data-testid=attack-strength]", "medium")
+    page.click("[data-testid=attack-btn]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=badge-adversarial]').textContent !== ''"
+    )
+    page.select_option("[data-testid=defence]", "jpeg")
+    page.select_option("[data-testid=defence-strength]", "medium")
+    page.click("[data-testid=defend-btn]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=badge-defended]').textContent !== ''"
+    )
+    assert page.inner_text("[data-testid=badge-defended]") == "label restored"
+
+    # 4. the adaptive attack, through the JPEG
+    assert page.get_attribute("[data-testid=adaptive-btn]", "disabled") is None
+    page.click("[data-testid=adaptive-btn]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=badge-adaptive]').textContent !== ''"
+    )
+    assert page.inner_text("[data-testid=badge-adaptive]") == "defence broken"
+    assert _label(page, "adaptive") == expected["defended"]["label_name"]
+    status = page.inner_text("[data-testid=status]")
+    assert "BPDA" in status and "only hid the gradients" in status
+    widths = _images_loaded(page)
+    assert len(widths) == 5 and all(w == 8 for w in widths), widths
+    page.screenshot(path=str(artifacts / "web-demo-adaptive.png"), full_page=True)
+    assert console.errors == []
+
+
+def test_a_tabular_model_gets_a_table_of_test_rows(
+    browser: Any, tmp_path: Path, artifacts: Path
+) -> None:
+    """A model of feature vectors (breast-cancer) once showed "Could not load the gallery:
+    404"; it now lists its test rows with their feature values, and attack and defence
+    work on the selected row (the image-only defences are greyed out with the reason)."""
+    from advml.models.reference import reference_model
+
+    ds = load_dataset("breast-cancer")
+    model, _ = reference_model(ds, show_progress=False)
+    service = DemoService(model, ds, model_description="breast-cancer MLP (test)", timeout=30)
+    with _running(service) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        console = Console(page)
+        try:
+            page.goto(url + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            assert "Could not load" not in page.inner_text("[data-testid=status]")
+            rows = page.locator("[data-testid=row]")
+            assert rows.count() == 48 and page.locator("[data-testid=thumb]").count() == 0
+            first = rows.nth(0).inner_text()
+            names = ds.class_names
+            assert first.startswith(f"#0 {names[int(ds.y_test[0])]}: ")  # spaces collapse
+            assert f"{ds.x_test[0][0]:.2f}" in first
+            assert page.is_disabled("[data-testid=defence] option[value=jpeg]")
+            assert page.input_value("[data-testid=defence]") == "gaussian_noise"
+
+            rows.nth(0).click()
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=label-original]').textContent !== '–'"
+            )
+            expected = service.gallery_view(ds.name, 0)["label_name"]
+            assert _label(page, "original") == expected
+            page.select_option("[data-testid=attack]", "pgd")
+            page.click("[data-testid=attack-btn]")
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=badge-adversarial]').textContent !== ''"
+            )
+            assert "changed the label" in page.inner_text("[data-testid=status]")
+            page.click("[data-testid=defend-btn]")
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=badge-defended]').textContent !== ''"
+            )
+            page.screenshot(path=str(artifacts / "web-demo-tabular.png"), full_page=True)
+            assert console.errors == []
+        finally:
+            context.close()

@@ -72,11 +72,15 @@ def test_max_wait_reaches_the_app(
         # No background autoencoder training: only the app's settings are checked.
         return real(service, **kwargs, prepare_defences=False)
 
+    def run(server: Any, sockets: Any = None) -> None:
+        made.update(app=server.config.app, host=server.config.host, sockets=sockets)
+
     monkeypatch.setattr(advml.web, "create_app", create_app)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: made.update(app=app, run=kw))
-    assert main(["serve", "--dataset", "digits", "--model", str(model), *argv]) == 0
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    port = str(_free_port())
+    assert main(["serve", "--dataset", "digits", "--model", str(model), "--port", port, *argv]) == 0
     assert made["max_wait"] == expected
-    assert made["run"]["host"] == "127.0.0.1"
+    assert made["host"] == "127.0.0.1"
     assert DEFAULT_MAX_WAIT == 2.0  # the CLI's default is the library's
 
 
@@ -129,3 +133,57 @@ def test_server_answers_on_loopback_with_loopback_host_names_only() -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in out
+
+
+def test_binds_first_then_announces_and_serves_on_that_socket(
+    digits_mlp: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    import uvicorn
+
+    import advml.web
+    from advml.models.io import save_model
+
+    model = save_model(digits_mlp, tmp_path / "digits.pt")
+    port = _free_port()
+    seen: dict[str, Any] = {}
+    real = advml.web.create_app
+
+    def run(server: Any, sockets: Any = None) -> None:
+        (sock,) = sockets
+        seen["bound"] = sock.getsockname()[1]
+        seen["out"] = capsys.readouterr().out
+        # The port is taken while the URL is on screen: nobody else can get it.
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))
+
+    monkeypatch.setattr(
+        advml.web, "create_app", lambda service, **kw: real(service, **kw, prepare_defences=False)
+    )
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    assert main(["serve", "--dataset", "digits", "--model", str(model), "--port", str(port)]) == 0
+    assert seen["bound"] == port
+    assert f"http://127.0.0.1:{port}/" in seen["out"]
+
+
+def test_a_busy_port_is_one_line_naming_port_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import advml.commands._common as common
+
+    def never(*args: Any) -> Any:
+        raise AssertionError("the model was loaded before the port was bound")
+
+    monkeypatch.setattr(common, "load_model_and_data", never)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert main(["serve", "--dataset", "digits", "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert "http://" not in captured.out  # no URL announced for a server that never ran
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert (
+        f"--port {port}: the port is in use" in lines[0]
+        and "choose another with --port" in lines[0]
+    )

@@ -136,27 +136,46 @@ def parse_config(text: str, *, source: str = "<config>") -> AuditConfig:
     lines: dict[str, int] = {}
     nested: dict[str, int] = {}
     _walk(root, (), source, values, lines, nested)
-    try:
-        return AuditConfig(**values)
-    except (ValueError, TypeError) as err:
-        message = str(err)
-        if "must be True or False" in message:
-            message += " (in YAML write true or false, without quotes)"
-        # A nested setting (attack_settings['pgd']['steps']): the line of the deepest
-        # key the message names.
-        for text in sorted(nested, key=len, reverse=True):
-            if message.startswith(text):
-                raise ConfigError(f"{source}, line {nested[text]}: {message}") from None
-        # Point at the key the message names, when it names one: the field's own name
-        # first ("trust_model_file" must not match the key "model.file"), whole words.
-        for use_key in (False, True):
-            for path, field_name in _FIELDS.items():
-                word = path[-1] if use_key else field_name
-                if field_name in lines and re.search(rf"\b{re.escape(word)}\b", message):
-                    raise ConfigError(
-                        f"{source}, line {lines[field_name]}: {'.'.join(path)}: {message}"
-                    ) from None
-        raise ConfigError(f"{source}: {message}") from None
+    # Each key alone first, so that every bad value in the file is reported at once,
+    # each with its line; then the whole (what only the keys together can break).
+    problems: list[tuple[int | None, str]] = []
+    for name, value in values.items():
+        try:
+            AuditConfig(**{name: value})
+        except (ValueError, TypeError) as err:
+            problems.append(_located(str(err), lines, nested))
+    if len(problems) > 1:
+        listed = "\n".join(
+            f"  line {line}: {text}" if line else f"  {text}" for line, text in problems
+        )
+        raise ConfigError(f"{source}: {len(problems)} problems:\n{listed}")
+    if not problems:
+        try:
+            return AuditConfig(**values)
+        except (ValueError, TypeError) as err:
+            problems.append(_located(str(err), lines, nested))
+    line, text = problems[0]
+    raise ConfigError(f"{source}, line {line}: {text}" if line else f"{source}: {text}")
+
+
+def _located(message: str, lines: dict[str, int], nested: dict[str, int]) -> tuple[int | None, str]:
+    """The line of the key an error message names (None when it names none) and the
+    message, prefixed with that key's path."""
+    if "must be True or False" in message:
+        message += " (in YAML write true or false, without quotes)"
+    # A nested setting (attack_settings['pgd']['steps']): the line of the deepest
+    # key the message names.
+    for text in sorted(nested, key=len, reverse=True):
+        if message.startswith(text):
+            return nested[text], message
+    # Point at the key the message names, when it names one: the field's own name
+    # first ("trust_model_file" must not match the key "model.file"), whole words.
+    for use_key in (False, True):
+        for path, field_name in _FIELDS.items():
+            word = path[-1] if use_key else field_name
+            if field_name in lines and re.search(rf"\b{re.escape(word)}\b", message):
+                return lines[field_name], f"{'.'.join(path)}: {message}"
+    return None, message
 
 
 def _walk(

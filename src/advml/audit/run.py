@@ -24,6 +24,7 @@ from advml import __version__
 from advml.audit import sections as audit_sections
 from advml.audit.config import AuditConfig
 from advml.audit.cost import check_cost
+from advml.audit.plan import check_plan
 from advml.audit.sections import AuditContext, AuditSection
 from advml.audit.sections.base import Threat
 from advml.audit.sections.evasion import plan as evasion_plan
@@ -100,6 +101,7 @@ def run_audit(
     -------
     AuditResult
     """
+    check_plan(config or AuditConfig(), model=model is None, dataset=dataset is None)
     handler: logging.Handler | None = None
     if out is not None:
         # Every run appends to OUT/audit.log which steps ran and which were read back,
@@ -227,6 +229,34 @@ def _class_names(classes: Any) -> list[str] | None:
     return [str(c) for c in classes] if isinstance(classes, list | tuple) else None
 
 
+def _reference_build(model: Classifier, ds: Dataset) -> dict[str, Any]:
+    """``{"architecture": name, "retrain": "reference recipe"}`` when a model file holds
+    one of advml's reference networks for ``ds`` as built (what ``advml train`` writes,
+    recorded by :func:`~advml.models.architectures.build`): sections that train copies
+    (backdoor, watermark, shadow models) can then train that architecture with the
+    reference recipe, as for the audit's own reference model. Else ``{}``."""
+    from advml.models.reference import TRAINING
+
+    recorded = getattr(getattr(model, "module", None), "advml_architecture", None)
+    if not (isinstance(recorded, tuple) and len(recorded) == 2):
+        return {}
+    name, kwargs = recorded
+    expected = (
+        {
+            "input_shape": list(ds.input_shape),
+            "n_classes": ds.n_classes,
+            **TRAINING[name].arch_kwargs,
+        }
+        if name in TRAINING
+        else None
+    )
+    # Built in this process the shape is a tuple, read back from a file a list.
+    given = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(kwargs).items()}
+    if expected is None or given != expected:
+        return {}
+    return {"architecture": name, "retrain": "reference recipe"}
+
+
 def _audited_model(
     config: AuditConfig, ds: Dataset, model: Classifier | None, *, show_progress: bool
 ) -> tuple[Classifier, dict[str, Any]]:
@@ -245,6 +275,7 @@ def _audited_model(
             if show_progress:
                 print(f"model: {report}", file=sys.stderr)
         adopt_data_bounds(model, ds)
+        model_info.update(_reference_build(model, ds))
     else:
         model, model_info = reference_model(
             ds, architecture=config.architecture, seed=config.seed, show_progress=show_progress

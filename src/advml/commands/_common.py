@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "add_output_defence_args",
     "add_settings_arg",
     "add_target_args",
+    "announce",
     "executor_from_args",
     "floats",
     "list_components",
@@ -37,6 +39,15 @@ __all__ = [
 
 # The output defences a sub-command can put in front of the model (advml.defences.output).
 OUTPUT_DEFENCES = ("none", "top_k", "rounding", "labels_only", "noisy_scores")
+
+
+def announce(text: str) -> None:
+    """Say on stderr what a command is about to do and roughly how long it takes; the
+    results go to stdout, so a pipe of them stays clean. Silent under ``ADVML_QUIET``
+    (``--quiet``). Here, not in advml.runtime, so that a command says it before torch
+    is imported (seconds on a busy machine)."""
+    if os.environ.get("ADVML_QUIET", "") in ("", "0"):
+        print(text, file=sys.stderr, flush=True)
 
 
 def floats(text: str) -> tuple[float, ...]:
@@ -137,6 +148,7 @@ def with_output_defence(model: Any, args: argparse.Namespace) -> Any:
 
 def add_model_args(p: argparse.ArgumentParser, *, default_dataset: str = "mnist-5k") -> None:
     """``--dataset``, ``--model``, ``--trust-model-file``, ``--seed``, ``--quiet``."""
+    _state_default_dataset(p, default_dataset)
     p.add_argument(
         "--dataset",
         default=None,
@@ -367,6 +379,13 @@ def load_model_file(args: argparse.Namespace, ds: Any = None) -> Any:
     if report is not None and not getattr(args, "quiet", False):
         print(f"model: {report}", file=sys.stderr)
     return model
+
+
+def _state_default_dataset(p: argparse.ArgumentParser, dataset: str) -> None:
+    """Begin the command's ``--help`` text with its default dataset (the defaults differ
+    between commands: mnist-5k for the evasion ones, digits for the slower families)."""
+    if not (p.description or "").startswith("Default"):
+        p.description = f"Default dataset: {dataset}. {p.description or ''}".strip()
 
 
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:

@@ -13,6 +13,7 @@ from advml.commands._common import (
     add_executor_args,
     add_model_args,
     add_target_args,
+    announce,
     floats,
     names,
     output_file,
@@ -100,8 +101,9 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     tr = sub.add_parser(
         "train",
         help="train a reference model on a dataset and save it",
-        description="Train a reference network (the same recipe the audit uses) and save it "
-        "as a .pt file that loads safely (torch weights_only).",
+        description="Default dataset: mnist-5k (a few minutes on a 2-core CPU; digits: "
+        "under a minute). Train a reference network (the same recipe the audit uses) and "
+        "save it as a .pt file that loads safely (torch weights_only).",
     )
     tr.add_argument("--dataset", default="mnist-5k")
     tr.add_argument("--architecture", choices=("cnn", "mlp"))
@@ -203,10 +205,17 @@ def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    if not (args.list_sections or args.print_config):  # first, before torch is imported
+        announce(
+            "advml audit: "
+            + ("the quick audit, about a minute" if args.quick else "the full audit")
+            + f" of {args.model or 'the reference model'}; checking the plan first"
+        )
     import sys
 
     from advml.audit import run_audit
     from advml.audit.config_file import config_to_yaml
+    from advml.audit.plan import check_plan
     from advml.audit.sections import available_sections
     from advml.errors import DiskFullError
     from advml.report import format_summary
@@ -220,6 +229,18 @@ def _audit(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
+    check_plan(config)  # every problem at once, before the output folder or a model
+    announce(
+        f"advml audit: {', '.join(config.sections or ('every applicable section',))} on "
+        f"{config.model or 'the reference model'} and {config.dataset}, "
+        f"{config.n_samples} test inputs; "
+        + (
+            "about a minute on a 2-core CPU"
+            if config.profile == "quick"
+            else "minutes to an hour by model size (advml audit --quick: about a minute)"
+        )
+        + " (the bar below shows the ETA)"
+    )
     out = output_folder("--out", args.out)
     if config.target_url or config.target_config:
         from advml.audit.cost import check_cost
@@ -286,6 +307,12 @@ def _audit_models(args: argparse.Namespace, config: Any, out: Any) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml train: the reference network for {args.dataset} (cached under "
+            f"$ADVML_HOME/models once trained); under a minute for digits, a few minutes for "
+            f"mnist-5k on a 2-core CPU (the bar below shows the ETA)"
+        )
     from advml.data import load_dataset
     from advml.metrics import accuracy
     from advml.models.io import save_model

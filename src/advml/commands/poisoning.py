@@ -17,6 +17,7 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
     add_settings_arg,
+    announce,
     list_components,
     load_data_from_args,
     output_file,
@@ -116,6 +117,12 @@ def _list(*families: str) -> int:
 
 
 def _poison(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml poison: stamp a {args.trigger} trigger on a share of "
+            f"{args.dataset or args.default_dataset}'s training split and train a model on it; "
+            f"about a minute for digits on a 2-core CPU (the bar below shows the ETA)"
+        )
     from advml import registry
     from advml.commands._common import chosen_device
     from advml.models.io import save_model
@@ -172,6 +179,11 @@ def _poison(args: argparse.Namespace) -> int:
 
 
 def _defend(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml defend: {args.defence} against the backdoor of {args.model or 'the model'}; "
+            f"under a minute for a digits model on a 2-core CPU"
+        )
     from advml import registry
     from advml.commands._common import load_model_and_data
     from advml.defences.backdoor import bake_masks, run_defence

@@ -17,6 +17,7 @@ from advml.commands._common import (
     add_output_defence_args,
     add_settings_arg,
     add_target_args,
+    announce,
     executor_from_args,
     list_components,
     load_model_file,
@@ -25,7 +26,6 @@ from advml.commands._common import (
     output_file,
     with_output_defence,
 )
-from advml.runtime.files import atomic_write
 
 __all__ = ["add_commands"]
 
@@ -37,7 +37,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "membership",
         help="membership inference: tell the model's training records from others",
         description="Run membership-inference attacks and report how well they tell "
-        "members (training records) from non-members: AUC, TPR at 0.1%% and 1%% FPR, "
+        "members (training records) from non-members: AUC, TPR at 0.1% and 1% FPR, "
         "balanced accuracy and membership advantage. Without --model a target is trained "
         "here on --target-size records of a pool of twice that many drawn from the whole "
         "dataset (the other half are the non-members; the attacker knows the pool, not "
@@ -111,6 +111,9 @@ def add_commands(sub: Any) -> dict[str, Handler]:
 
 
 def _model_args(p: argparse.ArgumentParser, *, classes_flag: str = "--classes") -> None:
+    from advml.commands._common import _state_default_dataset
+
+    _state_default_dataset(p, "digits")
     p.add_argument("--dataset", default="digits", help="dataset name (default digits)")
     p.add_argument("--model", metavar="FILE", help="model file (any format: docs/models.md)")
     add_model_file_args(p, classes_flag=classes_flag)
@@ -152,9 +155,16 @@ def _describe(model: Any) -> str:
 
 
 def _membership(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml membership: membership-inference attacks on {args.dataset} "
+            f"(training the target and shadow models as needed); the default run takes about "
+            f"2 min on a 2-core CPU (the bars below show the ETA)"
+        )
     from advml.data import load_dataset
     from advml.models.reference import TRAINING, default_architecture
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
+    from advml.runtime.files import atomic_write
     from advml.runtime.plain import plain
 
     if args.list:
@@ -285,12 +295,18 @@ def _print_membership(report: Any) -> None:
 
 
 def _invert(args: argparse.Namespace) -> int:
+    if not getattr(args, "list", False):  # first, before torch is imported
+        announce(
+            f"advml invert: reconstruct a representative input of each class of {args.dataset} "
+            f"from the model; the default run takes under a minute on a 2-core CPU"
+        )
     import numpy as np
 
     from advml import registry
     from advml.data import load_dataset
     from advml.models.reference import reference_model
     from advml.privacy.inversion import invert_and_judge
+    from advml.runtime.files import atomic_write
     from advml.runtime.plain import plain
 
     for option, value in (("--out", args.out), ("--json", args.json)):

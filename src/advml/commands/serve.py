@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import socket
 import sys
 from typing import Any
 
@@ -74,9 +76,8 @@ def _serve(args: argparse.Namespace) -> int:
     check_number("--max-wait", args.max_wait, low=0)
     check_number("--max-upload-mb", args.max_upload_mb, low=0, low_inclusive=False)
     try:
-        import uvicorn
-
-        from advml.web import DemoService, create_app
+        import fastapi  # noqa: F401  (checked here, used by advml.web)
+        import uvicorn  # noqa: F401
     except ImportError as err:
         raise ImportError(
             f"advml serve needs FastAPI and uvicorn ({err}); install them with "
@@ -85,7 +86,54 @@ def _serve(args: argparse.Namespace) -> int:
     from advml.commands._common import load_model_and_data
     from advml.models.reference import default_architecture
 
-    model, ds = load_model_and_data(args)
+    # Bind before anything slow and before the URL is printed: a busy port is a one-line
+    # error at once, not a URL followed by uvicorn's Errno 98 after the model loaded.
+    sock = _bind(args.host, args.port)
+    try:
+        return _serve_on(sock, args, load_model_and_data, default_architecture)
+    finally:
+        sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or an error naming ``--port`` / ``--host``."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise ValueError(
+            f"--host {host}: not an address of this machine ({err.strerror}); use --host 127.0.0.1"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    # As uvicorn does: a port left in TIME_WAIT by a stopped demo can be reused at once;
+    # one that a running program listens on still refuses the bind.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            other = port + 1 if port < 65535 else 8000
+            raise ValueError(
+                f"--port {port}: the port is in use on {host} (another program listens "
+                f"there); choose another with --port, e.g. --port {other}"
+            ) from None
+        raise ValueError(
+            f"--host {host} --port {port}: cannot listen there ({err.strerror}); choose "
+            f"another --port (above 1023 needs no privileges) or --host"
+        ) from None
+    return sock
+
+
+def _serve_on(
+    sock: socket.socket, args: argparse.Namespace, load: Any, default_architecture: Any
+) -> int:
+    """Load the model, build the app and serve it on the bound ``sock``."""
+    import uvicorn
+
+    from advml.web import DemoService, create_app
+
+    model, ds = load(args)
     description = (
         f"{args.model}"
         if args.model
@@ -111,6 +159,10 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"advml demo: http://{shown}:{args.port}/ (API: /openapi.json); Ctrl-C stops it")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    print(
+        f"advml demo: http://{shown}:{args.port}/ (API: /openapi.json); Ctrl-C stops it",
+        flush=True,
+    )
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

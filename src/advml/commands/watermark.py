@@ -10,12 +10,12 @@ from advml.commands import Handler
 from advml.commands._common import (
     add_model_args,
     add_settings_arg,
+    announce,
     list_components,
     load_model_and_data,
     names,
     output_file,
 )
-from advml.runtime.files import atomic_write
 
 __all__ = ["add_commands"]
 
@@ -57,7 +57,14 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     v.add_argument("--alpha", type=float, default=None, help="significance level (1e-4)")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    a = wsub.add_parser("attack", help="run removal attacks and print the robustness table")
+    a = wsub.add_parser(
+        "attack",
+        help="run removal attacks and print the robustness table",
+        description="Default: digits, the seven default removal attacks on half the training "
+        "split, about 10 seconds on a 2-core CPU (a progress bar names the attack running "
+        "and shows the ETA). Each attack starts from the watermarked model; the table says "
+        "whether the key still verifies and the accuracy the attacker keeps.",
+    )
     add_model_args(a, default_dataset="digits")
     a.add_argument("--key", dest="key_file", required=True, help="the owner's key file")
     a.add_argument(
@@ -191,9 +198,18 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _attack(args: argparse.Namespace) -> int:
+    if not args.list:  # first, before torch is imported: the plan and its time
+        announce(
+            f"advml watermark attack: {len(args.attacks)} removal attacks "
+            f"({', '.join(args.attacks)}) on the model of {args.dataset or args.default_dataset}, "
+            f"each verified against {args.key_file}; the default seven take about 10 s on the "
+            f"digits MLP and a few minutes on the mnist-5k CNN, 2-core CPU (the bar below "
+            f"shows the ETA)"
+        )
     import numpy as np
 
     from advml import registry
+    from advml.runtime.files import atomic_write
     from advml.watermark import load_key, robustness_table
 
     if args.list:
@@ -212,7 +228,14 @@ def _attack(args: argparse.Namespace) -> int:
         : max(1, round(args.attacker_fraction * n))
     ]
     table = robustness_table(
-        model, key, attacks, ds.x_train[idx], ds.y_train[idx], ds.x_test, ds.y_test
+        model,
+        key,
+        attacks,
+        ds.x_train[idx],
+        ds.y_train[idx],
+        ds.x_test,
+        ds.y_test,
+        show_progress=not args.quiet,
     )
     print(table.to_text())
     if json_out is not None:

@@ -15,6 +15,7 @@ from advml.extraction.base import CurvePoint, Evaluation, ExtractionAttack, Outp
 from advml.models.architectures import build
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
+from advml.runtime.progress import counter
 from advml.validation import check_bool, check_choice, check_number
 
 __all__ = ["Copycat"]
@@ -103,6 +104,13 @@ class Copycat(ExtractionAttack):
     seed : int, optional
         Seeds the queries, the copy's initial weights and its training.
 
+    Attributes
+    ----------
+    show_progress : bool
+        A progress bar over the copy's training steps, all rounds together, with an ETA
+        (the training is where the time goes); False unless set (``advml extract`` sets
+        it). Not a setting: it changes no result.
+
     Examples
     --------
     >>> from advml import registry
@@ -110,6 +118,8 @@ class Copycat(ExtractionAttack):
     >>> result = attack.extract(victim, x_pool, x_eval=x_test)  # doctest: +SKIP
     >>> result.fidelity, result.queries  # doctest: +SKIP
     """
+
+    show_progress: bool = False
 
     def __init__(
         self,
@@ -164,6 +174,12 @@ class Copycat(ExtractionAttack):
         self.tau = tau
         self.seed = seed
 
+    def _planned_steps(self, answered: int, pool: Tensor | None) -> int:
+        """Training steps of the round that ends with ``answered`` answers, before
+        self-training's pseudo-labelled inputs are known (they are added when they are)."""
+        per_epoch = math.ceil(answered / int(self.batch_size))
+        return max(int(self.epochs) * per_epoch, int(self.min_steps))
+
     # -- checks ----------------------------------------------------------------------
     def _needs_pool(self) -> bool:
         return self.strategy != "random"
@@ -216,7 +232,12 @@ class Copycat(ExtractionAttack):
         used = torch.zeros(0 if pool is None else len(pool), dtype=torch.bool)
         curve: list[CurvePoint] = []
         short = False
+        plan = [self._planned_steps(c, pool) for c in self.checkpoints()]
+        bar = counter(
+            sum(plan), desc=f"copycat {len(plan)} rounds", unit="step", enabled=self.show_progress
+        )
         for r, target in enumerate(self.checkpoints()):
+            bar.set_description(f"copycat round {r + 1}/{len(plan)} ({target} queries)")
             n_new = target - len(x_asked)
             left = getattr(victim, "queries_left", None)
             if left is not None and n_new > left:
@@ -234,10 +255,11 @@ class Copycat(ExtractionAttack):
             x_asked = torch.cat([x_asked, x_new])
             answers = y_new if answers is None else torch.cat([answers, y_new])
             unlabelled = pool[~used] if (pool is not None and self.semi_supervised) else None
-            self._fit(thief, x_asked, answers, outputs, unlabelled, generator)
+            self._fit(thief, x_asked, answers, outputs, unlabelled, generator, bar, plan[r])
             curve.append(evaluation.measure(thief, len(x_asked)))
             if short:
                 break
+        bar.close()
         return _Run(
             stolen=thief,
             outputs=outputs,
@@ -333,6 +355,8 @@ class Copycat(ExtractionAttack):
         outputs: Outputs,
         unlabelled: Tensor | None,
         generator: torch.Generator,
+        bar: Any = None,
+        planned: int = 0,
     ) -> None:
         # advml.models.train takes hard labels only; distilling the victim's probability
         # vectors and self-training on pseudo-labels need this small loop of their own.
@@ -354,6 +378,10 @@ class Copycat(ExtractionAttack):
         n = len(x)
         per_epoch = math.ceil(n / int(self.batch_size))
         steps = max(int(self.epochs) * per_epoch, int(self.min_steps))
+        if bar is not None and steps != planned:
+            # Self-training adds the confident pool inputs: the plan learns the real count.
+            bar.total += steps - planned
+            bar.refresh()
         module = thief.module
         opt = torch.optim.Adam(module.parameters(), lr=float(self.lr))
         image = len(thief.input_shape) == 3 and min(thief.input_shape[1:]) >= _MIN_SHIFTED
@@ -375,6 +403,8 @@ class Copycat(ExtractionAttack):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if bar is not None:
+                    bar.update(1)
             module.eval()
             for p in module.parameters():
                 p.grad = None

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from advml.models.torch import TorchClassifier
-from advml.runtime.progress import progress
+from advml.runtime.progress import counter
 from advml.validation import check_choice, check_labels, check_number
 
 __all__ = ["History", "LossFn", "TrainingRecipe", "train", "validation_split"]
@@ -187,7 +187,7 @@ schedule
         Seeds the split, the shuffling, the initial dropout state; same seed, same result
         (with the same thread count and torch version: docs/audit.md, Reproducibility).
     show_progress : bool
-        Show a progress bar over epochs.
+        Show a progress bar over the training batches (with the epoch and an ETA).
     desc : str
         Label of the progress bar.
     on_epoch : callable, optional
@@ -236,8 +236,11 @@ schedule
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
         torch.manual_seed(seed)
-        bar = progress(range(1, recipe.epochs + 1), desc=desc, enabled=show_progress, leave=False)
-        for epoch in bar:
+        # One tick per batch, not per epoch: an epoch of adversarial training takes
+        # minutes on a CPU, and the ETA must show after the first batch, not the first epoch.
+        bar = counter(total_steps, desc=desc, unit="batch", enabled=show_progress)
+        for epoch in range(1, recipe.epochs + 1):
+            bar.set_description(f"{desc} epoch {epoch}/{recipe.epochs}")
             if on_epoch is not None:
                 on_epoch(epoch)
             order = torch.randperm(xt.shape[0], generator=gen).to(model.device)
@@ -250,6 +253,7 @@ schedule
                 recipe=recipe,
                 step=step,
                 total_steps=total_steps,
+                on_batch=bar.update,
             )
             history["tl"].append(loss)
             history["ta"].append(_accuracy(model, xt, yt, batch_size=1024))
@@ -264,6 +268,7 @@ schedule
             if stopping.should_stop(epoch, vl, module):
                 stopping.stopped = epoch < recipe.epochs
                 break
+        bar.close()
     if stopping.best_state is not None:
         module.load_state_dict(stopping.best_state)
     module.eval()
@@ -321,6 +326,7 @@ def _epoch(
     recipe: TrainingRecipe,
     step: int,
     total_steps: int,
+    on_batch: Callable[[int], object] | None = None,
 ) -> tuple[float, int]:
     """One pass over ``data = (x, y, order)`` in the shuffled ``order``, in training
     mode; the mean loss and the optimiser steps taken so far. The module is left in eval
@@ -340,6 +346,8 @@ def _epoch(
         step += 1
         opt.step()
         total_loss += float(loss.detach()) * xb.shape[0]
+        if on_batch is not None:
+            on_batch(1)
     model.module.eval()
     return total_loss / x.shape[0], step
 

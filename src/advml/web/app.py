@@ -35,6 +35,8 @@ from advml.validation import check_number
 from advml.web.images import UploadError, decode_upload
 from advml.web.limits import ModelSlot, RequestTimeout, ServerBusy
 from advml.web.schemas import (
+    AdaptiveRequest,
+    AdaptiveResponse,
     AttackName,
     AttackRequest,
     AttackResponse,
@@ -419,6 +421,31 @@ def _add_model_routes(app: FastAPI, service: DemoService, run: ModelRunner) -> N
         )
 
 
+def _add_adaptive_route(app: FastAPI, service: DemoService, run: ModelRunner) -> None:
+    """Step 4 of the demo: the attack that knows the defence (BPDA / EOT)."""
+
+    @app.post(
+        "/api/adaptive",
+        summary="Attack the original again, through the defence (BPDA / EOT)",
+        description="PGD against the defended model as an attacker who knows the defence "
+        "sees it (Athalye et al. 2018): gradients pass non-differentiable preprocessing "
+        "as the identity (BPDA) and randomised preprocessing as the mean over draws (EOT). "
+        "Says whether the deployed defence still gives the original's label.",
+        response_model=AdaptiveResponse,
+        responses=_ERRORS,
+    )
+    async def adaptive(body: AdaptiveRequest) -> dict[str, Any]:
+        return await run(
+            lambda: service.adaptive_attack(
+                _resolve(service, body.image, "image"),
+                defence=body.defence,
+                strength=body.strength,
+                attack_strength=body.attack_strength,
+                eps=body.eps,
+            )
+        )
+
+
 # -- the app -----------------------------------------------------------------------------
 def create_app(
     service: DemoService,
@@ -470,6 +497,7 @@ def create_app(
     _add_gallery_routes(app, service, run)
     _add_upload_route(app, service, run, max_upload_bytes)
     _add_model_routes(app, service, run)
+    _add_adaptive_route(app, service, run)
     if prepare_defences:
         service.prepare_autoencoders(background=True)
     if allowed_hosts is not None:

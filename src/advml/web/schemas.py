@@ -78,6 +78,21 @@ class DefendRequest(_Request):
     )
 
 
+class AdaptiveRequest(_Request):
+    image: ImageRef = Field(description="the ORIGINAL input (the adaptive attack starts over)")
+    defence: DefenceName = Field(description="the defence the attacker now knows about")
+    strength: Strength = Field("medium", description="the defence's preset strength")
+    attack_strength: Strength = Field("medium", description="PGD's preset strength")
+    eps: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="L-inf budget as a fraction of the input range; overrides the strength's",
+    )
+
+
 class PredictRequest(_Request):
     image: ImageRef
 
@@ -132,6 +147,19 @@ class DefendResponse(BaseModel):
     defended: View
     original_label: int | None = None
     restored: bool | None = Field(None, description="defended label == original's label")
+    seconds: float
+
+
+class AdaptiveResponse(BaseModel):
+    defence: str
+    strength: str
+    method: str = Field(description="how gradients pass the defence: BPDA, EOT, both, or exact")
+    settings: dict[str, Any] = Field(description="PGD's settings as run")
+    original: View
+    adversarial: View = Field(description="the adaptive adversarial input, before the defence")
+    defended: View = Field(description="that input after the defence, as deployed")
+    defence_broken: bool = Field(description="the defended label differs from the original's")
+    queries: int
     seconds: float
 
 

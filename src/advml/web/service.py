@@ -317,6 +317,18 @@ class DemoService:
 
     def datasets(self) -> list[dict[str, Any]]:
         """The embedded image datasets; images of others are resized to the model's input."""
+        if self.tabular:
+            ds = self.dataset
+            return [
+                {
+                    "name": ds.name,
+                    "description": f"{ds.name}: test rows of {self.input_shape[0]} features",
+                    "input_shape": list(self.input_shape),
+                    "model_dataset": True,
+                    "resized": False,
+                    "tabular": True,
+                }
+            ]
         out = []
         for name in _image_datasets():
             info = EMBEDDED[name]
@@ -332,7 +344,7 @@ class DemoService:
         return out
 
     def _data(self, name: str, field: str = "dataset") -> Dataset:
-        check_choice(field, name, _image_datasets())
+        check_choice(field, name, self._gallery_names())
         with self._data_lock:
             if name not in self._datasets:
                 self._datasets[name] = load_dataset(name)
@@ -372,10 +384,22 @@ class DemoService:
                 "label": int(ds.y_test[i]),
                 "label_name": ds.class_names[int(ds.y_test[i])],
                 "image": png_data_url(ds.x_test[i], ds.bounds),
+                # A row of a table has no picture worth looking at: its values are shown.
+                **(
+                    {"features": [round(float(v), 4) for v in ds.x_test[i].ravel()]}
+                    if len(ds.input_shape) != 3
+                    else {}
+                ),
             }
             for i in range(int(offset), stop)
         ]
-        return {"dataset": ds.name, "total": ds.n_test, "offset": int(offset), "images": items}
+        return {
+            "dataset": ds.name,
+            "total": ds.n_test,
+            "offset": int(offset),
+            "tabular": len(ds.input_shape) != 3,
+            "images": items,
+        }
 
     def gallery_view(self, dataset: str, index: int) -> dict[str, Any]:
         """Test image ``index`` of ``dataset``: its view and its true label."""
@@ -553,6 +577,62 @@ class DemoService:
             "seconds": round(seconds, 4),
         }
 
+    # -- step 4: the adaptive attack ----------------------------------------------------
+    def adaptive_attack(
+        self,
+        x: np.ndarray,
+        *,
+        defence: str,
+        strength: StrengthName = "medium",
+        attack_strength: StrengthName = "medium",
+        eps: float | None = None,
+    ) -> dict[str, Any]:
+        """PGD against the defence as an attacker who knows it sees it: gradients through
+        non-differentiable preprocessors by BPDA (identity on the backward pass) and
+        through randomised ones by EOT (the mean over draws) -- Athalye, Carlini & Wagner,
+        "Obfuscated Gradients Give a False Sense of Security", ICML 2018, §4.1-4.2.
+
+        ``x`` is the original input: the attack starts over, now aimed at the defended
+        model. The answer says whether the deployed defence (one draw, the real
+        preprocessing) still gives the original's label.
+        """
+        from advml.defences.preprocess import DefendedClassifier
+
+        prep = self.defence(defence, strength)
+        settings = self.attack_settings("pgd", attack_strength, eps)
+        start = time.perf_counter()
+        deployed = DefendedClassifier(self.model, prep, seed=self.seed)
+        adaptive = deployed.adaptive()
+        if deployed.differentiable and not deployed.randomised:
+            method = "exact gradients (the defence is differentiable)"
+        else:
+            parts = [
+                name
+                for name, used in (
+                    ("BPDA", not deployed.differentiable),
+                    ("EOT", deployed.randomised),
+                )
+                if used
+            ]
+            method = " + ".join(parts)
+        result = registry.create("evasion", "pgd", **settings).generate(adaptive, x)
+        x_adv = np.asarray(result.x_adv, dtype=np.float32)
+        x_def = np.asarray(prep(x_adv, bounds=self.bounds), dtype=np.float32)
+        seconds = time.perf_counter() - start
+        original, adversarial, defended = self.view(x), self.view(x_adv), self.view(x_def)
+        return {
+            "defence": defence,
+            "strength": strength,
+            "method": method,
+            "settings": settings,
+            "original": original,
+            "adversarial": adversarial,
+            "defended": defended,
+            "defence_broken": defended["label"] != original["label"],
+            "queries": int(np.asarray(result.queries).sum()),
+            "seconds": round(seconds, 4),
+        }
+
     # -- step 3: defend ------------------------------------------------------------------
     def _autoencoder_path(self, strength: str) -> Path:
         return self.cache_dir / f"web-autoencoder-{self.dataset.name}-{strength}-seed{self.seed}.pt"
@@ -560,7 +640,20 @@ class DemoService:
     def _defence_unavailable(self, name: str) -> str | None:
         if name == "autoencoder" and len(self.input_shape) != 3:
             return "the autoencoder works on images only"
+        if name in ("median_smoothing", "jpeg") and len(self.input_shape) != 3:
+            return f"{name.replace('_', ' ')} works on images only"
         return None
+
+    @property
+    def tabular(self) -> bool:
+        """Whether the model takes feature vectors, not images: its gallery is then a
+        table of its own test rows."""
+        return len(self.input_shape) != 3
+
+    def _gallery_names(self) -> list[str]:
+        """What the gallery offers: the image datasets (resized to the model's input), or
+        for a tabular model its own dataset's test rows."""
+        return [self.dataset.name] if self.tabular else _image_datasets()
 
     def prepare_autoencoders(self, *, background: bool = True) -> None:
         """Load or train the autoencoder defence at every strength (once, then cached).

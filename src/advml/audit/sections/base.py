@@ -116,9 +116,11 @@ class AuditContext:
 
     @property
     def retrainable(self) -> bool:
-        """True when advml knows how the model was trained (a reference model), so a
-        section may train copies of it: poisoned, watermarked, shadow models."""
-        return self.model_info.get("source") == "reference"
+        """True when advml knows how the model was trained (a reference model, or a model
+        file holding a reference network as built, e.g. by ``advml train``), so a section
+        may train copies of it: poisoned, watermarked, shadow models."""
+        info = self.model_info
+        return info.get("source") == "reference" or info.get("retrain") == "reference recipe"
 
     @property
     def architecture(self) -> str | None:

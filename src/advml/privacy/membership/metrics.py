@@ -48,23 +48,24 @@ def roc_curve(scores: Any, is_member: Any) -> tuple[np.ndarray, np.ndarray, np.n
     """The ROC curve of ``scores`` (higher = member): ``fpr, tpr, thresholds``.
 
     Point ``i`` says what flagging every record with ``score >= thresholds[i]`` gives.
-    The first point is ``(0, 0)`` (threshold ``+inf``), the last ``(1, 1)``.
+    The first point is ``(0, 0)`` (threshold ``+inf``), the last ``(1, 1)``; one point
+    per distinct score (ties move together). scikit-learn's
+    :func:`sklearn.metrics.roc_curve` with every point kept (``drop_intermediate=False``:
+    the low-FPR end is what :func:`tpr_at_fpr` reads).
     """
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
     s, m = _check(scores, is_member)
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, m_sorted = s[order], m[order]
-    # One point per distinct score: ties move together.
-    distinct = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]
-    tp = np.cumsum(m_sorted)[distinct]
-    fp = np.cumsum(~m_sorted)[distinct]
-    tpr = np.r_[0.0, tp / m.sum()]
-    fpr = np.r_[0.0, fp / (~m).sum()]
-    thresholds = np.r_[np.inf, s_sorted[distinct]]
-    return fpr, tpr, thresholds
+    fpr, tpr, thresholds = sk_roc_curve(m, s, drop_intermediate=False)
+    # scikit-learn < 1.3 put max(score) + 1 first; the convention here is +inf.
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    thresholds[0] = np.inf
+    return np.asarray(fpr, np.float64), np.asarray(tpr, np.float64), thresholds
 
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
-    """Highest TPR among ROC points with ``FPR <= target`` (Carlini et al. 2022, §III-B)."""
+    """Highest TPR among ROC points with ``FPR <= target`` (Carlini et al. 2022, §III-B);
+    a thin reading of the curve :func:`roc_curve` returns."""
     ok = fpr <= target + 1e-12
     return float(tpr[ok].max()) if ok.any() else 0.0
 
@@ -151,9 +152,11 @@ def membership_metrics(
     0.75
     """
     s, m = _check(scores, is_member)
+    from sklearn.metrics import roc_auc_score
+
     fpr, tpr, _ = roc_curve(s, m)
-    # AUC by the trapezoid rule over the tie-aware curve (ties count one half).
-    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    # The Mann-Whitney statistic: ties between a member and a non-member count one half.
+    auc = float(roc_auc_score(m, s))
     advantage = float(np.max(tpr - fpr))
     neg = np.sort(s[~m])
     # Fraction of non-members scoring >= each member's score.

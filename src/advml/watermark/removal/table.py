@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from advml.models.base import Classifier
+from advml.runtime.progress import progress
 from advml.watermark.key import WatermarkKey
 from advml.watermark.removal.base import RemovalAttack
 from advml.watermark.verify import DEFAULT_ALPHA, verify
@@ -95,6 +96,7 @@ def robustness_table(
     y_test: np.ndarray | Tensor,
     *,
     alpha: float = DEFAULT_ALPHA,
+    show_progress: bool = False,
 ) -> RobustnessTable:
     """Run each removal attack on ``model`` and verify the result against ``key``.
 
@@ -112,6 +114,8 @@ def robustness_table(
         Held-out data for the clean accuracy the attacker keeps.
     alpha : float
         Significance level of the ownership claim.
+    show_progress : bool
+        A progress bar over the removal attacks, naming the one running, with an ETA.
 
     Returns
     -------
@@ -153,12 +157,14 @@ def robustness_table(
         )
 
     add("none", {}, model, 0.0, 0)
-    for attack in attacks:
+    bar = progress(attacks, desc="removal attacks", total=len(attacks), enabled=show_progress)
+    for attack in bar:
         if not isinstance(attack, RemovalAttack):
             raise TypeError(
                 f"attacks must hold RemovalAttack objects (registry family "
                 f"'watermark_removal'), got {type(attack).__name__}"
             )
+        bar.set_postfix_str(describe(attack))
         result = attack.remove(model, x_attacker, y_attacker)
         add(describe(attack), result.params, result.model, result.seconds, result.queries)
     return RobustnessTable(scheme=key.scheme, baseline_accuracy=base, rows=tuple(rows))

@@ -9,6 +9,7 @@ const state = {
   offset: 0,
   image: null,      // what the attack and the defence start from: {ref, view}
   adversarial: null, // the last attack's answer
+  defended: null,    // the last defence applied: {defence, strength}
 };
 
 async function api(path, options = {}) {
@@ -41,9 +42,10 @@ function setStatus(text, kind = "") {
 }
 
 function busy(on) {
-  for (const id of ["attack-btn", "defend-btn", "more", "upload"]) {
+  for (const id of ["attack-btn", "defend-btn", "adaptive-btn", "more", "upload"]) {
     $(id).disabled = on || (id === "attack-btn" && !state.image)
-      || (id === "defend-btn" && !state.image);
+      || (id === "defend-btn" && !state.image)
+      || (id === "adaptive-btn" && !(state.image && state.defended));
   }
 }
 
@@ -116,6 +118,8 @@ function clearAfterOriginal() {
   showView("panel-adversarial", null);
   showPerturbation(null);
   showView("panel-defended", null);
+  showView("panel-adaptive", null);
+  state.defended = null;
 }
 
 // -- step 1: choose ----------------------------------------------------------------------
@@ -127,18 +131,30 @@ async function loadGallery(append) {
   }
   state.dataset = name;
   const page = await api(`/api/datasets/${encodeURIComponent(name)}/images?offset=${state.offset}&limit=48`);
+  $("gallery").classList.toggle("rows", Boolean(page.tabular));
   for (const item of page.images) {
     const button = document.createElement("button");
     button.type = "button";
-    button.className = "thumb";
-    button.title = `test image ${item.index}, true label ${item.label_name}`;
     button.dataset.index = String(item.index);
-    button.dataset.testid = "thumb";
     button.setAttribute("role", "listitem");
-    const img = document.createElement("img");
-    img.src = item.image;
-    img.alt = `image ${item.index}`;
-    button.append(img);
+    if (page.tabular) {
+      // A tabular model: a table of its test rows (the features' values), not pictures.
+      button.className = "thumb row";
+      button.dataset.testid = "row";
+      const shown = item.features.slice(0, 6).map((v) => v.toFixed(2)).join("  ");
+      const more = item.features.length > 6 ? `  … (${item.features.length} features)` : "";
+      button.textContent = `#${item.index}  ${item.label_name}:  ${shown}${more}`;
+      button.title = `test row ${item.index}, true label ${item.label_name}: `
+        + item.features.map((v) => v.toFixed(3)).join(", ");
+    } else {
+      button.className = "thumb";
+      button.dataset.testid = "thumb";
+      button.title = `test image ${item.index}, true label ${item.label_name}`;
+      const img = document.createElement("img");
+      img.src = item.image;
+      img.alt = `image ${item.index}`;
+      button.append(img);
+    }
     button.addEventListener("click", () => selectImage(name, item.index, button));
     $("gallery").append(button);
   }
@@ -266,6 +282,8 @@ async function runDefence() {
   busy(true);
   try {
     const result = await post("/api/defend", payload);
+    state.defended = { defence: name, strength: result.strength };
+    showView("panel-adaptive", null);
     const restored = result.restored;
     showView("panel-defended", result.defended, {
       text: restored ? "label restored" : "still wrong",
@@ -276,6 +294,35 @@ async function runDefence() {
       + `${result.defended.label_name}${restored ? ", the original's label" : ""}.`);
   } catch (err) {
     setStatus(`Defence failed: ${err.message}`, "error");
+  } finally {
+    busy(false);
+  }
+}
+
+// -- step 4: the adaptive attack ---------------------------------------------------------
+async function runAdaptive() {
+  if (!state.image || !state.defended) return;
+  const { defence, strength } = state.defended;
+  const payload = { image: state.image.ref, defence, strength };
+  const strengthAttack = $("attack-strength").value;
+  if (strengthAttack === "custom") payload.eps = Number($("eps").value);
+  else payload.attack_strength = strengthAttack;
+  setStatus(`Attacking through ${defence.replaceAll("_", " ")}…`, "busy");
+  busy(true);
+  try {
+    const result = await post("/api/adaptive", payload);
+    const broken = result.defence_broken;
+    showView("panel-adaptive", { ...result.defended, image: result.adversarial.image }, {
+      text: broken ? "defence broken" : "defence held",
+      kind: broken ? "bad" : "good",
+    });
+    setStatus(`PGD through ${defence.replaceAll("_", " ")} (${result.method}), `
+      + `eps ${result.settings.eps.toFixed(2)}: after the defence the model says `
+      + `${result.defended.label_name}`
+      + (broken ? ` instead of ${result.original.label_name}: the defence only hid the `
+        + "gradients." : `, still ${result.original.label_name}: this defence held here.`));
+  } catch (err) {
+    setStatus(`Adaptive attack failed: ${err.message}`, "error");
   } finally {
     busy(false);
   }
@@ -306,7 +353,9 @@ async function start() {
     option.disabled = Boolean(d.unavailable);
     $("defence").append(option);
   }
-  $("defence").value = "median_smoothing";
+  const firstDefence = info.defences.find((d) => d.name === "median_smoothing" && !d.unavailable)
+    || info.defences.find((d) => !d.unavailable) || info.defences[0];
+  $("defence").value = firstDefence.name;
   const datasets = await api("/api/datasets");
   for (const d of datasets) {
     const suffix = d.model_dataset ? " (the model's data)" : " (resized)";
@@ -332,6 +381,7 @@ async function start() {
   $("defence").addEventListener("change", syncDefence);
   $("attack-btn").addEventListener("click", runAttack);
   $("defend-btn").addEventListener("click", runDefence);
+  $("adaptive-btn").addEventListener("click", runAdaptive);
   syncEps();
   syncDefence();
   try {
