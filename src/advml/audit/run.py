@@ -25,7 +25,7 @@ from advml.audit.sections import AuditContext, AuditSection
 from advml.audit.sections.base import Threat
 from advml.audit.sections.evasion import plan as evasion_plan
 from advml.data import Dataset, load_dataset
-from advml.errors import QueryBudgetExceededError
+from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.evasion.base import EvasionAttack
 from advml.models.access import restrict_access
 from advml.models.base import Classifier
@@ -254,6 +254,20 @@ def _run_sections(
                     "threat": cls.threat,
                     "reason": reason,
                     "queries_spent": spent,
+                }
+            )
+            continue
+        except (ValueError, UnsupportedModelError) as err:
+            # The section cannot run on this model and data (too few inputs for its
+            # settings, say): it is reported as not run, with the reason and the fix, and
+            # the rest of the report is still written; the traceback goes to audit.log.
+            log.exception("section %s could not run", name)
+            skipped.append(
+                {
+                    "section": name,
+                    "title": cls.title,
+                    "threat": cls.threat,
+                    "reason": f"could not run on this model and data: {err}",
                 }
             )
             continue
