@@ -22,10 +22,10 @@ from advml import __version__
 from advml.audit import sections as audit_sections
 from advml.audit.config import AuditConfig
 from advml.audit.sections import AuditContext, AuditSection
-from advml.audit.sections.base import Threat
+from advml.audit.sections.base import SectionCannotRun, Threat
 from advml.audit.sections.evasion import plan as evasion_plan
 from advml.data import Dataset, load_dataset
-from advml.errors import QueryBudgetExceededError, UnsupportedModelError
+from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.models.access import restrict_access
 from advml.models.base import Classifier
@@ -257,7 +257,7 @@ def _run_sections(
                 }
             )
             continue
-        except (ValueError, UnsupportedModelError) as err:
+        except SectionCannotRun as err:
             # The section cannot run on this model and data (too few inputs for its
             # settings, say): it is reported as not run, with the reason and the fix, and
             # the rest of the report is still written; the traceback goes to audit.log.

@@ -30,6 +30,8 @@ __all__ = [
     "bootstrap_tpr_at_fpr",
     "clopper_pearson",
     "difference_exceeds",
+    "from_rate",
+    "membership_intervals",
     "proportion",
     "rate",
     "wilson",
@@ -282,3 +284,28 @@ def difference_exceeds(a: Interval | Mapping[str, Any], b: Interval | Mapping[st
     alo, ahi = bounds(a)
     blo, bhi = bounds(b)
     return ahi < blo or bhi < alo
+
+
+def membership_intervals(
+    scores: np.ndarray, is_member: np.ndarray, *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """The 95 % intervals of a membership attack's AUC and TPR at 1 % and 0.1 % FPR.
+
+    ``scores``: higher means "member"; the TPR at an FPR is the one of
+    :func:`advml.privacy.membership.metrics.tpr_at_fpr` (the best ROC point with at most
+    that FPR), so the interval's ``value`` equals the figure beside it.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    m = np.asarray(is_member, dtype=bool).ravel()
+    pos, neg = s[m], s[~m]
+    return {
+        "auc": bootstrap_auc(pos, neg, n_boot=n_boot, seed=seed).to_dict(),
+        "tpr_at_1_fpr": bootstrap_tpr_at_fpr(pos, neg, 0.01, n_boot=n_boot, seed=seed).to_dict(),
+        "tpr_at_0_1_fpr": bootstrap_tpr_at_fpr(pos, neg, 0.001, n_boot=n_boot, seed=seed).to_dict(),
+    }
+
+
+def from_rate(value: float, n: int) -> Interval:
+    """The interval of a rate stored as a fraction of ``n`` (its count is
+    ``round(value * n)``, exact for a fraction of ``n`` items)."""
+    return proportion(round(float(value) * n), int(n))

@@ -14,7 +14,7 @@ import numpy as np
 from advml.report.components import LEVEL_COLOURS, esc, pct, table
 from advml.report.sections import renderer
 
-__all__ = ["render_html"]
+__all__ = ["config_yaml", "render_html"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:960px;margin:2em auto;
@@ -129,17 +129,49 @@ def render_html(
         parts.append("</ul></section>")
     parts += [
         "<section id='settings'><h2>How to repeat this audit</h2>",
-        "<p>Every number above comes from this configuration (seeded); "
-        "<code>report.json</code> holds them all.</p>",
-        f"<pre>{esc(_config_text(report['config']))}</pre>",
+        _repeat_text(report),
         f"<p class='sub'>Took {report['seconds']:.0f} s. Schema version "
         f"{esc(report['schema_version'])}.</p></section></body></html>",
     ]
     return "\n".join(parts)
 
 
-def _config_text(config: dict[str, Any]) -> str:
-    return "\n".join(f"{k}: {v}" for k, v in config.items())
+def config_yaml(config: dict[str, Any]) -> str:
+    """The report's config as the YAML file ``advml audit --config`` reads.
+
+    Written by the config file's own writer, so the text round-trips through
+    :func:`advml.audit.config_file.load_config` to the same config. A config this
+    version of advml cannot rebuild (written by another version, with fields it does not
+    know) is shown as plain YAML of its fields.
+    """
+    import yaml
+
+    from advml.audit.config import AuditConfig
+    from advml.audit.config_file import config_to_yaml
+
+    try:
+        return config_to_yaml(AuditConfig(**config))
+    except (TypeError, ValueError):
+        return yaml.safe_dump(config, sort_keys=False)
+
+
+def _repeat_text(report: dict[str, Any]) -> str:
+    """The config file, the command that runs it, and what it cannot carry."""
+    model = report.get("model", {})
+    note = ""
+    if model.get("source") == "given":
+        note = (
+            "<p class='sub'>The model was passed in from Python, not named in the config: "
+            "add its file under <code>model: file:</code> to repeat from the command line."
+            "</p>"
+        )
+    return (
+        "<p>Every number above comes from this configuration (seeded). Save it as "
+        "<code>audit.yaml</code> and run <code>advml audit --config audit.yaml</code>, or "
+        "repeat it from the record with <code>advml audit --rerun report.json</code>; "
+        "<code>report.json</code> holds every figure.</p>"
+        f"<pre id='config-yaml'>{esc(config_yaml(report['config']))}</pre>{note}"
+    )
 
 
 def _environment_row(env: dict[str, Any] | None) -> str:

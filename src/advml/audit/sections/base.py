@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
+from advml.errors import AdvmlError
 from advml.models.reference import train_reference
 from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import ResultCache, fingerprint
@@ -32,6 +33,7 @@ __all__ = [
     "AuditContext",
     "AuditSection",
     "Level",
+    "SectionCannotRun",
     "SectionOutput",
     "Threat",
     "Verdict",
@@ -45,6 +47,12 @@ Level = Literal["pass", "warn", "fail", "unknown"]
 LEVELS: tuple[Level, ...] = ("pass", "warn", "fail", "unknown")
 StepResult = tuple[dict[str, Any], dict[str, np.ndarray]]
 T = TypeVar("T")
+
+
+class SectionCannotRun(AdvmlError, ValueError):
+    """A section cannot run on the model and data given (too few inputs for its
+    settings, say). The audit lists it as not run with this message, which names the
+    setting and the fix, and writes the rest of the report."""
 
 
 @dataclass(frozen=True)

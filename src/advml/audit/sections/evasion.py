@@ -21,6 +21,7 @@ from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
 from advml.evasion.constraints import FeatureConstraints
 from advml.metrics import attack_success_rate
+from advml.metrics.intervals import difference_exceeds, proportion
 from advml.models.base import Classifier
 
 __all__ = ["SECTION", "EvasionSection", "plan"]
@@ -96,9 +97,16 @@ class EvasionSection(AuditSection):
             {"name": name, "norm": "inf", "params": pts[0]["params"] if pts else {}, "points": pts}
             for name, pts in points.items()
         ]
-        verdict = _verdict(ctx.clean_accuracy, attacks, config.reference_eps)
+        worst = _worst_case(attacks, step_arrays, ctx.y, config.reference_eps)
+        verdict = _verdict(ctx.clean_accuracy, attacks, config.reference_eps, len(ctx.y), worst)
         data = {
             "clean_accuracy": ctx.clean_accuracy,
+            "clean_accuracy_interval": proportion(
+                int((ctx.clean_pred == ctx.y).sum()), len(ctx.y)
+            ).to_dict(),
+            "worst_case": None
+            if worst is None
+            else {k: v for k, v in worst.items() if k != "robust"},
             "attacks": attacks,
             "skipped": skipped,
             "reference_eps": config.reference_eps,
@@ -135,9 +143,15 @@ def _attack_step(
             else None
         )
     summary = result.summary()
+    robust = proportion(int((result.y_adv == y).sum()), len(y))
+    attacked = clean_pred == y
+    fooled = proportion(int((attacked & (result.y_adv != y)).sum()), int(attacked.sum()))
     meta = {
         "eps": float(attack.get_params()["eps"]),
         "robust_accuracy": float((result.y_adv == y).mean()),
+        # 95% Wilson intervals with the counts behind them (docs/audit.md, Uncertainty).
+        "robust_accuracy_interval": robust.to_dict(),
+        "success_rate_interval": fooled.to_dict(),
         # Among inputs the model got right before the attack, so ε = 0 gives 0.
         "success_rate": _finite(attack_success_rate(y, clean_pred, result.y_adv)) or 0.0,
         "median_l2": _finite(summary["median_l2"]),
@@ -165,42 +179,123 @@ def _finite(v: float | None) -> float | None:
 _LABELS = {"pass": "robust", "warn": "partly robust", "fail": "not robust"}
 
 
-def _verdict(clean_acc: float, attacks: list[dict[str, Any]], ref_eps: float) -> Verdict:
-    """Worst robust accuracy at the largest ε <= ``ref_eps``, stated in plain words."""
-    worst: tuple[float, str, float] | None = None
+def _verdict(
+    clean_acc: float,
+    attacks: list[dict[str, Any]],
+    ref_eps: float,
+    n: int = 0,
+    worst: dict[str, Any] | None = None,
+) -> Verdict:
+    """Worst robust accuracy at the largest ε <= ``ref_eps``, stated in plain words.
+
+    The figure is the per-input worst case over every attack run at that ε (an input
+    counts as robust only when no attack fooled it) where ``worst`` gives it, else the
+    weakest single attack. The level follows the 95 % interval: "robust" needs its lower
+    bound at 80 % of clean accuracy or more, "not robust" its upper bound below 50 %.
+    """
+    best: tuple[float, str, float, dict[str, Any] | None] | None = None
     for a in attacks:
         eligible = [p for p in a["points"] if p["eps"] <= ref_eps + 1e-12 and p["eps"] > 0]
         if not eligible:
             continue
         p = max(eligible, key=lambda q: q["eps"])
-        if worst is None or p["robust_accuracy"] < worst[0]:
-            worst = (p["robust_accuracy"], a["name"].upper(), p["eps"])
-    if worst is None:
+        if best is None or p["robust_accuracy"] < best[0]:
+            best = (p["robust_accuracy"], a["name"].upper(), p["eps"], p)
+    if best is None:
         return Verdict(
             "unknown",
             "unknown",
             "No attack could be run at a non-zero ε, so robustness is unknown.",
             {"robust_accuracy": None},
         )
-    acc, name, eps = worst
-    ratio = acc / clean_acc if clean_acc > 0 else 0.0
-    level: Level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
+    acc, name, eps, point = best
+    iv = (point or {}).get("robust_accuracy_interval")
+    attacks_named = name
+    if worst is not None and worst["eps"] == eps and worst["robust_accuracy"] <= acc:
+        iv = worst["interval"]
+        acc = float(worst["robust_accuracy"])
+        attacks_named = "the worst case over " + ", ".join(a.upper() for a in worst["attacks"])
+    n_total = int(iv["n"]) if iv else n
+    if iv is None:
+        iv = proportion(round(acc * n_total), n_total).to_dict() if n_total else None
+    clean_iv = proportion(round(clean_acc * n_total), n_total).to_dict() if n_total else None
+    low = float(iv["low"]) if iv else acc
+    high = float(iv["high"]) if iv else acc
+    level: Level
+    if clean_acc > 0 and low >= 0.8 * clean_acc:
+        level = "pass"
+    elif clean_acc <= 0 or high < 0.5 * clean_acc:
+        level = "fail"
+    else:
+        level = "warn"
+    counted = f" ({iv['count']} of {iv['n']}; 95% interval {low:.1%} to {high:.1%})" if iv else ""
     text = (
-        f"Under {name} with ε = {eps:g} (each input value may move by {eps:g} of its range), "
-        f"accuracy falls from {clean_acc:.1%} to {acc:.1%}. "
+        f"Under {attacks_named} with ε = {eps:g} (each input value may move by {eps:g} of "
+        f"its range), accuracy falls from {clean_acc:.1%} to {acc:.1%}{counted}. "
     )
+    if iv and clean_iv:
+        real = difference_exceeds(iv, clean_iv)
+        text += (
+            "The drop exceeds its uncertainty (the two intervals do not overlap). "
+            if real
+            else "The drop is within its uncertainty (the two intervals overlap). "
+        )
     text += {
-        "pass": "The model keeps most of its accuracy against this attacker.",
+        "pass": "Even the interval's lower bound keeps 80% of the clean accuracy: the model "
+        "keeps most of its accuracy against this attacker.",
         "warn": "An attacker controls a large share of this model's predictions.",
-        "fail": "An attacker who can make such small changes controls most of this "
-        "model's predictions.",
+        "fail": "Even the interval's upper bound is below half the clean accuracy: an "
+        "attacker who can make such small changes controls most of this model's predictions.",
     }[level]
-    return Verdict(
-        level,
-        _LABELS[level],
-        text,
-        {"robust_accuracy": acc, "attack": name.lower(), "eps": eps},
-    )
+    numbers: dict[str, Any] = {
+        "robust_accuracy": acc,
+        "robust_accuracy_low": low,
+        "robust_accuracy_high": high,
+        "clean_accuracy": clean_acc,
+        "n": n_total,
+        "attack": name.lower(),
+        "eps": eps,
+    }
+    if worst is not None and attacks_named != name:
+        numbers["attacks"] = list(worst["attacks"])
+    return Verdict(level, _LABELS[level], text, numbers)
+
+
+def _worst_case(
+    attacks: list[dict[str, Any]],
+    step_arrays: dict[tuple[str, float], dict[str, np.ndarray]],
+    y: np.ndarray,
+    ref_eps: float,
+) -> dict[str, Any] | None:
+    """Per input, the worst case over every attack run at the largest ε <= ``ref_eps``:
+    robust only when no attack fooled it (the union of the attacks, as AutoAttack counts;
+    Croce & Hein 2020). ``None`` when fewer than two attacks ran there."""
+    eps_run = [
+        p["eps"]
+        for a in attacks
+        for p in a["points"]
+        if 0 < p["eps"] <= ref_eps + 1e-12 and "n_attacked" not in p
+    ]
+    if not eps_run:
+        return None
+    eps = max(eps_run)
+    names = [a["name"] for a in attacks if (a["name"], eps) in step_arrays]
+    if len(names) < 2:
+        return None
+    correct = np.ones(len(y), dtype=bool)
+    for name in names:
+        y_adv = step_arrays[(name, eps)]["y_adv"]
+        if len(y_adv) != len(y):
+            return None
+        correct &= y_adv == y
+    iv = proportion(int(correct.sum()), len(y))
+    return {
+        "eps": eps,
+        "attacks": names,
+        "robust_accuracy": iv.value,
+        "interval": iv.to_dict(),
+        "robust": correct,
+    }
 
 
 def _examples(

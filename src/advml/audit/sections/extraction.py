@@ -34,6 +34,7 @@ from advml.audit.sections.base import (
     AuditContext,
     AuditSection,
     Level,
+    SectionCannotRun,
     SectionOutput,
     Verdict,
     budget_ran_out,
@@ -131,7 +132,7 @@ class ExtractionSection(AuditSection):
         pool, pool_name = _pool(ctx, settings)
         attack = _copycat(settings, ctx.config.seed)
         if attack.strategy in ("pool", "active") and attack.queries > len(pool):
-            raise ValueError(
+            raise SectionCannotRun(
                 f"section_settings['extraction']['queries']={attack.queries} exceeds the "
                 f"{len(pool)} inputs of the attacker's pool ({pool_name}); lower queries or "
                 f"use strategy 'jacobian' or 'random'"
