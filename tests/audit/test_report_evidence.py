@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from sklearn.linear_model import LogisticRegression
 
 from advml.audit.config import AuditConfig
 from advml.audit.config_file import parse_config
-from advml.audit.run import run_audit
+from advml.audit.run import check_thresholds, run_audit
 from advml.data.user import load_csv
 from advml.models.sklearn import SklearnClassifier
+from advml.report.rerun import compare_reports
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +129,80 @@ def test_how_to_repeat_is_the_yaml_that_config_reads(
     config = parse_config(html.unescape(found.group(1)), source="report.html")
     assert config == AuditConfig(**report["config"])
     assert "advml audit --config" in page
+
+
+def test_rerun_repeats_the_audit_and_every_figure_is_the_same(
+    quick_audit_argv: Callable[..., list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from advml.cli import main
+
+    assert main([*quick_audit_argv(tmp_path / "a"), "--attacks", "fgsm,pgd"]) == 0
+    first = json.loads((tmp_path / "a" / "report.json").read_text())
+    record = first["reproducibility"]
+    assert record["model_fingerprint"] == first["model"]["fingerprint"]
+    assert parse_config(record["config_yaml"]) == AuditConfig(**first["config"])
+    assert {s["step"] for s in record["steps"]} >= {"predictions", "fgsm-eps0.1", "pgd-eps0.1"}
+    assert all(s["cached"] is False and s["seconds"] >= 0 for s in record["steps"])
+    capsys.readouterr()
+    assert main(["audit", "--rerun", str(tmp_path / "a" / "report.json"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    second = json.loads((tmp_path / "a" / "rerun" / "report.json").read_text())
+    rows = compare_reports(first, second)
+    assert rows and all(r["status"] == "same" for r in rows), rows
+    assert "0 moved within their 95% interval, 0 beyond it" in out
+
+
+def test_a_figure_outside_its_interval_is_reported_beyond() -> None:
+    old = {
+        "sections": {
+            "evasion": {
+                "verdict": {
+                    "robust_accuracy": 0.5,
+                    "robust_accuracy_low": 0.45,
+                    "robust_accuracy_high": 0.55,
+                }
+            }
+        }
+    }
+    new = {"sections": {"evasion": {"verdict": {"robust_accuracy": 0.6}}}}
+    (row,) = compare_reports(old, new)
+    assert row["status"] == "beyond"
+    new["sections"]["evasion"]["verdict"]["robust_accuracy"] = 0.52
+    assert compare_reports(old, new)[0]["status"] == "within"
+
+
+def test_fail_under_compares_the_lower_end_of_the_interval() -> None:
+    report = json.loads(json.dumps(_minimal_report()))
+    config = AuditConfig(fail_under={"robust_accuracy": 0.5}, fail_over={"membership_auc": 0.6})
+    checks = {c["figure"]: c for c in check_thresholds(report, config)["checks"]}
+    # 0.52 is above 0.5, but its interval reaches down to 0.47: not shown to be above.
+    assert checks["robust_accuracy"]["passed"] is False
+    assert checks["robust_accuracy"]["compared"] == 0.47
+    assert "lower end" in checks["robust_accuracy"]["compared_what"]
+    # AUC 0.55 is below 0.6, but its upper end 0.63 is not.
+    assert checks["membership_auc"]["passed"] is False
+    assert "upper end" in checks["membership_auc"]["compared_what"]
+
+
+def _minimal_report() -> dict[str, Any]:
+    return {
+        "model": {"clean_accuracy": 0.9},
+        "sections": {
+            "evasion": {
+                "verdict": {
+                    "robust_accuracy": 0.52,
+                    "robust_accuracy_low": 0.47,
+                    "robust_accuracy_high": 0.57,
+                }
+            },
+            "membership": {
+                "verdict": {
+                    "membership_auc": 0.55,
+                    "membership_auc_low": 0.5,
+                    "membership_auc_high": 0.63,
+                }
+            },
+        },
+    }

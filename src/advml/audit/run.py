@@ -132,7 +132,16 @@ def _run_audit(
     ds = dataset if dataset is not None else load_dataset(config.dataset)
     model, model_info = _audited_model(config, ds, model, show_progress=show_progress)
     out_dir = Path(out) if out is not None else None
-    ctx = _context(config, ds, model, model_info, out_dir=out_dir, show_progress=show_progress)
+    step_log: list[dict[str, Any]] = []
+    ctx = _context(
+        config,
+        ds,
+        model,
+        model_info,
+        out_dir=out_dir,
+        show_progress=show_progress,
+        step_log=step_log,
+    )
     report_sections, skipped, artifacts = _run_sections(ctx, sections, show_progress=show_progress)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -146,6 +155,7 @@ def _run_audit(
         "sections": report_sections,
         "skipped_sections": skipped,
         "summary": _summary(report_sections, skipped),
+        "reproducibility": reproducibility(ctx, step_log),
     }
     report["thresholds"] = check_thresholds(report, config)
     if out_dir is not None:
@@ -190,6 +200,7 @@ def _context(
     *,
     out_dir: Path | None,
     show_progress: bool,
+    step_log: list[dict[str, Any]] | None = None,
 ) -> AuditContext:
     """The context every section gets: the evaluated subset, the fingerprints that key
     the step cache, and the clean predictions (itself a cached step)."""
@@ -209,6 +220,7 @@ def _context(
         cache=ResultCache(out_dir / "steps", log=log) if out_dir is not None else None,
         show_progress=show_progress,
         section="clean",
+        step_log=step_log,
     )
     _, clean = ctx.step("predictions", None, lambda: _clean_step(model, x, y))
     return replace(ctx, clean_pred=clean["pred"], clean_proba=clean["proba"])
@@ -335,6 +347,63 @@ def environment(model: Classifier | None = None) -> dict[str, Any]:
     return env
 
 
+def _git_hash() -> str | None:
+    """The commit of the advml source tree when it is a git checkout (else ``None``)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = done.stdout.strip()
+    return text if done.returncode == 0 and len(text) == 40 else None
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+def reproducibility(ctx: AuditContext, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything needed to re-run the figures and to know whether a rerun can match.
+
+    ``advml audit --rerun report.json`` reads ``config`` back; the fingerprints say
+    whether the model and the evaluated inputs are the same; ``steps`` gives the time and
+    queries of every step (a step read back from the cache costs nothing).
+    """
+    from advml.audit.config_file import config_to_yaml
+
+    return {
+        "advml_version": __version__,
+        "git_hash": _git_hash(),
+        "versions": {
+            name: _version(name)
+            for name in ("torch", "numpy", "scipy", "scikit-learn", "pandas", "pyarrow")
+        },
+        "device": str(ctx.model.device),
+        "threads": torch.get_num_threads(),
+        "seeds": {"audit": ctx.config.seed},
+        "config": ctx.config.to_dict(),
+        "config_yaml": config_to_yaml(ctx.config),
+        "model_fingerprint": ctx.model_fp,
+        "data_fingerprint": ctx.data_fp,
+        "steps": steps,
+        "queries": int(ctx.model.query_count),
+    }
+
+
 def check_thresholds(report: dict[str, Any], config: AuditConfig) -> dict[str, Any]:
     """Compare the report's figures with ``config.fail_under`` / ``fail_over``.
 
@@ -346,14 +415,28 @@ def check_thresholds(report: dict[str, Any], config: AuditConfig) -> dict[str, A
     for op, table in (("under", config.fail_under), ("over", config.fail_over)):
         for figure, threshold in table.items():
             value, problem = _figure(report, figure)
-            passed = value is not None and (
-                value >= threshold if op == "under" else value <= threshold
+            # The bound that is safe for the owner: a figure that must stay high passes
+            # only when its interval's lower end does, one that must stay low only when
+            # its upper end does; a figure without an interval is compared as it is.
+            bound_name = f"{figure}_low" if op == "under" else f"{figure}_high"
+            bound, _ = _figure(report, bound_name) if value is not None else (None, None)
+            compared = value if bound is None else bound
+            passed = compared is not None and (
+                compared >= threshold if op == "under" else compared <= threshold
             )
             check: dict[str, Any] = {
                 "figure": figure,
                 "fail_if": "below" if op == "under" else "above",
                 "threshold": float(threshold),
                 "value": value,
+                "compared": compared,
+                "compared_what": "the figure (it has no interval)"
+                if bound is None
+                else (
+                    "the lower end of its 95% interval"
+                    if op == "under"
+                    else "the upper end of its 95% interval"
+                ),
                 "passed": bool(passed),
             }
             if problem:

@@ -93,12 +93,17 @@ def render_html(
                 c["figure"],
                 f"fail if {c['fail_if']} {c['threshold']:g}",
                 "–" if c["value"] is None else f"{c['value']:.4g}",
+                "–"
+                if c.get("compared") is None
+                else f"{c['compared']:.4g}: {c.get('compared_what', 'the figure')}",
                 "met" if c["passed"] else f"NOT MET {c.get('problem', '')}".strip(),
             )
             for c in checks
         ]
         parts.append("<div id='thresholds'><h3>Thresholds</h3>")
-        parts.append(table(("figure", "rule", "value", "result"), rows))
+        parts.append(
+            table(("figure", "rule", "value", "compared (safe for the owner)", "result"), rows)
+        )
         parts.append("</div>")
     parts += [
         "</section>",
