@@ -51,6 +51,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advml import registry
+from advml.audit.evaluation_checks import defence_checks, inconclusive
 from advml.audit.sections.base import (
     AuditContext,
     AuditSection,
@@ -220,7 +221,9 @@ class DefencesSection(AuditSection):
             "robust_model": robust,
             "summary": summary,
         }
-        return SectionOutput(data, _verdict(rows, base, eps, summary, n))
+        checks = defence_checks(rows)
+        data["evaluation_checks"] = checks
+        return SectionOutput(data, inconclusive(_verdict(rows, base, eps, summary, n), checks))
 
 
 SECTION = DefencesSection

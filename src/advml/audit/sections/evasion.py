@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from advml import registry
+from advml.audit.evaluation_checks import evasion_checks, inconclusive
 from advml.audit.sections.base import (
     AuditContext,
     AuditSection,
@@ -99,11 +100,14 @@ class EvasionSection(AuditSection):
         ]
         worst = _worst_case(attacks, step_arrays, ctx.y, config.reference_eps)
         verdict = _verdict(ctx.clean_accuracy, attacks, config.reference_eps, len(ctx.y), worst)
+        checks = _evaluation_checks(ctx, attacks, step_arrays)
+        verdict = inconclusive(verdict, checks)
         data = {
             "clean_accuracy": ctx.clean_accuracy,
             "clean_accuracy_interval": proportion(
                 int((ctx.clean_pred == ctx.y).sum()), len(ctx.y)
             ).to_dict(),
+            "evaluation_checks": checks,
             "worst_case": None
             if worst is None
             else {k: v for k, v in worst.items() if k != "robust"},
@@ -116,6 +120,25 @@ class EvasionSection(AuditSection):
 
 
 SECTION = EvasionSection
+
+
+def _evaluation_checks(
+    ctx: AuditContext,
+    attacks: list[dict[str, Any]],
+    step_arrays: dict[tuple[str, float], dict[str, np.ndarray]],
+) -> list[dict[str, Any]]:
+    """The flawed-evaluation checklist; none when the query budget cannot pay for it."""
+    try:
+        return evasion_checks(ctx, attacks, step_arrays)
+    except QueryBudgetExceededError as err:
+        return [
+            {
+                "name": "budget",
+                "title": "Checks for a flawed evaluation",
+                "status": "not checked",
+                "evidence": str(err),
+            }
+        ]
 
 
 def _attack_step(
