@@ -65,6 +65,11 @@ class AuditConfig:
         Thresholds for CI: ``{"robust_accuracy": 0.5}`` in ``fail_under`` makes
         ``advml audit`` exit with code 3 when that figure is below 0.5 (``fail_over``:
         above). Keys are a verdict number (``robust_accuracy``) or ``section.number``.
+        A figure with a 95 % interval is compared by the end that is safe for the owner
+        (the lower end for ``fail_under``, the upper for ``fail_over``).
+    save_examples : bool
+        Write each section's per-input results (Parquet, or .npz without pyarrow) and
+        the adversarial inputs beside report.json (docs/audit.md, Per-input records).
     """
 
     dataset: str = "mnist-5k"
@@ -88,6 +93,7 @@ class AuditConfig:
     constraints: dict[str, Any] | None = None
     fail_under: dict[str, float] = field(default_factory=dict)
     fail_over: dict[str, float] = field(default_factory=dict)
+    save_examples: bool = False
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -143,6 +149,7 @@ class AuditConfig:
                 check_number(f"{name}[{key!r}]", value)
         object.__setattr__(self, "attacks", tuple(self.attacks))
         object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
+        _check_evidence(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -243,3 +250,8 @@ def _check_section_settings(config: AuditConfig) -> None:
                 f"section_settings[{name!r}][{unknown[0]!r}]: the {name} section has unknown "
                 f"keys {unknown}; known: {', '.join(sorted(known))}"
             )
+
+
+def _check_evidence(config: AuditConfig) -> None:
+    """The report options of issue 17 (``save_examples``)."""
+    check_bool("save_examples", config.save_examples)

@@ -28,6 +28,8 @@ and the thresholds a CI pipeline enforces::
       fail_over: {}
     seed: 0
     profile: default            # or quick
+    report:
+      save_examples: false      # per-input records (Parquet) beside report.json
 
 ``advml audit --print-config`` writes the effective config in this form, so a run can be
 repeated exactly with ``advml audit --config FILE``.
@@ -67,6 +69,7 @@ _FIELDS: dict[tuple[str, ...], str] = {
     ("thresholds", "fail_over"): "fail_over",
     ("seed",): "seed",
     ("profile",): "profile",
+    ("report", "save_examples"): "save_examples",
 }
 _GROUPS = sorted({p[0] for p in _FIELDS})
 

@@ -34,6 +34,7 @@ from advml.models.io import load_model
 from advml.models.reference import reference_model
 from advml.report import write_report
 from advml.report.model import SCHEMA_VERSION
+from advml.report.records import split_records, write_records
 from advml.runtime.cache import ResultCache, fingerprint
 from advml.runtime.plain import plain
 from advml.runtime.progress import progress
@@ -158,9 +159,31 @@ def _run_audit(
         "reproducibility": reproducibility(ctx, step_log),
     }
     report["thresholds"] = check_thresholds(report, config)
+    artifacts = _save_records(report, artifacts, out_dir if config.save_examples else None)
     if out_dir is not None:
         write_report(report, out_dir, artifacts=artifacts)
     return AuditResult(report=report, artifacts=artifacts, out=out_dir)
+
+
+def _save_records(
+    report: dict[str, Any],
+    artifacts: dict[str, dict[str, np.ndarray]],
+    out_dir: Path | None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Write the sections' per-input records beside report.json (``save_examples``) and
+    name the files in ``report["examples_files"]``; the pictures' arrays are returned."""
+    pictures: dict[str, dict[str, np.ndarray]] = {}
+    files: dict[str, Any] = {}
+    for name, arrays in artifacts.items():
+        kept, records, inputs = split_records(arrays)
+        if kept:
+            pictures[name] = kept
+        if out_dir is not None and (records or inputs):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            files[name] = write_records(out_dir, name, records, inputs)
+    if out_dir is not None:
+        report["examples_files"] = files
+    return pictures
 
 
 def _audited_model(

@@ -67,6 +67,13 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "or a membership AUC (repeatable)",
     )
     a.add_argument(
+        "--save-examples",
+        action="store_true",
+        default=None,
+        help="write each section's per-input results (Parquet) and the adversarial inputs "
+        "beside report.json",
+    )
+    a.add_argument(
         "--rerun",
         metavar="REPORT",
         help="repeat the audit a report.json records (its config) into --out (default: "
@@ -145,6 +152,8 @@ def effective_config(args: argparse.Namespace) -> Any:
         config = AuditConfig.quick(**overrides) if args.quick else AuditConfig(**overrides)
     if args.quick and base is not None:
         config = AuditConfig.quick(**{**config.to_dict(), **overrides, "profile": "quick"})
+    if getattr(args, "save_examples", None):
+        config = config.with_(save_examples=True)
     if args.fail_under:
         config = config.with_(fail_under={**config.fail_under, **dict(args.fail_under)})
     if args.fail_over:

@@ -125,6 +125,7 @@ def render_html(
         parts.append(
             f"<section id='{esc(name)}'><h2>{esc(section['title'])}</h2>\n{body}\n</section>"
         )
+    parts.append(_records_links(report.get("examples_files")))
     if report.get("skipped_sections"):
         parts.append("<section id='skipped'><h2>Not run</h2><ul>")
         parts += [
@@ -139,6 +140,28 @@ def render_html(
         f"{esc(report['schema_version'])}.</p></section></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _records_links(files: dict[str, Any] | None) -> str:
+    """Links to the per-input records written with ``--save-examples``."""
+    if not files:
+        return ""
+    items = []
+    for section, entry in files.items():
+        links = [
+            f"<a href='{esc(entry[key])}'>{esc(entry[key])}</a>"
+            for key in ("records", "inputs")
+            if key in entry
+        ]
+        rows = f" ({entry['rows']} inputs)" if "rows" in entry else ""
+        items.append(f"<li><b>{esc(section)}</b>{rows}: {', '.join(links)}</li>")
+    return (
+        "<section id='records'><h2>Per-input records</h2><p>Every input's result, beside "
+        "this report, so any figure can be checked again (docs/audit.md, Per-input "
+        "records). Load a <code>.parquet</code> file with "
+        "<code>pandas.read_parquet</code>, the inputs with <code>numpy.load</code>.</p>"
+        f"<ul>{''.join(items)}</ul></section>"
+    )
 
 
 def config_yaml(config: dict[str, Any]) -> str:

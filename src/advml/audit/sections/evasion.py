@@ -86,7 +86,15 @@ class EvasionSection(AuditSection):
                 meta, arrays = ctx.step(
                     f"{attack_name}-eps{eps:g}",
                     attack.get_params(),
-                    partial(_attack_step, attack, ctx.model, ctx.x, ctx.y, ctx.clean_pred),
+                    partial(
+                        _attack_step,
+                        attack,
+                        ctx.model,
+                        ctx.x,
+                        ctx.y,
+                        ctx.clean_pred,
+                        keep_inputs=eps == config.reference_eps,
+                    ),
                 )
             except QueryBudgetExceededError as err:
                 # Nothing attacked at this ε: the model's query budget is spent.
@@ -116,7 +124,10 @@ class EvasionSection(AuditSection):
             "reference_eps": config.reference_eps,
             "constraints": getattr(config, "constraints", None),
         }
-        return SectionOutput(data, verdict, _examples(ctx, step_arrays, verdict))
+        artifacts = _examples(ctx, step_arrays, verdict)
+        if config.save_examples:
+            artifacts.update(_records(ctx, attacks, step_arrays, worst))
+        return SectionOutput(data, verdict, artifacts)
 
 
 SECTION = EvasionSection
@@ -142,7 +153,13 @@ def _evaluation_checks(
 
 
 def _attack_step(
-    attack: EvasionAttack, model: Classifier, x: np.ndarray, y: np.ndarray, clean_pred: np.ndarray
+    attack: EvasionAttack,
+    model: Classifier,
+    x: np.ndarray,
+    y: np.ndarray,
+    clean_pred: np.ndarray,
+    *,
+    keep_inputs: bool = False,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     budget_note = None
     try:
@@ -190,6 +207,13 @@ def _attack_step(
         # Checked, not assumed: the share of outputs that keep every constraint.
         meta["constraints_satisfied"] = float(rules.satisfied(x, x_adv, model.bounds).mean())
     arrays = {"y_adv": result.y_adv, "x_adv_head": x_adv[:N_EXAMPLE_CANDIDATES].astype(np.float32)}
+    # Per-input perturbation sizes for the per-input records (--save-examples), and at
+    # the reference ε the adversarial inputs themselves.
+    delta = (x_adv.astype(np.float64) - x.astype(np.float64)).reshape(len(x), -1)
+    arrays["l2"] = np.linalg.norm(delta, axis=1)
+    arrays["linf"] = np.abs(delta).max(axis=1) if delta.shape[1] else np.zeros(len(x))
+    if keep_inputs:
+        arrays["x_adv"] = x_adv.astype(np.float32)
     if proba is not None:
         arrays["proba_head"] = proba.astype(np.float32)
     return meta, arrays
@@ -319,6 +343,39 @@ def _worst_case(
         "interval": iv.to_dict(),
         "robust": correct,
     }
+
+
+def _records(
+    ctx: AuditContext,
+    attacks: list[dict[str, Any]],
+    step_arrays: dict[tuple[str, float], dict[str, np.ndarray]],
+    worst: dict[str, Any] | None,
+) -> dict[str, np.ndarray]:
+    """Per-input results for ``--save-examples``: ``record.<column>`` (one row per
+    evaluated input) and ``inputs.<name>`` (the clean and adversarial inputs)."""
+    n = len(ctx.y)
+    out: dict[str, np.ndarray] = {
+        "record.index": np.arange(n),
+        "record.label": ctx.y,
+        "record.pred_clean": ctx.clean_pred,
+        "inputs.x": ctx.x.astype(np.float32),
+    }
+    for a in attacks:
+        for p in a["points"]:
+            arrays = step_arrays.get((a["name"], p["eps"]))
+            if arrays is None or len(arrays["y_adv"]) != n:
+                continue  # cut short by the query budget: not one row per input
+            tag = f"{a['name']}_eps{p['eps']:g}"
+            out[f"record.pred_{tag}"] = arrays["y_adv"]
+            out[f"record.fooled_{tag}"] = (ctx.clean_pred == ctx.y) & (arrays["y_adv"] != ctx.y)
+            for norm in ("l2", "linf"):
+                if norm in arrays:
+                    out[f"record.{norm}_{tag}"] = arrays[norm]
+            if "x_adv" in arrays:
+                out[f"inputs.x_adv_{tag}"] = arrays["x_adv"]
+    if worst is not None:
+        out[f"record.robust_worst_case_eps{worst['eps']:g}"] = worst["robust"]
+    return out
 
 
 def _examples(

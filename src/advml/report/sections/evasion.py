@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from advml.report.components import esc, figure, num, pct, verdict_badge
+from advml.report.components import checklist, esc, figure, interval_text, num, pct, verdict_badge
 from advml.report.figures import example_grid, robustness_curve
 
 __all__ = ["render"]
@@ -39,18 +39,28 @@ def render(
         params = ", ".join(f"{k}={v}" for k, v in attack["params"].items() if k != "eps")
         parts += [
             f"<h3>{esc(attack['name'].upper())}</h3><p class='sub'>settings: {esc(params)}</p>",
-            "<table><tr><th>ε</th><th>accuracy under attack</th>"
+            "<table><tr><th>ε</th><th>accuracy under attack</th><th>95% interval</th>"
             "<th title='among inputs classified correctly without attack'>success rate</th>"
             "<th>median L2</th><th>median L∞</th><th>queries / input</th><th>seconds</th></tr>",
         ]
         for p in attack["points"]:
             parts.append(
                 f"<tr><td>{p['eps']:g}</td><td>{pct(p['robust_accuracy'])}</td>"
+                f"<td>{esc(interval_text(p.get('robust_accuracy_interval')))}</td>"
                 f"<td>{pct(p['success_rate'])}</td><td>{num(p['median_l2'])}</td>"
                 f"<td>{num(p['median_linf'])}</td><td>{p['mean_queries']:.0f}</td>"
                 f"<td>{p['seconds']:.2f}</td></tr>"
             )
         parts.append("</table>")
+    worst = section.get("worst_case")
+    if worst:
+        parts.append(
+            f"<p><b>Worst case per input</b> at ε = {worst['eps']:g} over "
+            f"{esc(', '.join(a.upper() for a in worst['attacks']))}: an input counts as robust "
+            f"only if no attack fooled it. {pct(worst['robust_accuracy'])} "
+            f"(95% interval {esc(interval_text(worst['interval']))}).</p>"
+        )
+    parts.append(checklist(section.get("evaluation_checks")))
     if artifacts and len(artifacts.get("index", [])):
         parts.append(
             figure(
