@@ -29,7 +29,8 @@ def render(
                 robustness_curve(section),
                 alt="accuracy under attack against epsilon",
                 caption="<b>Robustness curve.</b> Accuracy on the evaluated test inputs when "
-                "each attack may change every input value by up to ε. The dashed line is the "
+                "each attack may change every input value by up to ε; the shaded bands are 95% "
+                "intervals. The dashed line is the "
                 "accuracy without attack; the lower a curve falls at small ε, the easier the "
                 "model is to fool. The dotted line marks the ε of the verdict.",
                 fig_id="fig-robustness",
