@@ -61,6 +61,13 @@ def render(
             f"only if no attack fooled it. {pct(worst['robust_accuracy'])} "
             f"(95% interval {esc(interval_text(worst['interval']))}).</p>"
         )
+        made = [
+            f"{m['name'].upper()} fooled {m['fooled']} of the {m['attacked']} inputs the "
+            f"attacks before it left correct ({m['seconds']:.1f} s)"
+            for m in worst.get("ensemble", [])
+        ]
+        if made:
+            parts.append(f"<p class='sub'>Standard ensemble: {esc('; '.join(made))}.</p>")
     parts.append(checklist(section.get("evaluation_checks")))
     if artifacts and len(artifacts.get("index", [])):
         parts.append(
