@@ -40,7 +40,9 @@ def _config(**overrides: Any) -> AuditConfig:
 
 def _numbers(report: dict[str, Any]) -> dict[str, Any]:
     """The report without the fields that differ between two identical runs."""
-    return {k: v for k, v in report.items() if k not in ("created", "seconds")} | {
+    return {
+        k: v for k, v in report.items() if k not in ("created", "seconds", "reproducibility")
+    } | {
         "sections": {
             "evasion": {
                 **report["sections"]["evasion"],

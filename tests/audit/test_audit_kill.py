@@ -49,6 +49,7 @@ def _numbers(report: dict[str, Any]) -> dict[str, Any]:
     report = copy.deepcopy(report)
     for key in ("created", "seconds"):
         report.pop(key)
+    report.pop("reproducibility")  # the record of this run: its steps' times and cache hits
     for attack in report["sections"]["evasion"]["attacks"]:
         for point in attack["points"]:
             point.pop("seconds")

@@ -132,7 +132,10 @@ class ExtractionSection(AuditSection):
         pool, pool_name = _pool(ctx, settings)
         attack = _copycat(settings, ctx.config.seed)
         if attack.strategy in ("pool", "active") and attack.queries > len(pool):
-            raise SectionCannotRun(
+            # A value the user wrote is a config mistake; the default on small data means
+            # the section cannot run here: skipped with the reason, the report written.
+            given = "queries" in ctx.config.section_settings.get("extraction", {})
+            raise (ValueError if given else SectionCannotRun)(
                 f"section_settings['extraction']['queries']={attack.queries} exceeds the "
                 f"{len(pool)} inputs of the attacker's pool ({pool_name}); lower queries or "
                 f"use strategy 'jacobian' or 'random'"
