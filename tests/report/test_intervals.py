@@ -90,3 +90,19 @@ def test_the_bootstrap_tpr_at_fpr_interval_covers_the_true_tpr() -> None:
 def test_a_difference_counts_only_beyond_the_uncertainty() -> None:
     assert difference_exceeds(proportion(360, 500), proportion(250, 500))
     assert not difference_exceeds(proportion(18, 36), proportion(20, 36))
+
+
+def test_published_anchors_apply_only_to_known_settings() -> None:
+    from advml.report.anchors import anchors
+
+    point = {"eps": 0.3, "robust_accuracy": 0.0, "robust_accuracy_interval": None}
+    report = {
+        "dataset": {"name": "mnist-5k"},
+        "model": {"source": "reference"},
+        "sections": {"evasion": {"attacks": [{"name": "pgd", "points": [point]}]}},
+    }
+    (madry,) = anchors(report)
+    assert madry["section"] == "evasion" and "Madry" in madry["citation"]
+    assert "89.3%" in madry["published"] and "0.0%" in madry["figure"]["text"]
+    assert anchors({**report, "model": {"source": "file"}}) == []
+    assert anchors({**report, "dataset": {"name": "breast-cancer"}}) == []
