@@ -63,7 +63,7 @@ def render(
         )
         made = [
             f"{m['name'].upper()} fooled {m['fooled']} of the {m['attacked']} inputs the "
-            f"attacks before it left correct ({m['seconds']:.1f} s)"
+            "attacks before it left correct"
             for m in worst.get("ensemble", [])
         ]
         if made:
