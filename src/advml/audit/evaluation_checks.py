@@ -174,7 +174,7 @@ def evasion_checks(
         eps = max(pgd_eps)
         base = points["pgd"][eps]
         steps = int(base["params"].get("steps", 40))
-        params = {"eps": eps, "steps": 2 * steps, "restarts": 3, "seed": seed}
+        params = {"eps": eps, "steps": 2 * steps, "restarts": 2, "seed": seed}
         meta, _ = ctx.step(
             "check-convergence", params, partial(_attack_acc, model, "pgd", params, x, y)
         )
@@ -186,7 +186,7 @@ def evasion_checks(
                 "More steps and restarts do not help much",
                 "fail" if gain > CONVERGENCE_GAIN else "pass",
                 f"On the first {n} inputs at ε = {eps:g}, PGD-{steps} leaves {before} correct "
-                f"and PGD-{2 * steps} with 3 restarts {meta['robust']} (rule: at most "
+                f"and PGD-{2 * steps} with 2 restarts {meta['robust']} (rule: at most "
                 f"{CONVERGENCE_GAIN:.0%} fewer).",
             )
         )
