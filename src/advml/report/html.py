@@ -21,7 +21,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:96
 padding:0 1em;color:#222;line-height:1.45}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .sub{color:#666;margin-top:0}
-ul.glance{list-style:none;padding-left:0} ul.glance li{margin:.4em 0}
+ul.glance{list-style:none;padding-left:0} ul.glance li{margin:.4em 0} .checklist td{text-align:left}
 @media print{body{max-width:none;margin:0} .card,figure,table,li{break-inside:avoid}
 h2{break-after:avoid} a{color:inherit;text-decoration:none}}
 .card{border:1px solid #ddd;border-radius:8px;padding:1em 1.2em;margin:1em 0}
