@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from advml.audit import AuditConfig, run_audit
-from advml.audit.evaluation_checks import defence_checks
+from advml.audit.sections._checks import defence_checks
 from advml.data import load_dataset
 from advml.models import TorchClassifier
 from advml.models.reference import reference_model

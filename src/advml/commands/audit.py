@@ -216,9 +216,9 @@ def _rerun(args: argparse.Namespace) -> int:
     """``--rerun REPORT``: the same config again, then the figures compared."""
     from pathlib import Path
 
-    from advml.audit import run_audit
+    from advml.audit import AuditConfig, run_audit
     from advml.audit.run import load_report
-    from advml.report.rerun import compare_reports, format_comparison, rerun_config
+    from advml.report.rerun import compare_reports, format_comparison
 
     path = Path(args.rerun)
     if not path.is_file():
@@ -232,7 +232,15 @@ def _rerun(args: argparse.Namespace) -> int:
             "--rerun: that audit's model was passed in from Python, not named in its config; "
             "rerun it with run_audit(config, model=...) and advml.report.rerun.compare_reports"
         )
-    config = rerun_config(old)
+    if not isinstance(old.get("config"), dict):
+        raise ValueError(f"--rerun: {str(path)!r} has no 'config'; is it an advml report.json?")
+    try:
+        config = AuditConfig(**old["config"])
+    except TypeError as err:
+        raise ValueError(
+            f"--rerun: the report's config does not fit this version of advml ({err}); it "
+            f"was written by advml {old.get('advml_version', '?')}"
+        ) from None
     out = output_folder("--out", path.parent / "rerun" if args.out == "advml-audit" else args.out)
     result = run_audit(config, out=out, show_progress=not args.quiet)
     print(format_comparison(compare_reports(old, result.report)))

@@ -256,23 +256,19 @@ def _records_links(files: dict[str, Any] | None) -> str:
     )
 
 
-def config_yaml(config: dict[str, Any]) -> str:
+def config_yaml(report: dict[str, Any]) -> str:
     """The report's config as the YAML file ``advml audit --config`` reads.
 
-    Written by the config file's own writer, so the text round-trips through
-    :func:`advml.audit.config_file.load_config` to the same config. A config this
-    version of advml cannot rebuild (written by another version, with fields it does not
-    know) is shown as plain YAML of its fields.
+    The audit writes it into ``reproducibility.config_yaml`` with the config file's own
+    writer, so the text round-trips through ``advml.audit.config_file.load_config`` to the
+    same config. A report without it (schema < 2.2) shows its config as plain YAML.
     """
+    text = report.get("reproducibility", {}).get("config_yaml")
+    if isinstance(text, str):
+        return text
     import yaml
 
-    from advml.audit.config import AuditConfig
-    from advml.audit.config_file import config_to_yaml
-
-    try:
-        return config_to_yaml(AuditConfig(**config))
-    except (TypeError, ValueError):
-        return yaml.safe_dump(config, sort_keys=False)
+    return str(yaml.safe_dump(report["config"], sort_keys=False))
 
 
 def _repeat_text(report: dict[str, Any]) -> str:
@@ -290,7 +286,7 @@ def _repeat_text(report: dict[str, Any]) -> str:
         "<code>audit.yaml</code> and run <code>advml audit --config audit.yaml</code>, or "
         "repeat it from the record with <code>advml audit --rerun report.json</code>; "
         "<code>report.json</code> holds every figure.</p>"
-        f"<pre id='config-yaml'>{esc(config_yaml(report['config']))}</pre>{note}"
+        f"<pre id='config-yaml'>{esc(config_yaml(report))}</pre>{note}"
     )
 
 

@@ -12,23 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compare_reports", "format_comparison", "rerun_config"]
-
-
-def rerun_config(report: dict[str, Any]) -> Any:
-    """The :class:`~advml.audit.AuditConfig` a report was made with (its ``config``)."""
-    from advml.audit.config import AuditConfig
-
-    config = report.get("config")
-    if not isinstance(config, dict):
-        raise ValueError("the report has no 'config' to rerun; is it an advml report.json?")
-    try:
-        return AuditConfig(**config)
-    except TypeError as err:
-        raise ValueError(
-            f"the report's config does not fit this version of advml ({err}); it was written "
-            f"by advml {report.get('advml_version', '?')}"
-        ) from None
+__all__ = ["compare_reports", "format_comparison"]
 
 
 def _figures(report: dict[str, Any]) -> dict[str, tuple[float, float | None, float | None]]:

@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advml import registry
-from advml.audit.evaluation_checks import defence_checks, inconclusive
+from advml.audit.sections._checks import defence_checks, inconclusive
 from advml.audit.sections.base import (
     AuditContext,
     AuditSection,

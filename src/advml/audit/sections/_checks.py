@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from advml import registry
+from advml.audit.sections.base import AuditContext, Level, Verdict
 from advml.metrics.intervals import proportion
 
 if TYPE_CHECKING:
-    from advml.audit.sections.base import AuditContext, Verdict
     from advml.models.base import Classifier
 
 __all__ = ["N_CHECK", "defence_checks", "evasion_checks", "inconclusive"]
@@ -309,8 +309,6 @@ def inconclusive(verdict: Verdict, checks: list[dict[str, Any]]) -> Verdict:
     A failed check means the attacks may not have worked, so a robust figure is not
     evidence of robustness: the level is at best ``warn`` ("fail" stays).
     """
-    from advml.audit.sections.base import Level, Verdict
-
     failed = [c for c in checks if c["status"] == "fail"]
     if not failed or verdict.level == "unknown":
         return verdict
