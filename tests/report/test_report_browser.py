@@ -91,3 +91,61 @@ def test_report_html_renders_every_section_and_image(
         finally:
             browser.close()
     assert errors == []
+
+
+def test_the_summary_is_on_the_first_screen_and_the_page_prints_to_pdf(
+    digits_mlp: TorchClassifier,
+    tmp_path: Path,
+    launch_chromium: Callable[[Any], Any],
+    artifacts: Path,
+) -> None:
+    """The one-screen summary comes first, one line per section, most severe first; the
+    page printed by headless chromium (A4) is a PDF whose content fits the paper width."""
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "audit"
+    config = AuditConfig.quick(
+        n_samples=60, examples=4, sections=("evasion", "membership", "inversion")
+    )
+    run_audit(
+        config,
+        model=copy.deepcopy(digits_mlp),
+        dataset=load_dataset("digits"),
+        out=out,
+        show_progress=False,
+    )
+    report = json.loads((out / "report.json").read_text())
+    severity = {"fail": 0, "warn": 1, "unknown": 2, "pass": 3}
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto((out / "report.html").as_uri())
+            page.wait_for_load_state("load")
+            glance = page.locator("section#at-a-glance")
+            assert glance.count() == 1
+            box = glance.bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 900 * 1.5, box
+            items = glance.locator("ul.glance > li > a").evaluate_all(
+                "links => links.map(a => a.getAttribute('href').slice(1))"
+            )
+            assert sorted(items) == sorted(report["sections"])
+            levels = [severity[report["sections"][n]["verdict"]["level"]] for n in items]
+            assert levels == sorted(levels)  # most severe first
+            assert "95% interval" in glance.inner_text()
+
+            page.emulate_media(media="print")
+            page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
+            too_wide = page.evaluate(
+                "() => [...document.querySelectorAll('img, table, pre')]"
+                ".filter(e => e.getBoundingClientRect().right > 794 + 1)"
+                ".map(e => e.tagName + ' ' + (e.closest('section')?.id || ''))"
+            )
+            assert too_wide == []
+            page.screenshot(path=str(artifacts / "report-print.png"), full_page=True)
+            pdf = page.pdf(path=str(artifacts / "report.pdf"), format="A4", print_background=True)
+        finally:
+            browser.close()
+    assert pdf.startswith(b"%PDF-")
+    pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
+    assert pages >= 2, pages

@@ -111,6 +111,11 @@ class AuditConfig:
         With ``executor="ray"``: ``"auto"``, ``"ray://host:port"``; default a local Ray.
     workers : int, optional
         Processes of the ``process`` executor, CPUs of a local Ray.
+        A figure with a 95 % interval is compared by the end that is safe for the owner
+        (the lower end for ``fail_under``, the upper for ``fail_over``).
+    save_examples : bool
+        Write each section's per-input results (Parquet, or .npz without pyarrow) and
+        the adversarial inputs beside report.json (docs/audit.md, Per-input records).
     """
 
     dataset: str = "mnist-5k"
@@ -153,6 +158,7 @@ class AuditConfig:
     executor: str = "local"
     ray_address: str | None = None
     workers: int | None = None
+    save_examples: bool = False
 
     def __post_init__(self) -> None:
         # It switches unpickling on: a truthy non-bool ("false") must not.
@@ -213,6 +219,7 @@ class AuditConfig:
         _check_device(self)
         _check_remote(self)
         _check_scale(self)
+        _check_evidence(self)
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -398,3 +405,8 @@ def _check_scale(config: AuditConfig) -> None:
             )
         if config.executor != "ray":
             raise ValueError(f"ray_address is for executor 'ray'; got executor {config.executor!r}")
+
+
+def _check_evidence(config: AuditConfig) -> None:
+    """The report options of issue 17 (``save_examples``)."""
+    check_bool("save_examples", config.save_examples)

@@ -46,6 +46,8 @@ and the thresholds a CI pipeline enforces::
       executor: local           # local, process or ray (docs/scale.md)
       ray_address: null         # ray: auto, ray://host:10001; null: a local Ray
       workers: null             # processes / CPUs of a local Ray
+    report:
+      save_examples: false      # per-input records (Parquet) beside report.json
 
 ``advml audit --print-config`` writes the effective config in this form, so a run can be
 repeated exactly with ``advml audit --config FILE``.
@@ -104,6 +106,7 @@ _FIELDS: dict[tuple[str, ...], str] = {
     ("compute", "executor"): "executor",
     ("compute", "ray_address"): "ray_address",
     ("compute", "workers"): "workers",
+    ("report", "save_examples"): "save_examples",
 }
 _GROUPS = sorted({p[0] for p in _FIELDS})
 

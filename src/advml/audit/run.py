@@ -26,7 +26,7 @@ from advml.audit.config import AuditConfig
 from advml.audit.cost import check_cost
 from advml.audit.plan import check_plan
 from advml.audit.sections import AuditContext, AuditSection
-from advml.audit.sections.base import Threat
+from advml.audit.sections.base import SectionCannotRun, Threat
 from advml.audit.sections.evasion import plan as evasion_plan
 from advml.data import Dataset
 from advml.errors import QueryBudgetExceededError
@@ -39,6 +39,7 @@ from advml.models.io import how_loaded, load_model
 from advml.models.reference import reference_model
 from advml.report import write_report
 from advml.report.model import SCHEMA_VERSION
+from advml.report.records import split_records, write_records
 from advml.runtime.cache import ResultCache, fingerprint
 from advml.runtime.device import describe_device, place, resolve_device
 from advml.runtime.plain import plain
@@ -144,7 +145,16 @@ def _run_audit(
     model, model_info = _audited_model(config, ds, model, show_progress=show_progress)
     if config.target_url or config.target_config:
         model_info.update(source="remote", target=model.spec.public())  # type: ignore[attr-defined]
-    ctx = _context(config, ds, model, model_info, out_dir=out_dir, show_progress=show_progress)
+    step_log: list[dict[str, Any]] = []
+    ctx = _context(
+        config,
+        ds,
+        model,
+        model_info,
+        out_dir=out_dir,
+        show_progress=show_progress,
+        step_log=step_log,
+    )
     report_sections, skipped, artifacts = _run_sections(ctx, sections, show_progress=show_progress)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -158,8 +168,10 @@ def _run_audit(
         "sections": report_sections,
         "skipped_sections": skipped,
         "summary": _summary(report_sections, skipped),
+        "reproducibility": reproducibility(ctx, step_log),
     }
     report["thresholds"] = check_thresholds(report, config)
+    artifacts = _save_records(report, artifacts, out_dir if config.save_examples else None)
     if out_dir is not None:
         write_report(report, out_dir, artifacts=artifacts)
     return AuditResult(report=report, artifacts=artifacts, out=out_dir)
@@ -257,6 +269,27 @@ def _reference_build(model: Classifier, ds: Dataset) -> dict[str, Any]:
     return {"architecture": name, "retrain": "reference recipe"}
 
 
+def _save_records(
+    report: dict[str, Any],
+    artifacts: dict[str, dict[str, np.ndarray]],
+    out_dir: Path | None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Write the sections' per-input records beside report.json (``save_examples``) and
+    name the files in ``report["examples_files"]``; the pictures' arrays are returned."""
+    pictures: dict[str, dict[str, np.ndarray]] = {}
+    files: dict[str, Any] = {}
+    for name, arrays in artifacts.items():
+        kept, records, inputs = split_records(arrays)
+        if kept:
+            pictures[name] = kept
+        if out_dir is not None and (records or inputs):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            files[name] = write_records(out_dir, name, records, inputs)
+    if out_dir is not None:
+        report["examples_files"] = files
+    return pictures
+
+
 def _audited_model(
     config: AuditConfig, ds: Dataset, model: Classifier | None, *, show_progress: bool
 ) -> tuple[Classifier, dict[str, Any]]:
@@ -306,6 +339,7 @@ def _context(
     *,
     out_dir: Path | None,
     show_progress: bool,
+    step_log: list[dict[str, Any]] | None = None,
 ) -> AuditContext:
     """The context every section gets: the evaluated subset, the fingerprints that key
     the step cache, and the clean predictions (itself a cached step)."""
@@ -325,6 +359,7 @@ def _context(
         cache=ResultCache(out_dir / "steps", log=log) if out_dir is not None else None,
         show_progress=show_progress,
         section="clean",
+        step_log=step_log,
     )
     _, clean = ctx.step("predictions", None, lambda: _clean_step(model, x, y))
     return replace(ctx, clean_pred=clean["pred"], clean_proba=clean["proba"])
@@ -370,6 +405,20 @@ def _run_sections(
                     "threat": cls.threat,
                     "reason": reason,
                     "queries_spent": spent,
+                }
+            )
+            continue
+        except SectionCannotRun as err:
+            # The section cannot run on this model and data (too few inputs for its
+            # settings, say): it is reported as not run, with the reason and the fix, and
+            # the rest of the report is still written; the traceback goes to audit.log.
+            log.exception("section %s could not run", name)
+            skipped.append(
+                {
+                    "section": name,
+                    "title": cls.title,
+                    "threat": cls.threat,
+                    "reason": f"could not run on this model and data: {err}",
                 }
             )
             continue
@@ -453,6 +502,63 @@ def environment(model: Classifier | None = None) -> dict[str, Any]:
     return env
 
 
+def _git_hash() -> str | None:
+    """The commit of the advml source tree when it is a git checkout (else ``None``)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = done.stdout.strip()
+    return text if done.returncode == 0 and len(text) == 40 else None
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+def reproducibility(ctx: AuditContext, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything needed to re-run the figures and to know whether a rerun can match.
+
+    ``advml audit --rerun report.json`` reads ``config`` back; the fingerprints say
+    whether the model and the evaluated inputs are the same; ``steps`` gives the time and
+    queries of every step (a step read back from the cache costs nothing).
+    """
+    from advml.audit.config_file import config_to_yaml
+
+    return {
+        "advml_version": __version__,
+        "git_hash": _git_hash(),
+        "versions": {
+            name: _version(name)
+            for name in ("torch", "numpy", "scipy", "scikit-learn", "pandas", "pyarrow")
+        },
+        "device": str(ctx.model.device),
+        "threads": torch.get_num_threads(),
+        "seeds": {"audit": ctx.config.seed},
+        "config": ctx.config.to_dict(),
+        "config_yaml": config_to_yaml(ctx.config),
+        "model_fingerprint": ctx.model_fp,
+        "data_fingerprint": ctx.data_fp,
+        "steps": steps,
+        "queries": int(ctx.model.query_count),
+    }
+
+
 def check_thresholds(report: dict[str, Any], config: AuditConfig) -> dict[str, Any]:
     """Compare the report's figures with ``config.fail_under`` / ``fail_over``.
 
@@ -464,14 +570,28 @@ def check_thresholds(report: dict[str, Any], config: AuditConfig) -> dict[str, A
     for op, table in (("under", config.fail_under), ("over", config.fail_over)):
         for figure, threshold in table.items():
             value, problem = _figure(report, figure)
-            passed = value is not None and (
-                value >= threshold if op == "under" else value <= threshold
+            # The bound that is safe for the owner: a figure that must stay high passes
+            # only when its interval's lower end does, one that must stay low only when
+            # its upper end does; a figure without an interval is compared as it is.
+            bound_name = f"{figure}_low" if op == "under" else f"{figure}_high"
+            bound, _ = _figure(report, bound_name) if value is not None else (None, None)
+            compared = value if bound is None else bound
+            passed = compared is not None and (
+                compared >= threshold if op == "under" else compared <= threshold
             )
             check: dict[str, Any] = {
                 "figure": figure,
                 "fail_if": "below" if op == "under" else "above",
                 "threshold": float(threshold),
                 "value": value,
+                "compared": compared,
+                "compared_what": "the figure (it has no interval)"
+                if bound is None
+                else (
+                    "the lower end of its 95% interval"
+                    if op == "under"
+                    else "the upper end of its 95% interval"
+                ),
                 "passed": bool(passed),
             }
             if problem:

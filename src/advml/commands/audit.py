@@ -72,6 +72,19 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "or a membership AUC (repeatable)",
     )
     add_target_args(a)
+    a.add_argument(
+        "--save-examples",
+        action="store_true",
+        default=None,
+        help="write each section's per-input results (Parquet) and the adversarial inputs "
+        "beside report.json",
+    )
+    a.add_argument(
+        "--rerun",
+        metavar="REPORT",
+        help="repeat the audit a report.json records (its config) into --out (default: "
+        "a 'rerun' folder beside it) and print which figures moved beyond their 95%% intervals",
+    )
     a.add_argument("--out", default="advml-audit", help="output folder (default: advml-audit)")
     a.add_argument("--quick", action="store_true", help="a one-minute audit on digits (MLP)")
     a.add_argument("--n-samples", type=int, help="test inputs to attack (default 500; quick 200)")
@@ -179,6 +192,8 @@ def effective_config(args: argparse.Namespace) -> Any:
         config = AuditConfig.quick(**overrides) if args.quick else AuditConfig(**overrides)
     if args.quick and base is not None:
         config = AuditConfig.quick(**{**config.to_dict(), **overrides, "profile": "quick"})
+    if getattr(args, "save_examples", None):
+        config = config.with_(save_examples=True)
     if args.fail_under:
         config = config.with_(fail_under={**config.fail_under, **dict(args.fail_under)})
     if args.fail_over:
@@ -225,6 +240,8 @@ def _audit(args: argparse.Namespace) -> int:
         for name, cls in available_sections().items():
             print(f"{name:<18}{cls.threat:<17}{cls.title}")
         return 0
+    if getattr(args, "rerun", None):
+        return _rerun(args)
     config = effective_config(args)
     if args.print_config:
         print(config_to_yaml(config), end="")
@@ -275,7 +292,10 @@ def _audit(args: argparse.Namespace) -> int:
     if not thresholds["passed"]:
         for c in thresholds["checks"]:
             if not c["passed"]:
-                why = c.get("problem") or f"{c['value']:.4g} is {c['fail_if']} {c['threshold']:g}"
+                why = c.get("problem") or (
+                    f"{c['compared']:.4g} ({c.get('compared_what', 'the figure')}) is "
+                    f"{c['fail_if']} {c['threshold']:g}"
+                )
                 print(f"advml audit: threshold not met: {c['figure']}: {why}", file=sys.stderr)
         return 3
     return 0
@@ -304,6 +324,42 @@ def _audit_models(args: argparse.Namespace, config: Any, out: Any) -> int:
     for name in failed:
         print(f"advml audit: threshold not met for model {name!r}", file=sys.stderr)
     return 3 if failed else 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    """``--rerun REPORT``: the same config again, then the figures compared."""
+    from pathlib import Path
+
+    from advml.audit import AuditConfig, run_audit
+    from advml.audit.run import load_report
+    from advml.report.rerun import compare_reports, format_comparison
+
+    path = Path(args.rerun)
+    if not path.is_file():
+        raise ValueError(f"--rerun: {str(path)!r} is not a file; give the report.json to repeat")
+    try:
+        old = load_report(path)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--rerun: {str(path)!r} is not a report.json ({err})") from None
+    if old.get("model", {}).get("source") == "given":
+        raise ValueError(
+            "--rerun: that audit's model was passed in from Python, not named in its config; "
+            "rerun it with run_audit(config, model=...) and advml.report.rerun.compare_reports"
+        )
+    if not isinstance(old.get("config"), dict):
+        raise ValueError(f"--rerun: {str(path)!r} has no 'config'; is it an advml report.json?")
+    try:
+        config = AuditConfig(**old["config"])
+    except TypeError as err:
+        raise ValueError(
+            f"--rerun: the report's config does not fit this version of advml ({err}); it "
+            f"was written by advml {old.get('advml_version', '?')}"
+        ) from None
+    out = output_folder("--out", path.parent / "rerun" if args.out == "advml-audit" else args.out)
+    result = run_audit(config, out=out, show_progress=not args.quiet)
+    print(format_comparison(compare_reports(old, result.report)))
+    print(f"\nrepeated report: {out / 'report.html'} and {out / 'report.json'}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

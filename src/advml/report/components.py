@@ -75,3 +75,41 @@ def verdict_badge(verdict: dict[str, Any]) -> str:
         f"<span class='level' style='background:{colour}'>{esc(verdict.get('label', ''))}</span>"
         f"<p>{esc(verdict.get('text', ''))}</p>"
     )
+
+
+def interval_text(iv: dict[str, Any] | None) -> str:
+    """'67.9–75.8% (360 of 500)': a rate's 95 % interval and its counts; "–" without."""
+    if not iv:
+        return "–"
+    counts = f" ({iv['count']} of {iv['n']})" if iv.get("count") is not None else ""
+    return f"{100 * iv['low']:.1f}–{100 * iv['high']:.1f}%{counts}"
+
+
+_CHECK_MARKS = {"pass": "✔ pass", "fail": "✘ fail", "not checked": "– not checked"}
+
+
+def checklist(checks: list[dict[str, Any]] | None) -> str:
+    """The flawed-evaluation checklist: each check, pass/fail and its evidence."""
+    if not checks:
+        return ""
+    rows = [
+        (
+            c["title"],
+            Markup(f"<b>{esc(_CHECK_MARKS.get(c['status'], c['status']))}</b>"),
+            c["evidence"],
+        )
+        for c in checks
+    ]
+    failed = sum(c["status"] == "fail" for c in checks)
+    note = (
+        f"{failed} check(s) failed: the attacks may not have worked, so the figures above "
+        "overstate robustness and the verdict says the evaluation is not conclusive."
+        if failed
+        else "No sign of a flawed evaluation."
+    )
+    return (
+        "<div class='checklist'><h3>Checks for a flawed evaluation</h3>"
+        "<p class='sub'>Carlini et al. 2019, §5; Athalye et al. 2018. A robust accuracy is "
+        "an upper bound on the truth only when the attacks behind it work. "
+        f"{esc(note)}</p>" + table(("check", "result", "evidence"), rows) + "</div>"
+    )

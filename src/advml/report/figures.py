@@ -23,16 +23,28 @@ def _png(fig: Figure) -> bytes:
 
 
 def robustness_curve(evasion: dict[str, Any]) -> bytes:
-    """Accuracy against ε for each attack, with the clean accuracy as a dashed line."""
+    """Accuracy against ε for each attack (shaded: 95% intervals), with the clean
+    accuracy as a dashed line."""
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     for attack in evasion["attacks"]:
         pts = attack["points"]
-        ax.plot(
+        (line,) = ax.plot(
             [p["eps"] for p in pts],
             [100 * p["robust_accuracy"] for p in pts],
             marker="o",
             label=attack["name"].upper(),
         )
+        ivs = [p.get("robust_accuracy_interval") for p in pts]
+        if pts and all(ivs):
+            # The 95% interval of each point (docs/audit.md, Uncertainty).
+            ax.fill_between(
+                [p["eps"] for p in pts],
+                [100 * iv["low"] for iv in ivs if iv],
+                [100 * iv["high"] for iv in ivs if iv],
+                color=line.get_color(),
+                alpha=0.15,
+                lw=0,
+            )
     ax.axhline(100 * evasion["clean_accuracy"], color="grey", ls="--", lw=1, label="clean")
     ref = evasion.get("reference_eps")
     if ref:

@@ -14,13 +14,16 @@ import numpy as np
 from advml.report.components import LEVEL_COLOURS, esc, pct, table
 from advml.report.sections import renderer
 
-__all__ = ["render_html"]
+__all__ = ["config_yaml", "render_html"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:960px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .sub{color:#666;margin-top:0}
+ul.glance{list-style:none;padding-left:0} ul.glance li{margin:.4em 0} .checklist td{text-align:left}
+@media print{body{max-width:none;margin:0} .card,figure,table,li{break-inside:avoid}
+h2{break-after:avoid} a{color:inherit;text-decoration:none}}
 .card{border:1px solid #ddd;border-radius:8px;padding:1em 1.2em;margin:1em 0}
 .level{display:inline-block;color:#fff;border-radius:4px;padding:.1em .6em;font-weight:600}
 .scorecard{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:1em}
@@ -63,6 +66,7 @@ def render_html(
         "<h1>How secure is this model?</h1>",
         f"<p class='sub'>advml {esc(report['advml_version'])} audit of "
         f"{esc(model['description'])} on <b>{esc(ds['name'])}</b>, {esc(report['created'])}</p>",
+        _at_a_glance(report),
         "<section id='summary'><h2>Summary</h2><div class='scorecard'>",
     ]
     for threat, entry in report["summary"].items():
@@ -93,12 +97,17 @@ def render_html(
                 c["figure"],
                 f"fail if {c['fail_if']} {c['threshold']:g}",
                 "–" if c["value"] is None else f"{c['value']:.4g}",
+                "–"
+                if c.get("compared") is None
+                else f"{c['compared']:.4g}: {c.get('compared_what', 'the figure')}",
                 "met" if c["passed"] else f"NOT MET {c.get('problem', '')}".strip(),
             )
             for c in checks
         ]
         parts.append("<div id='thresholds'><h3>Thresholds</h3>")
-        parts.append(table(("figure", "rule", "value", "result"), rows))
+        parts.append(
+            table(("figure", "rule", "value", "compared (safe for the owner)", "result"), rows)
+        )
         parts.append("</div>")
     parts += [
         "</section>",
@@ -121,6 +130,7 @@ def render_html(
         parts.append(
             f"<section id='{esc(name)}'><h2>{esc(section['title'])}</h2>\n{body}\n</section>"
         )
+    parts.append(_records_links(report.get("examples_files")))
     if report.get("skipped_sections"):
         parts.append("<section id='skipped'><h2>Not run</h2><ul>")
         parts += [
@@ -130,17 +140,155 @@ def render_html(
         parts.append("</ul></section>")
     parts += [
         "<section id='settings'><h2>How to repeat this audit</h2>",
-        "<p>Every number above comes from this configuration (seeded); "
-        "<code>report.json</code> holds them all.</p>",
-        f"<pre>{esc(_config_text(report['config']))}</pre>",
+        _repeat_text(report),
         f"<p class='sub'>Took {report['seconds']:.0f} s. Schema version "
         f"{esc(report['schema_version'])}.</p></section></body></html>",
     ]
     return "\n".join(parts)
 
 
-def _config_text(config: dict[str, Any]) -> str:
-    return "\n".join(f"{k}: {v}" for k, v in config.items())
+_SEVERITY = {"fail": 0, "warn": 1, "unknown": 2, "pass": 3}
+
+
+def _pc(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def headline(name: str, verdict: dict[str, Any]) -> str:
+    """One sentence for a reader who is not a specialist: the risk and its interval."""
+    v = verdict
+    if name == "evasion" and v.get("robust_accuracy") is not None and "robust_accuracy_low" in v:
+        return (
+            f"An attacker who may change each input value by {v['eps']:g} of its range "
+            f"brings accuracy from {_pc(v['clean_accuracy'])} to {_pc(v['robust_accuracy'])} "
+            f"(95% interval {_pc(v['robust_accuracy_low'])} to "
+            f"{_pc(v['robust_accuracy_high'])})."
+        )
+    if name == "defences" and v.get("defended_robust_accuracy_low") is not None:
+        return (
+            f"The best input-cleansing defence keeps {_pc(v['defended_robust_accuracy'])} "
+            f"accuracy under an adaptive attack at ε = {v['eps']:g} (95% interval "
+            f"{_pc(v['defended_robust_accuracy_low'])} to "
+            f"{_pc(v['defended_robust_accuracy_high'])})."
+        )
+    if name == "membership" and v.get("membership_auc_low") is not None:
+        return (
+            f"An attacker tells a training record from an unseen one "
+            f"{_pc(v['membership_auc'])} of the time (95% interval "
+            f"{_pc(v['membership_auc_low'])} to {_pc(v['membership_auc_high'])}; 50% is "
+            "guessing)."
+        )
+    if name == "inversion" and "recognition_rate_low" in v:
+        return (
+            f"{v['recognised']} of {v['n_classes_reconstructed']} classes reconstructed from "
+            f"the model were recognised (95% interval {_pc(v['recognition_rate_low'])} to "
+            f"{_pc(v['recognition_rate_high'])}; chance {_pc(v['chance'])})."
+        )
+    text = str(v.get("text", ""))
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+def _at_a_glance(report: dict[str, Any]) -> str:
+    """The one-screen summary: each section's risk in one sentence, most severe first."""
+    rows = sorted(
+        report["sections"].items(),
+        key=lambda item: (_SEVERITY.get(item[1]["verdict"]["level"], 2), item[0]),
+    )
+    items = []
+    for name, section in rows:
+        v = section["verdict"]
+        colour = LEVEL_COLOURS.get(v["level"], "#555")
+        items.append(
+            f"<li><span class='level' style='background:{colour}'>{esc(v['label'])}</span> "
+            f"<a href='#{esc(name)}'><b>{esc(section['title'])}</b></a>: "
+            f"{esc(headline(name, v))}</li>"
+        )
+    for s in report.get("skipped_sections", []):
+        items.append(f"<li class='sub'>{esc(s['title'])}: not run ({esc(s['reason'])})</li>")
+    return (
+        "<section id='at-a-glance'><h2>At a glance</h2><p class='sub'>Each risk in one "
+        "sentence, most severe first; the ranges are 95% intervals (how sure the figure "
+        "is, given how many inputs it rests on).</p>"
+        f"<ul class='glance'>{''.join(items)}</ul>{_anchors_table(report)}</section>"
+    )
+
+
+def _anchors_table(report: dict[str, Any]) -> str:
+    """Published results beside advml's, where the setting is a known one."""
+    from advml.report.anchors import anchors
+
+    found = anchors(report)
+    if not found:
+        return ""
+    rows = [
+        (
+            a["section"],
+            "–" if a["figure"] is None else a["figure"]["text"],
+            a["published"],
+            f"{a['citation']}. {a['note']}",
+        )
+        for a in found
+    ]
+    return "<h3>Published results for this setting</h3>" + table(
+        ("section", "advml", "published", "source and note"), rows
+    )
+
+
+def _records_links(files: dict[str, Any] | None) -> str:
+    """Links to the per-input records written with ``--save-examples``."""
+    if not files:
+        return ""
+    items = []
+    for section, entry in files.items():
+        links = [
+            f"<a href='{esc(entry[key])}'>{esc(entry[key])}</a>"
+            for key in ("records", "inputs")
+            if key in entry
+        ]
+        rows = f" ({entry['rows']} inputs)" if "rows" in entry else ""
+        items.append(f"<li><b>{esc(section)}</b>{rows}: {', '.join(links)}</li>")
+    return (
+        "<section id='records'><h2>Per-input records</h2><p>Every input's result, beside "
+        "this report, so any figure can be checked again (docs/audit.md, Per-input "
+        "records). Load a <code>.parquet</code> file with "
+        "<code>pandas.read_parquet</code>, the inputs with <code>numpy.load</code>.</p>"
+        f"<ul>{''.join(items)}</ul></section>"
+    )
+
+
+def config_yaml(report: dict[str, Any]) -> str:
+    """The report's config as the YAML file ``advml audit --config`` reads.
+
+    The audit writes it into ``reproducibility.config_yaml`` with the config file's own
+    writer, so the text round-trips through ``advml.audit.config_file.load_config`` to the
+    same config. A report without it (schema < 2.2) shows its config as plain YAML.
+    """
+    text = report.get("reproducibility", {}).get("config_yaml")
+    if isinstance(text, str):
+        return text
+    import yaml
+
+    return str(yaml.safe_dump(report["config"], sort_keys=False))
+
+
+def _repeat_text(report: dict[str, Any]) -> str:
+    """The config file, the command that runs it, and what it cannot carry."""
+    model = report.get("model", {})
+    note = ""
+    if model.get("source") == "given":
+        note = (
+            "<p class='sub'>The model was passed in from Python, not named in the config: "
+            "add its file under <code>model: file:</code> to repeat from the command line."
+            "</p>"
+        )
+    return (
+        "<p>Every number above comes from this configuration (seeded). Save it as "
+        "<code>audit.yaml</code> and run <code>advml audit --config audit.yaml</code>, or "
+        "repeat it from the record with <code>advml audit --rerun report.json</code>; "
+        "<code>report.json</code> holds every figure.</p>"
+        f"<pre id='config-yaml'>{esc(config_yaml(report))}</pre>{note}"
+    )
 
 
 def _data_use_row(ds: dict[str, Any]) -> str:

@@ -9,5 +9,8 @@ from __future__ import annotations
 
 __all__ = ["SCHEMA_VERSION"]
 
-SCHEMA_VERSION = "2.1"
-"""2.1: ``environment`` (threads, library versions, CPU capability) added."""
+SCHEMA_VERSION = "2.2"
+"""2.1: ``environment`` (threads, library versions, CPU capability) added. 2.2: 95 %
+intervals with counts beside the rates (``*_interval``, verdict ``*_low``/``*_high``),
+``reproducibility`` (versions, git hash, fingerprints, config YAML, every step's time and
+queries), threshold checks against the safe end of the interval."""

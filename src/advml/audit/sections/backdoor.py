@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.metrics.intervals import from_rate
 from advml.models.base import WhiteBox
 from advml.models.torch import TorchClassifier
 from advml.models.training import train
@@ -177,6 +178,9 @@ class BackdoorSection(AuditSection):
             "n_train": len(poisoned.y),
             "n_validation": len(y_val),
             "n_evaluation": len(y_ev),
+            # Attack success is measured on the triggered inputs not already of the
+            # target class: its count out of these gives the 95% interval.
+            "n_triggered": int((y_ev != int(settings["target"])).sum()),
             "audited_clean_accuracy": float((ctx.clean_pred[ev] == y_ev).mean()),
             "trigger": {"name": "pattern", **trigger.get_params()},
             "reduced": {
@@ -451,19 +455,30 @@ def _verdict(meta: Mapping[str, Any]) -> Verdict:
     }
     if asr is None:
         return Verdict("unknown", "unknown", "No triggered test input could be measured.", numbers)
+    n = int(meta.get("n_triggered", meta.get("n_evaluation", 0)))
+    iv = from_rate(asr, n) if n else None
+    counted = (
+        f" ({iv.count} of {n}; 95% interval {100 * iv.low:.0f}% to {100 * iv.high:.0f}%)"
+        if iv
+        else ""
+    )
+    if iv:
+        numbers.update(attack_success_low=iv.low, attack_success_high=iv.high, n_triggered=n)
     lead = (
         f"An attacker who slips {meta['n_poisoned']} patched and relabelled images "
         f"({100 * meta['fraction']:.0f}%) into {meta['n_train']} training images planted "
         "a backdoor that sends "
-        f"{100 * asr:.0f}% of patched test images to the attacker's label, while the "
-        f"model still scores {100 * meta['clean_accuracy']:.0f}% on clean images."
+        f"{100 * asr:.0f}% of patched test images{counted} to the attacker's label, while "
+        f"the model still scores {100 * meta['clean_accuracy']:.0f}% on clean images."
     )
-    if asr < 0.2:
+    # "Did not take" needs the interval's upper end below 20%: the data exclude a
+    # backdoor that works on a fifth of the inputs.
+    if (iv.high if iv else asr) < 0.2:
         return Verdict(
             "pass",
             "backdoor did not take",
             f"Poisoning {meta['n_poisoned']} of {meta['n_train']} training images made only "
-            f"{100 * asr:.0f}% of patched test images go to the attacker's label.",
+            f"{100 * asr:.0f}% of patched test images{counted} go to the attacker's label.",
             numbers,
         )
     removed = fine is not None and fine <= 0.05

@@ -11,12 +11,14 @@ without recomputing finished steps and ends with the same report.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
+from advml.errors import AdvmlError
 from advml.models.reference import train_reference
 from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import ResultCache, fingerprint
@@ -32,6 +34,7 @@ __all__ = [
     "AuditContext",
     "AuditSection",
     "Level",
+    "SectionCannotRun",
     "SectionOutput",
     "Threat",
     "Verdict",
@@ -45,6 +48,12 @@ Level = Literal["pass", "warn", "fail", "unknown"]
 LEVELS: tuple[Level, ...] = ("pass", "warn", "fail", "unknown")
 StepResult = tuple[dict[str, Any], dict[str, np.ndarray]]
 T = TypeVar("T")
+
+
+class SectionCannotRun(AdvmlError, ValueError):
+    """A section cannot run on the model and data given (too few inputs for its
+    settings, say). The audit lists it as not run with this message, which names the
+    setting and the fix, and writes the rest of the report."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,9 @@ class AuditContext:
     cache: ResultCache | None = None
     show_progress: bool = True
     section: str = ""
+    step_log: list[dict[str, Any]] | None = None
+    """Where :meth:`step` records each step's time, queries and whether it was read back
+    (report.json's ``reproducibility.steps``); shared by every section's context."""
 
     # -- facts -----------------------------------------------------------------------
     @property
@@ -180,14 +192,32 @@ class AuditContext:
             hit = self.cache.get(key)
             if hit is not None:
                 log.info("%s: %s already done, read from %s", self.section, name, self.cache.folder)
+                self._record(name, key, 0.0, 0, cached=True)
                 return hit
         log.info("%s: running %s", self.section, name)
+        started, queries = time.perf_counter(), self.model.query_count
         meta, arrays = compute()
+        self._record(
+            name, key, time.perf_counter() - started, self.model.query_count - queries, cached=False
+        )
         # A step the model's query budget cut short is not stored: the budget is not part
         # of the key, and a rerun (with the budget raised) must do it again in full.
         if self.cache is not None and "budget_ran_out" not in meta:
             self.cache.put(key, meta, arrays)
         return meta, arrays
+
+    def _record(self, name: str, key: str, seconds: float, queries: int, *, cached: bool) -> None:
+        if self.step_log is not None:
+            self.step_log.append(
+                {
+                    "section": self.section,
+                    "step": name,
+                    "key": key,
+                    "seconds": round(seconds, 3),
+                    "queries": int(queries),
+                    "cached": cached,
+                }
+            )
 
     def progress(self, items: Iterable[T], *, desc: str, total: int | None = None) -> Iterator[T]:
         """A progress bar over ``items`` (silent with ``--quiet``)."""

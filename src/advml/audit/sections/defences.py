@@ -51,6 +51,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advml import registry
+from advml.audit.sections._checks import defence_checks, inconclusive
 from advml.audit.sections.base import (
     AuditContext,
     AuditSection,
@@ -64,6 +65,7 @@ from advml.defences.preprocess import Autoencoder, Preprocessor, evaluate_defenc
 from advml.defences.preprocess.evaluation import MASKING_GAP
 from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import EvasionAttack
+from advml.metrics.intervals import from_rate
 from advml.models import load_model
 from advml.models.base import Classifier
 from advml.validation import check_number
@@ -201,7 +203,7 @@ class DefencesSection(AuditSection):
                 {"attack": attack.get_params(), "n": n, "model": _model_fp(other)},
                 partial(_robust_model_step, attack, other, x, y, path),
             )
-        summary = _summary(rows, base, eps)
+        summary = _summary(rows, base, eps, n) + _comparison_note(ctx, n, int(settings["steps"]))
         if robust is not None:
             summary += (
                 f" The robust-trained model ({robust['file']}) keeps "
@@ -222,7 +224,9 @@ class DefencesSection(AuditSection):
             "robust_model": robust,
             "summary": summary,
         }
-        return SectionOutput(data, _verdict(rows, base, eps, summary))
+        checks = defence_checks(rows)
+        data["evaluation_checks"] = checks
+        return SectionOutput(data, inconclusive(_verdict(rows, base, eps, summary, n), checks))
 
 
 SECTION = DefencesSection
@@ -397,16 +401,43 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
-def _summary(rows: list[dict[str, Any]], base: Mapping[str, Any], eps: float) -> str:
+def _counted(value: float, n: int) -> str:
+    """'37.0% (37 of 100; 95% interval 28.2% to 46.8%)'."""
+    iv = from_rate(value, n)
+    return f"{_pct(value)} ({iv.count} of {n}; 95% interval {_pct(iv.low)} to {_pct(iv.high)})"
+
+
+def _comparison_note(ctx: AuditContext, n: int, steps: int) -> str:
+    """Why the undefended figure here may differ from the evasion section's for the same
+    model and ε: this section attacks fewer inputs with a shorter attack (every defence is
+    attacked adaptively, which costs EOT samples per step)."""
+    total = len(ctx.y)
+    if n < total:
+        return (
+            f" These figures use PGD-{steps} on the first {n} of the {total} audited inputs; "
+            "the evasion section's figure for the same model and ε comes from its own "
+            f"attacks on all {total}, so the two differ by the inputs and the attack "
+            "strength, not by the model."
+        )
+    return (
+        f" These figures use PGD-{steps} on the same {n} inputs as the evasion section, "
+        "whose figure for the same ε is the worst case over its own attacks: any difference "
+        "between the two comes from the attacks, not the inputs or the model."
+    )
+
+
+def _summary(rows: list[dict[str, Any]], base: Mapping[str, Any], eps: float, n: int = 0) -> str:
     """The trade-off in plain words: which defences only look strong, which help."""
     if not rows:
         return "No input-cleansing defence was evaluated."
     und = _pct(base["robust_accuracy"])
     gap = f"{100 * MASKING_GAP:.0f} points"
     groups = {a: [r["name"] for r in rows if r["assessment"] == a] for a in ASSESSMENTS}
+    und_counted = _counted(base["robust_accuracy"], n) if n else und
+    clean_counted = _counted(base["clean_accuracy"], n) if n else _pct(base["clean_accuracy"])
     parts = [
-        f"At ε = {eps:g} the undefended model keeps {und} accuracy under PGD "
-        f"({_pct(base['clean_accuracy'])} without attack)."
+        f"At ε = {eps:g} the undefended model keeps {und_counted} accuracy under PGD "
+        f"({clean_counted} on the same inputs without attack)."
     ]
     if groups["only looks strong"]:
         names = groups["only looks strong"]
@@ -428,8 +459,8 @@ def _summary(rows: list[dict[str, Any]], base: Mapping[str, Any], eps: float) ->
     if helping:
         parts.append(
             f"{_names(helping)} keep{_s(helping)} at least {gap} more than the undefended "
-            "model under the adaptive attack; treat this as an upper bound, since stronger "
-            "adaptive attacks may do better."
+            "model under the adaptive attack. An accuracy measured under an attack is an upper "
+            "bound on the true robust accuracy: a stronger adaptive attack can only lower it."
         )
     if groups["no real gain"]:
         names = groups["no real gain"]
@@ -451,9 +482,15 @@ def _names(names: list[str], *, capital: bool = True) -> str:
 
 
 def _verdict(
-    rows: list[dict[str, Any]], base: Mapping[str, Any], eps: float, summary: str
+    rows: list[dict[str, Any]],
+    base: Mapping[str, Any],
+    eps: float,
+    summary: str,
+    n: int = 0,
 ) -> Verdict:
-    """Level from the best defence's worst-case robust accuracy, as evasion's verdict."""
+    """Level from the best defence's worst-case robust accuracy and its 95 % interval, as
+    evasion's verdict: "defences hold" needs the interval's lower bound at 80 % of clean
+    accuracy, "defences fail" its upper bound below 50 %."""
     if not rows:
         return Verdict(
             "unknown",
@@ -464,17 +501,29 @@ def _verdict(
     best = max(rows, key=lambda r: r["worst_case_robust_accuracy"])
     acc = float(best["worst_case_robust_accuracy"])
     clean = float(base["clean_accuracy"])
-    ratio = acc / clean if clean > 0 else 0.0
-    level: Level = "pass" if ratio >= 0.8 else "warn" if ratio >= 0.5 else "fail"
+    iv = from_rate(acc, n) if n else None
+    low, high = (iv.low, iv.high) if iv else (acc, acc)
+    level: Level
+    if clean > 0 and low >= 0.8 * clean:
+        level = "pass"
+    elif clean <= 0 or high < 0.5 * clean:
+        level = "fail"
+    else:
+        level = "warn"
     label = {"pass": "defences hold", "warn": "defences help partly", "fail": "defences fail"}
+    shown = _counted(acc, n) if n else _pct(acc)
     text = (
         f"The best input-cleansing defence evaluated, {best['name'].replace('_', ' ')}, "
-        f"keeps {_pct(acc)} accuracy against the stronger of the standard and the adaptive "
+        f"keeps {shown} accuracy against the stronger of the standard and the adaptive "
         f"attack at ε = {eps:g}. " + summary
     )
     numbers = {
         "defended_robust_accuracy": acc,
+        "defended_robust_accuracy_low": low,
+        "defended_robust_accuracy_high": high,
+        "n": n,
         "undefended_robust_accuracy": float(base["robust_accuracy"]),
+        "undefended_clean_accuracy": clean,
         "best_defence": best["name"],
         "masking_defences": sum(1 for r in rows if r["gradient_masking"]),
         "eps": eps,

@@ -34,6 +34,7 @@ from advml.audit.sections.base import (
     AuditContext,
     AuditSection,
     Level,
+    SectionCannotRun,
     SectionOutput,
     Verdict,
     budget_ran_out,
@@ -42,6 +43,7 @@ from advml.defences.output.base import OutputDefence
 from advml.errors import QueryBudgetExceededError, UnsupportedModelError
 from advml.extraction import Copycat, EquationSolving, transfer_evasion
 from advml.extraction.base import EVAL_SEED
+from advml.metrics.intervals import from_rate
 from advml.models.base import Classifier
 from advml.runtime.seeding import make_generator
 
@@ -131,7 +133,10 @@ class ExtractionSection(AuditSection):
         pool, pool_name = _pool(ctx, settings)
         attack = _copycat(settings, ctx.config.seed)
         if attack.strategy in ("pool", "active") and attack.queries > len(pool):
-            raise ValueError(
+            # A value the user wrote is a config mistake; the default on small data means
+            # the section cannot run here: skipped with the reason, the report written.
+            given = "queries" in ctx.config.section_settings.get("extraction", {})
+            raise (ValueError if given else SectionCannotRun)(
                 f"section_settings['extraction']['queries']={attack.queries} exceeds the "
                 f"{len(pool)} inputs of the attacker's pool ({pool_name}); lower queries or "
                 f"use strategy 'jacobian' or 'random'"
@@ -181,7 +186,9 @@ class ExtractionSection(AuditSection):
             "equation_solving": equation,
             "hardening": hardening,
         }
-        return SectionOutput(data, _verdict(stealing, equation, hardening, outputs))
+        return SectionOutput(
+            data, _verdict(stealing, equation, hardening, outputs, n_eval=len(ctx.y))
+        )
 
 
 SECTION = ExtractionSection
@@ -514,17 +521,25 @@ def _verdict(
     equation: Mapping[str, Any],
     hardening: list[dict[str, Any]],
     outputs: str,
+    n_eval: int = 0,
 ) -> Verdict:
+    """Level from the copy's fidelity (agreement with the model on the ``n_eval``
+    audited test inputs) and its 95% interval: "fail" needs the interval's lower end at
+    90%, "pass" its upper end below 70%."""
     fid = float(stealing["fidelity"])
+    iv = from_rate(fid, n_eval) if n_eval else None
+    f_low, f_high = (iv.low, iv.high) if iv else (fid, fid)
     queries = int(stealing["queries"])
     transfer = stealing.get("transfer") or {}
     exact = equation.get("status") == "exact"
-    level: Level = "fail" if exact or fid >= 0.9 else "warn" if fid >= 0.7 else "pass"
+    level: Level = "fail" if exact or f_low >= 0.9 else "pass" if f_high < 0.7 else "warn"
     seen = "its scores" if outputs == "scores" else "its labels"
     text = (
         f"With {queries:,} questions to the model, reading {seen}, an attacker trained a copy "
         f"that gives the same answer as the model on {fid:.1%} of the test inputs"
     )
+    if iv:
+        text += f" ({iv.count} of {n_eval}; 95% interval {iv.low:.1%} to {iv.high:.1%})"
     if stealing.get("fidelity_random") is not None:
         text += f" ({stealing['fidelity_random']:.1%} of random inputs)"
     text += "."
@@ -568,6 +583,9 @@ def _verdict(
             level, label = "unknown", "not assessed (query budget ran out)"
     numbers: dict[str, Any] = {
         "fidelity": fid,
+        "fidelity_low": f_low,
+        "fidelity_high": f_high,
+        "n_evaluated": n_eval,
         "fidelity_random": stealing.get("fidelity_random"),
         "queries": queries,
         "transfer_success": transfer.get("transfer_success"),

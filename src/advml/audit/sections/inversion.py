@@ -29,6 +29,7 @@ from advml.audit.sections.base import (
     budget_ran_out,
 )
 from advml.errors import QueryBudgetExceededError
+from advml.metrics.intervals import proportion
 from advml.models.base import Classifier
 from advml.privacy.inversion import MIFace, invert_and_judge
 
@@ -37,11 +38,11 @@ __all__ = ["SECTION", "InversionSection"]
 StepResult = tuple[dict[str, Any], dict[str, np.ndarray]]
 
 _PER_CLASS = 50
-_WARN = 0.3
-"""Recognition rate at and above which the verdict warns (chance: 1 / classes). The
-verdict never fails on its own: a reconstructed class is a leak where a class is a
-person (face recognition), not where it is a digit; the text says so and the report
-shows the images for the reader to judge."""
+"""Reconstructions per class. The verdict warns when the recognition rate is above
+chance (1 / classes) beyond its 95 % interval (see ``_verdict``). It never fails on its
+own: a reconstructed class is a leak where a class is a person (face recognition), not
+where it is a digit; the text says so and the report shows the images for the reader to
+judge."""
 
 
 class InversionSection(AuditSection):
@@ -246,19 +247,29 @@ _LABELS = {"pass": "not reconstructable", "warn": "classes reconstructable"}
 
 
 def _verdict(meta: Mapping[str, Any], n_classes: int) -> Verdict:
+    """A leak when the share of reconstructions an independent classifier recognises is
+    above chance (``1 / n_classes``) beyond its uncertainty: the Wilson interval's lower
+    bound exceeds chance. A fixed bar would call 50 % a leak on two classes, where it is
+    a coin toss."""
     rate = float(meta["recognition_rate"])
     k = len(meta["per_class"])
-    level: Level = "warn" if rate >= _WARN else "pass"
+    recognised = round(rate * k)
+    iv = proportion(recognised, k)
+    chance = 1 / n_classes
+    level: Level = "warn" if iv.low > chance else "pass"
     how = "its gradients" if meta["gradient"] == "white-box" else "its scores alone"
     text = (
         f"From {how}, an attacker reconstructed an image of each of {k} classes; an "
-        f"independent classifier recognised {rate:.0%} of them (chance: {1 / n_classes:.0%}). "
+        f"independent classifier recognised {recognised} of {k} ({rate:.0%}; 95% interval "
+        f"{iv.low:.0%} to {iv.high:.0%}; chance: {chance:.0%}). "
     )
     text += {
-        "pass": "The reconstructions do not show what the classes look like.",
-        "warn": "The model gives away what its classes look like. That is a leak where a "
-        "class is one person (face recognition: it is their face) or another private "
-        "group; release labels only, or fewer and coarser scores, there.",
+        "pass": "That is not above chance beyond its uncertainty: the reconstructions do "
+        "not show what the classes look like.",
+        "warn": "Even the interval's lower bound is above chance: the model gives away what "
+        "its classes look like. That is a leak where a class is one person (face "
+        "recognition: it is their face) or another private group; release labels only, or "
+        "fewer and coarser scores, there.",
     }[level]
     label = _LABELS[level]
     if meta.get("budget_ran_out"):
@@ -274,5 +285,13 @@ def _verdict(meta: Mapping[str, Any], n_classes: int) -> Verdict:
         level,
         label,
         text,
-        {"recognition_rate": rate, "mean_ssim_to_class_mean": meta["mean_ssim_to_class_mean"]},
+        {
+            "recognition_rate": rate,
+            "recognition_rate_low": iv.low,
+            "recognition_rate_high": iv.high,
+            "recognised": recognised,
+            "n_classes_reconstructed": k,
+            "chance": chance,
+            "mean_ssim_to_class_mean": meta["mean_ssim_to_class_mean"],
+        },
     )

@@ -53,6 +53,7 @@ from advml.audit.sections.base import (
     budget_ran_out,
 )
 from advml.errors import QueryBudgetExceededError
+from advml.metrics.intervals import membership_intervals
 from advml.models import validation_split
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier, require_torch
@@ -414,7 +415,12 @@ def _run_attack(
         x, y, truth = x[rows], y[rows], truth[rows]
     fitted = attack.fit(model, split["x_pop"], split["y_pop"], **fit)
     result = fitted.infer(model, x, y)
-    return _summary(attack.name, result.metrics(truth), result.queries + fitted.fit_queries)
+    return _summary(
+        attack.name,
+        result.metrics(truth),
+        result.queries + fitted.fit_queries,
+        intervals=membership_intervals(result.scores, truth),
+    )
 
 
 def _threshold_step(
@@ -464,7 +470,11 @@ def _lira_step(
     )
     result = fitted.infer(ctx.model, split["x"], split["y"])
     summary = _summary(
-        "lira", result.metrics(split["is_member"]), result.queries, shadows=n_shadows
+        "lira",
+        result.metrics(split["is_member"]),
+        result.queries,
+        shadows=n_shadows,
+        intervals=membership_intervals(result.scores, split["is_member"]),
     )
     return summary, {}
 
@@ -723,6 +733,14 @@ _LABELS = {"pass": "low risk", "warn": "some risk", "fail": "high risk"}
 
 
 def _verdict(attacks: list[dict[str, Any]], split: dict[str, Any]) -> Verdict:
+    """The risk from the attacks' 95 % intervals, not their point estimates.
+
+    "high risk" needs the interval's *lower* bound past the bar (AUC 0.6, or 5 % of the
+    records at 1 % false alarms), so the data show the leak; "some risk" needs the lower
+    bound above guessing (AUC 0.5, TPR 1 %); "low risk" needs the *upper* bounds below
+    the high-risk bars, so the data exclude a large leak. Anything else (few records, a
+    wide interval) is "inconclusive" and says so (docs/audit.md, Membership).
+    """
     if not attacks:
         return Verdict(
             "unknown",
@@ -733,35 +751,77 @@ def _verdict(attacks: list[dict[str, Any]], split: dict[str, Any]) -> Verdict:
     best_auc = max(attacks, key=lambda a: a["auc"])
     best_tpr = max(attacks, key=lambda a: a["tpr_at_1_fpr"])
     auc, tpr = float(best_auc["auc"]), float(best_tpr["tpr_at_1_fpr"])
+    auc_iv = best_auc.get("intervals", {}).get("auc") or {"low": auc, "high": auc}
+    tpr_iv = best_tpr.get("intervals", {}).get("tpr_at_1_fpr") or {"low": tpr, "high": tpr}
+    # A TPR "at 1% false alarms" needs 100 unseen records to have a 1% step at all; with
+    # fewer, the attack's threshold allows no false alarm among a handful and the true
+    # false-alarm rate is unknown, so the verdict rests on the AUC alone (and says so).
+    n_non = int(best_tpr.get("n_non_members", split["n"]))
+    tpr_usable = n_non >= 100
+    if not tpr_usable:
+        tpr_iv = {"low": 0.0, "high": 0.0}
     level: Level
-    if auc >= _FAIL_AUC or tpr >= _FAIL_TPR:
+    inconclusive = False
+    if auc_iv["low"] >= _FAIL_AUC or tpr_iv["low"] >= _FAIL_TPR:
         level = "fail"
-    elif auc >= _WARN_AUC or tpr >= _WARN_TPR:
+    elif auc_iv["low"] > 0.5 or tpr_iv["low"] > 0.01:
         level = "warn"
-    else:
+    elif auc_iv["high"] < _FAIL_AUC and tpr_iv["high"] < _FAIL_TPR:
         level = "pass"
+    else:
+        # Neither a leak nor its absence is shown: "inconclusive", ranked as a warning
+        # because a high risk is not excluded.
+        level = "warn"
+        inconclusive = True
     exposed = int(best_tpr["exposed_at_1_fpr"])
+    n_members = int(best_tpr.get("n_members", split["n"]))
     text = (
-        f"Of {split['n']} training records and {split['n']} records the model never saw, the "
-        f"best attack ({best_auc['name'].replace('_', ' ')}) ranks a random training record "
-        f"above a random unseen one {auc:.0%} of the time (50% is guessing). Accepting 1% "
-        f"false alarms, an attacker ({best_tpr['name'].replace('_', ' ')}) identifies "
-        f"{tpr:.1%} of the training records ({exposed} of {split['n']}; 1% is chance). "
+        f"Of {best_auc.get('n_members', split['n'])} training records and "
+        f"{best_auc.get('n_non_members', split['n'])} records the model never saw, the best "
+        f"attack ({best_auc['name'].replace('_', ' ')}) ranks a random training record above "
+        f"a random unseen one {auc:.1%} of the time (95% interval {auc_iv['low']:.1%} to "
+        f"{auc_iv['high']:.1%}; 50% is guessing). Accepting 1% false alarms, an attacker "
+        f"({best_tpr['name'].replace('_', ' ')}) identifies {tpr:.1%} of the training "
+        f"records ({exposed} of {n_members}; "
+        + (
+            f"95% interval {tpr_iv['low']:.1%} to {tpr_iv['high']:.1%}; 1% is chance). "
+            if tpr_usable
+            else f"with only {n_non} unseen records a 1% false-alarm rate cannot be "
+            f"measured, the smallest step being {1 / n_non:.1%}, so this figure is not "
+            "used for the verdict). "
+        )
     )
-    text += {
-        "pass": "The model's answers reveal little about who was in its training data.",
-        "warn": "The model's answers reveal some of who was in its training data.",
-        "fail": "The model's answers reveal who was in its training data for a share of "
-        "records; train with regularisation or DP-SGD, or release less than full scores.",
-    }[level]
+    text += (
+        "The intervals include both guessing and a high risk: too few records to tell; "
+        "audit with more records (section_settings.membership.n_members)."
+        if inconclusive
+        else {
+            "pass": "Both intervals stay below the high-risk bars (AUC 60%, 5% identified): "
+            "the model's answers reveal little about who was in its training data.",
+            "warn": "The interval lies above guessing, so the leak is real but below the "
+            "high-risk bars: the model's answers reveal some of who was in its training data.",
+            "fail": "Even the interval's lower bound is past a high-risk bar (AUC 60% or 5% "
+            "identified): the model's answers reveal who was in its training data for a share "
+            "of records; train with regularisation or DP-SGD, or release less than full "
+            "scores.",
+        }[level]
+    )
     return Verdict(
         level,
-        _LABELS[level],
+        "inconclusive" if inconclusive else _LABELS[level],
         text,
         {
             "membership_auc": auc,
+            "membership_auc_low": float(auc_iv["low"]),
+            "membership_auc_high": float(auc_iv["high"]),
             "tpr_at_1_fpr": tpr,
+            "tpr_at_1_fpr_low": float(tpr_iv["low"]) if tpr_usable else None,
+            "tpr_at_1_fpr_high": float(tpr_iv["high"]) if tpr_usable else None,
+            "n_non_members": n_non,
+            "exposed_at_1_fpr": exposed,
+            "n_members": n_members,
             "advantage": max(float(a["advantage"]) for a in attacks),
             "attack": best_auc["name"],
+            "tpr_attack": best_tpr["name"],
         },
     )

@@ -275,6 +275,6 @@ def _verdict(
         )
     return (
         f"Some robustness remains: {_pct(adaptive)} accuracy under the adaptive attack "
-        f"({method}) at eps={eps:g}, against {_pct(undefended)} undefended. This is a "
-        f"lower bound on what a stronger attack would leave, not a guarantee.{cost_text}"
+        f"({method}) at eps={eps:g}, against {_pct(undefended)} undefended. This is an "
+        f"upper bound: a stronger attack can only leave less, not a guarantee.{cost_text}"
     )

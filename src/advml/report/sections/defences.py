@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from advml.report.components import Markup, esc, figure, pct, table, verdict_badge
+from advml.report.components import Markup, checklist, esc, figure, pct, table, verdict_badge
 from advml.report.figures import defence_bars
 
 __all__ = ["render"]
@@ -136,6 +136,7 @@ def render(
                 "inputs attacked. An attacker who knows the detector can often evade it "
                 "too, so read this as what it catches from an attacker who does not.</p>"
             )
+    parts.append(checklist(section.get("evaluation_checks")))
     if section["skipped"]:
         parts.append("<h3>Skipped</h3><ul>")
         parts += [f"<li>{esc(s['defence'])}: {esc(s['reason'])}</li>" for s in section["skipped"]]

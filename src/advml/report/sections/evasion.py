@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from advml.report.components import esc, figure, num, pct, verdict_badge
+from advml.report.components import checklist, esc, figure, interval_text, num, pct, verdict_badge
 from advml.report.figures import example_grid, robustness_curve
 from advml.report.sections.trees import render_trees
 
@@ -30,7 +30,8 @@ def render(
                 robustness_curve(section),
                 alt="accuracy under attack against epsilon",
                 caption="<b>Robustness curve.</b> Accuracy on the evaluated test inputs when "
-                "each attack may change every input value by up to ε. The dashed line is the "
+                "each attack may change every input value by up to ε; the shaded bands are 95% "
+                "intervals. The dashed line is the "
                 "accuracy without attack; the lower a curve falls at small ε, the easier the "
                 "model is to fool. The dotted line marks the ε of the verdict.",
                 fig_id="fig-robustness",
@@ -40,18 +41,35 @@ def render(
         params = ", ".join(f"{k}={v}" for k, v in attack["params"].items() if k != "eps")
         parts += [
             f"<h3>{esc(attack['name'].upper())}</h3><p class='sub'>settings: {esc(params)}</p>",
-            "<table><tr><th>ε</th><th>accuracy under attack</th>"
+            "<table><tr><th>ε</th><th>accuracy under attack</th><th>95% interval</th>"
             "<th title='among inputs classified correctly without attack'>success rate</th>"
             "<th>median L2</th><th>median L∞</th><th>queries / input</th><th>seconds</th></tr>",
         ]
         for p in attack["points"]:
             parts.append(
                 f"<tr><td>{p['eps']:g}</td><td>{pct(p['robust_accuracy'])}</td>"
+                f"<td>{esc(interval_text(p.get('robust_accuracy_interval')))}</td>"
                 f"<td>{pct(p['success_rate'])}</td><td>{num(p['median_l2'])}</td>"
                 f"<td>{num(p['median_linf'])}</td><td>{p['mean_queries']:.0f}</td>"
                 f"<td>{p['seconds']:.2f}</td></tr>"
             )
         parts.append("</table>")
+    worst = section.get("worst_case")
+    if worst:
+        parts.append(
+            f"<p><b>Worst case per input</b> at ε = {worst['eps']:g} over "
+            f"{esc(', '.join(a.upper() for a in worst['attacks']))}: an input counts as robust "
+            f"only if no attack fooled it. {pct(worst['robust_accuracy'])} "
+            f"(95% interval {esc(interval_text(worst['interval']))}).</p>"
+        )
+        made = [
+            f"{m['name'].upper()} fooled {m['fooled']} of the {m['attacked']} inputs the "
+            "attacks before it left correct"
+            for m in worst.get("ensemble", [])
+        ]
+        if made:
+            parts.append(f"<p class='sub'>Standard ensemble: {esc('; '.join(made))}.</p>")
+    parts.append(checklist(section.get("evaluation_checks")))
     if artifacts and len(artifacts.get("index", [])):
         parts.append(
             figure(

@@ -129,7 +129,8 @@ def render(
                 caption=f"<b>The {esc(scheme)} trigger set.</b> Some of the owner's secret "
                 "inputs with the label the key assigned to each (top line), the label the "
                 "marked copy gives (green when it matches) and the label the independent "
-                "model gives. Only a model trained on the key gives these labels.",
+                f"model gives. {_shown_matches(artifacts)} The claim rests on the whole key "
+                "and its false-claim test in the table above, not on these few inputs.",
                 fig_id="fig-watermark-triggers",
             )
         )
@@ -203,6 +204,18 @@ def match_chart(section: dict[str, Any]) -> bytes:
     axes[0][0].set_ylabel("key items matched (%)")
     axes[0][0].legend(loc="upper right", fontsize=7)
     return _png(fig)
+
+
+def _shown_matches(artifacts: dict[str, np.ndarray]) -> str:
+    """What the shown inputs say, counted: a caption must not claim more than they show
+    (an independent model matches some keys by chance, more often with few classes)."""
+    label = np.asarray(artifacts["examples_label"])
+    marked = int((np.asarray(artifacts["examples_marked"]) == label).sum())
+    other = int((np.asarray(artifacts["examples_independent"]) == label).sum())
+    return (
+        f"Of the {label.size} shown, the marked copy matches the key on {marked} and the "
+        f"independent model on {other}."
+    )
 
 
 def trigger_grid(
