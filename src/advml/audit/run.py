@@ -155,7 +155,10 @@ def _run_audit(
         show_progress=show_progress,
         step_log=step_log,
     )
-    report_sections, skipped, artifacts = _run_sections(ctx, sections, show_progress=show_progress)
+    section_seconds: dict[str, float] = {}
+    report_sections, skipped, artifacts = _run_sections(
+        ctx, sections, show_progress=show_progress, timings=section_seconds
+    )
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "advml_version": __version__,
@@ -168,7 +171,10 @@ def _run_audit(
         "sections": report_sections,
         "skipped_sections": skipped,
         "summary": _summary(report_sections, skipped),
-        "reproducibility": reproducibility(ctx, step_log),
+        "reproducibility": {
+            **reproducibility(ctx, step_log),
+            "section_seconds": section_seconds,
+        },
     }
     report["thresholds"] = check_thresholds(report, config)
     artifacts = _save_records(report, artifacts, out_dir if config.save_examples else None)
@@ -366,7 +372,11 @@ def _context(
 
 
 def _run_sections(
-    ctx: AuditContext, sections: dict[str, type[AuditSection]], *, show_progress: bool
+    ctx: AuditContext,
+    sections: dict[str, type[AuditSection]],
+    *,
+    show_progress: bool,
+    timings: dict[str, float] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
     """Each section in report order: its report entry (or why it was skipped) and the
     arrays its pictures draw."""
@@ -389,6 +399,7 @@ def _run_sections(
             )
             continue
         before = ctx.model.query_count
+        section_started = time.perf_counter()
         try:
             output = section.run(sctx, settings)
         except QueryBudgetExceededError as err:
@@ -422,6 +433,8 @@ def _run_sections(
                 }
             )
             continue
+        if timings is not None:  # wall time, in the run's record (reproducibility)
+            timings[name] = round(time.perf_counter() - section_started, 2)
         report_sections[name] = {
             "title": cls.title,
             "threat": cls.threat,

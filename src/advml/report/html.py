@@ -123,6 +123,7 @@ def render_html(
         _data_use_row(ds),
         f"<tr><th>clean accuracy</th><td>{pct(model['clean_accuracy'])}</td></tr>",
         _environment_row(report.get("environment")),
+        _timing_row(report),
         "</table></section>",
     ]
     for name, section in report["sections"].items():
@@ -306,6 +307,15 @@ def _data_use_row(ds: dict[str, Any]) -> str:
         f"<tr><th>data used</th><td>{ds['n_train']} train / {ds['n_test']} test{limit}; "
         f"bounds {bounds}; eps read as {scale}</td></tr>"
     )
+
+
+def _timing_row(report: dict[str, Any]) -> str:
+    """How long the audit and each section took, on the device named above."""
+    seconds = report.get("reproducibility", {}).get("section_seconds") or {}
+    if not seconds:
+        return ""
+    parts = ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
+    return f"<tr><th>time</th><td>{report.get('seconds', 0):.1f} s in all: {esc(parts)}</td></tr>"
 
 
 def _environment_row(env: dict[str, Any] | None) -> str:
