@@ -402,19 +402,19 @@ def finished_audit(tmp_path_factory: pytest.TempPathFactory, digits_mlp: TorchCl
 
 
 def _truncate_npz(steps: Path) -> str:
-    victim = sorted(steps.glob("evasion-*.npz"))[0]
+    victim = sorted(steps.glob("evasion-fgsm-*.npz"))[0]
     victim.write_bytes(victim.read_bytes()[:40])
     return victim.stem
 
 
 def _empty_json(steps: Path) -> str:
-    victim = sorted(steps.glob("evasion-*.json"))[0]
+    victim = sorted(steps.glob("evasion-fgsm-*.json"))[0]
     victim.write_text("{}")
     return victim.stem
 
 
 def _edited_json(steps: Path) -> str:
-    victim = sorted(steps.glob("evasion-*.json"))[0]
+    victim = sorted(steps.glob("evasion-fgsm-*.json"))[0]
     victim.write_text(victim.read_text().replace('"robust_accuracy": ', '"robust_accuracy": 1'))
     return victim.stem
 

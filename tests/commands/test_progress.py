@@ -254,6 +254,7 @@ def test_each_readme_command_says_first_what_it_will_do(
         raise KeyboardInterrupt  # only what comes before the data is loaded matters
 
     monkeypatch.setattr(advml.data, "load_dataset", stop)
+    monkeypatch.setattr(advml.data, "load_data", stop)  # a name or the user's files
     monkeypatch.setattr(advml.audit, "run_audit", stop)
     # 130: stopped at the data; defend stops earlier still, at the missing poisoned data.
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])

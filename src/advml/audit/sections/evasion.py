@@ -242,7 +242,9 @@ class EvasionSection(AuditSection):
         trees = tree_analysis(ctx)  # exact radii and certificates for tree models
         if trees is not None:
             data["trees"] = trees
-            if verdict.level == "unknown":  # no configured attack ran: judge by the radii
+            # No configured attack ran, or only the query attacks added for want of
+            # gradients (upper bounds): the exact radii judge the model.
+            if verdict.level == "unknown" or added:
                 verdict = tree_verdict(trees, ctx.clean_accuracy, config.reference_eps)
         artifacts = _examples(ctx, step_arrays, verdict)
         if config.save_examples:
