@@ -46,3 +46,31 @@ def test_the_per_input_records_reproduce_the_figures(
     assert np.abs(x_adv - inputs["x"]).max() <= eps + 1e-6
     page = (out / "report.html").read_text()
     assert f"href='{files['records']}'" in page
+
+
+def test_membership_records_reproduce_each_attacks_auc(tmp_path: Path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from advml.audit import AuditConfig, run_audit
+
+    config = AuditConfig.quick(
+        sections=("membership",),
+        save_examples=True,
+        section_settings={"membership": {"n_members": 60, "label_only_records": 20}},
+    )
+    result = run_audit(config, out=tmp_path, show_progress=False)
+    files = result.report["examples_files"]["membership"]
+    df = pd.read_parquet(tmp_path / files["records"])
+    section = result.report["sections"]["membership"]
+    assert len(df) == 2 * section["n_members"] and df.member.sum() == section["n_members"]
+    checked = 0
+    for attack in section["attacks"]:
+        column = f"score_{attack['name']}"
+        if column not in df:
+            continue
+        scored = df[column].notna()
+        auc = roc_auc_score(df.member[scored], df[column][scored])
+        assert auc == pytest.approx(attack["auc"], rel=1e-12, abs=1e-12)
+        checked += 1
+    assert checked >= 2  # the threshold attacks and the label-only one at least
+    assert df["score_label-only"].notna().sum() == 2 * 20

@@ -165,6 +165,7 @@ class MembershipSection(AuditSection):
         seed = ctx.config.seed
         attacks_run: list[dict[str, Any]] = []
         skipped: list[dict[str, str]] = []
+        scores: dict[str, np.ndarray] = {}  # per-record scores, for --save-examples
         names = list(settings["attacks"])
         # The model's answers on the records, asked once when a step first needs them.
         recorded = functools.cache(partial(_recorded, model, split))
@@ -176,12 +177,13 @@ class MembershipSection(AuditSection):
         allowed = [n for n in names if refused[n] is None]
         if allowed:
             try:
-                meta, _ = ctx.step(
+                meta, arrays = ctx.step(
                     "threshold",
                     {"attacks": allowed, "split": split["key"]},
                     partial(_threshold_step, recorded, allowed, split, seed),
                 )
                 attacks_run += meta["attacks"]
+                scores.update(arrays)
             except QueryBudgetExceededError as err:
                 ran_out = err
                 skipped += [{"attack": n, "reason": budget_ran_out(model, err)} for n in allowed]
@@ -190,11 +192,12 @@ class MembershipSection(AuditSection):
         if n_label > 0:
             k = int(settings["label_only_perturbations"])
             try:
-                label_only, _ = ctx.step(
+                label_only, arrays = ctx.step(
                     "label-only",
                     {"records": n_label, "perturbations": k, "split": split["key"]},
                     partial(_label_only_step, model, split, n_label, k, seed),
                 )
+                scores.update(_spread(arrays, _label_only_rows(split, n_label), 2 * split["n"]))
                 attacks_run.append(label_only)
             except QueryBudgetExceededError as err:
                 ran_out = err
@@ -204,12 +207,13 @@ class MembershipSection(AuditSection):
             reason = _lira_skip(ctx)
             if reason is None:
                 try:
-                    meta, _ = ctx.step(
+                    meta, arrays = ctx.step(
                         "lira",
                         {"shadows": n_shadows, "split": split["key"]},
                         partial(_lira_step, ctx, split, n_shadows, seed),
                     )
                     attacks_run.append(meta)
+                    scores.update(arrays)
                 except QueryBudgetExceededError as err:
                     ran_out = err
                     skipped.append({"attack": "lira", "reason": budget_ran_out(model, err)})
@@ -236,10 +240,38 @@ class MembershipSection(AuditSection):
         }
         if ran is not None:
             data["executor"] = ran
-        return SectionOutput(data, verdict)
+        artifacts = _records(split, scores) if ctx.config.save_examples else {}
+        return SectionOutput(data, verdict, artifacts)
 
 
 SECTION = MembershipSection
+
+
+def _spread(arrays: dict[str, np.ndarray], rows: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Scores of some records placed in a column of all ``n`` (NaN where not scored)."""
+    out = {}
+    for key, value in arrays.items():
+        column = np.full(n, np.nan)
+        column[rows] = value
+        out[key] = column
+    return out
+
+
+def _records(split: dict[str, Any], scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-record results for ``--save-examples``: each evaluated record (members
+    first), whether it was a member, its label and every attack's score (higher: more
+    likely a member; NaN where an attack scored only some records). An attack's AUC in
+    the report is ``roc_auc_score(member, score_<attack>)`` over the rows it scored."""
+    n = len(split["is_member"])
+    out: dict[str, np.ndarray] = {
+        "record.index": np.arange(n),
+        "record.member": np.asarray(split["is_member"], dtype=bool),
+        "record.label": np.asarray(split["y"]),
+    }
+    for key, value in scores.items():
+        if key.startswith("score.") and len(value) == n:
+            out[f"record.score_{key[len('score.') :]}"] = value
+    return out
 
 
 def _check(settings: Mapping[str, Any]) -> None:
@@ -410,25 +442,45 @@ def _run_attack(
     rows: slice | np.ndarray | None = None,
     **fit: Any,
 ) -> dict[str, Any]:
+    summary, _ = _run_attack_scored(attack, model, split, rows, **fit)
+    return summary
+
+
+def _run_attack_scored(
+    attack: MembershipAttack,
+    model: Classifier,
+    split: dict[str, Any],
+    rows: slice | np.ndarray | None = None,
+    **fit: Any,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The attack's summary and its score for each record (``rows`` of the split)."""
     x, y, truth = split["x"], split["y"], split["is_member"]
     if rows is not None:
         x, y, truth = x[rows], y[rows], truth[rows]
     fitted = attack.fit(model, split["x_pop"], split["y_pop"], **fit)
     result = fitted.infer(model, x, y)
-    return _summary(
+    summary = _summary(
         attack.name,
         result.metrics(truth),
         result.queries + fitted.fit_queries,
         intervals=membership_intervals(result.scores, truth),
     )
+    return summary, np.asarray(result.scores, dtype=np.float64)
 
 
 def _threshold_step(
     recorded: Callable[[], Classifier], names: list[str], split: dict[str, Any], seed: int
 ) -> StepResult:
+    """The threshold attacks; each record's score is kept (``score.<attack>``) for the
+    per-record file of ``--save-examples``."""
     model = recorded()
     attacks = membership_attacks(names, {"calibration": "population"}, seed=seed)
-    return {"attacks": [_run_attack(a, model, split) for a in attacks.values()]}, {}
+    summaries, scores = [], {}
+    for a in attacks.values():
+        summary, score = _run_attack_scored(a, model, split)
+        summaries.append(summary)
+        scores[f"score.{a.name}"] = score
+    return {"attacks": summaries}, scores
 
 
 def _label_only_rows(split: dict[str, Any], n_label: int) -> np.ndarray:
@@ -441,7 +493,8 @@ def _label_only_step(
 ) -> StepResult:
     attack = LabelOnly(n_perturbations=k, calibration="population", seed=seed)
     population = {**split, "x_pop": split["x_pop"][:n_label], "y_pop": split["y_pop"][:n_label]}
-    return _run_attack(attack, model, population, _label_only_rows(split, n_label)), {}
+    summary, score = _run_attack_scored(attack, model, population, _label_only_rows(split, n_label))
+    return summary, {"score.label-only": score}
 
 
 def _lira_skip(ctx: AuditContext) -> str | None:
@@ -476,7 +529,7 @@ def _lira_step(
         shadows=n_shadows,
         intervals=membership_intervals(result.scores, split["is_member"]),
     )
-    return summary, {}
+    return summary, {"score.lira": np.asarray(result.scores, dtype=np.float64)}
 
 
 def _shadow_recipe(
