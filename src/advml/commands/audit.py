@@ -268,9 +268,11 @@ def _audit(args: argparse.Namespace) -> int:
     out = output_folder("--out", args.out)
     if config.target_url or config.target_config:
         from advml.audit.cost import check_cost
-        from advml.data import load_dataset
+        from advml.audit.run import load_audit_data
 
-        parts = check_cost(config, load_dataset(config.dataset))
+        # The data as the audit reads it: a name, or the user's folder / table / archive
+        # with the data flags (--label-column, --limit, --bounds, --input-shape).
+        parts = check_cost(config, load_audit_data(config))
         print(
             f"this audit will send at most about {parts['total']:,} queries to the API "
             f"(answers cached in {out / 'steps' / 'queries'} are not sent again)",
