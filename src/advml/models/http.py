@@ -459,7 +459,7 @@ def input_keys(rows: np.ndarray) -> list[str]:
     if a.shape[0] == 0:
         return []
     suffix = str(a.shape[1:]).encode()
-    data = memoryview(a.reshape(a.shape[0], -1)).cast("B")
+    data = a.reshape(-1).view(np.uint8).data  # the bytes, not a copy
     step = a[0].nbytes
     keys = []
     for i in range(a.shape[0]):
