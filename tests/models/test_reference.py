@@ -9,7 +9,7 @@ import pytest
 
 from advml.data import load_dataset
 from advml.metrics import accuracy
-from advml.models.reference import default_architecture, reference_model
+from advml.models.reference import _cache_name, default_architecture, reference_model
 
 
 def test_digits_mlp_reaches_95_percent_and_is_reused(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_digits_mlp_reaches_95_percent_and_is_reused(tmp_path: Path) -> None:
 
 def test_unreadable_cached_model_is_retrained(tmp_path: Path) -> None:
     data = load_dataset("breast-cancer")
-    path = tmp_path / "reference-breast-cancer-mlp-seed0.pt"
+    path = tmp_path / f"reference-{_cache_name(data)}-mlp-seed0.pt"
     path.write_bytes(b"not a model")
     model, info = reference_model(data, cache_dir=tmp_path, show_progress=False)
     assert info["trained_now"]

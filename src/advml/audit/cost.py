@@ -65,6 +65,15 @@ def estimate_queries(config: AuditConfig, ds: Any) -> dict[str, int]:
         label_only = int(s["label_only_records"]) * (1 + int(s["label_only_perturbations"]))
         parts["membership"] = 2 * int(s["n_members"]) * (1 + len(s.get("hardening") or {}))
         parts["membership"] += label_only
+    if "watermark" in sections:
+        key = sections["watermark"].settings_for(config).get("key")
+        if key is not None:  # the owner's check of the model: one query per key item
+            from advml.watermark import load_key
+
+            try:
+                parts["watermark"] = load_key(key).size
+            except (FileNotFoundError, ValueError):
+                pass  # the section names the bad file when it runs
     parts["total"] = sum(parts.values())
     return parts
 

@@ -138,7 +138,7 @@ def _run_audit(
     started = time.perf_counter()
     sections = _chosen_sections(config)
     resolve_device(config.device)  # a device that is not here: said before any work
-    ds = dataset if dataset is not None else _load_data(config, model)
+    ds = dataset if dataset is not None else load_audit_data(config, model)
     out_dir = Path(out) if out is not None else None
     if model is None and (config.target_url or config.target_config):
         model = remote_target(config, ds, out_dir)
@@ -183,7 +183,7 @@ def _run_audit(
     return AuditResult(report=report, artifacts=artifacts, out=out_dir)
 
 
-def _load_data(config: AuditConfig, model: Classifier | None) -> Dataset:
+def load_audit_data(config: AuditConfig, model: Classifier | None = None) -> Dataset:
     """``config.dataset``: a built-in name or the user's folder / table / archive.
 
     An image folder is resized to the input shape of the model audited (given, or read

@@ -10,6 +10,7 @@ from typing import Any
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_data_args,
     add_executor_args,
     add_model_args,
     add_target_args,
@@ -118,11 +119,17 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         "under a minute). Train a reference network (the same recipe the audit uses) and "
         "save it as a .pt file that loads safely (torch weights_only).",
     )
-    tr.add_argument("--dataset", default="mnist-5k")
+    tr.add_argument(
+        "--dataset",
+        default="mnist-5k",
+        help="a dataset name (advml datasets), an image folder, a .csv/.parquet table or "
+        "an .npz archive (docs/datasets.md); default mnist-5k",
+    )
     tr.add_argument("--architecture", choices=("cnn", "mlp"))
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", required=True, help="where to write the model (.pt)")
     tr.add_argument("--quiet", action="store_true")
+    add_data_args(tr)
 
     sub.add_parser(
         "datasets", help="list the datasets", description="List the datasets advml knows."
@@ -261,9 +268,11 @@ def _audit(args: argparse.Namespace) -> int:
     out = output_folder("--out", args.out)
     if config.target_url or config.target_config:
         from advml.audit.cost import check_cost
-        from advml.data import load_dataset
+        from advml.audit.run import load_audit_data
 
-        parts = check_cost(config, load_dataset(config.dataset))
+        # The data as the audit reads it: a name, or the user's folder / table / archive
+        # with the data flags (--label-column, --limit, --bounds, --input-shape).
+        parts = check_cost(config, load_audit_data(config))
         print(
             f"this audit will send at most about {parts['total']:,} queries to the API "
             f"(answers cached in {out / 'steps' / 'queries'} are not sent again)",
@@ -369,13 +378,13 @@ def _train(args: argparse.Namespace) -> int:
             f"$ADVML_HOME/models once trained); under a minute for digits, a few minutes for "
             f"mnist-5k on a 2-core CPU (the bar below shows the ETA)"
         )
-    from advml.data import load_dataset
+    from advml.commands._common import load_data_from_args
     from advml.metrics import accuracy
     from advml.models.io import save_model
     from advml.models.reference import reference_model
 
     out = output_file("--out", args.out)
-    ds = load_dataset(args.dataset)
+    ds = load_data_from_args(args)  # a name or the user's files (docs/datasets.md)
     model, info = reference_model(
         ds, architecture=args.architecture, seed=args.seed, show_progress=not args.quiet
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_data_args,
     add_device_args,
     add_executor_args,
     add_model_file_args,
@@ -20,6 +21,7 @@ from advml.commands._common import (
     announce,
     executor_from_args,
     list_components,
+    load_data_from_args,
     load_model_file,
     names,
     on_device,
@@ -101,6 +103,7 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     v.add_argument(
         "--classes", type=names, help="classes to reconstruct, e.g. 0,3,7 (default: all)"
     )
+    add_data_args(v)  # after --classes: here that flag names the classes to invert
     v.add_argument("--steps", type=int, help="descent steps (MI-Face default 200)")
     v.add_argument("--gradient", choices=("auto", "white-box", "zeroth-order"), default="auto")
     _defence_args(v)
@@ -114,7 +117,12 @@ def _model_args(p: argparse.ArgumentParser, *, classes_flag: str = "--classes") 
     from advml.commands._common import _state_default_dataset
 
     _state_default_dataset(p, "digits")
-    p.add_argument("--dataset", default="digits", help="dataset name (default digits)")
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        help="a dataset name (advml datasets), an image folder, a .csv/.parquet table or "
+        "an .npz archive (docs/datasets.md); default digits",
+    )
     p.add_argument("--model", metavar="FILE", help="model file (any format: docs/models.md)")
     add_model_file_args(p, classes_flag=classes_flag)
     p.add_argument(
@@ -125,6 +133,27 @@ def _model_args(p: argparse.ArgumentParser, *, classes_flag: str = "--classes") 
     p.add_argument("--seed", type=int, default=0, help="seed of data, models, attacks (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_args(p)
+    if classes_flag == "--classes":
+        add_data_args(p)
+
+
+def _load_data(args: argparse.Namespace, *, classes_to_invert: bool = False) -> Any:
+    """``--dataset`` with the data flags (a name or the user's files, docs/datasets.md).
+
+    ``advml invert``'s ``--classes`` names the classes to reconstruct, not the class
+    folders of an image folder: there the folders' order comes from ``--model-classes``."""
+    if classes_to_invert:
+        args = argparse.Namespace(**{**vars(args), "classes": None})
+    return load_data_from_args(args, default="digits")
+
+
+def _file_model(args: argparse.Namespace, ds: Any) -> Any:
+    """``--model FILE`` read with the model flags, bounded like the data, on ``--device``."""
+    from advml.models.base import adopt_data_bounds
+
+    model = load_model_file(args, ds)
+    adopt_data_bounds(model, ds)
+    return on_device(model, args)
 
 
 def _defence_args(p: argparse.ArgumentParser) -> None:
@@ -161,7 +190,6 @@ def _membership(args: argparse.Namespace) -> int:
             f"(training the target and shadow models as needed); the default run takes about "
             f"2 min on a 2-core CPU (the bars below show the ETA)"
         )
-    from advml.data import load_dataset
     from advml.models.reference import TRAINING, default_architecture
     from advml.privacy.membership import MembershipSetup, evaluate_membership, membership_attacks
     from advml.runtime.files import atomic_write
@@ -188,9 +216,9 @@ def _membership(args: argparse.Namespace) -> int:
         attacks = membership_attacks(
             args.attacks, dict(args.settings), seed=args.seed, n_shadow=args.shadows
         )
+    ds = _load_data(args)  # a name or the user's files, read before any work
     # Started (and a cluster address checked) before the target is trained.
     executor = executor_from_args(args)
-    ds = load_dataset(args.dataset)
     if args.target_url or args.target_config:
         from advml.commands._common import target_model
 
@@ -200,7 +228,7 @@ def _membership(args: argparse.Namespace) -> int:
                 model, ds, n_eval=args.n_eval, seed=args.seed, name=model.describe()
             )
     elif args.model:
-        model = on_device(load_model_file(args, ds), args)
+        model = _file_model(args, ds)
         with _flags_named():
             setup = MembershipSetup.from_splits(
                 model, ds, n_eval=args.n_eval, seed=args.seed, name=args.model
@@ -303,7 +331,6 @@ def _invert(args: argparse.Namespace) -> int:
     import numpy as np
 
     from advml import registry
-    from advml.data import load_dataset
     from advml.models.reference import reference_model
     from advml.privacy.inversion import invert_and_judge
     from advml.runtime.files import atomic_write
@@ -318,9 +345,9 @@ def _invert(args: argparse.Namespace) -> int:
     settings.setdefault("gradient", args.gradient)
     settings.setdefault("seed", args.seed)
     attack = registry.create("inversion", "mi_face", **settings)
-    ds = load_dataset(args.dataset)
+    ds = _load_data(args, classes_to_invert=True)
     if args.model:
-        model = on_device(load_model_file(args, ds), args)
+        model = _file_model(args, ds)
     else:
         model, _ = reference_model(ds, seed=args.seed, show_progress=not args.quiet)
         model = on_device(model, args)
@@ -354,7 +381,10 @@ def _invert(args: argparse.Namespace) -> int:
         f"({int((evaluation.predicted == result.classes).sum())} of {len(result.classes)} "
         "classes)"
     )
-    print(f"  SSIM to class mean      {means['mean_ssim_to_class_mean']:.3f} (mean)")
+    if ds.is_image:
+        print(f"  SSIM to class mean      {means['mean_ssim_to_class_mean']:.3f} (mean)")
+    else:  # SSIM compares image windows; a table's record has none
+        print("  SSIM to class mean      n/a (not images)")
     print(f"  MSE to class mean       {means['mean_mse_to_class_mean']:.4f} (mean)")
     print(f"  time                    {result.seconds:.1f} s")
     wrong = [

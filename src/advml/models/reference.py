@@ -88,7 +88,7 @@ def reference_model(
     """
     arch = architecture or default_architecture(dataset)
     folder = cache_dir if cache_dir is not None else advml_home() / "models"
-    path = folder / f"reference-{dataset.name}-{arch}-seed{seed}.pt"
+    path = folder / f"reference-{_cache_name(dataset)}-{arch}-seed{seed}.pt"
     info: dict[str, Any] = {"architecture": arch, "file": str(path), "seed": seed}
     if path.exists():
         try:
@@ -96,7 +96,11 @@ def reference_model(
         except (ValueError, OSError) as err:
             log.warning("ignoring unreadable cached reference model %s: %s", path, err)
         else:
-            if isinstance(model, TorchClassifier) and model.input_shape == dataset.input_shape:
+            if (
+                isinstance(model, TorchClassifier)
+                and model.input_shape == dataset.input_shape
+                and model.n_classes == dataset.n_classes
+            ):
                 info["trained_now"] = False
                 return model, info
     model, history = _train(
@@ -119,6 +123,22 @@ def reference_model(
         training_seconds=round(history.seconds, 2),
     )
     return model, info
+
+
+def _cache_name(dataset: Dataset) -> str:
+    """The dataset's part of a cached reference model's file name: its name and a hash of
+    its training split, bounds and class names. A name alone is not enough: the user's
+    table or image folder is named by its file (two different ``data.csv``, or a folder
+    called ``digits``, share a name) and ``--limit`` keeps the name of the data it
+    samples; a model trained on other data must never be read back."""
+    from advml.runtime.cache import fingerprint
+
+    fb = dataset.feature_bounds
+    content: list[Any] = [dataset.x_train, dataset.y_train, list(dataset.bounds)]
+    content.append(list(dataset.class_names))
+    if fb is not None:
+        content += [fb[0], fb[1]]
+    return f"{dataset.name}-{fingerprint(content)[:12]}"
 
 
 def train_reference(

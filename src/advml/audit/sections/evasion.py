@@ -120,8 +120,10 @@ def plan(
             if "seed" in inner.get_params():
                 inner = inner.set_params(seed=config.seed)
             memo: dict[str, Any] = {}
+            relative = scale == "relative" and scale_matters(model)
             for eps in config.eps:
-                steps.append((name, eps, cast(EvasionAttack, WithinEps(inner, eps, memo))))
+                within = WithinEps(inner, eps, memo, relative=relative)
+                steps.append((name, eps, cast(EvasionAttack, within)))
             continue
         for eps in config.eps:
             attack = registry.create("evasion", name, **{**settings, "eps": eps})
@@ -137,21 +139,32 @@ class WithinEps:
     The attack runs once per input set (``memo`` is shared by the ε of one plan); an
     example farther than ``eps`` counts, at that ε, as the clean input, which the model
     classified as ``y`` (else the attack would have returned it at distance 0).
+
+    With ``relative`` (``eps_scale: relative`` on a model whose bounds are not one
+    ``(0, 1)`` pair, e.g. a table's per-feature ranges) ε is a fraction of each feature's
+    range, as for the attacks that take an ε: the attack then runs in the unit box
+    ``z = (x - low) / (high - low)``, so the L∞ distance it minimises and the one compared
+    with ε are ``max_i |x_adv_i - x_i| / (high_i - low_i)``. The examples and their norms
+    are returned in the data's units.
     """
 
-    def __init__(self, attack: EvasionAttack, eps: float, memo: dict[str, Any]) -> None:
+    def __init__(
+        self, attack: EvasionAttack, eps: float, memo: dict[str, Any], *, relative: bool = False
+    ) -> None:
         self.attack, self.eps, self.memo = attack, float(eps), memo
+        self.relative = bool(relative)
         self.name = attack.name
 
     def get_params(self) -> dict[str, Any]:
-        return {**self.attack.get_params(), "eps": self.eps}
+        scale = {"eps_scale": "relative"} if self.relative else {}
+        return {**self.attack.get_params(), "eps": self.eps, **scale}
 
     def generate(self, model: Classifier, x: np.ndarray, y: np.ndarray) -> AdversarialResult:
         key = hash_data([np.asarray(x), np.asarray(y)])
         if key not in self.memo:
-            self.memo[key] = self.attack.generate(model, x, y)
-        result: AdversarialResult = self.memo[key]
-        keep = result.success & (result.linf <= self.eps + 1e-6)
+            self.memo[key] = self._attack(model, x, y)
+        result, distance = self.memo[key]
+        keep = result.success & (distance <= self.eps + 1e-6)
         x_adv = np.where(keep.reshape(-1, *[1] * (np.ndim(x) - 1)), np.asarray(result.x_adv), x)
         zero = np.zeros_like(result.l2)
         return replace(
@@ -164,6 +177,28 @@ class WithinEps:
             linf=np.where(keep, result.linf, zero),
             params=self.get_params(),
         )
+
+    def _attack(
+        self, model: Classifier, x: np.ndarray, y: np.ndarray
+    ) -> tuple[AdversarialResult, np.ndarray]:
+        """The attack's result (data units) and each example's L∞ distance as ε reads it."""
+        if not self.relative:
+            result = self.attack.generate(model, x, y)
+            return result, np.asarray(result.linf)
+        from advml.evasion.base import _UnitBox
+        from advml.metrics.norms import perturbation_norms
+
+        box = _UnitBox(model)
+        xt = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=model.device)
+        zt = box.to_unit(xt)
+        in_box = self.attack.generate(cast(Classifier, box), zt.cpu().numpy(), y)
+        za = torch.as_tensor(np.asarray(in_box.x_adv), dtype=torch.float32, device=model.device)
+        # Features the attack left alone keep their exact value (the round trip through
+        # the unit box would round them); the labels are the model's on these inputs.
+        xa = torch.where(za == zt, xt, box.to_data(za))
+        l0, l2, linf = (v.cpu().numpy() for v in perturbation_norms(xt, xa))
+        result = replace(in_box, x_adv=xa.cpu().numpy(), l0=l0, l2=l2, linf=linf)
+        return result, np.asarray(in_box.linf)
 
 
 class EvasionSection(AuditSection):

@@ -17,10 +17,17 @@ fine-tuning, as the scheme does), then reports
 Verification goes through the access the audit's threat model gives the owner to a
 suspect model (``config.access``): trigger sets need only labels, the white-box
 signature needs the weights.
+
+With the ``key`` setting (the owner's key file, written by ``advml watermark embed
+--out-key``) the section instead answers the owner's question about a deployed model,
+e.g. one behind an HTTP API: *is this my watermarked model?* It queries the audited model
+on the key's trigger inputs and reports the matches, the chance probability and the
+verdict; nothing is embedded or trained.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar
@@ -34,6 +41,7 @@ from advml.models.access import restrict_access
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import train
+from advml.runtime.cache import fingerprint as hash_data
 from advml.validation import check_number
 from advml.watermark import (
     DEFAULT_ALPHA,
@@ -41,6 +49,7 @@ from advml.watermark import (
     Verification,
     WatermarkKey,
     WatermarkScheme,
+    load_key,
     verify,
 )
 from advml.watermark.removal import describe
@@ -82,6 +91,10 @@ class WatermarkSection(AuditSection):
         Significance level of an ownership claim.
     examples : int
         Trigger inputs shown in the report.
+    key : str or None
+        The owner's key file (``advml watermark embed --out-key``): verify the audited
+        model against it (a trigger-set key needs only labels, so any black-box model or
+        remote API can be checked) instead of embedding watermarks. None: embed.
     """
 
     name = "watermark"
@@ -107,6 +120,7 @@ class WatermarkSection(AuditSection):
         "cheap_cost": 0.02,
         "alpha": DEFAULT_ALPHA,
         "examples": 8,
+        "key": None,
     }
     quick_settings: ClassVar[Mapping[str, Any]] = {
         "scheme_settings": {
@@ -124,11 +138,16 @@ class WatermarkSection(AuditSection):
     }
 
     def skip_reason(self, ctx: AuditContext, settings: Mapping[str, Any]) -> str | None:
+        if settings.get("key") is not None:
+            return None  # verification of the audited model against the owner's key
         owner = _owner_model(ctx)
         if owner is None:
             return (
                 "embedding a watermark fine-tunes the model's weights, and this model is not "
-                f"a PyTorch model advml can train ({type(ctx.model).__name__})"
+                f"a PyTorch model advml can train ({type(ctx.model).__name__}); to check "
+                "whether it is your watermarked model, give your key file (advml watermark "
+                "embed --out-key writes it): section_settings: {watermark: {key: "
+                "owner.key.npz}} in the audit config"
             )
         from advml.models.formats.torch_files import without_layer_hooks
 
@@ -143,6 +162,8 @@ class WatermarkSection(AuditSection):
 
     def run(self, ctx: AuditContext, settings: Mapping[str, Any]) -> SectionOutput:
         _check(settings)
+        if settings.get("key") is not None:
+            return _check_suspect(ctx, settings)
         owner = _owner_model(ctx)
         assert owner is not None  # skip_reason said so
         access = str(ctx.config.access)
@@ -301,6 +322,103 @@ def _check(settings: Mapping[str, Any]) -> None:
         "alpha", settings["alpha"], low=0, high=1, low_inclusive=False, high_inclusive=False
     )
     check_number("examples", settings["examples"], low=0, integer=True)
+    key = settings.get("key")
+    if key is not None and not isinstance(key, str | os.PathLike):
+        raise ValueError(
+            f"watermark setting 'key' must be the path of the owner's key file "
+            f"(advml watermark embed --out-key), got {key!r}"
+        )
+
+
+# -- the owner's check of a deployed model ---------------------------------------------
+def _read_key(path: str | os.PathLike[str]) -> WatermarkKey:
+    """The key file of the ``key`` setting, with errors that name the setting."""
+    try:
+        return load_key(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(
+            f"watermark setting 'key': {err}; give the key file 'advml watermark embed "
+            f"--out-key' wrote"
+        ) from None
+
+
+def _check_suspect(ctx: AuditContext, settings: Mapping[str, Any]) -> SectionOutput:
+    """Query the audited model on the owner's key and say whether it is the owner's.
+
+    The chance probability is the binomial tail of the matches under the key's null
+    rate (the share of trigger labels a model not derived from the owner's gives by
+    chance; :func:`advml.watermark.verify`, after Adi et al., USENIX Security 2018).
+    """
+    key = _read_key(settings["key"])
+    alpha = float(settings["alpha"])
+    step_settings = {
+        "key": hash_data([key.scheme, key.secret, dict(key.arrays)]),  # never the secret
+        "alpha": alpha,
+        "access": str(ctx.config.access),
+    }
+
+    def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        v = verify(ctx.model, key, alpha=alpha)  # the model as the threat model shows it
+        row = _check_result(v)
+        row.update(null_rate=float(v.null_rate), threshold=_threshold(v.n, v.null_rate, alpha))
+        return row, {}
+
+    row, _ = ctx.step("verify-key", step_settings, compute)
+    suspect = {
+        "key_file": os.path.basename(os.fspath(settings["key"])),
+        "scheme": key.scheme,
+        "kind": _KINDS.get(key.scheme, "trigger-set"),
+        **row,
+    }
+    data = {
+        "clean_accuracy": ctx.clean_accuracy,
+        "alpha": alpha,
+        "access": str(ctx.config.access),
+        "owner_samples": 0,
+        "attacker_samples": 0,
+        "schemes": [],
+        "skipped": [],
+        "suspect": suspect,
+    }
+    return SectionOutput(data, _suspect_verdict(suspect, alpha), {})
+
+
+def _suspect_verdict(s: Mapping[str, Any], alpha: float) -> Verdict:
+    numbers = {
+        "verified": bool(s["verified"]),
+        "matches": int(s["matches"]),
+        "n": int(s["n"]),
+        "chance_probability": float(s["chance_probability"]),
+    }
+    what = f"the owner's {_label({'name': s['scheme']})} key ({s['key_file']})"
+    if s.get("reason"):
+        return Verdict(
+            "unknown",
+            "not checked",
+            f"This model could not be checked against {what}: {s['reason']}.",
+            numbers,
+        )
+    matched = (
+        f"It matched {s['matches']} of {s['n']} key items; a model not derived from the "
+        f"owner's matches this well with probability {s['chance_probability']:.1e} "
+        f"(null rate {s['null_rate']:.3g} per item, {s['queries']} queries)"
+    )
+    if s["verified"]:
+        return Verdict(
+            "pass",
+            "owner's watermark found",
+            f"This model carries {what}: it is the owner's watermarked model or derived "
+            f"from it. {matched}, below alpha = {alpha:g}.",
+            numbers,
+        )
+    return Verdict(
+        "fail",
+        "owner's watermark not found",
+        f"This model does not carry {what}. {matched}: not enough to claim it (at least "
+        f"{s['threshold']} matches are needed). It is another model, or one from which "
+        "the watermark was removed.",
+        numbers,
+    )
 
 
 def _splits(
