@@ -42,19 +42,25 @@ def shard_bounds(n: int, shard_size: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class _Shard:
-    """What one task needs: the attack, the model and its own inputs (pickled once per
-    task; the arrays of a shard only, not the whole set)."""
+    """One task: its own inputs and their place in the whole set (small: the attack and
+    the model travel with the function, once per map call)."""
 
-    attack: EvasionAttack
-    model: Classifier
     x: np.ndarray
     y: np.ndarray | None
     offset: int
 
 
-def _attack_shard(shard: _Shard) -> AdversarialResult:
-    # numpy in, numpy out: the result travels back without a tensor's shared storage.
-    return shard.attack.generate(shard.model, shard.x, shard.y, offset=shard.offset)
+@dataclass(frozen=True)
+class _AttackShard:
+    """The function of every task: the attack and the model, serialised once per
+    :meth:`Executor.map` call (``ray.put`` on Ray), not once per shard."""
+
+    attack: EvasionAttack
+    model: Classifier
+
+    def __call__(self, shard: _Shard) -> AdversarialResult:
+        # numpy in, numpy out: the result travels back without a tensor's shared storage.
+        return self.attack.generate(self.model, shard.x, shard.y, offset=shard.offset)
 
 
 def concatenate_results(parts: list[AdversarialResult], *, seconds: float) -> AdversarialResult:
@@ -100,7 +106,8 @@ def generate_sharded(
         Any attack; a randomised one needs a ``seed`` for the shards to agree with one
         run (without a seed every run draws afresh anyway).
     model : Classifier
-        The model under attack; it travels to each worker (pickled with the task).
+        The model under attack; it travels to the workers once per call, with the
+        attack (pickled; on Ray through the object store).
     x : array of shape (n, *model.input_shape)
         Inputs; numpy, or a tensor (moved to the CPU to travel).
     y : array of shape (n,), optional
@@ -132,10 +139,7 @@ def generate_sharded(
     if shard_size is None:
         shard_size = max(1, -(-n // (2 * executor.workers)))
     bounds = shard_bounds(n, shard_size)
-    tasks = [_Shard(attack, model, xs[a:b], None if ys is None else ys[a:b], a) for a, b in bounds]
+    tasks = [_Shard(xs[a:b], None if ys is None else ys[a:b], a) for a, b in bounds]
     start = time.perf_counter()
-    if len(tasks) == 1 and isinstance(executor, LocalExecutor):
-        parts = [_attack_shard(tasks[0])]
-    else:
-        parts = list(executor.map(_attack_shard, tasks))
+    parts = list(executor.map(_AttackShard(attack, model), tasks))
     return concatenate_results(parts, seconds=time.perf_counter() - start)
