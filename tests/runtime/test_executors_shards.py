@@ -4,12 +4,15 @@ random start) and a query attack (Square) on the digits MLP."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from advml.cli import main
 from advml.evasion import PGD, Square
 from advml.evasion.base import RANDOM_BLOCK, AdversarialResult
 from advml.models import TorchClassifier
@@ -81,3 +84,53 @@ def test_every_executor_gives_the_result_of_one_run(
         result = generate_sharded(attack, digits_mlp, x, y, executor=executor, shard_size=256)
         assert_same(whole, result)
         assert result.n == x.shape[0], name
+
+
+def _figures(report: Any) -> Any:
+    """A report's figures without the wall times (which differ between runs)."""
+    if isinstance(report, dict):
+        return {k: _figures(v) for k, v in report.items() if "second" not in k}
+    if isinstance(report, list):
+        return [_figures(v) for v in report]
+    return report
+
+
+@pytest.mark.slow
+def test_audit_evasion_figures_do_not_depend_on_the_executor(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``advml audit --quick`` restricted to the evasion section, PGD (random start) at
+    two ε on 300 inputs (two shards) and the ensemble's APGD: the same section on local,
+    process and Ray."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    import advml.runtime.shards as shards
+
+    sharded: list[str] = []
+
+    def spy(*args: Any, **kwargs: Any) -> AdversarialResult:
+        sharded.append(kwargs["executor"].name)
+        return generate_sharded(*args, **kwargs)
+
+    monkeypatch.setattr(shards, "generate_sharded", spy)
+    sections = {}
+    for executor in ("local", "process", "ray"):
+        out = tmp_path / executor
+        argv = [
+            "audit", "--quick", "--model", str(model_file), "--n-samples", "300",
+            "--eps", "0,0.1", "--attacks", "pgd", "--sections", "evasion",
+            "--out", str(out), "--quiet", "--executor", executor, "--workers", "2",
+        ]  # fmt: skip
+        assert main(argv) in (0, 3)
+        report = json.loads((out / "report.json").read_text())
+        assert report["config"]["executor"] == executor
+        sections[executor] = report["sections"]["evasion"]
+    ray.shutdown()
+    # PGD at eps 0.1 (eps 0 too) and each ensemble member ran in shards off local only.
+    assert "local" not in sharded and {"process", "ray"} <= set(sharded)
+    local = sections["local"]
+    assert local["attacks"][0]["name"] == "pgd" and local["attacks"][0]["points"][1]["eps"] == 0.1
+    assert len(local["worst_case"] or {}) > 0
+    assert _figures(sections["process"]) == _figures(local)
+    assert _figures(sections["ray"]) == _figures(local)
