@@ -17,6 +17,10 @@ members. The attacker knows the pool, not the split (Carlini et al. 2022).
    counts of true and false positives at that operating point. Targets: RMIA's TPR at
    1% FPR >= LiRA offline's with 2; RMIA's AUC within 0.02 of LiRA's with 16.
 
+4. **Evasion shards** (``--evasion``, alone): PGD-40 with a random start on 2,000 digits
+   inputs, one local run against shards on a process pool of ``--workers``; the results
+   must be identical input by input.
+
 Run ``python benchmarks/scale.py`` (several minutes on 2 cores); ``--quick`` uses 8
 shadows, ``--skip-timing`` only part 3, ``--json FILE`` writes the numbers.
 """
@@ -188,6 +192,68 @@ def power(s: dict[str, Any], n_large: int) -> dict[str, Any]:
     return rows
 
 
+def _attack_task(task: int) -> int:
+    """An empty task that starts a pool worker (and imports advml's attacks there)."""
+    import advml.evasion  # noqa: F401 (the import is the warm-up)
+
+    time.sleep(0.2)
+    return task
+
+
+def evasion_shards(seed: int, workers: int, rounds: int) -> dict[str, Any]:
+    """PGD-40 (random start) on 2,000 digits inputs: one local run against shards on a
+    process pool of ``workers`` (started and warmed outside the timing); the results must
+    be identical input by input. Rounds pair each sharded time with that round's local."""
+    from advml.evasion import PGD
+    from advml.runtime.shards import generate_sharded
+
+    ds = load_dataset("digits")
+    x_all = np.concatenate([ds.x_train, ds.x_test])
+    y_all = np.concatenate([ds.y_train, ds.y_test])
+    reps = -(-2000 // len(x_all))
+    x, y = np.tile(x_all, (reps, 1, 1, 1))[:2000], np.tile(y_all, reps)[:2000]
+    torch.manual_seed(seed)
+    model = TorchClassifier(
+        build("mlp", input_shape=ds.input_shape, n_classes=10),
+        input_shape=ds.input_shape,
+        n_classes=10,
+        bounds=(0.0, 1.0),
+    )
+    train(model, ds.x_train, ds.y_train, epochs=10, seed=seed, show_progress=False)
+    attack = PGD(eps=0.1, steps=40, random_start=True, seed=seed)
+    rows: dict[str, Any] = {"local": [], "process": [], "load_average": []}
+    identical = True
+    with make_executor("process", workers=workers) as pool:
+        list(pool.map(_attack_task, range(2 * workers)))
+        for r in range(rounds):
+            load = os.getloadavg()[0]
+            start = time.perf_counter()
+            whole = attack.generate(model, x, y)
+            local = time.perf_counter() - start
+            start = time.perf_counter()
+            sharded = generate_sharded(attack, model, x, y, executor=pool)
+            spread = time.perf_counter() - start
+            same = all(
+                np.array_equal(np.asarray(getattr(whole, k)), np.asarray(getattr(sharded, k)))
+                for k in ("x_adv", "y_adv", "success", "queries")
+            )
+            identical = identical and same
+            rows["local"].append(local)
+            rows["process"].append(spread)
+            rows["load_average"].append(load)
+            print(
+                f"  round {r + 1}: local {local:5.2f} s, process ({workers}) {spread:5.2f} s, "
+                f"{local / spread:.2f}x (load average {load:.1f}); success "
+                f"{whole.success_rate:.3f}; identical: {same}"
+            )
+    paired = np.array(rows["local"]) / np.array(rows["process"])
+    rows["speedup"] = float(np.median(paired))
+    rows["identical"] = identical
+    rows["workers"] = workers
+    print(f"  speed-up process / local: median {rows['speedup']:.2f}x")
+    return rows
+
+
 def main() -> None:
     os.environ.setdefault("ADVML_QUIET", "1")  # no progress bars between the rows
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -199,12 +265,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here")
     parser.add_argument(
+        "--evasion",
+        action="store_true",
+        help="only part 4: PGD-40 over 2,000 digits inputs, local vs shards on a process pool",
+    )
+    parser.add_argument(
         "--executors", default="local,process,ray", help="executors timed (local first)"
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
     n_shadow = 8 if args.quick else 16
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}")
+    if args.evasion:
+        print(f"4. evasion shards (PGD-40, 2,000 digits inputs, {args.rounds} round(s))")
+        numbers = {"evasion_shards": evasion_shards(args.seed, args.workers, args.rounds)}
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(numbers, f, indent=1)
+        return
     s = setting(args.seed)
     out: dict[str, Any] = {"seed": args.seed, "shadows": n_shadow}
     if not args.skip_timing:

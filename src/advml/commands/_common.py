@@ -610,8 +610,9 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
         "--executor",
         choices=("local", "process", "ray"),
         default="local",
-        help="where independent tasks (shadow / reference models) run: in this process "
-        "(default), a pool of processes, or Ray; the figures do not depend on it",
+        help="where independent tasks (shadow / reference models, shards of attacked inputs) "
+        "run: in this process (default), a pool of processes, or Ray; the figures do not "
+        "depend on it",
     )
     p.add_argument(
         "--ray-address",

@@ -10,10 +10,12 @@ import numpy as np
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_executor_args,
     add_model_args,
     add_settings_arg,
     add_target_args,
     announce,
+    executor_from_args,
     list_components,
     load_model_and_data,
     output_file,
@@ -54,6 +56,15 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         help="output file, ending in .npz, or a folder to write adversarial.npz in "
         "(default adversarial.npz)",
     )
+    add_executor_args(t)
+    t.add_argument(
+        "--shard-size",
+        type=int,
+        metavar="N",
+        help="with --executor process|ray: inputs per shard, rounded up to a multiple of "
+        "256 (default: the inputs split over twice the workers); the numbers do not depend "
+        "on it",
+    )
     return {"attack": _attack}
 
 
@@ -77,11 +88,6 @@ def _attack(args: argparse.Namespace) -> int:
             f"on a 2-core CPU (the bar below shows the ETA once the model is loaded)"
         )
     from advml import registry
-    from advml.audit.sections.evasion import scale_matters
-    from advml.errors import QueryBudgetExceededError
-    from advml.models.checks import check_finite_outputs
-    from advml.runtime.files import atomic_write
-    from advml.runtime.progress import QueryProgress
     from advml.validation import check_number
 
     if args.list:
@@ -96,7 +102,34 @@ def _attack(args: argparse.Namespace) -> int:
     attack = registry.create("evasion", args.attack, **settings)
     if args.query_budget is not None:
         check_number("--query-budget", args.query_budget, low=1, integer=True)
+    if args.shard_size is not None:
+        check_number("--shard-size", args.shard_size, low=1, integer=True)
+    sharded = args.executor != "local"
+    if sharded and args.query_budget is not None:
+        raise ValueError(
+            "--query-budget counts the queries of one model in this process; with "
+            f"--executor {args.executor} each worker holds its own copy. Use --executor "
+            "local with --query-budget"
+        )
     out = output_file("--out", args.out, suffix=".npz", default_name="adversarial.npz")
+    # The executor's flags are checked (and Ray joined) before the model loads.
+    executor = executor_from_args(args)
+    try:
+        return _attack_with(args, attack, settings, out, executor if sharded else None)
+    finally:
+        executor.close()
+
+
+def _attack_with(
+    args: argparse.Namespace, attack: Any, settings: dict[str, Any], out: Any, executor: Any
+) -> int:
+    """The rest of ``advml attack`` once the settings are checked: load, attack, save."""
+    from advml.audit.sections.evasion import scale_matters
+    from advml.errors import QueryBudgetExceededError
+    from advml.models.checks import check_finite_outputs
+    from advml.runtime.files import atomic_write
+    from advml.runtime.progress import QueryProgress
+
     per_input = _queries_per_input(attack)
     model, ds = load_model_and_data(args)
     if "eps_scale" in attack.get_params() and "eps_scale" not in settings:
@@ -119,8 +152,11 @@ def _attack(args: argparse.Namespace) -> int:
     if args.query_budget is not None:
         total = min(total, args.query_budget) if total else args.query_budget
     try:
-        with QueryProgress(model, total=total, desc=args.attack, enabled=not args.quiet):
-            result = attack.generate(model, x, goal)
+        if executor is not None:
+            result = _sharded(attack, model, x, goal, args.shard_size, executor)
+        else:
+            with QueryProgress(model, total=total, desc=args.attack, enabled=not args.quiet):
+                result = attack.generate(model, x, goal)
     except QueryBudgetExceededError as err:
         if err.partial_result is None or err.partial_result.n == 0:
             raise
@@ -165,6 +201,22 @@ def _attack(args: argparse.Namespace) -> int:
         )
         return 2
     return 0
+
+
+def _sharded(
+    attack: Any, model: Any, x: np.ndarray, y: np.ndarray, shard_size: int | None, executor: Any
+) -> Any:
+    """The attack over shards of ``x`` on ``executor``; the result equals one run's
+    (randomness is drawn per block of inputs, see docs/scale.md)."""
+    from advml.runtime.shards import generate_sharded, shard_bounds
+
+    size = shard_size or max(1, -(-len(x) // (2 * executor.workers)))
+    shards = len(shard_bounds(len(x), size))
+    announce(
+        f"advml attack: {len(x)} inputs in {shards} shard(s) on --executor "
+        f"{executor.name} with {executor.workers} worker(s)"
+    )
+    return generate_sharded(attack, model, x, y, executor=executor, shard_size=size)
 
 
 def _queries_per_input(attack: Any) -> int | None:

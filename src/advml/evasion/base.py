@@ -47,11 +47,13 @@ from advml.validation import (
 )
 
 __all__ = [
+    "RANDOM_BLOCK",
     "AdversarialResult",
     "EpsScale",
     "EvasionAttack",
     "Norm",
     "affordable",
+    "block_seed",
     "budget_ran_out",
     "project",
     "queries_left",
@@ -219,6 +221,9 @@ class EvasionAttack(Component):
     family: ClassVar[str] = "evasion"
     needs_gradients: ClassVar[bool] = True
     needs_scores: ClassVar[bool] = True
+    randomised: ClassVar[bool] = True
+    """Whether ``_run`` may draw from its generator (False for deterministic attacks,
+    whose chunks then need not follow the blocks of randomness)."""
 
     targeted: bool
     batch_size: int | None
@@ -277,6 +282,8 @@ class EvasionAttack(Component):
         model: Classifier,
         x: np.ndarray | Tensor,
         y: np.ndarray | Tensor | None = None,
+        *,
+        offset: int = 0,
     ) -> AdversarialResult:
         """Craft adversarial examples for ``x``.
 
@@ -290,6 +297,13 @@ class EvasionAttack(Component):
             True labels (untargeted) or target labels (targeted). When omitted, an
             untargeted attack uses the model's own predictions, so no true label leaks
             into the attack; a targeted attack raises.
+        offset : int
+            Index of ``x[0]`` in the whole evaluation set (default 0). A randomised
+            attack draws its numbers per block of :data:`RANDOM_BLOCK` inputs, seeded by
+            ``seed`` and the block's index, so that a shard ``x[a:b]`` attacked with
+            ``offset=a`` (``a`` a multiple of ``RANDOM_BLOCK``) gets exactly the numbers
+            it gets inside one run over all of ``x``; see
+            :func:`advml.runtime.shards.generate_sharded`.
 
         Returns
         -------
@@ -304,6 +318,7 @@ class EvasionAttack(Component):
             last of them with the best point found when the budget ran out).
         """
         self._check_model(model)
+        check_number("offset", offset, low=0, integer=True)
         check_finite_outputs(model)  # the weights only: free, and no query is spent
         xt = model.as_tensor(x, name="x")
         check_in_bounds("x", xt, model.bounds)
@@ -328,8 +343,14 @@ class EvasionAttack(Component):
             check_labels("y", y_arr, model.n_classes, n)
             yt = torch.as_tensor(np.asarray(y_arr) if isinstance(y_arr, np.ndarray) else y_arr)
             yt = yt.to(device=model.device, dtype=torch.long)
-        generator = make_generator(getattr(self, "seed", None), model.device)
+        # Randomness per block of RANDOM_BLOCK inputs, from a generator seeded by (seed,
+        # block index): an input's numbers do not depend on the chunks nor on the shard
+        # (advml.runtime.shards) it was attacked in. A chunk never crosses a block's edge.
+        randomised = self._draws_random()
+        base_seed = _base_seed(getattr(self, "seed", None))
         chunk = self.batch_size or self._auto_batch_size(model)
+        if randomised:
+            chunk = min(chunk, RANDOM_BLOCK)
         start = time.perf_counter()
         x_adv = xt.clone()
         queries = torch.zeros(n, dtype=torch.long, device=model.device)
@@ -340,6 +361,8 @@ class EvasionAttack(Component):
         with model.evaluating():
             while done < n:
                 size = min(chunk, n - done)
+                if randomised:
+                    size = min(size, RANDOM_BLOCK - (offset + done) % RANDOM_BLOCK)
                 left = queries_left(model)
                 if left is not None:
                     # A chunk needs one query per input before the attack can do anything
@@ -351,6 +374,8 @@ class EvasionAttack(Component):
                         break
                 i = done
                 xc, yc = xt[i : i + size], yt[i : i + size]
+                block, within = divmod(offset + i, RANDOM_BLOCK)
+                generator = make_generator(block_seed(base_seed, block, within), model.device)
                 try:
                     with spending(size) as scope:
                         if space is None:
@@ -516,6 +541,11 @@ class EvasionAttack(Component):
                 x_adv = rules.switch_off_partial(project(x_adv, x, ball[1], ball[0]), x, bounds)
         return _clamp(x_adv, bounds)
 
+    def _draws_random(self) -> bool:
+        """Whether :meth:`_run` draws from its generator (then chunks follow the random
+        blocks); attacks with a ``random_start`` setting draw only when it is on."""
+        return self.randomised and bool(getattr(self, "random_start", True))
+
     def _auto_batch_size(self, model: Classifier) -> int:
         # Chunks of about 200k input values keep every activation of a small CNN under
         # glibc malloc's 32 MiB mmap threshold; larger buffers are mapped and zero-filled
@@ -669,6 +699,28 @@ class _UnitBox:
 
     def describe(self) -> str:
         return f"{self.model.describe()}, seen in the unit box of its bounds"
+
+
+RANDOM_BLOCK = 256
+"""Inputs per block of randomness: a randomised attack draws the numbers of inputs
+``[k * RANDOM_BLOCK, (k + 1) * RANDOM_BLOCK)`` from one generator seeded by ``(seed, k)``,
+so a result does not depend on the chunk size (above the block) nor on sharding at block
+edges. A ``batch_size`` below the block splits each block the same way in every run."""
+
+
+def _base_seed(seed: int | None) -> int:
+    """The attack's seed, or one fresh seed from OS entropy drawn once per ``generate``."""
+    if seed is not None:
+        return int(seed)
+    return int(np.random.SeedSequence().generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+
+
+def block_seed(seed: int, block: int, within: int = 0) -> int:
+    """Seed of block ``block`` of an attack seeded ``seed`` (``within``: the chunk's first
+    input inside the block, when ``batch_size`` splits the block): a 63-bit hash by numpy's
+    ``SeedSequence``, so neighbouring blocks get unrelated streams."""
+    state = np.random.SeedSequence([seed, block, within]).generate_state(2, np.uint32)
+    return int(state.view(np.uint64)[0] >> 1)
 
 
 def validate_common(*, targeted: bool, batch_size: int | None, seed: int | None = None) -> None:

@@ -54,6 +54,8 @@ class BIM(EvasionAttack):
         Inputs per chunk; default sized to the input.
     """
 
+    randomised = False  # draws nothing: chunks need not follow the random blocks
+
     def __init__(
         self,
         *,

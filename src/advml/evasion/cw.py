@@ -87,6 +87,8 @@ class CarliniWagnerL2(EvasionAttack):
     >>> result.summary()["median_l2"]  # doctest: +SKIP
     """
 
+    randomised = False  # draws nothing: chunks need not follow the random blocks
+
     def __init__(
         self,
         *,

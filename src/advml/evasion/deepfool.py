@@ -62,6 +62,8 @@ class DeepFool(EvasionAttack):
     >>> result.summary()["median_l2"]  # doctest: +SKIP
     """
 
+    randomised = False  # draws nothing: chunks need not follow the random blocks
+
     def __init__(
         self,
         *,

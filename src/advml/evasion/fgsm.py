@@ -51,6 +51,8 @@ class FGSM(EvasionAttack):
     >>> result.success_rate  # doctest: +SKIP
     """
 
+    randomised = False  # draws nothing: chunks need not follow the random blocks
+
     def __init__(
         self,
         *,

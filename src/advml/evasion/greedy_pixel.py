@@ -75,6 +75,8 @@ class GreedyPixel(EvasionAttack):
     >>> result.l0[result.success]  # pixels changed per fooled input  # doctest: +SKIP
     """
 
+    randomised = False  # draws nothing: chunks need not follow the random blocks
+
     needs_gradients = False
     needs_scores = True
 

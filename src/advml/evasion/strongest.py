@@ -19,7 +19,6 @@ from advml.evasion.base import (
     spending,
 )
 from advml.models.base import Classifier, clip_bounds
-from advml.runtime.seeding import make_generator
 from advml.validation import check_choice, check_number
 
 __all__ = ["DEFAULT_MEMBERS", "Strongest"]
@@ -144,13 +143,17 @@ class Strongest(EvasionAttack):
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
         best = torch.full((n,), float("inf"), device=x.device)
         out: Tensor | None = None
+        # The members share the ensemble's seed: each starts from the chunk's fresh
+        # generator state, so it draws what it would draw attacking this chunk alone.
+        start = generator.get_state()
         for member in self._members:
             left = queries_left(model)
             if left is not None and left <= n:
                 # Nothing left for a member beyond its own check: keep what was found.
                 budget_ran_out()
                 break
-            gen = make_generator(getattr(member, "seed", None), model.device)
+            gen = torch.Generator(device=generator.device)
+            gen.set_state(start)
             try:
                 # Keep this member's check of its outputs out of what it may spend.
                 with spending(n) as scope:

@@ -106,6 +106,8 @@ def input_boxes(
 class _TreeAttack(EvasionAttack):
     """What the two tree attacks share: the view, the boxes, the per-input records."""
 
+    randomised = False  # draws nothing: chunks need not follow the random blocks
+
     needs_gradients: ClassVar[bool] = False
     needs_scores: ClassVar[bool] = False
 
@@ -143,6 +145,8 @@ class _TreeAttack(EvasionAttack):
         model: Classifier,
         x: np.ndarray | Tensor,
         y: np.ndarray | Tensor | None = None,
+        *,
+        offset: int = 0,
     ) -> TreeAttackResult:
         """Craft minimal adversarial examples; see :meth:`EvasionAttack.generate`.
 
@@ -161,7 +165,7 @@ class _TreeAttack(EvasionAttack):
         state = _State(geometry, _Walker(geometry) if fast else None)
         token = _STATE.set(state)
         try:
-            result = super().generate(model, x, y)
+            result = super().generate(model, x, y, offset=offset)
         finally:
             _STATE.reset(token)
         n = result.n

@@ -29,6 +29,7 @@ from advml.metrics import attack_success_rate
 from advml.metrics.intervals import difference_exceeds, proportion
 from advml.models.base import Classifier, feature_bounds, feature_span
 from advml.runtime.cache import fingerprint as hash_data
+from advml.runtime.executors import Executor, make_executor
 
 __all__ = ["SECTION", "EvasionSection", "plan"]
 
@@ -217,6 +218,16 @@ class EvasionSection(AuditSection):
     }
 
     def run(self, ctx: AuditContext, settings: Mapping[str, Any]) -> SectionOutput:
+        executor = _shard_executor(ctx)
+        try:
+            return self._run(ctx, settings, executor)
+        finally:
+            if executor is not None:
+                executor.close()
+
+    def _run(
+        self, ctx: AuditContext, settings: Mapping[str, Any], executor: Executor | None
+    ) -> SectionOutput:
         config = ctx.config
         steps, skipped = plan(config, ctx.model)
         points: dict[str, list[dict[str, Any]]] = {}
@@ -237,6 +248,7 @@ class EvasionSection(AuditSection):
                         ctx.y,
                         ctx.clean_pred,
                         eps == config.reference_eps,
+                        executor,
                     ),
                 )
             except QueryBudgetExceededError as err:
@@ -251,7 +263,7 @@ class EvasionSection(AuditSection):
         ]
         scale = getattr(config, "eps_scale", "absolute")
         added = [{"attack": n, "reason": r} for n, r in black_box_attacks(config, ctx.model)]
-        ensemble = _ensemble(ctx, settings, attacks, step_arrays)
+        ensemble = _ensemble(ctx, settings, attacks, step_arrays, executor)
         worst = _worst_case(attacks, step_arrays, ctx.y, config.reference_eps, ensemble)
         verdict = _verdict(
             ctx.clean_accuracy, attacks, config.reference_eps, len(ctx.y), worst, scale=scale
@@ -309,6 +321,39 @@ def _evaluation_checks(
         ]
 
 
+def _shard_executor(ctx: AuditContext) -> Executor | None:
+    """The config's executor for shards of the attack steps' inputs (docs/scale.md), or
+    None where the steps run here: the ``local`` executor, a model with a query budget
+    (one budget, counted in this process), or a model that is not a local torch network
+    (a remote API or a tree ensemble, whose cost is its queries or its solver)."""
+    from advml.models.torch import TorchClassifier
+
+    name = getattr(ctx.config, "executor", "local")
+    if (
+        name == "local"
+        or getattr(ctx.model, "query_budget", None) is not None
+        or not isinstance(ctx.model, TorchClassifier)
+    ):
+        return None
+    return make_executor(name, workers=ctx.config.workers, ray_address=ctx.config.ray_address)
+
+
+def _generate(
+    attack: EvasionAttack,
+    model: Classifier,
+    x: np.ndarray,
+    y: np.ndarray,
+    executor: Executor | None,
+) -> AdversarialResult:
+    """``attack.generate``, over shards on ``executor`` when there is one: the same
+    result input by input (randomness is drawn per block of inputs)."""
+    if executor is None or not isinstance(attack, EvasionAttack):
+        return attack.generate(model, x, y)
+    from advml.runtime.shards import generate_sharded
+
+    return generate_sharded(attack, model, x, y, executor=executor)
+
+
 def _attack_step(
     attack: EvasionAttack,
     model: Classifier,
@@ -316,10 +361,11 @@ def _attack_step(
     y: np.ndarray,
     clean_pred: np.ndarray,
     keep_inputs: bool = False,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     budget_note = None
     try:
-        result = attack.generate(model, x, y)
+        result = _generate(attack, model, x, y, executor)
     except QueryBudgetExceededError as err:
         if err.partial_result is None or err.partial_result.n == 0:
             raise
@@ -491,6 +537,7 @@ def _ensemble(
     settings: Mapping[str, Any],
     attacks: list[dict[str, Any]],
     step_arrays: dict[tuple[str, float], dict[str, np.ndarray]],
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """The ensemble members at the verdict's ε, each on the inputs no attack before it
     fooled (an input already fooled needs no stronger attack for the per-input worst
@@ -526,7 +573,7 @@ def _ensemble(
                 _, arrays = ctx.step(
                     f"ensemble-{label}-eps{eps:g}",
                     {"attack": attack.get_params(), "rows": fingerprint_rows(rows)},
-                    partial(_member_step, attack, ctx.model, ctx.x[rows], y[rows]),
+                    partial(_member_step, attack, ctx.model, ctx.x[rows], y[rows], executor),
                 )
             except QueryBudgetExceededError:
                 break
@@ -550,9 +597,13 @@ def fingerprint_rows(rows: np.ndarray) -> str:
 
 
 def _member_step(
-    attack: EvasionAttack, model: Classifier, x: np.ndarray, y: np.ndarray
+    attack: EvasionAttack,
+    model: Classifier,
+    x: np.ndarray,
+    y: np.ndarray,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    result = attack.generate(model, x, y)
+    result = _generate(attack, model, x, y, executor)
     return {"seconds": round(result.seconds, 3)}, {"y_adv": np.asarray(result.y_adv)}
 
 
