@@ -94,3 +94,14 @@ def test_offset_must_be_a_non_negative_integer(digits_mlp: TorchClassifier) -> N
     x = np.zeros((2, 1, 8, 8), dtype=np.float32)
     with pytest.raises(ValueError, match="offset"):
         PGD(eps=0.1, steps=1).generate(digits_mlp, x, offset=-1)
+
+
+def test_the_random_block_does_not_cut_a_gpu_chunk_short() -> None:
+    from advml.evasion.base import GPU_RANDOM_BLOCK, random_block
+    from advml.runtime.device import MAX_GPU_CHUNK, chunk_for_memory
+
+    assert random_block("cpu") == RANDOM_BLOCK == 256
+    assert random_block("cuda:0") == GPU_RANDOM_BLOCK
+    # The device sizing never gives a chunk larger than the GPU block.
+    huge = chunk_for_memory(free_bytes=10**13, bytes_per_input=1.0)
+    assert huge <= MAX_GPU_CHUNK <= GPU_RANDOM_BLOCK

@@ -208,10 +208,11 @@ def _sharded(
 ) -> Any:
     """The attack over shards of ``x`` on ``executor``; the result equals one run's
     (randomness is drawn per block of inputs, see docs/scale.md)."""
+    from advml.evasion.base import random_block
     from advml.runtime.shards import generate_sharded, shard_bounds
 
     size = shard_size or max(1, -(-len(x) // (2 * executor.workers)))
-    shards = len(shard_bounds(len(x), size))
+    shards = len(shard_bounds(len(x), size, random_block(model.device)))
     announce(
         f"advml attack: {len(x)} inputs in {shards} shard(s) on --executor "
         f"{executor.name} with {executor.workers} worker(s)"

@@ -57,6 +57,7 @@ __all__ = [
     "budget_ran_out",
     "project",
     "queries_left",
+    "random_block",
     "spending",
 ]
 
@@ -349,8 +350,9 @@ class EvasionAttack(Component):
         randomised = self._draws_random()
         base_seed = _base_seed(getattr(self, "seed", None))
         chunk = self.batch_size or self._auto_batch_size(model)
+        block_size = random_block(model.device)
         if randomised:
-            chunk = min(chunk, RANDOM_BLOCK)
+            chunk = min(chunk, block_size)
         start = time.perf_counter()
         x_adv = xt.clone()
         queries = torch.zeros(n, dtype=torch.long, device=model.device)
@@ -362,7 +364,7 @@ class EvasionAttack(Component):
             while done < n:
                 size = min(chunk, n - done)
                 if randomised:
-                    size = min(size, RANDOM_BLOCK - (offset + done) % RANDOM_BLOCK)
+                    size = min(size, block_size - (offset + done) % block_size)
                 left = queries_left(model)
                 if left is not None:
                     # A chunk needs one query per input before the attack can do anything
@@ -374,7 +376,7 @@ class EvasionAttack(Component):
                         break
                 i = done
                 xc, yc = xt[i : i + size], yt[i : i + size]
-                block, within = divmod(offset + i, RANDOM_BLOCK)
+                block, within = divmod(offset + i, block_size)
                 generator = make_generator(block_seed(base_seed, block, within), model.device)
                 try:
                     with spending(size) as scope:
@@ -702,10 +704,23 @@ class _UnitBox:
 
 
 RANDOM_BLOCK = 256
-"""Inputs per block of randomness: a randomised attack draws the numbers of inputs
-``[k * RANDOM_BLOCK, (k + 1) * RANDOM_BLOCK)`` from one generator seeded by ``(seed, k)``,
-so a result does not depend on the chunk size (above the block) nor on sharding at block
-edges. A ``batch_size`` below the block splits each block the same way in every run."""
+"""Inputs per block of randomness on the CPU: a randomised attack draws the numbers of
+inputs ``[k * RANDOM_BLOCK, (k + 1) * RANDOM_BLOCK)`` from one generator seeded by
+``(seed, k)``, so a result does not depend on the chunk size (above the block) nor on
+sharding at block edges. A ``batch_size`` below the block splits each block the same way
+in every run."""
+
+GPU_RANDOM_BLOCK = 16384
+"""The block on an accelerator: as large as the largest chunk the device sizing gives
+(``advml.runtime.device``), so that a block never cuts a GPU chunk short (a launch-bound
+network pays per chunk, not per input). CPU and CUDA generators give different numbers
+anyway, so a block size per kind of device costs no reproducibility a user had."""
+
+
+def random_block(device: torch.device | str) -> int:
+    """Inputs per block of randomness on ``device`` (see :data:`RANDOM_BLOCK`)."""
+    kind = torch.device(device).type
+    return RANDOM_BLOCK if kind in ("cpu", "meta") else GPU_RANDOM_BLOCK
 
 
 def _base_seed(seed: int | None) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from advml.evasion.base import RANDOM_BLOCK, AdversarialResult, EvasionAttack
+from advml.evasion.base import RANDOM_BLOCK, AdversarialResult, EvasionAttack, random_block
 from advml.models.base import Classifier
 from advml.runtime.executors import Executor, LocalExecutor
 from advml.validation import check_number
@@ -32,11 +32,12 @@ from advml.validation import check_number
 __all__ = ["concatenate_results", "generate_sharded", "shard_bounds"]
 
 
-def shard_bounds(n: int, shard_size: int) -> list[tuple[int, int]]:
+def shard_bounds(n: int, shard_size: int, block: int = RANDOM_BLOCK) -> list[tuple[int, int]]:
     """``[start, stop)`` of each shard of ``n`` inputs: ``shard_size`` rounded up to a
-    whole number of random blocks (so no block is split between two shards)."""
+    whole number of random blocks of ``block`` inputs (``random_block(model.device)``), so
+    no block is split between two shards."""
     check_number("shard_size", shard_size, low=1, integer=True)
-    size = -(-shard_size // RANDOM_BLOCK) * RANDOM_BLOCK
+    size = -(-shard_size // block) * block
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
@@ -116,7 +117,8 @@ def generate_sharded(
     executor : Executor, optional
         Where the shards run (default: :class:`LocalExecutor`).
     shard_size : int, optional
-        Inputs per shard, rounded up to a multiple of ``RANDOM_BLOCK`` (256). Default:
+        Inputs per shard, rounded up to a multiple of the random block (256 inputs on
+        the CPU, 16384 on a GPU). Default:
         ``n`` split evenly over ``2 * executor.workers`` shards, so that a slow shard
         does not hold the others up for long.
 
@@ -138,7 +140,7 @@ def generate_sharded(
         return attack.generate(model, xs, ys)
     if shard_size is None:
         shard_size = max(1, -(-n // (2 * executor.workers)))
-    bounds = shard_bounds(n, shard_size)
+    bounds = shard_bounds(n, shard_size, random_block(model.device))
     tasks = [_Shard(xs[a:b], None if ys is None else ys[a:b], a) for a, b in bounds]
     start = time.perf_counter()
     parts = list(executor.map(_AttackShard(attack, model), tasks))
