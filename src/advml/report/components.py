@@ -85,7 +85,7 @@ def interval_text(iv: dict[str, Any] | None) -> str:
     return f"{100 * iv['low']:.1f}–{100 * iv['high']:.1f}%{counts}"
 
 
-_CHECK_MARKS = {"pass": "✔ pass", "fail": "✘ fail", "not checked": "– not checked"}
+CHECK_MARKS = {"pass": "✔ pass", "fail": "✘ fail", "not checked": "– not checked"}
 
 
 def checklist(checks: list[dict[str, Any]] | None) -> str:
@@ -95,7 +95,7 @@ def checklist(checks: list[dict[str, Any]] | None) -> str:
     rows = [
         (
             c["title"],
-            Markup(f"<b>{esc(_CHECK_MARKS.get(c['status'], c['status']))}</b>"),
+            Markup(f"<b>{esc(CHECK_MARKS.get(c['status'], c['status']))}</b>"),
             c["evidence"],
         )
         for c in checks
