@@ -33,6 +33,9 @@ def render(
         "sections/watermark.html.j2",
         section=section,
         kind_words=_KIND_WORDS,
+        removal_notes=[
+            sorted({r["note"] for r in s["removal"] if r.get("note")}) for s in section["schemes"]
+        ],
         matches=b64(match_chart(section)) if section["schemes"] else "",
         triggers=b64(trigger_grid(artifacts, ds["class_names"], ds["bounds"])) if shown else "",
         trigger_scheme=str(artifacts["examples_scheme"][0]) if shown else "",
