@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from markupsafe import Markup
 
 from advml.report.figures import example_grid, robustness_curve
-from advml.report.sections.trees import render_trees
+from advml.report.sections.trees import radius_histogram
 from advml.report.templating import b64, render_template
 
 __all__ = ["render"]
@@ -38,8 +37,7 @@ def render(
         attacks=attacks,
         worst=section.get("worst_case"),
         examples=examples,
-        # advml's own HTML, built from escaped pieces (sections/trees.py)
-        trees=Markup(render_trees(section["trees"])) if section.get("trees") else "",
+        radii=_radii(section.get("trees")),
         constraints=section.get("constraints"),
         kept=[
             p["constraints_satisfied"]
@@ -48,3 +46,10 @@ def render(
             if "constraints_satisfied" in p
         ],
     )
+
+
+def _radii(trees: dict[str, Any] | None) -> str:
+    """The tree block's radius histogram (sections/_trees.html.j2), when there are radii."""
+    if not trees or all(r is None for r in trees["radius"]):
+        return ""
+    return b64(radius_histogram(trees))
