@@ -1,6 +1,7 @@
 """HTML renderers of the report's sections, one module per audit section.
 
-A module named like its section defines ``render(section, artifacts, report) -> str``:
+A module named like its section defines ``render(section, artifacts, report) -> str``,
+which computes plain data and figures and renders ``templates/sections/<name>.html.j2``:
 ``section`` is ``report["sections"][name]``, ``artifacts`` the arrays the section
 returned for pictures (empty when the report is re-rendered from ``report.json``). A
 section without a renderer is shown by :func:`generic` (its verdict and numbers).
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from advml.report.components import esc, verdict_badge
+from advml.report.templating import render_template
 
 __all__ = ["Renderer", "generic", "renderer"]
 
@@ -39,7 +40,8 @@ def generic(
 ) -> str:
     """The verdict and the section's numbers as formatted JSON."""
     data = {k: v for k, v in section.items() if k not in ("title", "threat", "verdict")}
-    return (
-        f"<div class='card'>{verdict_badge(section['verdict'])}</div>"
-        f"<pre>{esc(json.dumps(data, indent=1, default=str))}</pre>"
+    return render_template(
+        "sections/_generic.html.j2",
+        verdict=section["verdict"],
+        numbers=json.dumps(data, indent=1, default=str),
     )

@@ -1,5 +1,5 @@
-"""HTML of the backdoor section: trigger examples, activation profiles, pruning curve,
-detector precision and recall."""
+"""The backdoor section's figures and data for ``templates/sections/backdoor.html.j2``:
+trigger examples, activation profiles, pruning curve, detector precision and recall."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from advml.report.components import esc, figure, pct, table, verdict_badge
+from advml.report.components import pct
+from advml.report.templating import b64, render_template
 
 __all__ = ["render"]
 
@@ -126,116 +127,38 @@ def render(
     ds = report["dataset"]
     target = section["target"]
     names = ds["class_names"]
-    target_name = names[target] if target < len(names) else str(target)
-    parts = [
-        "<p>A backdoor is planted by whoever can add data to the training set: they stamp "
-        "a small patch (the trigger) on a few images and label them with a class of their "
-        "choice. The trained model behaves normally on clean images and obeys the patch. "
-        f"Here a copy of the model was retrained with {section['n_poisoned']} of "
-        f"{section['n_train']} training images ({pct(section['fraction'], 0)}) patched and "
-        f"labelled '{esc(target_name)}'. {esc(section['reduced']['note'])}.</p>",
-        f"<div class='card'>{verdict_badge(section['verdict'])}</div>",
-        table(
-            ["model", "clean accuracy", "attack success"],
-            [
-                ["audited model", pct(section["audited_clean_accuracy"]), "–"],
-                ["backdoored copy", pct(section["clean_accuracy"]), pct(section["attack_success"])],
-                [
-                    f"pruned ({pct(section['pruning']['fraction_pruned'], 0)} of units)"
-                    + _failed(section["pruning"]),
-                    pct(section["pruning"]["clean_accuracy"]),
-                    pct(section["pruning"]["attack_success"]),
-                ],
-                [
-                    "fine-pruned" + _failed(section["fine_pruning"]),
-                    pct(section["fine_pruning"]["clean_accuracy"]),
-                    pct(section["fine_pruning"]["attack_success"]),
-                ],
-            ],
-            caption=f"Measured on {section['n_evaluation']} test images no defence saw.",
-        ),
-    ]
-    if "clean_examples" in artifacts and len(artifacts["clean_examples"]):
-        parts.append(
-            figure(
-                trigger_examples(artifacts, names, ds["bounds"]),
-                alt="clean and triggered test images",
-                caption="<b>The trigger.</b> Top: clean test images and the backdoored "
-                "model's label. Bottom: the same images with the patch in the corner, and "
-                "the label the model now gives (red). A label equal to "
-                f"'{esc(target_name)}' means the backdoor fired.",
-                fig_id="fig-backdoor-trigger",
-            )
-        )
-    if "profile_clean" in artifacts:
-        layer = section["neuron_analysis"]["layer"]
-        parts.append(
-            figure(
-                activation_profiles(artifacts, layer),
-                alt="activation profiles on clean and triggered inputs",
-                caption=f"<b>Backdoor neurons.</b> Mean activation of each unit of "
-                f"<code>{esc(layer)}</code> on clean (blue) and triggered (red) validation "
-                "images, units sorted by their clean activity. Red bars standing up where "
-                "blue ones are flat are units that wake up only for the trigger; "
-                f"{section['neuron_analysis']['n_backdoor_units']} units look like that. "
-                "Pruning removes units from the left.",
-                fig_id="fig-backdoor-profile",
-            )
-        )
-    crossing = section["pruning"]["crossing"]
-    parts.append(
-        figure(
-            pruning_curve(section["pruning"], section["fine_pruning"]),
-            alt="pruning curve",
-            caption="<b>Pruning defence.</b> Clean accuracy (blue) and attack success (red) "
-            "as more and more of the least active units are switched off, using only the "
-            "owner's clean validation images to choose them. The dotted line is where the "
-            "owner stops (before clean validation accuracy falls by 4 points); the stars "
-            "are the result after fine-tuning the pruned model on the same clean images. "
-            + (
-                f"Attack success first falls to 5% or less at {pct(crossing, 0)} pruned."
-                if crossing is not None
-                else "Pruning alone never brings attack success down to 5%."
-            ),
-            fig_id="fig-backdoor-pruning",
-        )
-    )
-    parts.append(
-        figure(
-            detector_bars(section["detectors"]),
-            alt="detector precision and recall",
-            caption="<b>Detectors.</b> Activation clustering (green) looks for a separate "
-            "cluster in each label's training images and is scored against the truly "
-            f"poisoned images of label '{esc(target_name)}' (precision: flagged images that "
-            "were poisoned; recall: poisoned images that were flagged). STRIP (purple) "
-            "screens inputs at run time; its threshold allows 1% false alarms on clean "
-            "validation images (grey: false alarms measured on clean test images).",
-            fig_id="fig-backdoor-detectors",
-        )
-    )
     nc = section["detectors"].get("neural_cleanse")
-    if nc is not None:
-        parts.append(
-            f"<p>Neural Cleanse: {'flagged' if nc['flagged'] else 'did not flag'} the model"
-            + (f" (target {esc(nc['target'])})" if nc["target"] is not None else "")
-            + f"; largest anomaly index {nc['max_anomaly_index']:.2f} (above 2 flags).</p>"
-        )
-        if "nc_mask" in artifacts and "trigger_mask" in artifacts:
-            parts.append(
-                figure(
-                    reversed_trigger(artifacts),
-                    alt="real and reverse-engineered trigger",
-                    caption="<b>Neural Cleanse.</b> Left: where the real trigger sits. Right: "
-                    "the smallest patch Neural Cleanse found that sends clean validation "
-                    "images to the most suspicious label. A small bright spot in the same "
-                    "corner means it found the backdoor without being told the trigger.",
-                    fig_id="fig-backdoor-neural-cleanse",
-                )
-            )
-    parts.append("<h3>What each defence used</h3><ul>")
-    parts += [f"<li>{esc(k)}: {esc(v)}</li>" for k, v in section["data_used"].items()]
-    parts.append("</ul>")
-    return "\n".join(parts)
+    return render_template(
+        "sections/backdoor.html.j2",
+        section=section,
+        target_name=names[target] if target < len(names) else str(target),
+        rows=[
+            ["audited model", pct(section["audited_clean_accuracy"]), "–"],
+            ["backdoored copy", pct(section["clean_accuracy"]), pct(section["attack_success"])],
+            [
+                f"pruned ({pct(section['pruning']['fraction_pruned'], 0)} of units)"
+                + _failed(section["pruning"]),
+                pct(section["pruning"]["clean_accuracy"]),
+                pct(section["pruning"]["attack_success"]),
+            ],
+            [
+                "fine-pruned" + _failed(section["fine_pruning"]),
+                pct(section["fine_pruning"]["clean_accuracy"]),
+                pct(section["fine_pruning"]["attack_success"]),
+            ],
+        ],
+        trigger=b64(trigger_examples(artifacts, names, ds["bounds"]))
+        if "clean_examples" in artifacts and len(artifacts["clean_examples"])
+        else "",
+        profile=b64(activation_profiles(artifacts, section["neuron_analysis"]["layer"]))
+        if "profile_clean" in artifacts
+        else "",
+        pruning=b64(pruning_curve(section["pruning"], section["fine_pruning"])),
+        detectors=b64(detector_bars(section["detectors"])),
+        reversed=b64(reversed_trigger(artifacts))
+        if nc is not None and "nc_mask" in artifacts and "trigger_mask" in artifacts
+        else "",
+    )
 
 
 def _failed(part: dict[str, Any]) -> str:

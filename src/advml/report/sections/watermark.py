@@ -1,4 +1,5 @@
-"""HTML of the watermark section: verification, false claims, removal, and two pictures."""
+"""The watermark section's figures and data for ``templates/sections/watermark.html.j2``:
+verification, false claims, removal, and two pictures."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from advml.report.components import Markup, esc, figure, pct, table, verdict_badge
+from advml.report.templating import b64, render_template
 
 __all__ = ["match_chart", "render", "trigger_grid"]
 
@@ -26,138 +27,20 @@ _KIND_WORDS = {
 def render(
     section: dict[str, Any], artifacts: dict[str, np.ndarray], report: dict[str, Any]
 ) -> str:
-    parts = [
-        "<p>A watermark lets the owner of a model prove later that a model someone else runs "
-        "is theirs. The audit embeds each scheme into a copy of this model, checks that the "
-        "owner's secret key finds it, that it does not find it in a model trained "
-        "independently, and what an attacker who holds the model must give up to remove it. "
-        "The <i>chance probability</i> is the probability that a model not derived from the "
-        "owner's matches the key this well by luck; ownership is claimed below "
-        f"{section['alpha']:g}.</p>",
-        f"<div class='card'>{verdict_badge(section['verdict'])}</div>",
-    ]
-    schemes = section["schemes"]
-    if schemes:
-        parts.append(
-            figure(
-                match_chart(section),
-                alt="matches of each model against the watermark key",
-                caption="<b>Matches against the owner's key.</b> For each scheme, the share of "
-                "key items (signature bits or trigger inputs) each model matches: the marked "
-                "copy, the marked copy after each removal attack, a model trained "
-                "independently and the audited model before marking. Filled bars are claimed "
-                "as the owner's, hatched ones are not. The dashed line is what a model not "
-                "derived from the owner's matches by chance; above the dotted line the chance "
-                f"probability is below {section['alpha']:g}.",
-                fig_id="fig-watermark-matches",
-            )
-        )
-        rows = []
-        for s in schemes:
-            v, ind, un = s["verification"], s["independent"], s["unmarked"]
-            rows.append(
-                [
-                    s["name"],
-                    _KIND_WORDS.get(s["kind"], s["kind"]),
-                    f"{pct(s['clean_accuracy'])} ({_points(-s['accuracy_cost'])})",
-                    _claim(v),
-                    _claim(ind),
-                    _claim(un),
-                ]
-            )
-        parts.append(
-            table(
-                [
-                    "scheme",
-                    "what the owner keeps",
-                    "accuracy of the marked copy (change)",
-                    "marked copy",
-                    "independent model",
-                    "model before marking",
-                ],
-                rows,
-                caption="Verification: matches, chance probability, decision",
-            )
-        )
-        ind_model = section.get("independent_model")
-        if ind_model:
-            parts.append(
-                f"<p class='sub'>Independent model: {esc(ind_model['description'])}; accuracy "
-                f"{pct(ind_model['accuracy'])}. The owner fine-tuned on "
-                f"{section['owner_samples']} training inputs; the attacker holds "
-                f"{section['attacker_samples']} others.</p>"
-            )
-    for s in schemes:
-        if not s["removal"]:
-            continue
-        parts.append(f"<h3>Removing the {esc(s['name'])} watermark</h3>")
-        rows = [
-            [
-                Markup(f"<span title='{esc(r['attack'])}'>{esc(r['label'])}</span>"),
-                _detected(r),
-                "–" if r["matches"] is None else f"{r['matches']} of {s['key_size']}",
-                "–" if r["chance_probability"] is None else f"{r['chance_probability']:.1e}",
-                pct(r["clean_accuracy"]),
-                _points(-r["accuracy_drop"]),
-                f"{r['seconds']:.1f}",
-            ]
-            for r in s["removal"]
-        ]
-        parts.append(
-            table(
-                [
-                    "attack",
-                    "watermark still found",
-                    "matches",
-                    "chance probability",
-                    "attacker's accuracy",
-                    "change",
-                    "seconds",
-                ],
-                rows,
-            )
-        )
-        notes = sorted({r["note"] for r in s["removal"] if r.get("note")})
-        parts += [f"<p class='sub'>{esc(n)}</p>" for n in notes]
-    if artifacts and len(artifacts.get("examples_x", [])):
-        names = report["dataset"]["class_names"]
-        scheme = str(artifacts["examples_scheme"][0])
-        parts.append(
-            figure(
-                trigger_grid(artifacts, names, report["dataset"]["bounds"]),
-                alt="trigger inputs with the labels the key assigned",
-                caption=f"<b>The {esc(scheme)} trigger set.</b> Some of the owner's secret "
-                "inputs with the label the key assigned to each (top line), the label the "
-                "marked copy gives (green when it matches) and the label the independent "
-                f"model gives. {_shown_matches(artifacts)} The claim rests on the whole key "
-                "and its false-claim test in the table above, not on these few inputs.",
-                fig_id="fig-watermark-triggers",
-            )
-        )
-    if section["skipped"]:
-        parts.append("<h3>Skipped</h3><ul>")
-        parts += [f"<li>{esc(s['scheme'])}: {esc(s['reason'])}</li>" for s in section["skipped"]]
-        parts.append("</ul>")
-    return "\n".join(parts)
-
-
-def _points(delta: float) -> str:
-    return f"{100 * delta:+.1f} points"
-
-
-def _claim(v: dict[str, Any]) -> Markup:
-    if v.get("reason"):  # the model could not be checked against the key
-        return Markup(f"not claimed: {esc(v['reason'])}")
-    decision = "<b>claimed</b>" if v["verified"] else "not claimed"
-    return Markup(
-        f"{v['matches']} of {v['n']}, p = {esc(format(v['chance_probability'], '.1e'))}: {decision}"
+    shown = bool(artifacts) and len(artifacts.get("examples_x", [])) > 0
+    ds = report["dataset"]
+    return render_template(
+        "sections/watermark.html.j2",
+        section=section,
+        kind_words=_KIND_WORDS,
+        removal_notes=[
+            sorted({r["note"] for r in s["removal"] if r.get("note")}) for s in section["schemes"]
+        ],
+        matches=b64(match_chart(section)) if section["schemes"] else "",
+        triggers=b64(trigger_grid(artifacts, ds["class_names"], ds["bounds"])) if shown else "",
+        trigger_scheme=str(artifacts["examples_scheme"][0]) if shown else "",
+        shown_matches=_shown_matches(artifacts) if shown else "",
     )
-
-
-def _detected(row: dict[str, Any]) -> Markup:
-    if row["detected"] is None:
-        return Markup("n/a")
-    return Markup("<b>yes</b>" if row["detected"] else "<span style='color:#c62828'>no</span>")
 
 
 def _png(fig: Figure) -> bytes:
