@@ -147,7 +147,7 @@ _MODEL_KEYS = {
 }
 
 
-@dataclass(frozen=True, config=ConfigDict(extra="forbid", arbitrary_types_allowed=True))
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class AuditConfig:
     """Settings of an audit; defaults audit a reference CNN on ``mnist-5k``.
 
@@ -251,6 +251,11 @@ class AuditConfig:
     save_examples : bool
         Write each section's per-input results (Parquet, or .npz without pyarrow) and
         the adversarial inputs beside report.json (docs/audit.md, Per-input records).
+
+    Raises
+    ------
+    ConfigValidationError
+        Listing every bad setting (``path: message`` a line); a ``ValueError``.
     """
 
     dataset: str = "mnist-5k"
@@ -403,7 +408,7 @@ class AuditConfig:
             )
         for key, number in value.items():
             check_number(f"{info.field_name}[{key!r}]", number)
-        return value
+        return {key: float(number) for key, number in value.items()}  # numpy scalars too
 
     @field_validator(*_MODEL_KEYS, mode="before")
     @classmethod
