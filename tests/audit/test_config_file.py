@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from advml.audit import AuditConfig, run_audit
+from advml.audit.config import ConfigValidationError
 from advml.audit.config_file import ConfigError, config_to_yaml, load_config, parse_config
 from advml.audit.run import check_thresholds
 from advml.cli import main
@@ -171,3 +172,62 @@ def test_every_bad_value_is_reported_at_once_with_its_line() -> None:
 def test_one_bad_value_keeps_the_one_line_form() -> None:
     with pytest.raises(ConfigError, match=r"^t.yaml, line 2: data.n_samples: n_samples must"):
         parse_config("data:\n  n_samples: 0\n", source="t.yaml")
+
+
+def test_audit_config_reports_every_bad_field_at_once_with_its_path() -> None:
+    with pytest.raises(ConfigValidationError) as err:
+        AuditConfig(
+            n_samples=0,
+            eps=(0.1, -1.0),
+            access="admin",  # type: ignore[arg-type]
+            device="gpu",
+            model_std=[0.0],
+            nope=1,  # type: ignore[call-arg]
+        )
+    problems = dict(err.value.problems)
+    assert list(problems) == ["n_samples", "eps", "access", "model_std", "device", "nope"]
+    assert problems["n_samples"] == "n_samples must be >= 1, got 0"
+    assert problems["model_std"].startswith("--std (Python: std) must be > 0")
+    assert problems["nope"].startswith("no such setting; known: dataset, model,")
+    lines = str(err.value).splitlines()
+    assert lines[0] == "the audit config has 6 problems:"
+    assert "  model_std: --std (Python: std) must be > 0, got [0.0]" in lines
+    # Still what callers of a bad config catch.
+    assert isinstance(err.value, ValueError) and isinstance(err.value, TypeError)
+
+
+def test_cross_field_problems_come_together_once_each_field_is_valid() -> None:
+    with pytest.raises(ConfigValidationError) as err:
+        AuditConfig(model="m.pt", target_url="http://127.0.0.1:1/p", ray_address="auto")
+    assert [path for path, _ in err.value.problems] == ["target_url", "ray_address"]
+
+
+@pytest.mark.parametrize("value", ["false", "true", 1, 0, "yes", None])
+def test_trust_model_file_takes_only_a_real_bool(value: object) -> None:
+    """It switches unpickling on: nothing is coerced (pydantic's lax mode would read
+    the string "false" as False and "true" as True)."""
+    with pytest.raises(ConfigValidationError, match="trust_model_file must be True or False"):
+        AuditConfig(trust_model_file=value)  # type: ignore[arg-type]
+    assert AuditConfig(trust_model_file=True).trust_model_file is True
+
+
+def test_single_values_and_yaml_lists_become_tuples() -> None:
+    config = AuditConfig(attacks="pgd", eps=0.1, sections=["evasion"])  # type: ignore[arg-type]
+    assert (config.attacks, config.eps, config.sections) == (("pgd",), (0.1,), ("evasion",))
+    assert AuditConfig(eps=[0.3, 0, 0.1]).eps == (0.0, 0.1, 0.3)  # type: ignore[arg-type]
+    assert config.with_(seed=2).seed == 2 and config.seed == 0
+    with pytest.raises(ConfigValidationError, match="seed must be >= 0"):
+        config.with_(seed=-1)  # a copy is validated as a new config is
+
+
+def test_unknown_keys_and_bad_values_of_a_file_come_in_one_error() -> None:
+    text = "evasion:\n  atacks: [pgd]\ndata:\n  n_samples: 0\nhardware:\n  device: gpu\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="t.yaml")
+    assert str(err.value).splitlines() == [
+        "t.yaml: 3 problems:",
+        "  line 2: unknown key 'atacks' in evasion; known: ['attack_settings', 'attacks', "
+        "'eps', 'eps_scale', 'examples', 'reference_eps']",
+        "  line 4: data.n_samples: n_samples must be >= 1, got 0",
+        "  line 6: hardware.device: device must be auto, cpu, cuda or cuda:N, got 'gpu'",
+    ]

@@ -1,18 +1,153 @@
-"""What an audit runs: a plain, validated description that can be written and re-read."""
+"""What an audit runs: a plain, validated description that can be written and re-read.
+
+:class:`AuditConfig` is a pydantic dataclass: every field is checked when the config is
+made, and every bad field is reported at once (one :class:`ConfigValidationError` whose
+message has a ``path: message`` line per problem), not only the first. The checks that
+need several fields together (a model file *and* a URL, ``ray_address`` without the ray
+executor) run once every field is valid, as pydantic's after-validators do.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 import re
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, field, replace
+from typing import Any, Literal, TypeVar
+
+from pydantic import (
+    ConfigDict,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 from advml.audit import sections as audit_sections
+from advml.errors import AdvmlError
 from advml.validation import check_bool, check_choice, check_number
 
-__all__ = ["AuditConfig"]
+__all__ = ["AuditConfig", "ConfigValidationError"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
+class ConfigValidationError(AdvmlError, ValueError, TypeError):
+    """An :class:`AuditConfig` with one or more bad settings.
+
+    ``problems`` lists ``(path, message)`` pairs, one per problem, in field order; the
+    message has a line per problem. It is a ``ValueError`` (what callers catch for bad
+    input) and a ``TypeError`` (what a wrong type raised before the config collected its
+    errors), so code written for either still catches it.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        lines = [_problem_line(path, message) for path, message in self.problems]
+        if len(lines) == 1:
+            text = lines[0]
+        else:
+            text = f"the audit config has {len(lines)} problems:\n" + "\n".join(
+                f"  {line}" for line in lines
+            )
+        super().__init__(text)
+
+
+def _problem_line(path: str, message: str) -> str:
+    """``path: message``, unless the message already starts with the path (the checks'
+    messages name their setting: ``n_samples must be >= 1``)."""
+    if not path or message.startswith(path):
+        return message
+    return f"{path}: {message}"
+
+
+class _FieldProblem(ValueError):
+    """A cross-field check's problem, with the field it is reported under."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class _Problems(ValueError):
+    """Several cross-field problems, raised at once from the after-validator."""
+
+    def __init__(self, problems: list[_FieldProblem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _from_pydantic(err: ValidationError) -> ConfigValidationError:
+    """pydantic's errors as ``(path, message)`` pairs, in the checks' own words."""
+    problems: list[tuple[str, str]] = []
+    for e in err.errors():
+        path = "".join(
+            f"[{part!r}]" if isinstance(part, int) else f".{part}" for part in e["loc"]
+        ).lstrip(".")
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, _Problems):
+            problems.extend((p.path, str(p)) for p in cause.problems)
+        elif isinstance(cause, _FieldProblem):
+            problems.append((cause.path, str(cause)))
+        elif isinstance(cause, Exception):
+            problems.append((path, str(cause)))
+        elif e["type"] == "unexpected_keyword_argument":
+            known = ", ".join(AuditConfig.__dataclass_fields__)
+            problems.append((path, f"no such setting; known: {known}"))
+        else:  # pydantic's own type check (a check above let it through)
+            problems.append((path, f"{e['msg']}, got {e['input']!r}"))
+    return ConfigValidationError(problems)
+
+
+def _as_value_error(check: _F) -> _F:
+    """pydantic collects ``ValueError``s only; the checks raise ``TypeError`` for a
+    wrong type (``check_number``), which would escape as one bare error."""
+
+    @functools.wraps(check)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return check(*args, **kwargs)
+        except TypeError as err:
+            raise ValueError(str(err)) from None
+
+    return wrapped  # type: ignore[return-value]
+
+
+# n_samples: (low, integer); every count or size of the config.
+_NUMBERS: dict[str, tuple[float, bool]] = {
+    "n_samples": (1, True),
+    "seed": (0, True),
+    "examples": (0, True),
+    "reference_eps": (0, False),
+    "queries_per_input": (1, True),
+    "limit": (1, True),
+    "max_queries": (1, True),
+    "workers": (1, True),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "architecture": ("cnn", "mlp"),
+    "profile": ("default", "quick"),
+    "access": ("white-box", "scores", "labels"),
+    "eps_scale": ("relative", "absolute"),
+    "precision": ("float32", "bf16"),
+    "executor": ("local", "process", "ray"),
+}
+# AuditConfig field -> ModelSpec key (the model-file settings, parsed as load_model does).
+_MODEL_KEYS = {
+    "model_factory": "factory",
+    "model_kwargs": "factory_kwargs",
+    "model_input_shape": "input_shape",
+    "model_classes": "classes",
+    "model_bounds": "bounds",
+    "model_mean": "mean",
+    "model_std": "std",
+}
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class AuditConfig:
     """Settings of an audit; defaults audit a reference CNN on ``mnist-5k``.
 
@@ -116,12 +251,18 @@ class AuditConfig:
     save_examples : bool
         Write each section's per-input results (Parquet, or .npz without pyarrow) and
         the adversarial inputs beside report.json (docs/audit.md, Per-input records).
+
+    Raises
+    ------
+    ConfigValidationError
+        Listing every bad setting (``path: message`` a line); a ``ValueError``.
     """
 
     dataset: str = "mnist-5k"
     model: str | None = None
-    trust_model_file: bool = False
-    architecture: str | None = None
+    # It switches unpickling on: a truthy non-bool ("false") must not (strict, no coercion).
+    trust_model_file: StrictBool = False
+    architecture: Literal["cnn", "mlp"] | None = None
     n_samples: int = 500
     attacks: tuple[str, ...] = ("fgsm", "pgd")
     eps: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
@@ -133,13 +274,13 @@ class AuditConfig:
     examples: int = 8
     sections: tuple[str, ...] | None = None
     section_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    profile: str = "default"
-    access: str = "white-box"
+    profile: Literal["default", "quick"] = "default"
+    access: Literal["white-box", "scores", "labels"] = "white-box"
     queries_per_input: int | None = None
     constraints: dict[str, Any] | None = None
     fail_under: dict[str, float] = field(default_factory=dict)
     fail_over: dict[str, float] = field(default_factory=dict)
-    model_factory: str | None = None
+    model_factory: str | Callable[..., Any] | None = None
     model_kwargs: dict[str, Any] | None = None
     model_input_shape: list[int] | None = None
     model_classes: int | list[str] | None = None
@@ -149,77 +290,190 @@ class AuditConfig:
     label_column: str | int | None = None
     limit: int | None = None
     data_bounds: Any = None
-    eps_scale: str = "relative"
+    eps_scale: Literal["relative", "absolute"] = "relative"
     device: str | None = None
-    precision: str | None = None
+    precision: Literal["float32", "bf16"] | None = None
     target_url: str | None = None
     target_config: str | None = None
     max_queries: int | None = None
-    executor: str = "local"
+    executor: Literal["local", "process", "ray"] = "local"
     ray_address: str | None = None
     workers: int | None = None
-    save_examples: bool = False
+    save_examples: StrictBool = False
 
-    def __post_init__(self) -> None:
-        # It switches unpickling on: a truthy non-bool ("false") must not.
-        check_bool("trust_model_file", self.trust_model_file)
+    # -- one field at a time (mode="before": the checks see what the user gave) ------------
+
+    @field_validator("trust_model_file", "save_examples", mode="before")
+    @classmethod
+    @_as_value_error
+    def _real_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        check_bool(str(info.field_name), value)
+        return value
+
+    @field_validator(*_NUMBERS, mode="before")
+    @classmethod
+    @_as_value_error
+    def _number(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in ("n_samples", "seed", "examples"):
+            return None
+        name = str(info.field_name)
+        low, integer = _NUMBERS[name]
+        check_number(name, value, low=low, integer=integer)
+        return int(value) if integer else float(value)
+
+    @field_validator(*_CHOICES, mode="before")
+    @classmethod
+    def _choice(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name in ("architecture", "precision"):
+            return None
+        check_choice(str(info.field_name), value, _CHOICES[str(info.field_name)])
+        return value
+
+    @field_validator("dataset", "model", "target_config", "target_url", mode="before")
+    @classmethod
+    def _path_or_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{info.field_name} must be a string, got {type(value).__name__}")
+        if info.field_name == "target_url" and value is not None:
+            if not (value.startswith("http://") or value.startswith("https://")):
+                raise ValueError(f"target_url must start with http:// or https://, got {value!r}")
+        return value
+
+    @field_validator("attacks", "eps", "sections", mode="before")
+    @classmethod
+    @_as_value_error
+    def _list_or_one(cls, value: Any, info: ValidationInfo) -> Any:
+        name = str(info.field_name)
+        if value is None and name == "sections":
+            return None
         # One value where a list is expected (``eps: 0.1``, ``attacks: pgd``) means a
         # list of one; iterating the string would audit attacks 'p', 'g' and 'd'.
-        for name in ("attacks", "eps", "sections"):
-            value = getattr(self, name)
-            if isinstance(value, str | int | float) and not isinstance(value, bool):
-                object.__setattr__(self, name, (value,))
-            elif value is not None and not isinstance(value, list | tuple):
-                raise TypeError(
-                    f"{name} must be a list (or a single value), got {type(value).__name__}"
-                )
-        check_number("n_samples", self.n_samples, low=1, integer=True)
-        check_number("seed", self.seed, low=0, integer=True)
-        check_number("examples", self.examples, low=0, integer=True)
-        check_number("reference_eps", self.reference_eps, low=0)
-        if self.architecture is not None:
-            check_choice("architecture", self.architecture, ("cnn", "mlp"))
-        if not self.attacks:
-            raise ValueError("attacks must name at least one attack")
-        if not self.eps:
-            raise ValueError("eps must hold at least one value")
-        for e in self.eps:
-            check_number("eps", e, low=0)
-        check_choice("profile", self.profile, ("default", "quick"))
-        if self.sections is not None:
-            if not self.sections:
-                raise ValueError("sections must name at least one section, or be None for all")
-            object.__setattr__(self, "sections", tuple(self.sections))
-        _check_attack_settings(self.attack_settings, self.reference_eps)
-        _check_section_settings(self)
-        check_choice("access", self.access, ("white-box", "scores", "labels"))
-        if self.queries_per_input is not None:
-            check_number("queries_per_input", self.queries_per_input, low=1, integer=True)
-        if self.constraints is not None:
-            if not isinstance(self.constraints, dict):
-                raise ValueError(
-                    "constraints must map immutable / switch_on / ranges to feature indices, "
-                    "e.g. {'immutable': [0, 1]}"
-                )
-            from advml.evasion.constraints import as_constraints  # torch: only when used
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            value = (value,)
+        elif not isinstance(value, list | tuple):
+            raise TypeError(
+                f"{name} must be a list (or a single value), got {type(value).__name__}"
+            )
+        if not value:
+            raise ValueError(
+                {
+                    "attacks": "attacks must name at least one attack",
+                    "eps": "eps must hold at least one value",
+                    "sections": "sections must name at least one section, or be None for all",
+                }[name]
+            )
+        if name == "eps":
+            for e in value:
+                check_number("eps", e, low=0)
+            return tuple(sorted(float(e) for e in value))
+        return tuple(value)
 
-            as_constraints("constraints", self.constraints)  # raises naming the problem
-        for name in ("fail_under", "fail_over"):
-            thresholds = getattr(self, name)
-            if not isinstance(thresholds, dict):
-                raise ValueError(
-                    f"{name} must map figures to numbers, e.g. {{'robust_accuracy': 0.5}}"
-                )
-            for key, value in thresholds.items():
-                check_number(f"{name}[{key!r}]", value)
-        object.__setattr__(self, "attacks", tuple(self.attacks))
-        object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
-        _check_model_file_settings(self)
-        _check_data_fields(self)
-        _check_device(self)
-        _check_remote(self)
-        _check_scale(self)
-        _check_evidence(self)
+    @field_validator("attack_settings", mode="before")
+    @classmethod
+    def _attack_settings(cls, value: Any, info: ValidationInfo) -> Any:
+        # reference_eps comes before this field: pydantic has it when it was valid.
+        _check_attack_settings(value, info.data.get("reference_eps", 0.1))
+        return value
+
+    @field_validator("section_settings", mode="before")
+    @classmethod
+    def _section_settings(cls, value: Any) -> Any:
+        _check_section_settings(value)
+        return value
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _constraints(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ValueError(
+                "constraints must map immutable / switch_on / ranges to feature indices, "
+                "e.g. {'immutable': [0, 1]}"
+            )
+        from advml.evasion.constraints import as_constraints  # torch: only when used
+
+        as_constraints("constraints", value)  # raises naming the problem
+        return value
+
+    @field_validator("fail_under", "fail_over", mode="before")
+    @classmethod
+    @_as_value_error
+    def _thresholds(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"{info.field_name} must map figures to numbers, e.g. {{'robust_accuracy': 0.5}}"
+            )
+        for key, number in value.items():
+            check_number(f"{info.field_name}[{key!r}]", number)
+        return {key: float(number) for key, number in value.items()}  # numpy scalars too
+
+    @field_validator(*_MODEL_KEYS, mode="before")
+    @classmethod
+    def _model_file_setting(cls, value: Any, info: ValidationInfo) -> Any:
+        """Parsed as ``load_model`` parses it (errors name the flag), then stored as plain
+        lists so that the YAML config round-trips."""
+        from advml.models.formats.spec import ModelSpec
+
+        key = _MODEL_KEYS[str(info.field_name)]
+        parsed = getattr(ModelSpec.from_values({key: value}, "given"), key)
+        return list(parsed) if isinstance(parsed, tuple) else parsed
+
+    @field_validator("label_column", mode="before")
+    @classmethod
+    def _label_column(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            raise ValueError(f"label_column must be a column name or index, got {value!r}")
+        return value
+
+    @field_validator("data_bounds", mode="before")
+    @classmethod
+    def _data_bounds(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | list | tuple):
+            raise ValueError(
+                "data_bounds must be [low, high], [[low per feature], [high per feature]], "
+                f"'data' or a bounds file (.npy/.json/.csv), got {value!r}"
+            )
+        return value
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value: Any) -> Any:
+        """A device of the form auto/cpu/cuda/cuda:N (whether it exists here is checked
+        when the audit starts, so that a config written on a GPU machine can be read
+        anywhere)."""
+        if value is not None and (
+            not isinstance(value, str)
+            or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value.strip().lower())
+        ):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @field_validator("ray_address", mode="before")
+    @classmethod
+    def _ray_address(cls, value: Any) -> Any:
+        if value is not None and (
+            not isinstance(value, str) or not (value == "auto" or ":" in value)
+        ):
+            raise ValueError(
+                f"ray_address must be 'auto', 'ray://host:port' or 'host:port', got {value!r}"
+            )
+        return value
+
+    # -- what only the fields together can break ------------------------------------------
+
+    @model_validator(mode="after")
+    def _together(self) -> AuditConfig:
+        problems = [
+            *_check_remote(self),
+            *_check_scale(self),
+            *_check_model_spec(self),
+        ]
+        if problems:
+            raise _Problems(problems)
+        return self
 
     @classmethod
     def quick(cls, **overrides: Any) -> AuditConfig:
@@ -235,7 +489,7 @@ class AuditConfig:
         return cls(**settings)
 
     def with_(self, **changes: Any) -> AuditConfig:
-        """A copy with some settings changed."""
+        """A copy with some settings changed (validated again, as a new config is)."""
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -247,34 +501,57 @@ class AuditConfig:
         return d
 
 
-def _check_device(config: AuditConfig) -> None:
-    """``device`` names a device of the form auto/cpu/cuda/cuda:N (whether it exists here
-    is checked when the audit starts, so that a config written on a GPU machine can be
-    read anywhere); ``precision`` is float32 or bf16."""
-    if config.device is not None:
-        if not isinstance(config.device, str) or not re.fullmatch(
-            r"auto|cpu|cuda(:\d+)?|mps", config.device.strip().lower()
-        ):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {config.device!r}")
-    if config.precision is not None:
-        check_choice("precision", config.precision, ("float32", "bf16"))
+def _validated_init(init: Callable[..., None]) -> Callable[..., None]:
+    """pydantic's ``__init__``, raising one :class:`ConfigValidationError` that lists
+    every problem (pydantic's ``ValidationError`` speaks of its own types)."""
+
+    @functools.wraps(init)
+    def __init__(self: AuditConfig, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as err:
+            raise _from_pydantic(err) from None
+
+    return __init__
 
 
-def _check_remote(config: AuditConfig) -> None:
-    """The remote target's fields: a URL (or a target file), not also a model file."""
-    for name in ("target_url", "target_config"):
-        value = getattr(config, name)
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-    url = config.target_url
-    if url is not None and not (url.startswith("http://") or url.startswith("https://")):
-        raise ValueError(f"target_url must start with http:// or https://, got {url!r}")
-    if (url or config.target_config) and config.model is not None:
-        raise ValueError(
-            "give either model (a file) or target_url / target_config (an API), not both"
-        )
-    if config.max_queries is not None:
-        check_number("max_queries", config.max_queries, low=1, integer=True)
+# After the class is made: the dataclass decorator writes its own __init__.
+AuditConfig.__init__ = _validated_init(AuditConfig.__init__)  # type: ignore[method-assign]
+
+
+def _check_remote(config: AuditConfig) -> list[_FieldProblem]:
+    """A model is a file or a remote target (URL / target file), not both."""
+    if (config.target_url or config.target_config) and config.model is not None:
+        return [
+            _FieldProblem(
+                "target_url" if config.target_url else "target_config",
+                "give either model (a file) or target_url / target_config (an API), not both",
+            )
+        ]
+    return []
+
+
+def _check_scale(config: AuditConfig) -> list[_FieldProblem]:
+    """The executor fields together (docs/scale.md)."""
+    if config.ray_address is not None and config.executor != "ray":
+        return [
+            _FieldProblem(
+                "ray_address",
+                f"ray_address is for executor 'ray'; got executor {config.executor!r}",
+            )
+        ]
+    return []
+
+
+def _check_model_spec(config: AuditConfig) -> list[_FieldProblem]:
+    """The model-file settings together, as ``load_model`` reads them."""
+    from advml.models.formats.spec import ModelSpec
+
+    try:
+        ModelSpec.from_values({k: getattr(config, f) for f, k in _MODEL_KEYS.items()}, "given")
+    except (TypeError, ValueError) as err:
+        return [_FieldProblem("model_factory", str(err))]
+    return []
 
 
 def _check_attack_settings(attack_settings: Any, eps: float) -> None:
@@ -321,9 +598,8 @@ def _check_attack_settings(attack_settings: Any, eps: float) -> None:
             raise ValueError(f"attack_settings[{name!r}]{where}: {message}") from None
 
 
-def _check_section_settings(config: AuditConfig) -> None:
+def _check_section_settings(section_settings: Any) -> None:
     """Each entry names an audit section and settings that section knows."""
-    section_settings = config.section_settings
     if not isinstance(section_settings, dict) or not all(
         isinstance(v, dict) for v in section_settings.values()
     ):
@@ -350,63 +626,3 @@ def _check_section_settings(config: AuditConfig) -> None:
                 f"section_settings[{name!r}][{unknown[0]!r}]: the {name} section has unknown "
                 f"keys {unknown}; known: {', '.join(sorted(known))}"
             )
-
-
-def _check_model_file_settings(config: AuditConfig) -> None:
-    """The model-file settings parsed as ``load_model`` parses them (errors name the
-    flag), then stored as plain lists so that the YAML config round-trips."""
-    from advml.models.formats.spec import ModelSpec
-
-    keys = {
-        "model_factory": "factory",
-        "model_kwargs": "factory_kwargs",
-        "model_input_shape": "input_shape",
-        "model_classes": "classes",
-        "model_bounds": "bounds",
-        "model_mean": "mean",
-        "model_std": "std",
-    }
-    spec = ModelSpec.from_values({k: getattr(config, f) for f, k in keys.items()}, "given")
-    for field_name, key in keys.items():
-        value = getattr(spec, key)
-        if isinstance(value, tuple):
-            value = list(value)
-        object.__setattr__(config, field_name, value)
-
-
-def _check_data_fields(config: AuditConfig) -> None:
-    """The user-data fields (dataset files, bounds, limit, eps_scale)."""
-    label = config.label_column
-    if label is not None and (isinstance(label, bool) or not isinstance(label, str | int)):
-        raise ValueError(f"label_column must be a column name or index, got {label!r}")
-    if config.limit is not None:
-        check_number("limit", config.limit, low=1, integer=True)
-    check_choice("eps_scale", config.eps_scale, ("relative", "absolute"))
-    bounds = config.data_bounds
-    if bounds is not None and not isinstance(bounds, str | list | tuple):
-        raise ValueError(
-            "data_bounds must be [low, high], [[low per feature], [high per feature]], "
-            f"'data' or a bounds file (.npy/.json/.csv), got {bounds!r}"
-        )
-
-
-def _check_scale(config: AuditConfig) -> None:
-    """The executor fields (docs/scale.md)."""
-    check_choice("executor", config.executor, ("local", "process", "ray"))
-    if config.workers is not None:
-        check_number("workers", config.workers, low=1, integer=True)
-    if config.ray_address is not None:
-        if not isinstance(config.ray_address, str) or not (
-            config.ray_address == "auto" or ":" in config.ray_address
-        ):
-            raise ValueError(
-                "ray_address must be 'auto', 'ray://host:port' or 'host:port', got "
-                f"{config.ray_address!r}"
-            )
-        if config.executor != "ray":
-            raise ValueError(f"ray_address is for executor 'ray'; got executor {config.executor!r}")
-
-
-def _check_evidence(config: AuditConfig) -> None:
-    """The report options of issue 17 (``save_examples``)."""
-    check_bool("save_examples", config.save_examples)

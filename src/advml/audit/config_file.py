@@ -62,7 +62,7 @@ from typing import Any
 
 import yaml
 
-from advml.audit.config import AuditConfig
+from advml.audit.config import AuditConfig, ConfigValidationError
 
 __all__ = ["ConfigError", "config_to_yaml", "load_config", "parse_config"]
 
@@ -138,32 +138,35 @@ def parse_config(text: str, *, source: str = "<config>") -> AuditConfig:
     values: dict[str, Any] = {}
     lines: dict[str, int] = {}
     nested: dict[str, int] = {}
-    _walk(root, (), source, values, lines, nested)
-    # Each key alone first, so that every bad value in the file is reported at once,
-    # each with its line; then the whole (what only the keys together can break).
+    # Every problem in the file is reported at once, each with its line: unknown keys
+    # while walking the file, then every bad value (AuditConfig, a pydantic dataclass,
+    # collects all of them with the field each belongs to).
     problems: list[tuple[int | None, str]] = []
-    for name, value in values.items():
-        try:
-            AuditConfig(**{name: value})
-        except (ValueError, TypeError) as err:
-            problems.append(_located(str(err), lines, nested))
+    _walk(root, (), source, values, lines, nested, problems)
+    try:
+        config = AuditConfig(**values)
+    except ConfigValidationError as err:
+        problems += [_located(path, text, lines, nested) for path, text in err.problems]
+    if not problems:
+        return config
+    problems.sort(key=lambda p: (p[0] is None, p[0] or 0))
     if len(problems) > 1:
         listed = "\n".join(
             f"  line {line}: {text}" if line else f"  {text}" for line, text in problems
         )
         raise ConfigError(f"{source}: {len(problems)} problems:\n{listed}")
-    if not problems:
-        try:
-            return AuditConfig(**values)
-        except (ValueError, TypeError) as err:
-            problems.append(_located(str(err), lines, nested))
     line, text = problems[0]
     raise ConfigError(f"{source}, line {line}: {text}" if line else f"{source}: {text}")
 
 
-def _located(message: str, lines: dict[str, int], nested: dict[str, int]) -> tuple[int | None, str]:
-    """The line of the key an error message names (None when it names none) and the
-    message, prefixed with that key's path."""
+_YAML_PATHS = {field_name: ".".join(path) for path, field_name in _FIELDS.items()}
+
+
+def _located(
+    path: str, message: str, lines: dict[str, int], nested: dict[str, int]
+) -> tuple[int | None, str]:
+    """The line of the key a problem belongs to (None when the file has none) and the
+    message, prefixed with that key's path in the file."""
     if "must be True or False" in message:
         message += " (in YAML write true or false, without quotes)"
     # A nested setting (attack_settings['pgd']['steps']): the line of the deepest
@@ -171,13 +174,16 @@ def _located(message: str, lines: dict[str, int], nested: dict[str, int]) -> tup
     for text in sorted(nested, key=len, reverse=True):
         if message.startswith(text):
             return nested[text], message
-    # Point at the key the message names, when it names one: the field's own name
-    # first ("trust_model_file" must not match the key "model.file"), whole words.
+    field_name = re.split(r"[.\[]", path, maxsplit=1)[0]
+    if field_name in lines:
+        return lines[field_name], f"{_YAML_PATHS[field_name]}: {message}"
+    # A problem without a field (none today): point at the key the message names, the
+    # field's own name first ("trust_model_file" must not match the key "model.file").
     for use_key in (False, True):
-        for path, field_name in _FIELDS.items():
-            word = path[-1] if use_key else field_name
-            if field_name in lines and re.search(rf"\b{re.escape(word)}\b", message):
-                return lines[field_name], f"{'.'.join(path)}: {message}"
+        for keys, name in _FIELDS.items():
+            word = keys[-1] if use_key else name
+            if name in lines and re.search(rf"\b{re.escape(word)}\b", message):
+                return lines[name], f"{'.'.join(keys)}: {message}"
     return None, message
 
 
@@ -188,11 +194,12 @@ def _walk(
     values: dict[str, Any],
     lines: dict[str, int],
     nested: dict[str, int],
+    problems: list[tuple[int | None, str]],
 ) -> None:
-    where = f"{source}, line {node.start_mark.line + 1}"
     if not isinstance(node, yaml.MappingNode):
         name = ".".join(path) or "the file"
-        raise ConfigError(f"{where}: {name} must be a mapping of keys to values")
+        problems.append((node.start_mark.line + 1, f"{name} must be a mapping of keys to values"))
+        return
     for key_node, value_node in node.value:
         key = key_node.value
         line = key_node.start_mark.line + 1
@@ -209,7 +216,7 @@ def _walk(
             if field_name in ("attack_settings", "section_settings"):
                 _nested_lines(value_node, field_name, nested)
         elif not path and key in _GROUPS:
-            _walk(value_node, sub, source, values, lines, nested)
+            _walk(value_node, sub, source, values, lines, nested, problems)
         else:
             known = (
                 sorted(p[-1] for p in _FIELDS if p[:-1] == path)
@@ -217,9 +224,7 @@ def _walk(
                 else sorted({*_GROUPS, "seed", "profile"})
             )
             where_key = ".".join(path) or "the top level"
-            raise ConfigError(
-                f"{source}, line {line}: unknown key {key!r} in {where_key}; known: {known}"
-            )
+            problems.append((line, f"unknown key {key!r} in {where_key}; known: {known}"))
 
 
 def _nested_lines(node: yaml.Node, prefix: str, nested: dict[str, int]) -> None:

@@ -1,7 +1,7 @@
 """The whole audit plan checked before its first step, every problem reported at once.
 
-:class:`~advml.audit.AuditConfig` checks each value as it is made (types, ranges) and stops
-at the first bad one. What needs the registry, the dataset catalog or the file system --
+:class:`~advml.audit.AuditConfig` checks each value as it is made (types, ranges) and reports
+every bad one at once. What needs the registry, the dataset catalog or the file system --
 attack and section names, the dataset, the model file, each attack's settings -- is
 checked here, all of it, so that a user fixes a config in one round instead of one
 audit start per mistake (a misspelt ``--attacks`` name used to surface only when the

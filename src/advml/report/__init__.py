@@ -21,13 +21,14 @@ __all__ = ["SCHEMA_VERSION", "format_summary", "render_html", "report_schema", "
 def report_schema() -> dict[str, Any]:
     """The JSON Schema that ``report.json`` follows.
 
-    ``advml/report/schema.json`` describes the report; each section's fields are in
+    ``advml/report/schema.json`` describes the report (generated from the models of
+    :mod:`advml.report.model`); each section's fields are in
     ``advml/report/schemas/<section>.json`` and are merged in under
     ``properties.sections.properties.<section>``.
     """
     root = resources.files("advml.report")
     schema: dict[str, Any] = json.loads(root.joinpath("schema.json").read_text())
-    sections = schema["properties"]["sections"]["properties"]
+    sections = schema["properties"]["sections"].setdefault("properties", {})
     for entry in sorted(root.joinpath("schemas").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
             fragment = json.loads(entry.read_text())
