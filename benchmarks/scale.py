@@ -205,7 +205,7 @@ def evasion_shards(seed: int, workers: int, rounds: int) -> dict[str, Any]:
     process pool of ``workers`` (started and warmed outside the timing); the results must
     be identical input by input. Rounds pair each sharded time with that round's local."""
     from advml.evasion import PGD
-    from advml.runtime.shards import generate_sharded
+    from advml.evasion.shards import generate_sharded
 
     ds = load_dataset("digits")
     x_all = np.concatenate([ds.x_train, ds.x_test])

@@ -15,9 +15,9 @@ import pytest
 from advml.cli import main
 from advml.evasion import PGD, Square
 from advml.evasion.base import RANDOM_BLOCK, AdversarialResult
+from advml.evasion.shards import concatenate_results, generate_sharded, shard_bounds
 from advml.models import TorchClassifier
 from advml.runtime.executors import LocalExecutor, ProcessExecutor, RayExecutor
-from advml.runtime.shards import concatenate_results, generate_sharded, shard_bounds
 
 FIELDS = ("x_adv", "y", "y_adv", "success", "l0", "l2", "linf", "queries")
 
@@ -105,7 +105,7 @@ def test_audit_evasion_figures_do_not_depend_on_the_executor(
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         ray.shutdown()
-    import advml.runtime.shards as shards
+    import advml.evasion.shards as shards
 
     sharded: list[str] = []
 

@@ -209,7 +209,7 @@ def _sharded(
     """The attack over shards of ``x`` on ``executor``; the result equals one run's
     (randomness is drawn per block of inputs, see docs/scale.md)."""
     from advml.evasion.base import random_block
-    from advml.runtime.shards import generate_sharded, shard_bounds
+    from advml.evasion.shards import generate_sharded, shard_bounds
 
     size = shard_size or max(1, -(-len(x) // (2 * executor.workers)))
     shards = len(shard_bounds(len(x), size, random_block(model.device)))

@@ -52,6 +52,7 @@ __all__ = [
     "EpsScale",
     "EvasionAttack",
     "Norm",
+    "UnitBox",
     "affordable",
     "block_seed",
     "budget_ran_out",
@@ -304,7 +305,7 @@ class EvasionAttack(Component):
             ``seed`` and the block's index, so that a shard ``x[a:b]`` attacked with
             ``offset=a`` (``a`` a multiple of ``RANDOM_BLOCK``) gets exactly the numbers
             it gets inside one run over all of ``x``; see
-            :func:`advml.runtime.shards.generate_sharded`.
+            :func:`advml.evasion.shards.generate_sharded`.
 
         Returns
         -------
@@ -328,7 +329,7 @@ class EvasionAttack(Component):
             check_in_feature_bounds("x", xt, *clip_bounds(model))
         # The space the attack's own steps run in: the model's inputs (absolute eps), or
         # the unit box over each feature's range (relative eps; see EpsScale).
-        space = _UnitBox(model) if self._relative(model) else None
+        space = UnitBox(model) if self._relative(model) else None
         target: Classifier = model if space is None else space
         bounds = clip_bounds(target)
         if self._constraints is not None:
@@ -346,7 +347,7 @@ class EvasionAttack(Component):
             yt = yt.to(device=model.device, dtype=torch.long)
         # Randomness per block of RANDOM_BLOCK inputs, from a generator seeded by (seed,
         # block index): an input's numbers do not depend on the chunks nor on the shard
-        # (advml.runtime.shards) it was attacked in. A chunk never crosses a block's edge.
+        # (advml.evasion.shards) it was attacked in. A chunk never crosses a block's edge.
         randomised = self._draws_random()
         base_seed = _base_seed(getattr(self, "seed", None))
         chunk = self.batch_size or self._auto_batch_size(model)
@@ -595,7 +596,7 @@ def clip_pair(low: float | Tensor, high: float | Tensor) -> ClipBounds:
     return float(low), float(high)
 
 
-class _UnitBox:
+class UnitBox:
     """``model`` seen through ``x = low + z * (high - low)``: inputs ``z`` in [0, 1] for
     every feature (per-feature bounds included), scores unchanged.
 

@@ -186,10 +186,10 @@ class WithinEps:
         if not self.relative:
             result = self.attack.generate(model, x, y)
             return result, np.asarray(result.linf)
-        from advml.evasion.base import _UnitBox
+        from advml.evasion.base import UnitBox
         from advml.metrics.norms import perturbation_norms
 
-        box = _UnitBox(model)
+        box = UnitBox(model)
         xt = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=model.device)
         zt = box.to_unit(xt)
         in_box = self.attack.generate(cast(Classifier, box), zt.cpu().numpy(), y)
@@ -349,7 +349,7 @@ def _generate(
     result input by input (randomness is drawn per block of inputs)."""
     if executor is None or not isinstance(attack, EvasionAttack):
         return attack.generate(model, x, y)
-    from advml.runtime.shards import generate_sharded
+    from advml.evasion.shards import generate_sharded
 
     return generate_sharded(attack, model, x, y, executor=executor)
 
