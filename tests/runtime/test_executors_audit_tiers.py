@@ -46,6 +46,12 @@ def test_quick_tier_is_offline_rmia_and_can_be_switched_off(tmp_path: Path) -> N
     on = run_audit(_config(rmia_references=2), show_progress=False).report
     rows = {a["name"]: a for a in on["sections"]["membership"]["attacks"]}
     assert rows["rmia"]["mode"] == "offline" and rows["rmia"]["references"] == 2
+    # Its figures carry their intervals like every other attack's (the verdict quotes
+    # them): the TPR's interval holds the TPR and is not one point on 60 + 60 records.
+    tpr = rows["rmia"]["intervals"]["tpr_at_1_fpr"]
+    assert tpr["low"] <= rows["rmia"]["tpr_at_1_fpr"] <= tpr["high"] and tpr["low"] < tpr["high"]
+    auc = rows["rmia"]["intervals"]["auc"]
+    assert auc["low"] <= rows["rmia"]["auc"] <= auc["high"]
     off = run_audit(_config(), show_progress=False).report  # --quick: 0 references
     assert "rmia" not in {a["name"] for a in off["sections"]["membership"]["attacks"]}
     assert "executor" not in off["sections"]["membership"]

@@ -623,6 +623,7 @@ def _tier_step(
         result.queries + fitted.fit_queries,
         references=n_ref,
         mode=attack.get_params()["mode"],
+        intervals=membership_intervals(result.scores, split["is_member"]),
     )
     return summary, {}
 
