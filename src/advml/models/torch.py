@@ -174,6 +174,9 @@ class TorchClassifier(BaseClassifier):
     def evaluating(self) -> Iterator[None]:
         """Eval mode (dropout off, batch-norm statistics frozen), then the caller's modes."""
         modes = [(m, m.training) for m in self.module.modules()]
+        if not any(training for _, training in modes):
+            yield  # already in eval mode (a served model, a loop of calls): nothing to undo
+            return
         self.module.eval()
         try:
             yield
