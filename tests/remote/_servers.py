@@ -32,6 +32,7 @@ class Faults:
     limit_every: int = 0
     down_after: int | None = None
     body: tuple[int, str, bytes] | None = None  # status, content type, bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # sent with ``body``
     requests: int = 0
     answered: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,7 +64,7 @@ class _Faulty:
                          [(b"retry-after", b"0")])  # fmt: skip
             return
         if f.body is not None:
-            await _reply(send, *f.body)
+            await _reply(send, *f.body, f.headers)
             return
         with f.lock:
             f.answered += 1

@@ -160,6 +160,21 @@ def test_labels_out_of_range_are_refused(
         model.predict(x)
 
 
+def test_a_redirect_is_not_followed_and_names_the_new_address(
+    serve: Callable[..., Server], tiny_linear: TorchClassifier
+) -> None:
+    # Following it would send the request, and any token in its headers, elsewhere.
+    moved = [(b"location", b"https://elsewhere.invalid/v2/predict")]
+    s = serve(tiny_linear, faults=Faults(body=(307, "text/plain", b"moved"), headers=moved))
+    spec = TargetSpec(url=s.url, returns="probs", retries=3)
+    model = HTTPClassifier(spec, input_shape=tiny_linear.input_shape, n_classes=2, bounds=(0, 1))
+    x = np.full((1, *tiny_linear.input_shape), 0.5, dtype=np.float32)
+    with pytest.raises(RemoteModelError, match=r"HTTP 307.*elsewhere.invalid/v2/predict"):
+        model.predict_proba(x)
+    assert model.requests_sent == 1  # refused at once, not retried
+    assert s.faults.requests == 1
+
+
 def test_a_server_that_never_answers_gives_a_clear_error() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
