@@ -67,6 +67,21 @@ def test_serve_model_rate_limit_answers_429(
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
 
 
+def test_serve_model_refuses_an_oversized_body_before_reading_it(
+    digits_mlp: TorchClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from advml.models.http_server import MAX_INPUTS
+
+    made = _served_app([], digits_mlp, tmp_path, monkeypatch)
+    client = TestClient(made["app"])
+    limit = MAX_INPUTS * 64 * 24 + (1 << 20)  # 64 values an input, ~24 characters each
+    r = client.post("/predict", content=b" " * (limit + 1))
+    assert r.status_code == 413 and f"over {limit} bytes" in r.json()["error"]
+    # Under the limit but not JSON: 400, and a GET is not a prediction.
+    assert client.post("/predict", content=b"{").status_code == 400
+    assert client.get("/predict").status_code == 405
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
