@@ -335,7 +335,15 @@ def _shard_executor(ctx: AuditContext) -> Executor | None:
         or not isinstance(ctx.model, TorchClassifier)
     ):
         return None
-    return make_executor(name, workers=ctx.config.workers, ray_address=ctx.config.ray_address)
+    # A network on a GPU attacks its shards on GPUs: on Ray each shard asks for a whole
+    # one (a task given none sees no CUDA device); process workers share this machine's.
+    on_gpu = name == "ray" and ctx.model.device.type == "cuda"
+    return make_executor(
+        name,
+        workers=ctx.config.workers,
+        ray_address=ctx.config.ray_address,
+        num_gpus=1.0 if on_gpu else 0.0,
+    )
 
 
 def _generate(
