@@ -19,8 +19,8 @@ members. The attacker knows the pool, not the split (Carlini et al. 2022).
    seeds ``--seed``, ``--seed + 1``, ...; each its own pool, members and trained MLP),
    then the mean AUC and the counts summed over the targets. Targets: RMIA's TPR at 1%
    FPR >= LiRA offline's with 2; RMIA's AUC within 0.02 of LiRA online's with 16. One
-   target's AUC moves by about +-0.015 from seed to seed (500 members, 500
-   non-members), as much as the margin tested, hence several targets.
+   target's AUC moves more than the margin tested from seed to seed (LiRA online with
+   16: 0.650, 0.635 and 0.612 on seeds 0, 1, 2), hence several targets.
 
 4. **Evasion shards** (``--evasion``, alone): PGD-40 with a random start on 2,000 digits
    inputs, one local run against shards on a process pool of ``--workers``; the results
