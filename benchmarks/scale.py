@@ -346,6 +346,8 @@ def main() -> None:
         "--executors", default="local,process,ray", help="executors timed (local first)"
     )
     args = parser.parse_args()
+    if args.power_targets < 1:
+        parser.error(f"--power-targets must be >= 1; got {args.power_targets}")
     torch.set_num_threads(1)
     n_shadow = 8 if args.quick else 16
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}")
