@@ -63,7 +63,7 @@ def estimate_offline_a(phi: np.ndarray, masks: np.ndarray) -> float:
     complementary halves, the only other reference is "in" for every record that is
     not the stand-in's member (the code then derives ``Pr_OUT`` from it through the same
     line), so that search sees each record's "in" model and picked ``a = 1`` on 4 of 4
-    targets of ``benchmarks/scale.py``, where the fitted slope is 0.04-0.05 and ``a = 1``
+    targets of ``benchmarks/scale.py``, where the fitted slope is 0.04-0.06 and ``a = 1``
     loses 0.01-0.04 of AUC on the true members.
 
     Parameters
