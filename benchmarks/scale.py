@@ -252,8 +252,8 @@ def power_summary(per_seed: list[dict[str, Any]], n_large: int) -> dict[str, Any
         rmia["checks"] = checks
         print(
             f"  RMIA {mode} (2): TP {rmia['tp']} vs LiRA offline (2) {lira_off2['tp']} "
-            f"({'>=' if checks['tp_at_least_lira_offline_2'] else '<'}); AUC "
-            f"{gap:+.3f} below LiRA online ({n_large}): "
+            f"({'>=' if checks['tp_at_least_lira_offline_2'] else '<'}); LiRA online "
+            f"({n_large}) AUC minus RMIA's: {gap:+.3f}, "
             f"{'within' if checks['auc_within_0.02'] else 'NOT within'} 0.02"
         )
     return summary
