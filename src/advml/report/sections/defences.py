@@ -45,9 +45,7 @@ def render(
         bars=b64(defence_bars(section)) if rows else "",
         robust={**robust, "file_name": Path(robust["file"]).name} if robust else None,
         detection_settings=_params(det["params"]) if det else "",
-        matrix=[
-            {**c, "settings": _params(c["resolved"]), "colour": _colour(c)} for c in matrix
-        ]
+        matrix=[{**c, "settings": _params(c["resolved"]), "colour": _colour(c)} for c in matrix]
         if len(matrix) > len(rows)
         else [],
         matrix_eps=sorted({c["eps"] for c in matrix}),
