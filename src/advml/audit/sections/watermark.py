@@ -624,7 +624,8 @@ def _weights(model: TorchClassifier) -> dict[str, np.ndarray]:
 def _restore(base: TorchClassifier, arrays: Mapping[str, np.ndarray]) -> TorchClassifier:
     """A copy of ``base`` with the weights stored by :func:`_weights`."""
     model = base.clone()
-    state = {k[2:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("w:")}
+    # A copy: arrays from Ray's object store are read-only.
+    state = {k[2:]: torch.tensor(v) for k, v in arrays.items() if k.startswith("w:")}
     model.module.load_state_dict(state)
     model.module.eval()
     return model
