@@ -232,3 +232,31 @@ def test_false_claim_figures_do_not_depend_on_the_executor(
     assert "advml's training loop" in other["independent_models"]["description"]
     assert other["schemes"][0]["verification"]["verified"]
     assert _figures(other) == _figures(sections["local"])
+
+
+# -- the CLI: advml watermark embed --calibrate N --executor ... ----------------------------------
+@pytest.mark.parametrize("executor", ["ray", pytest.param("process", marks=pytest.mark.slow)])
+def test_calibration_models_train_on_the_executor_with_the_same_key(
+    local_ray: None, tmp_path: Path, capsys: Any, executor: str
+) -> None:
+    from advml.cli import main
+    from advml.watermark import load_key
+
+    def embed(name: str, *flags: str) -> tuple[Any, list[str]]:
+        key = tmp_path / f"{name}.key.npz"
+        argv = ["watermark", "embed", "--scheme", "adi", "--set", "n_triggers=20"]
+        argv += ["--key", "s3cret", "--calibrate", "2", "--quiet"]
+        argv += ["--out-model", str(tmp_path / f"{name}.pt"), "--out-key", str(key), *flags]
+        assert main(argv) in (0, 1)
+        out = capsys.readouterr().out.splitlines()
+        return load_key(key), [line for line in out if "false claims" in line or "executor" in line]
+
+    local, local_lines = embed("local")
+    other, other_lines = embed(executor, "--executor", executor, "--workers", "2")
+    # The empirical null (per trigger, how many of the 2 references matched it) and the
+    # false-claim check: the same from every executor.
+    assert local.calibrated and local.same_material(other)
+    assert local_lines[0] == other_lines[0]
+    assert "of 2 independent models verified (95% interval" in local_lines[0]
+    assert local_lines[1].split() == ["executor", "local,", "1", "worker(s)"]
+    assert other_lines[1].split() == ["executor", f"{executor},", "2", "worker(s)"]
