@@ -142,6 +142,7 @@ class DefencesSection(AuditSection):
         return None
 
     def run(self, ctx: AuditContext, settings: Mapping[str, Any]) -> SectionOutput:
+        _check_settings(ctx, settings)  # every setting, before an executor starts
         executor = _cell_executor(ctx)
         try:
             return self._run(ctx, settings, executor)
@@ -151,20 +152,10 @@ class DefencesSection(AuditSection):
     def _run(
         self, ctx: AuditContext, settings: Mapping[str, Any], executor: Executor
     ) -> SectionOutput:
-        eps = float(ctx.config.reference_eps if settings["eps"] is None else settings["eps"])
-        where = "section_settings['defences']"
-        check_number(f"{where}['eps']", eps, low=0)
-        for key in ("steps", "eot_samples", "n_samples"):
-            check_number(f"{where}[{key!r}]", settings[key], low=1, integer=True)
-        check_number(f"{where}['detection_fpr']", settings["detection_fpr"], low=0, high=1)
+        eps = _eps(ctx, settings)
         eps_all = _eps_list(settings["eps_list"], eps)
         strengths = _strengths(settings["strengths"])
         specs = settings["defences"]
-        if not isinstance(specs, Mapping):
-            raise ValueError(
-                "section_settings['defences']['defences'] must map preprocessor names to "
-                "their parameters, e.g. {'jpeg': {'strength': 'high'}}"
-            )
         other = None
         if settings["robust_model"] is not None:
             other = _robust_model(str(settings["robust_model"]), ctx.model)
@@ -270,6 +261,28 @@ class DefencesSection(AuditSection):
 
 
 SECTION = DefencesSection
+
+
+def _eps(ctx: AuditContext, settings: Mapping[str, Any]) -> float:
+    """The ε of the trade-off table and the verdict: the setting, else ``reference_eps``."""
+    return float(ctx.config.reference_eps if settings["eps"] is None else settings["eps"])
+
+
+def _check_settings(ctx: AuditContext, settings: Mapping[str, Any]) -> None:
+    """Every setting, with errors that name it."""
+    where = "section_settings['defences']"
+    eps = _eps(ctx, settings)
+    check_number(f"{where}['eps']", eps, low=0)
+    for key in ("steps", "eot_samples", "n_samples"):
+        check_number(f"{where}[{key!r}]", settings[key], low=1, integer=True)
+    check_number(f"{where}['detection_fpr']", settings["detection_fpr"], low=0, high=1)
+    _eps_list(settings["eps_list"], eps)
+    _strengths(settings["strengths"])
+    if not isinstance(settings["defences"], Mapping):
+        raise ValueError(
+            "section_settings['defences']['defences'] must map preprocessor names to "
+            "their parameters, e.g. {'jpeg': {'strength': 'high'}}"
+        )
 
 
 @dataclass(frozen=True)
