@@ -58,6 +58,49 @@ def digits():
     return load_dataset("digits")
 
 
+@pytest.mark.parametrize("strength", ["low", "high"])
+def test_cells_in_any_order_give_evaluate_defence(
+    digits_data: Any, digits_mlp: TorchClassifier, strength: str
+) -> None:
+    """The three cells are independent: run adaptive first, they combine into exactly
+    what one evaluate_defence call measures (a randomised defence: EOT draws and the
+    deployed defence's draws are seeded per cell)."""
+    from advml.defences.preprocess import GaussianNoise, evaluate_defence
+    from advml.defences.preprocess.evaluation import combine_cells, defended_correct
+    from advml.evasion import PGD
+
+    x, y = digits_data.x_test[:40], digits_data.y_test[:40]
+    prep = GaussianNoise(strength=strength, seed=3)
+    attack = PGD(eps=0.1, steps=4, seed=5)
+    whole = evaluate_defence(digits_mlp, prep, x, y, attack=attack, eot_samples=2, seed=5)
+    cells = {
+        kind: defended_correct(
+            digits_mlp, prep, x, y, kind=kind, attack=attack, eot_samples=2, seed=5
+        )
+        for kind in ("adaptive", "standard", "clean")
+    }
+    assert all(c.dtype == bool and c.shape == (40,) for c in cells.values())
+    combined = combine_cells(
+        digits_mlp,
+        prep,
+        attack=attack,
+        clean=cells["clean"],
+        standard=cells["standard"],
+        adaptive=cells["adaptive"],
+        undefended_accuracy=(whole.undefended_clean_accuracy, whole.undefended_robust_accuracy),
+        eot_samples=2,
+        seed=5,
+    )
+    drop = {"seconds"}
+    assert {k: v for k, v in combined.summary().items() if k not in drop} == {
+        k: v for k, v in whole.summary().items() if k not in drop
+    }
+    with pytest.raises(ValueError, match="kind must be one of"):
+        defended_correct(digits_mlp, prep, x, y, kind="worst", attack=attack)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs the attack"):
+        defended_correct(digits_mlp, prep, x, y, kind="standard")
+
+
 def test_matrix_covers_every_setting_and_eps_and_keeps_the_configured_figures(
     digits: Any, digits_mlp: TorchClassifier, tmp_path: Path
 ) -> None:
