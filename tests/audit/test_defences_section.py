@@ -113,7 +113,7 @@ def test_report_has_every_figure_validates_and_resumes(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a cached step was recomputed")
 
-    monkeypatch.setattr(defences_section, "evaluate_defence", refuse)
+    monkeypatch.setattr(defences_section, "defended_correct", refuse)
     monkeypatch.setattr(defences_section, "_undefended_step", refuse)
     monkeypatch.setattr(defences_section, "_detection_step", refuse)
     again = run_audit(
@@ -125,7 +125,7 @@ def test_report_has_every_figure_validates_and_resumes(
     )
     assert again.report["sections"]["defences"] == result.report["sections"]["defences"]
     log = (tmp_path / "audit.log").read_text()
-    assert log.count("defences: jpeg-eps0.1 already done") == 1
+    assert log.count("defences: matrix already done") == 1
 
 
 def test_changed_defence_settings_recompute_only_that_defence(
@@ -140,13 +140,13 @@ def test_changed_defence_settings_recompute_only_that_defence(
         show_progress=False,
     )
     calls: list[str] = []
-    real = defences_section.evaluate_defence
+    real = defences_section.defended_correct
 
     def counting(model: Any, prep: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(type(prep).__name__)
+        calls.append(f"{type(prep).__name__} {kwargs['kind']}")
         return real(model, prep, *args, **kwargs)
 
-    monkeypatch.setattr(defences_section, "evaluate_defence", counting)
+    monkeypatch.setattr(defences_section, "defended_correct", counting)
     both = {
         "defences": {
             "feature_squeezing": {"strength": "medium"},
@@ -169,7 +169,8 @@ def test_changed_defence_settings_recompute_only_that_defence(
         out=tmp_path,
         show_progress=False,
     )
-    assert calls == ["FeatureSqueezing"]
+    # The changed defence's three cells (clean, standard, adaptive), nothing else.
+    assert calls == [f"FeatureSqueezing {k}" for k in ("clean", "standard", "adaptive")]
     sec = result.report["sections"]["defences"]
     assert sec["detection"] is None
     assert sec["defences"][0]["params"] == {"strength": "high"}

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from advml.commands import Handler
 from advml.commands._common import (
+    add_executor_args,
     add_model_args,
     add_settings_arg,
     announce,
+    executor_from_args,
     list_components,
     load_model_and_data,
     names,
@@ -46,8 +51,10 @@ def add_commands(sub: Any) -> dict[str, Handler]:
         type=int,
         default=0,
         metavar="N",
-        help="store an empirical null from N independently trained models",
+        help="store an empirical null from N independently trained models (trained as "
+        "tasks on --executor; each is also checked against the key: false claims)",
     )
+    add_executor_args(e)
     e.add_argument("--out-model", default="watermarked.pt", help="default watermarked.pt")
     e.add_argument("--out-key", default="owner.key.npz", help="default owner.key.npz")
 
@@ -134,7 +141,10 @@ def _embed(args: argparse.Namespace) -> int:
     )
     key = marked.key
     if args.calibrate:
-        key = calibrate(key, _references(model, ds, args.calibrate, args.quiet))
+        executor = executor_from_args(args)
+        references = _references(model, ds, args.calibrate, args.quiet, executor)
+        claims = _false_claims(references, key)
+        key = calibrate(key, references)
     after = _accuracy(marked.model, ds.x_test, ds.y_test)
     save_model(marked.model, out_model)
     save_key(key, out_key)
@@ -143,44 +153,105 @@ def _embed(args: argparse.Namespace) -> int:
     from advml.watermark import verify
 
     _print_verification(verify(marked.model, key))
+    if args.calibrate:
+        ran = executor.describe()
+        print(claims)
+        print(f"  executor              {ran['executor']}, {ran['workers']} worker(s)")
     print(f"saved the watermarked model to {out_model} and the key to {out_key} (keep it secret)")
     return 0
 
 
-def _references(model: Any, ds: Any, n: int, quiet: bool) -> list[Any]:
-    """``n`` models trained like the reference one from other seeds (the empirical null)."""
-    import torch
+@dataclass(frozen=True)
+class _ReferenceTrainer:
+    """One task: a reference network trained from its seed without the key. The data
+    travels once per run with this function (``ray.put`` on Ray), the task is a seed."""
 
-    from advml.models import TorchClassifier, build_architecture, train
-    from advml.models.reference import TRAINING, default_architecture
+    architecture: str
+    input_shape: tuple[int, ...]
+    n_classes: int
+    bounds: tuple[float, float]
+    device: str
+    x: np.ndarray
+    y: np.ndarray
+    n: int
+    quiet: bool
 
-    arch = default_architecture(ds)
-    recipe = TRAINING[arch]
-    out = []
-    for seed in range(1001, 1001 + n):
+    def __call__(self, seed: int) -> Any:
+        import torch
+
+        from advml.models import TorchClassifier, build_architecture, train
+        from advml.models.reference import TRAINING
+
+        recipe = TRAINING[self.architecture]
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            module = build_architecture(arch, input_shape=ds.input_shape, n_classes=ds.n_classes)
+            module = build_architecture(
+                self.architecture, input_shape=self.input_shape, n_classes=self.n_classes
+            )
         ref = TorchClassifier(
             module,
-            input_shape=ds.input_shape,
-            n_classes=ds.n_classes,
-            bounds=ds.bounds,
-            device=model.device,
+            input_shape=self.input_shape,
+            n_classes=self.n_classes,
+            bounds=self.bounds,
+            device=self.device,
         )
         train(
             ref,
-            ds.x_train,
-            ds.y_train,
+            self.x,
+            self.y,
             epochs=recipe.epochs,
             lr=recipe.lr,
             patience=recipe.patience,
             seed=seed,
-            show_progress=not quiet,
-            desc=f"reference model {seed - 1000}/{n}",
+            show_progress=not self.quiet,
+            desc=f"reference model {seed - 1000}/{self.n}",
         )
-        out.append(ref)
+        return ref
+
+
+def _references(model: Any, ds: Any, n: int, quiet: bool, executor: Any = None) -> list[Any]:
+    """``n`` models trained like the reference one from other seeds (the empirical null),
+    each a seeded task on ``executor`` (default: this process); the models do not depend
+    on where they were trained."""
+    from advml.models.reference import default_architecture
+    from advml.runtime.executors import LocalExecutor, cached_map
+
+    executor = executor or LocalExecutor()
+    trainer = _ReferenceTrainer(
+        default_architecture(ds),
+        tuple(ds.input_shape),
+        int(ds.n_classes),
+        (float(ds.bounds[0]), float(ds.bounds[1])),
+        str(model.device),
+        ds.x_train,
+        ds.y_train,
+        n,
+        # Workers print no progress bars (theirs would interleave); the map shows one.
+        quiet or executor.name != "local",
+    )
+    with executor:
+        out = cached_map(
+            executor,
+            trainer,
+            list(range(1001, 1001 + n)),
+            desc="reference models",
+            show_progress=not quiet and executor.name != "local",
+        )
     return out
+
+
+def _false_claims(references: list[Any], key: Any) -> str:
+    """How many independently trained models the key claims under its binomial null (each
+    one a false claim), with the false-claim rate's 95 % interval."""
+    from advml.metrics.intervals import proportion
+    from advml.watermark import verify
+
+    claimed = sum(1 for m in references if verify(m, key).verified)
+    iv = proportion(claimed, len(references))
+    return (
+        f"  false claims          {claimed} of {len(references)} independent models verified "
+        f"(95% interval {100 * iv.low:.1f}% to {100 * iv.high:.1f}%)"
+    )
 
 
 def _verify(args: argparse.Namespace) -> int:

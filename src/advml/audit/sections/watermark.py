@@ -6,8 +6,9 @@ fine-tuning, as the scheme does), then reports
 - the clean accuracy the watermark costs, on the evaluated test inputs;
 - the verification of the marked copy: items matched, the probability that a model not
   derived from the owner's matches as well by chance, and the decision;
-- the same check on a model trained independently of the key (a false claim there would
-  make the proof worthless), and on the audited model before embedding;
+- the same check on models trained independently of the key (``independent_models`` of
+  them, each from its own seed; a false claim there would make the proof worthless), with
+  the false-claim rate and its 95 % interval, and on the audited model before embedding;
 - a small robustness table: the cheapest removal attacks (magnitude pruning, fine-tuning
   the last layer, fine-tuning all layers) run by an attacker who holds the marked model
   and a little in-distribution data, with the watermark's verdict and the accuracy the
@@ -23,12 +24,18 @@ With the ``key`` setting (the owner's key file, written by ``advml watermark emb
 e.g. one behind an HTTP API: *is this my watermarked model?* It queries the audited model
 on the key's trigger inputs and reports the matches, the chance probability and the
 verdict; nothing is embedded or trained.
+
+The independent models are seeded tasks on the config's executor (``local``, ``process``
+or ``ray``; docs/scale.md): model ``i`` is trained from seed ``seed + 1000 + i`` on its own
+seeded subset of the training split, each finished one is stored in the step cache as it
+arrives, and the figures do not depend on the executor.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, ClassVar
 
@@ -37,11 +44,14 @@ import torch
 
 from advml import registry
 from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.metrics.intervals import proportion
 from advml.models.access import restrict_access
 from advml.models.base import Classifier
 from advml.models.torch import TorchClassifier
 from advml.models.training import train
+from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import fingerprint as hash_data
+from advml.runtime.executors import Executor, TaskCache, cached_map, make_executor
 from advml.validation import check_number
 from advml.watermark import (
     DEFAULT_ALPHA,
@@ -84,7 +94,11 @@ class WatermarkSection(AuditSection):
     attacker_samples : int
         Training inputs the attacker holds, disjoint from the owner's embedding inputs.
     independent_samples, independent_epochs : int or None
-        Data and epochs of the independently trained model (None: all, the recipe's).
+        Data and epochs of each independently trained model (None: all, the recipe's).
+    independent_models : int
+        Models trained independently of the keys (default 1), each key checked on each:
+        the false-claim rate is the share of them claimed as the owner's. Each is one
+        task on the config's executor (``advml audit --executor ray``).
     cheap_cost : float
         A removal that costs the attacker at most this much accuracy (fraction) is cheap.
     alpha : float
@@ -117,6 +131,7 @@ class WatermarkSection(AuditSection):
         "attacker_samples": 500,
         "independent_samples": 1500,
         "independent_epochs": 3,
+        "independent_models": 1,
         "cheap_cost": 0.02,
         "alpha": DEFAULT_ALPHA,
         "examples": 8,
@@ -166,19 +181,34 @@ class WatermarkSection(AuditSection):
             return _check_suspect(ctx, settings)
         owner = _owner_model(ctx)
         assert owner is not None  # skip_reason said so
+        executor = _executor(ctx, owner)
+        try:
+            return self._embed_all(ctx, settings, owner, executor)
+        finally:
+            executor.close()
+
+    def _embed_all(
+        self,
+        ctx: AuditContext,
+        settings: Mapping[str, Any],
+        owner: TorchClassifier,
+        executor: Executor,
+    ) -> SectionOutput:
         access = str(ctx.config.access)
         alpha = float(settings["alpha"])
         seed = int(ctx.config.seed)
         x_owner, y_owner, x_att, y_att = _splits(ctx, settings, seed)
         x_eval, y_eval = ctx.x, ctx.y
         base_accuracy = _accuracy(owner, x_eval, y_eval)
+        trainer = _IndependentTrainer.of(ctx, owner, settings, executor)
+        trained: list[list[TorchClassifier]] = []
 
-        independent_cache: list[tuple[TorchClassifier, dict[str, Any]]] = []
-
-        def independent() -> tuple[TorchClassifier, dict[str, Any]]:
-            if not independent_cache:
-                independent_cache.append(_independent(ctx, owner, settings, seed))
-            return independent_cache[0]
+        def independent() -> list[TorchClassifier]:
+            """The independent models, trained (or read back) the first time a false-claim
+            step needs them: not at all when every one is stored."""
+            if not trained:
+                trained.append(_independent_models(ctx, owner, trainer, executor))
+            return trained[0]
 
         schemes: list[dict[str, Any]] = []
         skipped: list[dict[str, str]] = []
@@ -205,7 +235,6 @@ class WatermarkSection(AuditSection):
                 "embed_samples": settings["embed_samples"],
                 "access": access,
                 "alpha": alpha,
-                "independent": _independent_settings(settings),
                 "examples": settings["examples"],
             }
             meta, arrays = ctx.step(
@@ -222,7 +251,21 @@ class WatermarkSection(AuditSection):
                     access=access,
                     alpha=alpha,
                     secret=f"advml-audit-{seed}-{scheme.name}",
-                    independent=independent,
+                    examples=int(settings["examples"]),
+                ),
+            )
+            claims, claim_arrays = ctx.step(
+                f"false-claims-{name}",
+                {**step_settings, "independent": trainer.settings(), "models": trainer.n},
+                partial(
+                    _false_claim_step,
+                    _key_from(meta, arrays),
+                    independent,
+                    trainer,
+                    x_eval,
+                    y_eval,
+                    access=access,
+                    alpha=alpha,
                     examples=int(settings["examples"]),
                 ),
             )
@@ -250,7 +293,7 @@ class WatermarkSection(AuditSection):
                     ),
                 )
                 removal.append(row)
-            entry = {**meta["summary"], "kind": kind, "removal": removal}
+            entry = {**meta["summary"], **claims, "kind": kind, "removal": removal}
             entry["accuracy_cost"] = base_accuracy - entry["clean_accuracy"]
             schemes.append(entry)
             if kind == "trigger-set" and "examples_x" not in artifacts:
@@ -259,7 +302,7 @@ class WatermarkSection(AuditSection):
                         "examples_x": arrays["examples_x"],
                         "examples_label": arrays["examples_label"],
                         "examples_marked": arrays["examples_marked"],
-                        "examples_independent": arrays["examples_independent"],
+                        "examples_independent": claim_arrays["examples_independent"],
                         "examples_scheme": np.asarray([name]),
                     }
                 )
@@ -275,6 +318,13 @@ class WatermarkSection(AuditSection):
         ind = next((s["independent"] for s in schemes if s.get("independent")), None)
         if ind is not None:
             data["independent_model"] = {k: ind[k] for k in ("accuracy", "description")}
+            many = schemes[0]["independent_models"]
+            data["independent_models"] = {
+                "n": many["n"],
+                "description": trainer.description(),
+                "accuracies": [c["accuracy"] for c in many["checks"]],
+            }
+            data["executor"] = executor.describe()
         verdict = _verdict(schemes, skipped, float(settings["cheap_cost"]))
         return SectionOutput(data, verdict, artifacts)
 
@@ -317,6 +367,7 @@ def _check(settings: Mapping[str, Any]) -> None:
         if settings[name] is not None:
             check_number(name, settings[name], low=1, integer=True)
     check_number("attacker_samples", settings["attacker_samples"], low=1, integer=True)
+    check_number("independent_models", settings["independent_models"], low=1, integer=True)
     check_number("cheap_cost", settings["cheap_cost"], low=0, high=1)
     check_number(
         "alpha", settings["alpha"], low=0, high=1, low_inclusive=False, high_inclusive=False
@@ -438,58 +489,131 @@ def _splits(
     return x[rest], y[rest], x[att], y[att]
 
 
-def _independent_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "samples": settings["independent_samples"],
-        "epochs": settings["independent_epochs"],
-    }
+def _executor(ctx: AuditContext, owner: TorchClassifier) -> Executor:
+    """The config's executor for the independent models (docs/scale.md); on Ray, a model
+    on a GPU asks for a quarter of one per training task."""
+    config = ctx.config
+    on_gpu = config.executor == "ray" and owner.device.type == "cuda"
+    return make_executor(
+        config.executor,
+        workers=config.workers,
+        ray_address=config.ray_address,
+        num_gpus=0.25 if on_gpu else 0.0,
+    )
 
 
-def _independent(
-    ctx: AuditContext, owner: TorchClassifier, settings: Mapping[str, Any], seed: int
-) -> tuple[TorchClassifier, dict[str, Any]]:
-    """A model of the owner's architecture trained without any key, from its own seed.
+@dataclass(frozen=True)
+class _IndependentTrainer:
+    """The function of every training task: model ``i`` (the task) of the owner's
+    architecture, trained without any key. It travels once per run, with what it
+    captures (the audit's context: the data and the owner's model)."""
 
-    A reference model is trained with its recipe (``ctx.train_like``); any other PyTorch
-    model is re-initialised and trained with the shared loop. Cached as a step.
-    """
-    x, y = ctx.dataset.x_train, ctx.dataset.y_train
-    n = settings["independent_samples"]
-    if n is not None:
-        idx = np.random.default_rng(seed + 1).permutation(x.shape[0])[: int(n)]
-        x, y = x[idx], y[idx]
-    epochs = settings["independent_epochs"]
-    own_seed = seed + 1000
+    ctx: AuditContext
+    owner: TorchClassifier
+    samples: int | None
+    epochs: int | None
+    n: int
+    seed: int
 
-    def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        if ctx.retrainable:
-            model = ctx.train_like(
-                x, y, seed=own_seed, epochs=epochs, desc="independent model (no watermark)"
-            )
+    @classmethod
+    def of(
+        cls,
+        ctx: AuditContext,
+        owner: TorchClassifier,
+        settings: Mapping[str, Any],
+        executor: Executor,
+    ) -> _IndependentTrainer:
+        # Workers print no progress bars (theirs would interleave with the driver's).
+        quiet = executor.name != "local" or not ctx.show_progress
+        samples, epochs = settings["independent_samples"], settings["independent_epochs"]
+        return cls(
+            replace(ctx, show_progress=not quiet, cache=None, step_log=None),
+            owner,
+            None if samples is None else int(samples),
+            None if epochs is None else int(epochs),
+            int(settings["independent_models"]),
+            int(ctx.config.seed),
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """Everything a model depends on besides the task index, the model, the data and
+        the audit seed (part of every cache key)."""
+        return {
+            "samples": self.samples,
+            "epochs": self.epochs,
+            "recipe": "reference" if self.ctx.retrainable else "loop",
+        }
+
+    def model_seed(self, i: int) -> int:
+        return self.seed + 1000 + i
+
+    def __call__(self, i: int) -> dict[str, np.ndarray]:
+        """The weights of independent model ``i``: its own seed, its own seeded subset of
+        ``samples`` training inputs (model 0 is the one audits trained before there were
+        several)."""
+        x, y = self.ctx.dataset.x_train, self.ctx.dataset.y_train
+        if self.samples is not None:
+            idx = np.random.default_rng(self.seed + 1 + i).permutation(x.shape[0])
+            x, y = x[idx[: self.samples]], y[idx[: self.samples]]
+        own_seed = self.model_seed(i)
+        desc = f"independent model {i + 1}/{self.n} (no watermark)"
+        if self.ctx.retrainable:
+            model = self.ctx.train_like(x, y, seed=own_seed, epochs=self.epochs, desc=desc)
         else:
-            model = owner.reinitialised(own_seed)
+            model = self.owner.reinitialised(own_seed)
             train(
                 model,
                 x,
                 y,
-                epochs=epochs or 10,
+                epochs=self.epochs or 10,
                 seed=own_seed,
-                show_progress=ctx.show_progress,
-                desc="independent model (no watermark)",
+                show_progress=self.ctx.show_progress,
+                desc=desc,
             )
-        return {}, _weights(model)
+        return _weights(model)
 
-    _, arrays = ctx.step(
-        "independent", {**_independent_settings(settings), "seed": own_seed}, compute
+    def description(self) -> str:
+        n = self.ctx.dataset.x_train.shape[0]
+        used = n if self.samples is None else min(self.samples, n)
+        how = "the reference recipe" if self.ctx.retrainable else "advml's training loop"
+        most = "" if self.epochs is None else f" ({self.epochs} epochs at most)"
+        first = self.model_seed(0)
+        if self.n == 1:
+            return (
+                f"same architecture, trained on {used} training inputs with {how}{most} from "
+                f"seed {first}, without the key"
+            )
+        subset = "its own random" if self.samples is not None and used < n else "the same"
+        return (
+            f"{self.n} models of the same architecture, each trained on {subset} {used} "
+            f"training inputs with {how}{most} from its own seed ({first} to "
+            f"{first + self.n - 1}), without the keys"
+        )
+
+
+def _independent_models(
+    ctx: AuditContext, owner: TorchClassifier, trainer: _IndependentTrainer, executor: Executor
+) -> list[TorchClassifier]:
+    """The ``trainer.n`` independent models, each a task on ``executor`` stored in the
+    step cache as it finishes (a rerun, or a run with more models, trains only the models
+    not stored yet)."""
+    cache = None
+    if ctx.cache is not None:
+        key = hash_data(
+            [ctx.model_fp, ctx.data_fp, ctx.config.seed, trainer.settings(), SCHEMA_VERSION]
+        )
+        cache = TaskCache(ctx.cache, f"{ctx.section}-independent-{key}")
+    weights = cached_map(
+        executor,
+        trainer,
+        list(range(trainer.n)),
+        cache=cache,
+        encode=(lambda w: ({}, w)) if cache is not None else None,
+        decode=(lambda meta, arrays: arrays) if cache is not None else None,
+        desc="independent models",
+        show_progress=ctx.show_progress,
     )
-    model = _restore(owner, arrays)
-    how = "the reference recipe" if ctx.retrainable else "advml's training loop"
-    description = (
-        f"same architecture, trained on {x.shape[0]} training inputs with {how}"
-        f"{'' if epochs is None else f' ({epochs} epochs at most)'} from seed {own_seed}, "
-        "without the key"
-    )
-    return model, {"description": description}
+    return [_restore(owner, w) for w in weights]
 
 
 # -- steps ----------------------------------------------------------------------------
@@ -500,7 +624,8 @@ def _weights(model: TorchClassifier) -> dict[str, np.ndarray]:
 def _restore(base: TorchClassifier, arrays: Mapping[str, np.ndarray]) -> TorchClassifier:
     """A copy of ``base`` with the weights stored by :func:`_weights`."""
     model = base.clone()
-    state = {k[2:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("w:")}
+    # A copy: arrays from Ray's object store are read-only.
+    state = {k[2:]: torch.tensor(v) for k, v in arrays.items() if k.startswith("w:")}
     model.module.load_state_dict(state)
     model.module.eval()
     return model
@@ -565,14 +690,11 @@ def _embed_step(
     access: str,
     alpha: float,
     secret: str,
-    independent: Callable[[], tuple[TorchClassifier, dict[str, Any]]],
     examples: int,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     marked = scheme.embed(owner, x_owner, y_owner, key=secret)
     key = marked.key
     own = verify(_suspect(marked.model, access), key, alpha=alpha)
-    ind_model, ind_info = independent()
-    ind = verify(_suspect(ind_model, access), key, alpha=alpha)
     unmarked = verify(_suspect(owner, access), key, alpha=alpha)
     p0 = float(own.null_rate)
     summary = {
@@ -584,11 +706,6 @@ def _embed_step(
         "embed_seconds": round(marked.seconds, 3),
         "clean_accuracy": _accuracy(marked.model, x_eval, y_eval),
         "verification": _check_result(own),
-        "independent": {
-            **_check_result(ind),
-            "accuracy": _accuracy(ind_model, x_eval, y_eval),
-            "description": ind_info["description"],
-        },
         "unmarked": _check_result(unmarked),
     }
     key_meta, key_arrays = _key_to(key)
@@ -599,13 +716,69 @@ def _embed_step(
             examples_x=np.asarray(key.arrays["x"][:k], dtype=np.float32),
             examples_label=np.asarray(key.arrays["labels"][:k]),
             examples_marked=np.asarray(own.extracted[:k]),
-            examples_independent=np.asarray(ind.extracted[:k]),
         )
     return {
         "summary": summary,
         "clean_accuracy": summary["clean_accuracy"],
         "key": key_meta,
     }, arrays
+
+
+def _false_claim_step(
+    key: WatermarkKey,
+    independent: Callable[[], list[TorchClassifier]],
+    trainer: _IndependentTrainer,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    *,
+    access: str,
+    alpha: float,
+    examples: int,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The key checked on every independent model: each one claimed is a false claim.
+
+    The false-claim rate is the share claimed, with its 95 % Wilson interval: with 0
+    claims of ``n`` its upper end (3.7/n for large n) bounds how often the test would
+    claim a model that is not the owner's, as far as ``n`` models can tell.
+    """
+    checks = []
+    first = None
+    for i, model in enumerate(independent()):
+        v = verify(_suspect(model, access), key, alpha=alpha)
+        first = first if first is not None else v
+        checks.append(
+            {
+                **_check_result(v),
+                "seed": trainer.model_seed(i),
+                "accuracy": _accuracy(model, x_eval, y_eval),
+            }
+        )
+    assert first is not None  # at least one model (checked with the settings)
+    claimed = sum(1 for c in checks if c["verified"])
+    summary = {
+        # The first model, as audits reported before there were several.
+        "independent": {
+            **{k: v for k, v in checks[0].items() if k != "seed"},
+            "description": trainer.description() if trainer.n == 1 else _first(trainer),
+        },
+        "independent_models": {
+            "n": len(checks),
+            "claimed": claimed,
+            "false_claim_rate": claimed / len(checks),
+            "interval": proportion(claimed, len(checks)).to_dict(),
+            "max_match_rate": max(c["match_rate"] for c in checks),
+            "min_chance_probability": min(c["chance_probability"] for c in checks),
+            "checks": checks,
+        },
+    }
+    arrays: dict[str, np.ndarray] = {}
+    if "x" in key.arrays:
+        arrays["examples_independent"] = np.asarray(first.extracted[: min(examples, key.size)])
+    return summary, arrays
+
+
+def _first(trainer: _IndependentTrainer) -> str:
+    return f"the first of the {trainer.n} independent models (seed {trainer.model_seed(0)})"
 
 
 def _removal_step(
@@ -666,7 +839,7 @@ def _verdict(
             {"verified_schemes": 0},
         )
     verified = [s for s in schemes if s["verification"]["verified"]]
-    false_claims = [s for s in schemes if s["independent"]["verified"] or s["unmarked"]["verified"]]
+    false_claims = [s for s in schemes if _claimed(s) or s["unmarked"]["verified"]]
     cheap = {
         s["name"]: [
             r for r in s["removal"] if r["detected"] is False and r["accuracy_drop"] <= cheap_cost
@@ -680,6 +853,8 @@ def _verdict(
         "min_chance_probability": min(s["verification"]["chance_probability"] for s in schemes),
         "max_accuracy_cost": max(s["accuracy_cost"] for s in schemes),
         "robust_schemes": len(robust),
+        "independent_models": _many(schemes[0])["n"],
+        "independent_claims": sum(_many(s)["claimed"] for s in schemes),
     }
     names = ", ".join(_label(s) for s in schemes)
     cost = max(s["accuracy_cost"] for s in schemes)
@@ -688,9 +863,16 @@ def _verdict(
         f"{100 * max(cost, 0.0):.1f} points of accuracy. "
     )
     if false_claims:
+        first = false_claims[0]
+        many = _many(first)
+        where = (
+            f"{_counted(many)} independently trained models"
+            if many["claimed"] and many["n"] > 1
+            else "a model that does not carry it"
+        )
         text = intro + (
-            f"The {_label(false_claims[0])} watermark was also found in a model that does not "
-            "carry it, so a match proves nothing: ownership cannot be proven this way."
+            f"The {_label(first)} watermark was also found in {where}, so a match proves "
+            "nothing: ownership cannot be proven this way."
         )
         return Verdict("fail", "ownership not provable", text, numbers)
     if not verified:
@@ -703,8 +885,9 @@ def _verdict(
     v = best["verification"]
     text = intro + (
         f"Ownership can be proven: the {_label(best)} watermark matched {v['matches']} of "
-        f"{v['n']} (chance probability {v['chance_probability']:.1e}), and an independently "
-        "trained model was not claimed. "
+        f"{v['n']} (chance probability {v['chance_probability']:.1e}), and "
+        + _none_claimed(best)
+        + ". "
     )
     parts = []
     for s in verified:
@@ -731,6 +914,39 @@ def _verdict(
         f"keeping its accuracy (losing at most {100 * cheap_cost:.0f} points)."
     )
     return Verdict("warn", "watermark removable", text, numbers)
+
+
+def _many(scheme: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The scheme's checks on the independent models (one, in reports that predate
+    ``independent_models``)."""
+    many = scheme.get("independent_models")
+    if many is not None:
+        return many
+    one = int(bool(scheme["independent"]["verified"]))
+    return {"n": 1, "claimed": one, "interval": proportion(one, 1).to_dict()}
+
+
+def _claimed(scheme: Mapping[str, Any]) -> bool:
+    return bool(scheme["independent"]["verified"]) or _many(scheme)["claimed"] > 0
+
+
+def _counted(many: Mapping[str, Any]) -> str:
+    """'0 of 8 (95% interval 0.0% to 32.4%)': claims among the independent models."""
+    iv = many["interval"]
+    return (
+        f"{many['claimed']} of {many['n']} (95% interval {100 * iv['low']:.1f}% to "
+        f"{100 * iv['high']:.1f}%)"
+    )
+
+
+def _none_claimed(scheme: Mapping[str, Any]) -> str:
+    many = _many(scheme)
+    if many["n"] == 1:
+        return "an independently trained model was not claimed"
+    return (
+        f"none of {many['n']} independently trained models was claimed (false claims: "
+        f"{_counted(many)})"
+    )
 
 
 def _label(scheme: Mapping[str, Any]) -> str:

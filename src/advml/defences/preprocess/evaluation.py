@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from torch import Tensor
@@ -24,7 +24,17 @@ from advml.evasion.base import EvasionAttack
 from advml.models.base import Classifier
 from advml.validation import check_labels, check_number
 
-__all__ = ["MASKING_GAP", "DefenceEvaluation", "evaluate_defence"]
+__all__ = [
+    "CELL_KINDS",
+    "MASKING_GAP",
+    "CellKind",
+    "DefenceEvaluation",
+    "combine_cells",
+    "defended_correct",
+    "evaluate_defence",
+]
+
+CellKind = Literal["clean", "standard", "adaptive"]
 
 MASKING_GAP = 0.10
 """Robust-accuracy gap (fraction) that counts as "only looks strong"/"no real gain"."""
@@ -145,59 +155,132 @@ def evaluate_defence(
     atk = _build_attack(attack, eps=eps, steps=steps, seed=seed)
     y_np = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
     check_labels("y", y_np, model.n_classes, len(x))
-    deployed = DefendedClassifier(model, defence, seed=seed)
-    adaptive = deployed.adaptive(eot_samples)
-
-    def correct(m: Classifier, xs: np.ndarray | Tensor) -> np.ndarray:
-        pred = m.predict(xs)
-        return np.asarray(pred.detach().cpu() if isinstance(pred, Tensor) else pred) == y_np
-
-    def acc(m: Classifier, xs: np.ndarray | Tensor) -> float:
-        return float(correct(m, xs).mean())
-
     if undefended_accuracy is None:
-        undefended_clean = acc(model, x)
-        undefended_robust = acc(model, atk.generate(model, x, y_np).x_adv)
+        undefended_clean = float(_correct(model, x, y_np).mean())
+        undefended_robust = float(_correct(model, atk.generate(model, x, y_np).x_adv, y_np).mean())
     else:
         undefended_clean, undefended_robust = (float(v) for v in undefended_accuracy)
         for name, v in (("clean", undefended_clean), ("robust", undefended_robust)):
             check_number(f"undefended_accuracy ({name})", v, low=0, high=1)
-    # Each evaluation gets a freshly seeded deployed defence, so that the numbers do not
-    # depend on how many queries the attack made.
-    clean = acc(DefendedClassifier(model, defence, seed=seed + 1), x)
-    x_std = atk.generate(deployed, x, y_np).x_adv
-    ok_std = correct(DefendedClassifier(model, defence, seed=seed + 2), x_std)
-    x_ad = atk.generate(adaptive, x, y_np).x_adv
-    ok_ad = correct(DefendedClassifier(model, defence, seed=seed + 3), x_ad)
-    standard, adaptive_acc = float(ok_std.mean()), float(ok_ad.mean())
-    method = _method(deployed, adaptive.eot_samples)
+    cells = {
+        kind: defended_correct(
+            model, defence, x, y_np, kind=kind, attack=atk, eot_samples=eot_samples, seed=seed
+        )
+        for kind in CELL_KINDS
+    }
+    return combine_cells(
+        model,
+        defence,
+        attack=atk,
+        clean=cells["clean"],
+        standard=cells["standard"],
+        adaptive=cells["adaptive"],
+        undefended_accuracy=(undefended_clean, undefended_robust),
+        eot_samples=eot_samples,
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        eps=float(getattr(atk, "eps", eps)),
+    )
+
+
+CELL_KINDS: tuple[CellKind, ...] = ("clean", "standard", "adaptive")
+"""The three independent measurements of :func:`evaluate_defence`, in its order."""
+
+
+def _correct(m: Classifier, xs: np.ndarray | Tensor, y: np.ndarray) -> np.ndarray:
+    pred = m.predict(xs)
+    return np.asarray(pred.detach().cpu() if isinstance(pred, Tensor) else pred) == y
+
+
+def defended_correct(
+    model: Classifier,
+    defence: Preprocessor | Sequence[Preprocessor],
+    x: np.ndarray | Tensor,
+    y: np.ndarray,
+    *,
+    kind: CellKind,
+    attack: EvasionAttack | None = None,
+    eot_samples: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """One cell of :func:`evaluate_defence`: per input, whether the defended model is right.
+
+    ``kind`` is ``"clean"`` (no attack), ``"standard"`` (``attack`` with plain gradients
+    through the pipeline) or ``"adaptive"`` (BPDA, and EOT with ``eot_samples`` draws for
+    a randomised defence). Each cell builds its own freshly seeded defended models, so
+    the three are independent of each other and of the order they run in (an audit runs
+    them as separate tasks, anywhere): the attack runs on the defence seeded with
+    ``seed``, and the adversarial inputs are judged by one seeded ``seed + 1`` (clean),
+    ``seed + 2`` (standard) or ``seed + 3`` (adaptive), as deployed. ``attack`` is
+    needed by the two attacked cells only.
+
+    Returns
+    -------
+    array of bool, shape (n,)
+    """
+    if kind not in CELL_KINDS:
+        raise ValueError(f"kind must be one of {list(CELL_KINDS)}, got {kind!r}")
+    if kind == "clean":
+        return _correct(DefendedClassifier(model, defence, seed=seed + 1), x, y)
+    if attack is None:
+        raise ValueError(f"the {kind} cell needs the attack: give attack=")
+    deployed = DefendedClassifier(model, defence, seed=seed)
+    target = deployed if kind == "standard" else deployed.adaptive(eot_samples)
+    x_adv = attack.generate(target, x, y).x_adv
+    judge = DefendedClassifier(model, defence, seed=seed + (2 if kind == "standard" else 3))
+    return _correct(judge, x_adv, y)
+
+
+def combine_cells(
+    model: Classifier,
+    defence: Preprocessor | Sequence[Preprocessor],
+    *,
+    attack: EvasionAttack,
+    clean: np.ndarray,
+    standard: np.ndarray,
+    adaptive: np.ndarray,
+    undefended_accuracy: tuple[float, float],
+    eot_samples: int | None = None,
+    seed: int = 0,
+    seconds: float = 0.0,
+    eps: float | None = None,
+) -> DefenceEvaluation:
+    """The :class:`DefenceEvaluation` of the three cells of :func:`defended_correct`
+    (boolean arrays over the same inputs), beside the undefended ``(clean, robust)``
+    accuracy under the same attack; ``eps`` defaults to the attack's."""
+    undefended_clean, undefended_robust = (float(v) for v in undefended_accuracy)
+    deployed = DefendedClassifier(model, defence, seed=seed)
+    used = deployed.adaptive(eot_samples).eot_samples
+    clean_acc = float(np.mean(clean))
+    standard_acc, adaptive_acc = float(np.mean(standard)), float(np.mean(adaptive))
+    method = _method(deployed, used)
     names = ", ".join(repr(p) for p in deployed.preprocessors)
-    ev_eps = float(getattr(atk, "eps", eps))
+    ev_eps = float(getattr(attack, "eps", float("nan")) if eps is None else eps)
     verdict = _verdict(
-        standard=standard,
+        standard=standard_acc,
         adaptive=adaptive_acc,
         undefended=undefended_robust,
-        clean=clean,
+        clean=clean_acc,
         undefended_clean=undefended_clean,
         method=method,
         eps=ev_eps,
     )
     return DefenceEvaluation(
         defence=names,
-        attack=atk.name,
+        attack=attack.name,
         eps=ev_eps,
-        n=len(y_np),
-        clean_accuracy=clean,
-        standard_robust_accuracy=standard,
+        n=len(clean),
+        clean_accuracy=clean_acc,
+        standard_robust_accuracy=standard_acc,
         adaptive_robust_accuracy=adaptive_acc,
-        worst_case_robust_accuracy=float((ok_std & ok_ad).mean()),
+        worst_case_robust_accuracy=float((np.asarray(standard) & np.asarray(adaptive)).mean()),
         undefended_clean_accuracy=undefended_clean,
         undefended_robust_accuracy=undefended_robust,
         adaptive_method=method,
-        eot_samples=adaptive.eot_samples,
+        eot_samples=used,
         verdict=verdict,
-        seconds=time.perf_counter() - start,
-        params={"attack": atk.get_params(), "seed": seed},
+        seconds=seconds,
+        params={"attack": attack.get_params(), "seed": seed},
     )
 
 

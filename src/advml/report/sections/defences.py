@@ -1,5 +1,6 @@
 """The defences section's data for ``templates/sections/defences.html.j2``: trade-off
-table, bar chart, detection, plain words."""
+table, bar chart, the defence x strength x ε matrix (when more than the trade-off table
+was evaluated), detection, plain words."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def render(
     ]
     robust = section.get("robust_model")
     det = section.get("detection")
+    matrix = section.get("matrix") or []
     return render_template(
         "sections/defences.html.j2",
         section=section,
@@ -43,7 +45,15 @@ def render(
         bars=b64(defence_bars(section)) if rows else "",
         robust={**robust, "file_name": Path(robust["file"]).name} if robust else None,
         detection_settings=_params(det["params"]) if det else "",
+        matrix=[{**c, "settings": _params(c["resolved"]), "colour": _colour(c)} for c in matrix]
+        if len(matrix) > len(rows)
+        else [],
+        matrix_eps=sorted({c["eps"] for c in matrix}),
     )
+
+
+def _colour(cell: dict[str, Any]) -> str:
+    return _ASSESSMENT_COLOURS.get(cell["assessment"], "#555")
 
 
 def _params(params: dict[str, Any]) -> str:
