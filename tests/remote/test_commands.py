@@ -67,6 +67,29 @@ def test_serve_model_rate_limit_answers_429(
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
 
 
+def test_serve_model_raw_bodies(
+    digits_mlp: TorchClassifier, digits_data: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from advml.models.http import RAW_INPUTS, RAW_SCORES
+
+    client = TestClient(_served_app([], digits_mlp, tmp_path, monkeypatch)["app"])
+    x = np.ascontiguousarray(digits_data.x_test[:5], dtype=np.float32)
+    raw = {"Content-Type": RAW_INPUTS, "X-Advml-Shape": "5,1,8,8"}
+    r = client.post("/predict", content=x.tobytes(), headers=raw)
+    assert r.status_code == 200 and r.headers["content-type"] == RAW_SCORES
+    assert r.headers["x-advml-shape"] == "5,10" and r.headers["x-advml-protocol"] == "2"
+    p = np.frombuffer(r.content, dtype=np.float64).reshape(5, 10)
+    np.testing.assert_allclose(p, digits_mlp.predict_proba(x), rtol=1e-6, atol=1e-7)
+    short = client.post("/predict", content=x.tobytes()[:-4], headers=raw)
+    assert short.status_code == 400 and "X-Advml-Shape [5, 1, 8, 8] needs 1280" in short.text
+    bare = client.post("/predict", content=x.tobytes(), headers={"Content-Type": RAW_INPUTS})
+    assert bare.status_code == 400 and "needs the header X-Advml-Shape" in bare.text
+    wrong = client.post(
+        "/predict", content=x.tobytes(), headers={**raw, "X-Advml-Shape": "5,64"}
+    )  # the right size, the wrong input shape
+    assert wrong.status_code == 422 and "expects [1, 8, 8]" in wrong.text
+
+
 def test_serve_model_refuses_an_oversized_body_before_reading_it(
     digits_mlp: TorchClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,8 +35,9 @@ def test_probabilities_match_the_model_in_process(
     )
     np.testing.assert_array_equal(model.predict(x), digits_mlp.predict(x))
     assert "HTTP API POST http://127.0.0.1" in model.describe()
-    # An advml server was recognised: batches travel as float32 bytes, not JSON floats.
-    assert model.binary
+    # An advml server was recognised: batches travel as float32 bytes, not JSON floats,
+    # and with protocol 2 as a raw body rather than base64 in JSON.
+    assert model.binary and model._raw_ok
     lists = _client(TargetSpec(url=s.url, returns="probs"))
     assert not lists.binary
     np.testing.assert_array_equal(lists.predict_proba(x), model.predict_proba(x))

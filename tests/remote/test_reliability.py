@@ -149,6 +149,22 @@ def test_malformed_responses_name_the_field(
         assert info.value.field
 
 
+def test_a_raw_answer_that_does_not_match_its_shape_names_the_header(
+    serve: Callable[..., Server], tiny_linear: TorchClassifier
+) -> None:
+    from advml.models.http import RAW_SCORES
+
+    body = np.full(3, 0.5).tobytes()  # 3 float64 where the header promises 2 x 2
+    faults = Faults(body=(200, RAW_SCORES, body), headers=[(b"x-advml-shape", b"2,2")])
+    s = serve(tiny_linear, faults=faults)
+    spec = TargetSpec(url=s.url, returns="probs", retries=0)
+    model = HTTPClassifier(spec, input_shape=tiny_linear.input_shape, n_classes=2, bounds=(0, 1))
+    x = np.stack([np.full(tiny_linear.input_shape, v, np.float32) for v in (0.2, 0.7)])
+    with pytest.raises(RemoteResponseError, match="does not match its X-Advml-Shape") as info:
+        model.predict_proba(x)
+    assert info.value.field == "X-Advml-Shape"
+
+
 def test_labels_out_of_range_are_refused(
     serve: Callable[..., Server], tiny_linear: TorchClassifier
 ) -> None:

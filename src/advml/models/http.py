@@ -65,6 +65,10 @@ DEFAULT_BATCH = 100
 _MAX_RETRY_AFTER = 120.0
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# advml's protocol 2 (``X-Advml-Protocol: 2``): a batch as raw float32 bytes with its shape
+# in ``X-Advml-Shape``, answered by the probabilities as raw float64 bytes.
+RAW_INPUTS = "application/x-advml-float32"
+RAW_SCORES = "application/x-advml-float64"
 _PROBA_FLOOR = 1e-12
 Returns = Literal["auto", "probs", "logits", "labels", "top-k"]
 _KINDS = ("auto", "probs", "logits", "labels", "top-k")
@@ -562,6 +566,7 @@ class HTTPClassifier(BaseClassifier):
         self._full_precision = False
         self.binary = self.spec.encoding == "float32-base64"
         self._advml_server = False
+        self._raw_ok = False  # the server takes raw float32 bodies (protocol 2)
         if cache_dir is not None:
             self.attach_cache(cache_dir)
         if self.kind == "auto":
@@ -709,6 +714,8 @@ class HTTPClassifier(BaseClassifier):
 
     # -- encoding ----------------------------------------------------------------------
     def _encode_batch(self, xs: np.ndarray) -> Any:
+        if self.binary and self._raw_ok:
+            return _RawBatch(np.ascontiguousarray(xs, dtype=np.float32))
         if self.binary:
             xs = np.ascontiguousarray(xs, dtype=np.float32)
             batch = {"float32": base64.b64encode(xs.tobytes()).decode(), "shape": list(xs.shape)}
@@ -748,8 +755,13 @@ class HTTPClassifier(BaseClassifier):
 
         url = self._expand(self.spec.url)
         headers = {k: self._expand(v) for k, v in self.spec.headers.items()}
-        payload = json.dumps(body).encode("utf-8")
-        headers.setdefault("Content-Type", "application/json")
+        if isinstance(body, _RawBatch):
+            payload = body.data.tobytes()
+            headers["Content-Type"] = RAW_INPUTS
+            headers["X-Advml-Shape"] = ",".join(str(d) for d in body.data.shape)
+        else:
+            payload = json.dumps(body).encode("utf-8")
+            headers.setdefault("Content-Type", "application/json")
         transport = self._transport()
         last = ""
         for attempt in range(self.spec.retries + 1):
@@ -762,8 +774,16 @@ class HTTPClassifier(BaseClassifier):
                 last = f"{type(err).__name__}: {self._redact(str(err))[:200]}"
             else:
                 if r.status == 200:
-                    if r.headers.get("X-Advml-Protocol"):
+                    version = r.headers.get("X-Advml-Protocol")
+                    if version:
                         self._advml_server = True
+                        # Raw bodies with the default body template only: a user's own
+                        # template says where the inputs go in a JSON document.
+                        self._raw_ok = (
+                            version.isdigit()
+                            and int(version) >= 2
+                            and self.spec.body == {"inputs": "$inputs"}
+                        )
                     return self._json(r)
                 excerpt = self._redact(_text(r.data[:200])).strip()
                 last = f"HTTP {r.status}: {excerpt}"
@@ -796,6 +816,18 @@ class HTTPClassifier(BaseClassifier):
 
     def _json(self, r: Any) -> Any:
         ctype = r.headers.get("Content-Type", "")
+        if ctype.startswith(RAW_SCORES):
+            shape = r.headers.get("X-Advml-Shape", "")
+            try:
+                dims = [int(d) for d in shape.split(",")]
+                arr = np.frombuffer(r.data, dtype=np.float64).reshape(dims)
+            except ValueError:
+                raise RemoteResponseError(
+                    f"the {RAW_SCORES} response ({len(r.data)} bytes) does not match its "
+                    f"X-Advml-Shape header {shape[:40]!r}",
+                    field="X-Advml-Shape",
+                ) from None
+            return {"probabilities": arr}
         try:
             return json.loads(r.data)
         except ValueError:
@@ -863,7 +895,9 @@ class HTTPClassifier(BaseClassifier):
                 f"({len(value)}, {self.n_classes}): one score per class for each input",
                 field=path,
             )
-        if not np.isfinite(arr).all():
+        # NaN and infinities carry into the sums: one pass finds them (then the rows).
+        sums = arr.sum(axis=1)
+        if not np.isfinite(sums).all():
             bad = int((~np.isfinite(arr)).any(axis=1).sum())
             raise RemoteResponseError(
                 f"response field {path!r} holds NaN or infinite scores for {bad} of "
@@ -874,17 +908,19 @@ class HTTPClassifier(BaseClassifier):
             self._note_rounding(arr)
             # Rounding to d decimals moves each entry by up to half a unit of the last place.
             tol = 1e-4 if self.decimals is None else 0.5 * 10.0**-self.decimals * self.n_classes
-            sums = arr.sum(axis=1)
-            if arr.min() < -1e-6 or arr.max() > 1 + 1e-6 or np.any(np.abs(sums - 1) > tol + 1e-9):
+            low, high = (arr.min(), arr.max()) if arr.size else (0.0, 0.0)
+            if low < -1e-6 or high > 1 + 1e-6 or np.any(np.abs(sums - 1) > tol + 1e-9):
                 raise RemoteResponseError(
                     f"response field {path!r} should hold probabilities (in [0, 1], each row "
-                    f"summing to 1), got values in [{arr.min():.4g}, {arr.max():.4g}] and row "
+                    f"summing to 1), got values in [{low:.4g}, {high:.4g}] and row "
                     f"sums in [{sums.min():.4g}, {sums.max():.4g}]; if the API returns raw "
                     f"scores set returns: logits",
                     field=path,
                 )
-            arr = np.clip(arr, 0, None)
-            arr = arr / arr.sum(axis=1, keepdims=True)
+            if low < 0:
+                arr = np.clip(arr, 0, None)
+                sums = arr.sum(axis=1)
+            arr = arr / sums[:, None]
         return list(arr)
 
     def _note_rounding(self, arr: np.ndarray) -> None:
@@ -962,6 +998,13 @@ def _decode_array(value: dict[str, Any], path: str) -> np.ndarray:
         ) from None
 
 
+@dataclass(frozen=True)
+class _RawBatch:
+    """A batch sent as raw float32 bytes (protocol 2)."""
+
+    data: np.ndarray
+
+
 class _Transport:
     """urllib3's connection pool for one target, with the environment read once.
 
@@ -1000,6 +1043,8 @@ class _Transport:
             if self.proxy
             else urllib3.PoolManager(**options)
         )
+        self._hosts: dict[str, Any] = {}
+        self._timeouts: dict[float, Any] = {}
 
     def send(
         self, method: str, url: str, body: bytes, headers: dict[str, str], timeout: float
@@ -1009,15 +1054,18 @@ class _Transport:
 
         if self.auth and not any(k.lower() == "authorization" for k in headers):
             headers = {**headers, **self.auth}
-        return self.pool.request(
-            method,
-            url,
-            body=body,
-            headers=headers,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            retries=False,
-            redirect=False,
-        )
+        # Straight to the host's connection pool (the manager would parse the URL and
+        # look the pool up on every request); through a proxy, the manager decides.
+        target = self.pool if self.proxy else self._hosts.get(url)
+        if target is None:
+            target = self._hosts[url] = self.pool.connection_from_url(url)
+        timeouts = self._timeouts.get(timeout)
+        if timeouts is None:
+            timeouts = self._timeouts[timeout] = urllib3.Timeout(connect=timeout, read=timeout)
+        return target.urlopen(
+            method, url, body=body, headers=headers, timeout=timeouts, retries=False,
+            redirect=False, assert_same_host=False,
+        )  # fmt: skip
 
 
 def _text(data: bytes) -> str:

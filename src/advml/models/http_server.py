@@ -6,9 +6,11 @@ model's input shape, or a base64 PNG string) answers ``{"probabilities": [[...],
 ``GET /health`` answers ``{"status": "ok"}``. A batch may also come as
 ``{"inputs": {"float32": base64 bytes, "shape": [n, ...]}}``; the probabilities (or
 logits) then come back as ``{"float64": base64 bytes, "shape": [n, k]}``: the same
-numbers, without the cost of writing and parsing JSON floats. Every answer carries the
-header ``X-Advml-Protocol: 1``, which is how :class:`~advml.models.http.HTTPClassifier`
-knows it may send that form. It is the victim of the "AI as a service"
+numbers, without the cost of writing and parsing JSON floats; or as raw float32 bytes
+(``Content-Type: application/x-advml-float32`` with ``X-Advml-Shape: n,...``), answered
+by raw float64 probabilities (protocol 2, docs/remote.md). Every answer carries the
+header ``X-Advml-Protocol: 2``, which is how :class:`~advml.models.http.HTTPClassifier`
+knows it may send those forms. It is the victim of the "AI as a service"
 threat for tests, benchmarks and demos (``advml serve-model``), with the output
 hardening defences (labels only, top-k, rounding) and an API key and rate limit as
 options.
@@ -30,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from advml.models.base import Classifier
-from advml.models.http import decode_png
+from advml.models.http import RAW_INPUTS, RAW_SCORES, decode_png
 from advml.validation import check_number
 
 __all__ = ["MAX_INPUTS", "create_app", "parse_outputs"]
@@ -120,9 +122,14 @@ def create_app(
     lock = threading.Lock()  # one forward pass at a time: models are not thread-safe
     app = FastAPI(title="advml prediction API", docs_url=None, redoc_url=None)
 
-    def answer(inputs: list[Any] | dict[str, Any]) -> dict[str, Any]:
+    def answer(inputs: list[Any] | dict[str, Any] | np.ndarray) -> dict[str, Any] | np.ndarray:
+        """The answer to a batch: a JSON document, or for raw float32 inputs the
+        probabilities as an array (sent back as raw float64 bytes)."""
+        raw = isinstance(inputs, np.ndarray)
         binary = isinstance(inputs, dict)
-        if isinstance(inputs, dict):
+        if isinstance(inputs, np.ndarray):
+            x = inputs
+        elif isinstance(inputs, dict):
             x = _decode_batch(inputs)
         else:
             rows = [
@@ -145,6 +152,8 @@ def create_app(
             p = np.asarray(model.predict_proba(x), dtype=np.float64)
         if kind == "probs":
             p = _rounded(p, round_to)
+            if raw:
+                return np.ascontiguousarray(p)
             if binary:
                 data = base64.b64encode(np.ascontiguousarray(p).tobytes()).decode()
                 return {"probabilities": {"float64": data, "shape": list(p.shape)}}
@@ -181,17 +190,25 @@ def create_app(
                 return 429, {"error": "rate limit exceeded"}, retry
         return None
 
-    async def handle(raw: bytes) -> tuple[int, bytes]:
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return 400, _error("the body is not JSON")
-        inputs = body.get("inputs") if isinstance(body, dict) else None
-        if not isinstance(inputs, list | dict):
-            return 400, _error("the body must be {'inputs': [input, ...]}")
-        n = len(inputs) if isinstance(inputs, list) else _batch_len(inputs)
+    async def handle(raw: bytes, headers: Mapping[bytes, bytes]) -> tuple[int, bytes, str]:
+        inputs: list[Any] | dict[str, Any] | np.ndarray
+        if headers.get(b"content-type", b"").startswith(RAW_INPUTS.encode()):
+            try:
+                inputs = _raw_batch(raw, headers.get(b"x-advml-shape", b""))
+            except ValueError as err:
+                return 400, _error(str(err)), _JSON
+        else:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return 400, _error("the body is not JSON"), _JSON
+            found = body.get("inputs") if isinstance(body, dict) else None
+            if not isinstance(found, list | dict):
+                return 400, _error("the body must be {'inputs': [input, ...]}"), _JSON
+            inputs = found
+        n = len(inputs) if isinstance(inputs, list | np.ndarray) else _batch_len(inputs)
         if n > MAX_INPUTS:
-            return 413, _error(f"at most {MAX_INPUTS} inputs per request")
+            return 413, _error(f"at most {MAX_INPUTS} inputs per request"), _JSON
         try:
             # Small batches run on the event loop itself: the model lock serialises them
             # anyway, and a hop to a worker thread costs more than a digits MLP's forward
@@ -201,8 +218,10 @@ def create_app(
             else:
                 result = await run_in_threadpool(answer, inputs)
         except (ValueError, TypeError) as err:
-            return 422, _error(str(err))
-        return 200, json.dumps(result).encode()
+            return 422, _error(str(err)), _JSON
+        if isinstance(result, np.ndarray):
+            return 200, result.tobytes(), RAW_SCORES
+        return 200, json.dumps(result).encode(), _JSON
 
     # The most bytes a request of MAX_INPUTS inputs written as JSON floats can need
     # (~24 characters a number), checked before the body is read into memory.
@@ -235,14 +254,22 @@ def create_app(
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        status, payload = await handle(b"".join(chunks))
-        await _send(send, status, payload, _PROTOCOL if status in (200, 422) else {})
+        status, payload, ctype = await handle(b"".join(chunks), headers)
+        extra = dict(_PROTOCOL) if status in (200, 422) else {}
+        if ctype == RAW_SCORES:
+            extra["X-Advml-Shape"] = (
+                f"{len(payload) // 8 // max(1, model.n_classes)},{model.n_classes}"
+            )
+        await _send(send, status, payload, extra, ctype)
 
     app.router.routes.append(Route("/predict", _Asgi(predict), methods=["POST"]))
     return app
 
 
-_PROTOCOL = {"X-Advml-Protocol": "1"}
+# Protocol 2 adds raw bodies: float32 inputs (RAW_INPUTS, shape in X-Advml-Shape) answered
+# with float64 probabilities (RAW_SCORES), without base64 and JSON on either side.
+_PROTOCOL = {"X-Advml-Protocol": "2"}
+_JSON = "application/json"
 _Refusal = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, headers
 _INLINE_INPUTS = 256
 
@@ -262,12 +289,37 @@ def _error(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
-async def _send(send: Send, status: int, body: bytes, headers: Mapping[str, str]) -> None:
-    """One JSON response through the ASGI ``send``."""
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    ctype: str = "application/json",
+) -> None:
+    """One response through the ASGI ``send``."""
+    raw = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+def _raw_batch(raw: bytes, shape_header: bytes) -> np.ndarray:
+    """A raw float32 body and its ``X-Advml-Shape: n,d1,...`` header as an array."""
+    try:
+        shape = [int(d) for d in shape_header.decode("latin-1").split(",")]
+    except ValueError:
+        shape = []
+    if not shape or any(d < 0 for d in shape):
+        raise ValueError(
+            f"a {RAW_INPUTS} body needs the header X-Advml-Shape: n,d1,d2,... (got "
+            f"{shape_header[:40].decode('latin-1')!r})"
+        )
+    if shape[0] > MAX_INPUTS:
+        raise ValueError(f"at most {MAX_INPUTS} inputs per request")
+    need = 4 * math.prod(shape)
+    if len(raw) != need:
+        raise ValueError(f"the body has {len(raw)} bytes; X-Advml-Shape {shape} needs {need}")
+    return np.frombuffer(raw, dtype=np.float32).reshape(shape).copy()  # writable for torch
 
 
 def _batch_len(batch: dict[str, Any]) -> int:
