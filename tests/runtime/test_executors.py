@@ -93,6 +93,21 @@ def test_a_closure_and_its_captured_array_travel_to_the_workers(
     assert list(local_ray.map(task, range(7))) == expected
 
 
+def _niceness(_: int) -> int:
+    import os
+
+    return os.nice(0)
+
+
+def test_local_ray_workers_run_at_the_drivers_priority(local_ray: RayExecutor) -> None:
+    # Ray's default is niceness 15; the local Ray advml starts runs the job at the
+    # driver's priority (as a process pool does), and leaves the driver's env as it was.
+    import os
+
+    assert list(local_ray.map(_niceness, [0, 1])) == [os.nice(0)] * 2
+    assert "RAY_worker_niceness" not in os.environ
+
+
 def test_cached_map_stores_each_task_and_a_rerun_runs_only_the_missing(tmp_path: Path) -> None:
     cache = TaskCache(ResultCache(tmp_path), "demo")
     calls: list[int] = []

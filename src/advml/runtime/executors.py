@@ -38,6 +38,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -319,13 +320,20 @@ class RayExecutor(Executor):
                 # Workers of a local Ray import what this process imports (advml from a
                 # source tree, the caller's own modules): they get its search path.
                 path = os.pathsep.join(p for p in sys.path if p)
-                ray.init(
-                    num_cpus=workers or os.cpu_count() or 1,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    configure_logging=False,
-                    runtime_env={"env_vars": {"PYTHONPATH": path}},
-                )
+                # Ray runs its workers at niceness 15 by default, so that a cluster's
+                # driver stays responsive; on the user's own machine the workers *are*
+                # the job, and at 15 they yield to any other process: on 2 cores that
+                # cost ~10 % of the speed-up (docs/scale.md). Started here, they run at
+                # the driver's priority, as the process pool's do (the raylet reads the
+                # variable when it starts; a user's own setting is kept).
+                with _env(RAY_worker_niceness=os.environ.get("RAY_worker_niceness", "0")):
+                    ray.init(
+                        num_cpus=workers or os.cpu_count() or 1,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        configure_logging=False,
+                        runtime_env={"env_vars": {"PYTHONPATH": path}},
+                    )
             else:
                 try:
                     ray.init(address=address, log_to_driver=False)
@@ -371,6 +379,21 @@ class RayExecutor(Executor):
         if self.num_gpus:
             out["gpus_per_task"] = self.num_gpus
         return out
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    """Environment variables set for the duration of the block, then restored."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _import_ray() -> Any:
