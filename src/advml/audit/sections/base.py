@@ -22,6 +22,7 @@ from advml.errors import AdvmlError
 from advml.models.reference import train_reference
 from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import ResultCache, fingerprint
+from advml.runtime.executors import Executor, make_executor
 from advml.runtime.progress import progress
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ __all__ = [
     "Threat",
     "Verdict",
     "budget_ran_out",
+    "runs_here",
+    "section_executor",
 ]
 
 log = logging.getLogger("advml.audit.steps")  # to OUT/audit.log (see run_audit)
@@ -235,6 +238,36 @@ def budget_ran_out(model: Classifier, err: Exception) -> str:
     steps before it paid for.
     """
     return f"the model's query budget ran out ({model.query_count} queries spent): {err}"
+
+
+def runs_here(ctx: AuditContext) -> bool:
+    """Whether tasks on the audited model run in this process whatever the config says:
+    the ``local`` executor, a model with a query budget (one budget, counted here), or a
+    model that is not a local torch network (a remote API or a tree ensemble, whose cost
+    is its queries or its solver, not this machine's cores)."""
+    from advml.models.torch import TorchClassifier
+
+    return (
+        ctx.config.executor == "local"
+        or getattr(ctx.model, "query_budget", None) is not None
+        or not isinstance(ctx.model, TorchClassifier)
+    )
+
+
+def section_executor(ctx: AuditContext, *, gpus_per_task: float, device: Any = None) -> Executor:
+    """The config's executor (docs/scale.md) for a section's independent tasks, which
+    train or attack networks on ``device`` (default the audited model's). On Ray a task
+    for a network on a GPU asks for ``gpus_per_task`` GPUs (a task given none sees no
+    CUDA device); process workers share this machine's."""
+    config = ctx.config
+    where = device if device is not None else getattr(ctx.model, "device", None)
+    on_gpu = config.executor == "ray" and getattr(where, "type", "cpu") == "cuda"
+    return make_executor(
+        config.executor,
+        workers=config.workers,
+        ray_address=config.ray_address,
+        num_gpus=gpus_per_task if on_gpu else 0.0,
+    )
 
 
 def _step_version() -> str:

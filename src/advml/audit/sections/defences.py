@@ -78,6 +78,8 @@ from advml.audit.sections.base import (
     SectionOutput,
     Verdict,
     budget_ran_out,
+    runs_here,
+    section_executor,
 )
 from advml.defences.detection import FeatureSqueezingDetector
 from advml.defences.preprocess import STRENGTHS, Autoencoder, Preprocessor
@@ -94,7 +96,7 @@ from advml.models import load_model
 from advml.models.base import Classifier
 from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import ResultCache, fingerprint
-from advml.runtime.executors import Executor, LocalExecutor, TaskCache, cached_map, make_executor
+from advml.runtime.executors import Executor, LocalExecutor, TaskCache, cached_map
 from advml.validation import check_number
 
 __all__ = ["SECTION", "DefencesSection"]
@@ -521,25 +523,10 @@ def _decode(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, An
 
 
 def _cell_executor(ctx: AuditContext) -> Executor:
-    """The config's executor for the matrix's cells (docs/scale.md), or this process for
-    a model with a query budget (one budget, counted here) or one that is not a local
-    torch network. A model on a GPU asks Ray for a quarter of one per cell."""
-    from advml.models.torch import TorchClassifier
-
-    name = getattr(ctx.config, "executor", "local")
-    if (
-        name == "local"
-        or getattr(ctx.model, "query_budget", None) is not None
-        or not isinstance(ctx.model, TorchClassifier)
-    ):
-        return LocalExecutor()
-    on_gpu = name == "ray" and ctx.model.device.type == "cuda"
-    return make_executor(
-        name,
-        workers=ctx.config.workers,
-        ray_address=ctx.config.ray_address,
-        num_gpus=0.25 if on_gpu else 0.0,
-    )
+    """The config's executor for the matrix's cells, or this process where the model
+    must be asked here (:func:`runs_here`). A model on a GPU asks Ray for a quarter of
+    one per cell."""
+    return LocalExecutor() if runs_here(ctx) else section_executor(ctx, gpus_per_task=0.25)
 
 
 def _matrix_step(

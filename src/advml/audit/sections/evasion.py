@@ -21,6 +21,8 @@ from advml.audit.sections.base import (
     Level,
     SectionOutput,
     Verdict,
+    runs_here,
+    section_executor,
 )
 from advml.errors import QueryBudgetExceededError
 from advml.evasion.base import AdversarialResult, EvasionAttack
@@ -29,7 +31,7 @@ from advml.metrics import attack_success_rate
 from advml.metrics.intervals import difference_exceeds, proportion
 from advml.models.base import Classifier, feature_bounds, feature_span
 from advml.runtime.cache import fingerprint as hash_data
-from advml.runtime.executors import Executor, make_executor
+from advml.runtime.executors import Executor
 
 __all__ = ["SECTION", "EvasionSection", "plan"]
 
@@ -323,27 +325,9 @@ def _evaluation_checks(
 
 def _shard_executor(ctx: AuditContext) -> Executor | None:
     """The config's executor for shards of the attack steps' inputs (docs/scale.md), or
-    None where the steps run here: the ``local`` executor, a model with a query budget
-    (one budget, counted in this process), or a model that is not a local torch network
-    (a remote API or a tree ensemble, whose cost is its queries or its solver)."""
-    from advml.models.torch import TorchClassifier
-
-    name = getattr(ctx.config, "executor", "local")
-    if (
-        name == "local"
-        or getattr(ctx.model, "query_budget", None) is not None
-        or not isinstance(ctx.model, TorchClassifier)
-    ):
-        return None
-    # A network on a GPU attacks its shards on GPUs: on Ray each shard asks for a whole
-    # one (a task given none sees no CUDA device); process workers share this machine's.
-    on_gpu = name == "ray" and ctx.model.device.type == "cuda"
-    return make_executor(
-        name,
-        workers=ctx.config.workers,
-        ray_address=ctx.config.ray_address,
-        num_gpus=1.0 if on_gpu else 0.0,
-    )
+    None where the steps run here (:func:`runs_here`). On Ray a shard of a network on a
+    GPU asks for a whole one."""
+    return None if runs_here(ctx) else section_executor(ctx, gpus_per_task=1.0)
 
 
 def _generate(

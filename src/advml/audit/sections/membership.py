@@ -51,6 +51,7 @@ from advml.audit.sections.base import (
     SectionOutput,
     Verdict,
     budget_ran_out,
+    section_executor,
 )
 from advml.errors import QueryBudgetExceededError
 from advml.metrics.intervals import membership_intervals
@@ -68,7 +69,7 @@ from advml.privacy.membership import (
 )
 from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import fingerprint
-from advml.runtime.executors import Executor, TaskCache, make_executor
+from advml.runtime.executors import Executor, TaskCache
 
 __all__ = ["SECTION", "MembershipSection", "reference_members"]
 
@@ -566,16 +567,9 @@ def _tiers(
     if reason is not None:
         reason = reason.replace("LiRA", "RMIA" if not deep else "LiRA and RMIA")
         return [], [{"attack": n, "reason": reason} for n in names], None
-    config = ctx.config
     # A model on a GPU trains its reference models on GPUs: each Ray task asks for a
     # quarter of one (four small models share a GPU); the CPU path asks for none.
-    on_gpu = config.executor == "ray" and ctx.model.device.type == "cuda"
-    executor = make_executor(
-        config.executor,
-        workers=config.workers,
-        ray_address=config.ray_address,
-        num_gpus=0.25 if on_gpu else 0.0,
-    )
+    executor = section_executor(ctx, gpus_per_task=0.25)
     run: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     with executor:

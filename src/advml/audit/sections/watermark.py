@@ -43,7 +43,13 @@ import numpy as np
 import torch
 
 from advml import registry
-from advml.audit.sections.base import AuditContext, AuditSection, SectionOutput, Verdict
+from advml.audit.sections.base import (
+    AuditContext,
+    AuditSection,
+    SectionOutput,
+    Verdict,
+    section_executor,
+)
 from advml.metrics.intervals import proportion
 from advml.models.access import restrict_access
 from advml.models.base import Classifier
@@ -51,7 +57,7 @@ from advml.models.torch import TorchClassifier
 from advml.models.training import train
 from advml.report.model import SCHEMA_VERSION
 from advml.runtime.cache import fingerprint as hash_data
-from advml.runtime.executors import Executor, TaskCache, cached_map, make_executor
+from advml.runtime.executors import Executor, TaskCache, cached_map
 from advml.validation import check_number
 from advml.watermark import (
     DEFAULT_ALPHA,
@@ -492,14 +498,7 @@ def _splits(
 def _executor(ctx: AuditContext, owner: TorchClassifier) -> Executor:
     """The config's executor for the independent models (docs/scale.md); on Ray, a model
     on a GPU asks for a quarter of one per training task."""
-    config = ctx.config
-    on_gpu = config.executor == "ray" and owner.device.type == "cuda"
-    return make_executor(
-        config.executor,
-        workers=config.workers,
-        ray_address=config.ray_address,
-        num_gpus=0.25 if on_gpu else 0.0,
-    )
+    return section_executor(ctx, gpus_per_task=0.25, device=owner.device)
 
 
 @dataclass(frozen=True)
