@@ -16,6 +16,7 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
+from _user_models import residual_cnn
 from torch import nn
 
 import advml.audit.sections.defences as defences_section
@@ -256,36 +257,10 @@ def test_bad_matrix_settings_are_named(digits: Any, digits_mlp: TorchClassifier)
 
 
 # -- a user's architecture, and the executors ---------------------------------------------------
-class Residual(nn.Module):
-    """A BatchNorm + GELU block with a skip connection."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-        self.bn = nn.BatchNorm2d(channels)
-        self.act = nn.GELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.act(self.bn(self.conv(x)))
-
-
-def user_net() -> nn.Module:
-    """A network defined outside advml for the 8x8 digits."""
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.GELU(),
-        Residual(8),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 4 * 4, 10),
-    )
-
-
 @pytest.fixture(scope="module")
 def user_model(digits: Any) -> TorchClassifier:
     torch.manual_seed(0)
-    model = TorchClassifier(user_net(), input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+    model = TorchClassifier(residual_cnn(), input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
     train(model, digits.x_train, digits.y_train, epochs=4, seed=0, show_progress=False)
     model.module.eval()
     return model

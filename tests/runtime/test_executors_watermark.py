@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 import torch
-from torch import nn
+from _user_models import residual_cnn
 
 import advml.audit.sections.watermark as section_module
 from advml.audit import AuditConfig, run_audit
@@ -162,35 +162,10 @@ def test_bad_independent_models_is_named(digits: Dataset, digits_mlp: TorchClass
 
 
 # -- a user's network, and the executors -------------------------------------------------------
-class Residual(nn.Module):
-    """A BatchNorm + GELU block with a skip connection."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-        self.bn = nn.BatchNorm2d(channels)
-        self.act = nn.GELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.act(self.bn(self.conv(x)))
-
-
-def user_net() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.GELU(),
-        Residual(8),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 4 * 4, 10),
-    )
-
-
 @pytest.fixture(scope="module")
 def user_model(digits: Dataset) -> TorchClassifier:
     torch.manual_seed(0)
-    model = TorchClassifier(user_net(), input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+    model = TorchClassifier(residual_cnn(), input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
     train(model, digits.x_train, digits.y_train, epochs=4, seed=0, show_progress=False)
     model.module.eval()
     return model
