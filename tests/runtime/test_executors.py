@@ -93,6 +93,35 @@ def test_a_closure_and_its_captured_array_travel_to_the_workers(
     assert list(local_ray.map(task, range(7))) == expected
 
 
+def test_a_large_function_reaches_the_pool_through_one_file_removed_after(
+    process_pool: ProcessExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    import advml.runtime.executors as executors
+
+    # Over the inline limit (1 MiB): written once to a private file, not sent per task.
+    data = np.random.default_rng(0).random(300_000)  # 2.4 MB
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def task(i: int) -> float:
+        return float(data[i::5].sum())
+
+    assert len(executors._dumps(task)) > executors._INLINE_PAYLOAD
+    seen: list[list[str]] = []
+
+    def watch(i: int) -> float:
+        return task(i)
+
+    results = []
+    for value in process_pool.map(watch, range(10)):
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        results.append(value)
+    assert results == [task(i) for i in range(10)]
+    assert seen[0] and seen[0][0].startswith("advml-task-")  # the file while the map ran
+    assert not list(tmp_path.iterdir())  # and removed after it
+
+
 def _niceness(_: int) -> int:
     import os
 
