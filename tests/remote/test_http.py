@@ -43,6 +43,24 @@ def test_probabilities_match_the_model_in_process(
     np.testing.assert_array_equal(lists.predict_proba(x), model.predict_proba(x))
 
 
+def test_a_protocol_1_server_gets_base64_batches(
+    serve: Callable[..., Server],
+    digits_mlp: TorchClassifier,
+    digits_data: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import advml.models.http_server as server_module
+
+    # An advml server from before raw bodies: the client keeps to the base64 batch form.
+    monkeypatch.setattr(server_module, "_PROTOCOL", {"X-Advml-Protocol": "1"})
+    s = serve(digits_mlp)
+    model = _client(s.url)
+    x = digits_data.x_test[:40]  # type: ignore[attr-defined]
+    p = model.predict_proba(x)
+    assert model.binary and not model._raw_ok
+    np.testing.assert_allclose(p, digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6)
+
+
 def test_each_distinct_input_is_one_query_and_repeats_are_free(
     serve: Callable[..., Server], digits_mlp: TorchClassifier, digits_data: object
 ) -> None:
