@@ -16,7 +16,6 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
-from _user_models import residual_cnn
 from torch import nn
 
 import advml.audit.sections.defences as defences_section
@@ -52,11 +51,6 @@ def _figures(section: Any) -> Any:
     if isinstance(section, list):
         return [_figures(v) for v in section]
     return section
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 @pytest.mark.parametrize("strength", ["low", "high"])
@@ -256,27 +250,7 @@ def test_bad_matrix_settings_are_named(digits: Any, digits_mlp: TorchClassifier)
             )
 
 
-# -- a user's architecture, and the executors ---------------------------------------------------
-@pytest.fixture(scope="module")
-def user_model(digits: Any) -> TorchClassifier:
-    torch.manual_seed(0)
-    model = TorchClassifier(residual_cnn(), input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
-    train(model, digits.x_train, digits.y_train, epochs=4, seed=0, show_progress=False)
-    model.module.eval()
-    return model
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """A local Ray with 2 CPUs for the module, shut down after it."""
-    ray = pytest.importorskip("ray")
-    from advml.runtime.executors import RayExecutor
-
-    if ray.is_initialized():
-        ray.shutdown()
-    RayExecutor(workers=2)
-    yield
-    ray.shutdown()
+# -- a user's architecture, and the executors --------------------------------------------------
 
 
 USER = {"defences": {"median_smoothing": {"strength": "low"}, "jpeg": {"strength": "medium"}}}
@@ -306,7 +280,7 @@ def test_the_matrix_on_a_user_network_runs_locally_with_its_figures(
 
 @pytest.mark.parametrize("executor", ["ray", pytest.param("process", marks=pytest.mark.slow)])
 def test_matrix_figures_do_not_depend_on_the_executor(
-    local_ray: None, digits: Any, user_model: TorchClassifier, executor: str
+    local_ray_started: None, digits: Any, user_model: TorchClassifier, executor: str
 ) -> None:
     settings = {**USER, "strengths": ["high"], "eps_list": [0.05], "n_samples": 20}
     sections = {}

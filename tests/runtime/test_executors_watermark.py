@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import torch
-from _user_models import residual_cnn
 
 import advml.audit.sections.watermark as section_module
 from advml.audit import AuditConfig, run_audit
-from advml.data import Dataset, load_dataset
-from advml.models import TorchClassifier, train
+from advml.data import Dataset
+from advml.models import TorchClassifier
 from advml.report import report_schema
 
 TINY: dict[str, Any] = {
@@ -53,11 +50,6 @@ def _figures(section: Any) -> Any:
     if isinstance(section, list):
         return [_figures(v) for v in section]
     return section
-
-
-@pytest.fixture(scope="module")
-def digits() -> Dataset:
-    return load_dataset("digits")
 
 
 def test_every_key_is_checked_on_every_independent_model_with_the_rate_and_its_interval(
@@ -161,32 +153,12 @@ def test_bad_independent_models_is_named(digits: Dataset, digits_mlp: TorchClass
         )
 
 
-# -- a user's network, and the executors -------------------------------------------------------
-@pytest.fixture(scope="module")
-def user_model(digits: Dataset) -> TorchClassifier:
-    torch.manual_seed(0)
-    model = TorchClassifier(residual_cnn(), input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
-    train(model, digits.x_train, digits.y_train, epochs=4, seed=0, show_progress=False)
-    model.module.eval()
-    return model
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """A local Ray with 2 CPUs for the module, shut down after it."""
-    ray = pytest.importorskip("ray")
-    from advml.runtime.executors import RayExecutor
-
-    if ray.is_initialized():
-        ray.shutdown()
-    RayExecutor(workers=2)
-    yield
-    ray.shutdown()
+# -- a user's network, and the executors --------------------------------------------------
 
 
 @pytest.mark.parametrize("executor", ["ray", pytest.param("process", marks=pytest.mark.slow)])
 def test_false_claim_figures_do_not_depend_on_the_executor(
-    local_ray: None, digits: Dataset, user_model: TorchClassifier, executor: str
+    local_ray_started: None, digits: Dataset, user_model: TorchClassifier, executor: str
 ) -> None:
     settings = {"schemes": ["adi"], "attacks": [], "independent_models": 2}
     sections = {}
@@ -212,7 +184,7 @@ def test_false_claim_figures_do_not_depend_on_the_executor(
 # -- the CLI: advml watermark embed --calibrate N --executor ... ----------------------------------
 @pytest.mark.parametrize("executor", ["ray", pytest.param("process", marks=pytest.mark.slow)])
 def test_calibration_models_train_on_the_executor_with_the_same_key(
-    local_ray: None, tmp_path: Path, capsys: Any, executor: str
+    local_ray_started: None, tmp_path: Path, capsys: Any, executor: str
 ) -> None:
     from advml.cli import main
     from advml.watermark import load_key
