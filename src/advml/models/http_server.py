@@ -172,9 +172,7 @@ def create_app(
     async def health() -> dict[str, str]:  # async: no hop to a worker thread
         return {"status": "ok"}
 
-    def refusal(
-        headers: Mapping[bytes, bytes],
-    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    def refusal(headers: Mapping[bytes, bytes]) -> _Refusal | None:
         """401 or 429 for a request without the key or over the rate, else None."""
         if api_key is not None:
             given = headers.get(b"x-api-key", b"").decode("latin-1")
@@ -191,6 +189,7 @@ def create_app(
         return None
 
     async def handle(raw: bytes, headers: Mapping[bytes, bytes]) -> tuple[int, bytes, str]:
+        """Status, body and content type of the answer to a request body."""
         inputs: list[Any] | dict[str, Any] | np.ndarray
         if headers.get(b"content-type", b"").startswith(RAW_INPUTS.encode()):
             try:
@@ -220,6 +219,7 @@ def create_app(
         except (ValueError, TypeError) as err:
             return 422, _error(str(err)), _JSON
         if isinstance(result, np.ndarray):
+            # The rows follow from the body's size: n x n_classes float64 values.
             return 200, result.tobytes(), RAW_SCORES
         return 200, json.dumps(result).encode(), _JSON
 
@@ -257,9 +257,8 @@ def create_app(
         status, payload, ctype = await handle(b"".join(chunks), headers)
         extra = dict(_PROTOCOL) if status in (200, 422) else {}
         if ctype == RAW_SCORES:
-            extra["X-Advml-Shape"] = (
-                f"{len(payload) // 8 // max(1, model.n_classes)},{model.n_classes}"
-            )
+            rows = len(payload) // (8 * model.n_classes)
+            extra["X-Advml-Shape"] = f"{rows},{model.n_classes}"
         await _send(send, status, payload, extra, ctype)
 
     app.router.routes.append(Route("/predict", _Asgi(predict), methods=["POST"]))
