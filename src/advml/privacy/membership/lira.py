@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -163,23 +164,20 @@ class LiRA(MembershipAttack):
     # -- infer -------------------------------------------------------------------------
     def _score(self, state: _LiRAState, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
         target_phi = logit_confidence(model, x, y).cpu().numpy()
-        cols = np.array([state.index.get(k, -1) for k in _keys(x, y)])
-        known = cols >= 0
-        phi = np.empty((len(state.shadows), x.shape[0]))
-        masks = np.zeros_like(phi, dtype=bool)
-        phi[:, known] = state.phi[:, cols[known]]
-        masks[:, known] = state.masks[:, cols[known]]
-        if not known.all():
-            if self.mode == "online":
-                warnings.warn(
-                    f"{int((~known).sum())} of {x.shape[0]} candidates are not in the pool LiRA "
-                    "was fitted on; every shadow is 'out' for them and their 'in' mean is "
-                    "estimated. Fit on a pool that contains the candidates for the online "
-                    "attack",
-                    UserWarning,
-                    stacklevel=4,
-                )
-            phi[:, ~known] = shadow_phi(state.shadows, x, y, known, "LiRA")
+        phi, masks = pool_columns(
+            state.phi,
+            state.masks,
+            state.index,
+            x,
+            y,
+            lambda known: shadow_phi(state.shadows, x, y, known, "LiRA"),
+            warn=(
+                "LiRA was fitted on; every shadow is 'out' for them and their 'in' mean is "
+                "estimated"
+            )
+            if self.mode == "online"
+            else None,
+        )
         return self._lira_scores(target_phi, phi, masks, state.global_std, state.mean_gap)
 
     def _lira_scores(
@@ -259,6 +257,39 @@ def _pool_statistics(phi: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
     gap = mu_in - mu_out
     gap_ok = np.isfinite(gap)
     return max(std, _MIN_STD), float(gap[gap_ok].mean()) if gap_ok.any() else 0.0
+
+
+def pool_columns(
+    stored: np.ndarray,
+    stored_masks: np.ndarray,
+    index: dict[bytes, int],
+    x: Tensor,
+    y: Tensor,
+    fill: Callable[[np.ndarray], np.ndarray],
+    *,
+    warn: str | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted pool's per-reference-model rows (``stored``, shape ``(models, pool)``)
+    and in/out masks at the candidates ``(x, y)``, found by content. A candidate not in
+    the pool is 'out' for every model and gets ``fill(known)`` (its values computed by
+    the kept models); with ``warn`` (an online attack: "<attack> was fitted on; ...") it
+    is said in a UserWarning, since the online attack then loses its 'in' side."""
+    cols = np.array([index.get(k, -1) for k in _keys(x, y)])
+    known = cols >= 0
+    values = np.empty((stored.shape[0], x.shape[0]))
+    masks = np.zeros_like(values, dtype=bool)
+    values[:, known] = stored[:, cols[known]]
+    masks[:, known] = stored_masks[:, cols[known]]
+    if not known.all():
+        if warn is not None:
+            warnings.warn(
+                f"{int((~known).sum())} of {x.shape[0]} candidates are not in the pool {warn}. "
+                "Fit on a pool that contains the candidates for the online attack",
+                UserWarning,
+                stacklevel=5,
+            )
+        values[:, ~known] = fill(known)
+    return values, masks
 
 
 def _keys(x: Tensor, y: Tensor) -> list[bytes]:

@@ -3,7 +3,6 @@ High-Power Membership Inference Attacks", ICML 2024)."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +21,7 @@ from advml.privacy.membership.base import (
     logit_margin,
     model_logits,
 )
-from advml.privacy.membership.lira import _keys, shadow_phi
+from advml.privacy.membership.lira import _keys, pool_columns, shadow_phi
 from advml.validation import check_choice, check_number
 
 __all__ = ["RMIA", "estimate_offline_a", "rmia_scores"]
@@ -255,21 +254,16 @@ class RMIA(MembershipAttack):
 
     def _score(self, state: _RMIAState, model: Classifier, x: Tensor, y: Tensor) -> np.ndarray:
         p_target = _probability(logit_margin(model_logits(model, x), y).cpu().numpy())
-        cols = np.array([state.index.get(k, -1) for k in _keys(x, y)])
-        known = cols >= 0
-        p_ref = np.empty((len(state.shadows), x.shape[0]))
-        masks = np.zeros_like(p_ref, dtype=bool)
-        p_ref[:, known] = state.p_ref[:, cols[known]]
-        masks[:, known] = state.masks[:, cols[known]]
-        if not known.all():
-            if self.mode == "online":
-                warnings.warn(
-                    f"{int((~known).sum())} of {x.shape[0]} candidates are not in the pool RMIA "
-                    "was fitted on; every reference model is 'out' for them. Fit on a pool "
-                    "that contains the candidates for the online attack",
-                    UserWarning,
-                    stacklevel=4,
-                )
-            p_ref[:, ~known] = _probability(shadow_phi(state.shadows, x, y, known, "RMIA"))
+        p_ref, masks = pool_columns(
+            state.p_ref,
+            state.masks,
+            state.index,
+            x,
+            y,
+            lambda known: _probability(shadow_phi(state.shadows, x, y, known, "RMIA")),
+            warn="RMIA was fitted on; every reference model is 'out' for them"
+            if self.mode == "online"
+            else None,
+        )
         ratio_x = p_target / self._prior(p_ref, masks, state.offline_a)
         return rmia_scores(ratio_x, state.ratio_z, self.gamma)
