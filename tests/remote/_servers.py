@@ -95,13 +95,19 @@ class Server:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Server]]:
-    """``serve(model, **create_app_options)`` starts a server; all stop at the test's end."""
+    """``serve(model, **create_app_options)`` starts a server (HTTPS with ``tls=(cert,
+    key)``); all stop at the test's end."""
     import uvicorn
 
     started: list[tuple[Server, socket.socket]] = []
 
     def start(
-        model: Classifier, *, faults: Faults | None = None, port: int = 0, **options: Any
+        model: Classifier,
+        *,
+        faults: Faults | None = None,
+        port: int = 0,
+        tls: tuple[Any, Any] | None = None,
+        **options: Any,
     ) -> Server:
         faults = faults or Faults()
         holder: dict[str, Any] = {}
@@ -116,7 +122,8 @@ def serve() -> Iterator[Callable[..., Server]]:
         # A server restarted on the port of one that went down (a resumed audit).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
+        ssl = {} if tls is None else {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])}
+        server = uvicorn.Server(uvicorn.Config(app, log_level="critical", **ssl))
         holder["server"] = server
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
@@ -126,7 +133,8 @@ def serve() -> Iterator[Callable[..., Server]]:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.02)
         port = sock.getsockname()[1]
-        s = Server(f"http://127.0.0.1:{port}/predict", port, faults, served, server, thread)
+        scheme = "http" if tls is None else "https"
+        s = Server(f"{scheme}://127.0.0.1:{port}/predict", port, faults, served, server, thread)
         started.append((s, sock))
         return s
 

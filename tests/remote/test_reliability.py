@@ -196,7 +196,7 @@ def test_a_server_that_never_answers_gives_a_clear_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     spec = TargetSpec(url=f"http://127.0.0.1:{port}/predict", retries=1, backoff=0.01)
-    refused = r"failed 2 times \(last: \w*ConnectionError.*refused"
+    refused = r"failed 2 times \(last: Connection\w*Error.*refused"
     with pytest.raises(RemoteModelError, match=refused):
         HTTPClassifier(spec, input_shape=(2,), n_classes=2, bounds=(0, 1))
 

@@ -415,10 +415,10 @@ class BaseClassifier:
         # Refuse a call the budget cannot cover before its first batch, so that a refused
         # call spends nothing.
         self._check_budget(x.shape[0])
-        parts = []
         with torch.no_grad(), self.evaluating():
-            for start in range(0, x.shape[0], size):
-                parts.append(fn(x[start : start + size]))
+            if x.shape[0] <= size:
+                return fn(x)  # one batch: no slicing, no copy into a new tensor
+            parts = [fn(x[start : start + size]) for start in range(0, x.shape[0], size)]
         return torch.cat(parts)
 
     # -- identity --------------------------------------------------------------------

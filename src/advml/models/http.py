@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -44,6 +44,13 @@ from torch import Tensor
 
 from advml.errors import AdvmlError
 from advml.models.base import BaseClassifier
+from advml.models.http_transport import (
+    DirectTransport,
+    ProxyTransport,
+    ResponseTooLargeError,
+    TransportError,
+    open_transport,
+)
 from advml.validation import check_choice, check_number
 
 __all__ = [
@@ -70,6 +77,10 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 RAW_INPUTS = "application/x-advml-float32"
 RAW_SCORES = "application/x-advml-float64"
 _PROBA_FLOOR = 1e-12
+# The bytes any response may take beyond 64 per class and input (see _send_raw).
+_MAX_RESPONSE = 64 << 20
+# Inputs of at most this many bytes are their own key in the answer cache's memory.
+_BYTES_AS_KEY = 4096
 Returns = Literal["auto", "probs", "logits", "labels", "top-k"]
 _KINDS = ("auto", "probs", "logits", "labels", "top-k")
 
@@ -402,15 +413,23 @@ class _RateLimiter:
 
 # -- the answer cache --------------------------------------------------------------------
 class _AnswerCache:
-    """Answers by input hash, in memory and appended to ``folder/answers.jsonl``.
+    """Answers by input, in memory and appended to ``folder/answers-ID.jsonl``.
+
+    In memory an input is found by its bytes when they are few (at most
+    ``_BYTES_AS_KEY``: tables, digits, MNIST), else by their hash (:func:`input_keys`):
+    hashing 39 digits rows costs ~35 µs a request, as much as the rest of the client's
+    work on their answers, while a dict finds short bytes at once. The file keys every
+    answer by the hash, the same on every run.
 
     One line per answered input, written after each request, so an audit killed or
     stopped by a dead server keeps every answer it was sent; a torn last line (a crash
-    while writing) is skipped on reading.
+    while writing) is skipped on reading. Answers read from the file are found by their
+    hash when an input is not in memory.
     """
 
     def __init__(self) -> None:
-        self.answers: dict[str, Any] = {}
+        self.answers: dict[bytes | str, Any] = {}
+        self.stored: dict[str, Any] = {}  # from the file, by input_key
         self.file: Path | None = None
         self._lock = threading.Lock()
 
@@ -424,19 +443,38 @@ class _AnswerCache:
                     entry = json.loads(line)
                     if "f64" in entry:
                         raw = base64.b64decode(entry["f64"], validate=True)
-                        self.answers[entry["k"]] = np.frombuffer(raw, dtype=np.float64)
+                        self.stored[entry["k"]] = np.frombuffer(raw, dtype=np.float64)
                     else:
-                        self.answers[entry["k"]] = int(entry["v"])
+                        self.stored[entry["k"]] = int(entry["v"])
                 except (ValueError, KeyError, TypeError):
                     continue
 
-    def add(self, items: Sequence[tuple[str, Any]]) -> None:
+    def missing(self, rows: np.ndarray) -> tuple[list[bytes | str], dict[bytes | str, int]]:
+        """The memory keys of ``rows`` (float32), and the first row of each key with no
+        answer yet; answers found in the file are taken into memory."""
+        keys = memory_keys(rows)
+        answers = self.answers
+        missing: dict[bytes | str, int] = {}
+        for i, k in enumerate(keys):
+            if k not in answers and k not in missing:
+                missing[k] = i
+        if missing and self.stored:
+            found = input_keys(rows[list(missing.values())])
+            for k, stable in zip(list(missing), found, strict=True):
+                if stable in self.stored:
+                    answers[k] = self.stored[stable]
+                    del missing[k]
+        return keys, missing
+
+    def add(self, keys: Sequence[bytes | str], rows: np.ndarray, values: Sequence[Any]) -> None:
+        """The answers ``values`` to ``rows`` (memory ``keys``), kept and written out."""
         with self._lock:
-            for k, v in items:
+            for k, v in zip(keys, values, strict=True):
                 self.answers[k] = v
-            if self.file is not None and items:
+            if self.file is not None and len(keys):
+                stable = input_keys(rows)
                 with self.file.open("a", encoding="utf-8") as f:
-                    f.write("".join(_cache_line(k, v) for k, v in items))
+                    f.write("".join(_cache_line(k, v) for k, v in zip(stable, values, strict=True)))
 
 
 def _cache_line(key: str, value: Any) -> str:
@@ -471,6 +509,19 @@ def input_keys(rows: np.ndarray) -> list[str]:
         h.update(suffix)
         keys.append(h.hexdigest())
     return keys
+
+
+def memory_keys(rows: np.ndarray) -> list[bytes | str]:
+    """In-memory cache keys of float32 ``rows``: each row's bytes when it has at most
+    ``_BYTES_AS_KEY`` of them, else :func:`input_keys`."""
+    a = np.ascontiguousarray(rows, dtype=np.float32)
+    if a.shape[0] == 0:
+        return []
+    size = a[0].nbytes
+    if size > _BYTES_AS_KEY or size == 0:
+        return list(input_keys(a))
+    as_bytes = a.reshape(a.shape[0], -1).view(np.dtype((np.void, size))).ravel()
+    return cast("list[bytes | str]", as_bytes.tolist())  # a void scalar's item is bytes
 
 
 class HTTPClassifier(BaseClassifier):
@@ -556,7 +607,7 @@ class HTTPClassifier(BaseClassifier):
         self._cache = _AnswerCache()
         self._jitter = random.Random(seed)
         self._limiter = _RateLimiter(self.spec.rate_limit)
-        self._pool: _Transport | None = None
+        self._pool: DirectTransport | ProxyTransport | None = None
         self._pool_lock = threading.Lock()
         self.kind: str = self.spec.returns
         self.decimals: int | None = None  # rounding the API applies, once seen
@@ -595,7 +646,7 @@ class HTTPClassifier(BaseClassifier):
         low, high = self.bounds
         x = np.full((1, *self.input_shape), (low + high) / 2, dtype=np.float32)
         self._count(1)
-        doc = self._send_raw(self._encode_batch(x))
+        doc = self._send_raw(self._encode_batch(x), 1)
         if not isinstance(doc, dict):
             raise RemoteResponseError(
                 "the response is not a JSON object; advml's protocol answers "
@@ -614,7 +665,7 @@ class HTTPClassifier(BaseClassifier):
                 field="$",
             )
         value = self._parse(doc, 1)[0]
-        self._cache.add([(input_key(x[0]), value)])
+        self._cache.add(memory_keys(x), x, [value])
         if self._advml_server and self.spec.encoding == "list" and not self.spec.one_per_request:
             self.binary = True  # an advml server: the same numbers, without JSON floats
 
@@ -664,41 +715,33 @@ class HTTPClassifier(BaseClassifier):
         size = self.batch_size if batch_size is None else int(batch_size)
         check_number("batch_size", size, low=1, integer=True)
         if self.query_budget is not None or self._inner_queries_left() is not None:
-            # Hashing every row costs about as much as encoding it: only with a budget.
-            self._check_budget(len(self._missing(x.detach().cpu().numpy())))
-        parts = [fn(x[s : s + size]) for s in range(0, x.shape[0], size)]
+            # Looking every row up costs a pass over the batch: only with a budget.
+            rows = x.detach().cpu().numpy().astype(np.float32, copy=False)
+            self._check_budget(len(self._cache.missing(rows)[1]))
         with torch.no_grad():
-            return torch.cat(parts)
-
-    def _missing(self, arr: np.ndarray) -> dict[str, int]:
-        missing: dict[str, int] = {}
-        for i, k in enumerate(input_keys(arr)):
-            if k not in self._cache.answers and k not in missing:
-                missing[k] = i
-        return missing
+            if x.shape[0] <= size:
+                return fn(x)
+            return torch.cat([fn(x[s : s + size]) for s in range(0, x.shape[0], size)])
 
     def _answers(self, x: Tensor) -> list[Any]:
         arr = x.detach().cpu().numpy().astype(np.float32, copy=False)
-        keys = input_keys(arr)
-        missing: dict[str, int] = {}
-        for i, k in enumerate(keys):
-            if k not in self._cache.answers and k not in missing:
-                missing[k] = i
+        keys, missing = self._cache.missing(arr)
         self.cache_hits += len(keys) - len(missing)
         if missing:
             # Counted once here, before sending: a retried request is not paid again.
             self._count(len(missing))
             self._fetch(list(missing), arr[list(missing.values())])
-        return [self._cache.answers[k] for k in keys]
+        answers = self._cache.answers
+        return [answers[k] for k in keys]
 
-    def _fetch(self, keys: list[str], rows: np.ndarray) -> None:
+    def _fetch(self, keys: list[bytes | str], rows: np.ndarray) -> None:
         step = self.spec.inputs_per_request
         chunks = [(keys[s : s + step], rows[s : s + step]) for s in range(0, len(keys), step)]
 
-        def one(chunk: tuple[list[str], np.ndarray]) -> None:
+        def one(chunk: tuple[list[bytes | str], np.ndarray]) -> None:
             ks, xs = chunk
-            doc = self._send_raw(self._encode_batch(xs))
-            self._cache.add(list(zip(ks, self._parse(doc, len(ks)), strict=True)))
+            doc = self._send_raw(self._encode_batch(xs), len(ks))
+            self._cache.add(ks, xs, self._parse(doc, len(ks)))
 
         if len(chunks) == 1 or self.spec.concurrency == 1:
             for c in chunks:
@@ -729,13 +772,14 @@ class HTTPClassifier(BaseClassifier):
         return encode_png(row, self.bounds)
 
     # -- sending -----------------------------------------------------------------------
-    def _transport(self) -> _Transport:
-        transport: _Transport | None = getattr(self, "_pool", None)
+    def _transport(self) -> DirectTransport | ProxyTransport:
+        transport = self._pool
         if transport is None:
             with self._pool_lock:
-                transport = getattr(self, "_pool", None)
+                transport = self._pool
                 if transport is None:
-                    transport = _Transport(self._expand(self.spec.url), self.spec.concurrency)
+                    url = self._expand(self.spec.url)
+                    transport = open_transport(url, self.spec.concurrency)
                     self._pool = transport
         return transport
 
@@ -749,11 +793,8 @@ class HTTPClassifier(BaseClassifier):
                 text = text.replace(value, "***")
         return text
 
-    def _send_raw(self, body: Any) -> Any:
-        """One request with retries; the parsed JSON body."""
-        import urllib3
-
-        url = self._expand(self.spec.url)
+    def _send_raw(self, body: Any, n: int) -> Any:
+        """One request for ``n`` inputs, with retries; the parsed JSON body."""
         headers = {k: self._expand(v) for k, v in self.spec.headers.items()}
         if isinstance(body, _RawBatch):
             payload = body.data.tobytes()
@@ -763,18 +804,23 @@ class HTTPClassifier(BaseClassifier):
             payload = json.dumps(body).encode("utf-8")
             headers.setdefault("Content-Type", "application/json")
         transport = self._transport()
+        # The most bytes the answers to n inputs can take, with room for what an API
+        # adds; a larger response is refused before it is read into memory.
+        max_bytes = _MAX_RESPONSE + n * self.n_classes * 64
         last = ""
         for attempt in range(self.spec.retries + 1):
             self._limiter.wait()
             wait: float | None = None
             try:
                 self.requests_sent += 1
-                r = transport.send(self.spec.method, url, payload, headers, self.spec.timeout)
-            except urllib3.exceptions.HTTPError as err:
-                last = f"{type(err).__name__}: {self._redact(str(err))[:200]}"
+                r = transport.send(self.spec.method, payload, headers, self.spec.timeout, max_bytes)
+            except ResponseTooLargeError as err:
+                raise RemoteResponseError(self._redact(str(err)), field="$") from None
+            except TransportError as err:
+                last = self._redact(str(err))[:200]
             else:
                 if r.status == 200:
-                    version = r.headers.get("X-Advml-Protocol")
+                    version = r.headers.get("x-advml-protocol")
                     if version:
                         self._advml_server = True
                         # Raw bodies with the default body template only: a user's own
@@ -788,9 +834,9 @@ class HTTPClassifier(BaseClassifier):
                 excerpt = self._redact(_text(r.data[:200])).strip()
                 last = f"HTTP {r.status}: {excerpt}"
                 if r.status == 429:
-                    wait = _retry_after(r.headers.get("Retry-After"))
+                    wait = _retry_after(r.headers.get("retry-after"))
                 elif r.status not in _RETRY_STATUS:
-                    moved = r.headers.get("Location")
+                    moved = r.headers.get("location")
                     hint = (
                         f"the API answers from {self._redact(moved)!r}: use that URL"
                         if moved and 300 <= r.status < 400
@@ -815,9 +861,9 @@ class HTTPClassifier(BaseClassifier):
         )
 
     def _json(self, r: Any) -> Any:
-        ctype = r.headers.get("Content-Type", "")
+        ctype = r.headers.get("content-type", "")
         if ctype.startswith(RAW_SCORES):
-            shape = r.headers.get("X-Advml-Shape", "")
+            shape = r.headers.get("x-advml-shape", "")
             try:
                 dims = [int(d) for d in shape.split(",")]
                 arr = np.frombuffer(r.data, dtype=np.float64).reshape(dims)
@@ -1003,69 +1049,6 @@ class _RawBatch:
     """A batch sent as raw float32 bytes (protocol 2)."""
 
     data: np.ndarray
-
-
-class _Transport:
-    """urllib3's connection pool for one target, with the environment read once.
-
-    ``requests`` (which sits on urllib3) prepares every request anew: it merges cookies,
-    hooks and the environment's proxy, netrc and CA-bundle settings each time, about
-    0.3 ms of client CPU per request here, as much as a digits MLP takes to answer 100
-    inputs. The environment is read here once, as ``requests`` would read it (its own
-    helpers), and each request is then one call into the pool. Redirects are not
-    followed (the headers may hold a secret) and urllib3 does not retry: the caller
-    retries, counting what it pays.
-    """
-
-    def __init__(self, url: str, concurrency: int) -> None:
-        import requests.utils
-        import urllib3
-
-        proxies = requests.utils.get_environ_proxies(url)  # honours NO_PROXY
-        scheme = url.split("://", 1)[0].lower()
-        self.proxy: str | None = proxies.get(scheme) or proxies.get("all")
-        netrc = requests.utils.get_netrc_auth(url)
-        self.auth: dict[str, str] = (
-            urllib3.util.make_headers(basic_auth=f"{netrc[0]}:{netrc[1]}") if netrc else {}
-        )
-        self.ca_certs: str | None = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
-        )
-        if self.ca_certs is None and scheme == "https":
-            import certifi  # what requests verifies with by default
-
-            self.ca_certs = certifi.where()
-        options: dict[str, Any] = {"maxsize": max(1, concurrency), "retries": False}
-        if scheme == "https":
-            options.update(cert_reqs="CERT_REQUIRED", ca_certs=self.ca_certs)
-        self.pool: Any = (
-            urllib3.ProxyManager(self.proxy, **options)
-            if self.proxy
-            else urllib3.PoolManager(**options)
-        )
-        self._hosts: dict[str, Any] = {}
-        self._timeouts: dict[float, Any] = {}
-
-    def send(
-        self, method: str, url: str, body: bytes, headers: dict[str, str], timeout: float
-    ) -> Any:
-        """The response (``status``, ``headers``, ``data``); urllib3's errors raised."""
-        import urllib3
-
-        if self.auth and not any(k.lower() == "authorization" for k in headers):
-            headers = {**headers, **self.auth}
-        # Straight to the host's connection pool (the manager would parse the URL and
-        # look the pool up on every request); through a proxy, the manager decides.
-        target = self.pool if self.proxy else self._hosts.get(url)
-        if target is None:
-            target = self._hosts[url] = self.pool.connection_from_url(url)
-        timeouts = self._timeouts.get(timeout)
-        if timeouts is None:
-            timeouts = self._timeouts[timeout] = urllib3.Timeout(connect=timeout, read=timeout)
-        return target.urlopen(
-            method, url, body=body, headers=headers, timeout=timeouts, retries=False,
-            redirect=False, assert_same_host=False,
-        )  # fmt: skip
 
 
 def _text(data: bytes) -> str:

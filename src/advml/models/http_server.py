@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -105,7 +106,6 @@ def create_app(
     -------
     fastapi.FastAPI
     """
-    from fastapi import FastAPI
     from starlette.concurrency import run_in_threadpool
 
     kind, k = parse_outputs(outputs)
@@ -120,7 +120,7 @@ def create_app(
         )
     bucket = _Bucket(rate_limit) if rate_limit is not None else None
     lock = threading.Lock()  # one forward pass at a time: models are not thread-safe
-    app = FastAPI(title="advml prediction API", docs_url=None, redoc_url=None)
+    app = _PredictionAPI(title="advml prediction API", docs_url=None, redoc_url=None)
 
     def answer(inputs: list[Any] | dict[str, Any] | np.ndarray) -> dict[str, Any] | np.ndarray:
         """The answer to a batch: a JSON document, or for raw float32 inputs the
@@ -262,6 +262,7 @@ def create_app(
         await _send(send, status, payload, extra, ctype)
 
     app.router.routes.append(Route("/predict", _Asgi(predict), methods=["POST"]))
+    app.predict = predict
     return app
 
 
@@ -271,6 +272,30 @@ _PROTOCOL = {"X-Advml-Protocol": "2"}
 _JSON = "application/json"
 _Refusal = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, headers
 _INLINE_INPUTS = 256
+
+
+class _PredictionAPI(FastAPI):
+    """The FastAPI app, with ``POST /predict`` handed straight to its endpoint.
+
+    FastAPI's middleware stack (error pages, exception handlers, the exit stack) and the
+    router's matching cost ~35 µs a request here, an eighth of what the whole request takes
+    on the digits MLP; the endpoint answers its own errors, and every other path (health,
+    a wrong method, a 404) still goes through FastAPI.
+    """
+
+    predict: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.predict is not None
+            and scope["type"] == "http"
+            and scope["path"] == "/predict"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+        ):
+            await self.predict(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class _Asgi:

@@ -173,7 +173,7 @@ class TorchClassifier(BaseClassifier):
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
         """Eval mode (dropout off, batch-norm statistics frozen), then the caller's modes."""
-        modes = [(m, m.training) for m in self.module.modules()]
+        modes = [(m, m.training) for m in _submodules(self.module)]
         if not any(training for _, training in modes):
             yield  # already in eval mode (a served model, a loop of calls): nothing to undo
             return
@@ -375,3 +375,15 @@ def require_torch(
             f"{type(model).__name__}. Wrap an nn.Module with advml.models.TorchClassifier"
         )
     return model
+
+
+def _submodules(root: nn.Module) -> list[nn.Module]:
+    """``root`` and every module under it (a shared one more than once), as
+    ``root.modules()`` finds them without its names and duplicate check: about 4x faster,
+    which matters when a served model answers each request under :meth:`evaluating`."""
+    found = [root]
+    i = 0
+    while i < len(found):
+        found.extend(m for m in found[i]._modules.values() if m is not None)
+        i += 1
+    return found

@@ -1,0 +1,237 @@
+"""The client's own HTTP/1.1 transport (``advml.models.http_transport``) against what
+real servers send: TLS with a private CA, chunked bodies, bodies that end with the
+connection, interim ``100 Continue`` answers, keep-alive connections the server has
+closed, responses too large to hold, garbage, and headers that would split a request."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _servers import Server
+
+from advml.models import http as http_module
+from advml.models.http import HTTPClassifier, RemoteModelError, RemoteResponseError, TargetSpec
+from advml.models.http_transport import DirectTransport, ProxyTransport, open_transport
+from advml.models.torch import TorchClassifier
+
+PROBS = json.dumps({"probabilities": [[0.25, 0.75]]}).encode()
+
+
+def _ok(body: bytes = PROBS, extra: str = "") -> bytes:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{extra}"
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+class Canned:
+    """A bare TCP server on 127.0.0.1 answering each request with the next reply of
+    ``replies``: bytes (the connection is then kept), ``(bytes, "close")`` (closed after
+    it) or ``None`` (closed without an answer). It records each request's head."""
+
+    def __init__(self, replies: list[bytes | tuple[bytes, str] | None]) -> None:
+        self.replies = list(replies)
+        self.heads: list[str] = []
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/predict"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.replies:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                while self.replies and self._one(conn):
+                    pass
+
+    def _one(self, conn: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        text = head.decode("latin-1")
+        length = next(
+            (int(line.split(":", 1)[1]) for line in text.split("\r\n")
+             if line.lower().startswith("content-length:")),
+            0,
+        )  # fmt: skip
+        while len(body) < length:
+            body += conn.recv(65536)
+        self.heads.append(text)
+        reply = self.replies.pop(0)
+        if reply is None:
+            return False
+        if isinstance(reply, tuple):
+            conn.sendall(reply[0])
+            return False
+        conn.sendall(reply)
+        return True
+
+    def close(self) -> None:
+        self.replies = []
+        self.sock.close()
+
+
+@pytest.fixture
+def canned() -> Iterator[Callable[..., Canned]]:
+    made: list[Canned] = []
+
+    def make(replies: list[bytes | tuple[bytes, str] | None]) -> Canned:
+        made.append(Canned(replies))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def _model(url: str, **spec: object) -> HTTPClassifier:
+    options: dict[str, object] = {"returns": "probs", "backoff": 0.01, **spec}
+    target = TargetSpec(url=url, **options)  # type: ignore[arg-type]
+    return HTTPClassifier(target, input_shape=(3,), n_classes=2, bounds=(0.0, 1.0))
+
+
+X = np.array([[0.1, 0.2, 0.3]], dtype=np.float32)
+
+
+def test_a_chunked_answer_is_read_whole(canned: Callable[..., Canned]) -> None:
+    half = len(PROBS) // 2
+    chunks = f"{half:x}\r\n".encode() + PROBS[:half] + b"\r\n"
+    chunks += f"{len(PROBS) - half:x}\r\n".encode() + PROBS[half:] + b"\r\n0\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    server = canned([head + chunks, _ok()])
+    model = _model(server.url)
+    np.testing.assert_allclose(model.predict_proba(X), [[0.25, 0.75]])
+    model.predict_proba(X + 0.1)  # the same connection, kept after a chunked answer
+    assert server.connections == 1
+
+
+def test_an_answer_ended_by_closing_the_connection(canned: Callable[..., Canned]) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+    server = canned([(head + PROBS, "close"), _ok()])
+    model = _model(server.url)
+    np.testing.assert_allclose(model.predict_proba(X), [[0.25, 0.75]])
+    model.predict_proba(X + 0.1)  # a new connection: the first one was closed
+    assert server.connections == 2
+    assert model.retries_done == 0
+
+
+def test_an_interim_100_continue_is_skipped(canned: Callable[..., Canned]) -> None:
+    server = canned([b"HTTP/1.1 100 Continue\r\n\r\n" + _ok()])
+    np.testing.assert_allclose(_model(server.url).predict_proba(X), [[0.25, 0.75]])
+
+
+def test_a_keep_alive_connection_the_server_closed_is_replaced(
+    canned: Callable[..., Canned],
+) -> None:
+    # The server closes after each answer without saying so (an idle timeout), and once
+    # closes a kept connection just as the next request arrives: neither costs a retry.
+    server = canned([(_ok(), "close"), _ok(), None, _ok(), _ok()])
+    model = _model(server.url)
+    for i in range(4):
+        np.testing.assert_allclose(model.predict_proba(X + 0.1 * i), [[0.25, 0.75]])
+    assert model.retries_done == 0
+    assert model.requests_sent == 4
+    assert len(server.heads) == 5  # the request the server dropped was sent again once
+
+
+def test_a_response_too_large_is_refused_before_it_is_read(
+    canned: Callable[..., Canned], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_module, "_MAX_RESPONSE", 1000)
+    huge = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n"
+    server = canned([(huge, "close")])
+    model = _model(server.url, retries=3)
+    with pytest.raises(RemoteResponseError, match="over 1,128 bytes.*inputs_per_request") as err:
+        model.predict_proba(X)
+    assert err.value.field == "$"
+    assert model.requests_sent == 1  # not retried: a larger answer will not shrink
+
+    # Without a length: refused once the chunks pass the limit.
+    stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    stream += b"".join(b"100\r\n" + b"x" * 256 + b"\r\n" for _ in range(8))
+    server = canned([(stream, "close")])
+    with pytest.raises(RemoteResponseError, match="over 1,128 bytes"):
+        _model(server.url, retries=3).predict_proba(X)
+
+
+def test_garbage_instead_of_http_is_a_clear_error(canned: Callable[..., Canned]) -> None:
+    server = canned([(b"SSH-2.0-OpenSSH_9.6\r\n", "close")] * 2)
+    with pytest.raises(RemoteModelError, match="failed 2 times.*not HTTP"):
+        _model(server.url, retries=1).predict_proba(X)
+
+
+def test_a_header_that_would_split_the_request_is_refused(
+    canned: Callable[..., Canned], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = canned([_ok()])
+    monkeypatch.setenv("TOK", "abc\r\nX-Evil: 1")
+    model = _model(server.url, headers={"Authorization": "Bearer ${TOK}"})
+    with pytest.raises(ValueError, match="'Authorization'.*line break"):
+        model.predict_proba(X)
+    assert server.heads == []  # nothing was sent
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(canned: Callable[..., Canned]) -> None:
+    server = canned([_ok()])
+    url = server.url.replace("http://", "http://user:p%40ss@")
+    _model(url).predict_proba(X)
+    head = server.heads[0].lower()
+    assert "authorization: basic dxnlcjpwqhnz" in head  # base64 of user:p@ss
+    assert "host: 127.0.0.1:" in head and "user-agent: advml/" in head
+
+
+def test_a_proxy_from_the_environment_selects_urllib3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert isinstance(open_transport("http://api.example.com/predict", 4), ProxyTransport)
+    assert isinstance(open_transport("http://127.0.0.1:9/predict", 4), DirectTransport)
+    with pytest.raises(ValueError, match="http:// or https://"):
+        open_transport("ftp://example.com/predict", 1)
+
+
+def test_https_with_a_private_ca(
+    serve: Callable[..., Server],
+    digits_mlp: TorchClassifier,
+    digits_data,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    s = serve(digits_mlp, tls=(tmp_path / "cert.pem", tmp_path / "key.pem"))
+    assert s.url.startswith("https://")
+    x = digits_data.x_test[:5]
+
+    # Not trusted by default (certifi's roots): refused, naming the reason.
+    spec = TargetSpec(url=s.url, returns="probs", retries=0)
+    untrusted = HTTPClassifier(spec, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+    with pytest.raises(RemoteModelError, match="CERTIFICATE_VERIFY_FAILED"):
+        untrusted.predict_proba(x)
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    model = HTTPClassifier(s.url, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+    np.testing.assert_allclose(
+        model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
+    )
+    model.predict_proba(digits_data.x_test[5:9])
+    assert model.retries_done == 0
