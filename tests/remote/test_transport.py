@@ -113,7 +113,8 @@ def test_a_chunked_answer_is_read_whole(canned: Callable[..., Canned]) -> None:
     half = len(PROBS) // 2
     chunks = f"{half:x}\r\n".encode() + PROBS[:half] + b"\r\n"
     chunks += f"{len(PROBS) - half:x}\r\n".encode() + PROBS[half:] + b"\r\n0\r\n\r\n"
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    head += b"Transfer-Encoding: chunked\r\n\r\n"
     server = canned([head + chunks, _ok()])
     model = _model(server.url)
     np.testing.assert_allclose(model.predict_proba(X), [[0.25, 0.75]])
@@ -157,7 +158,7 @@ def test_a_response_too_large_is_refused_before_it_is_read(
     huge = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n"
     server = canned([(huge, "close")])
     model = _model(server.url, retries=3)
-    with pytest.raises(RemoteResponseError, match="over 1,128 bytes.*inputs_per_request") as err:
+    with pytest.raises(RemoteResponseError, match=r"over 1,128 bytes.*inputs_per_request") as err:
         model.predict_proba(X)
     assert err.value.field == "$"
     assert model.requests_sent == 1  # not retried: a larger answer will not shrink
@@ -172,7 +173,7 @@ def test_a_response_too_large_is_refused_before_it_is_read(
 
 def test_garbage_instead_of_http_is_a_clear_error(canned: Callable[..., Canned]) -> None:
     server = canned([(b"SSH-2.0-OpenSSH_9.6\r\n", "close")] * 2)
-    with pytest.raises(RemoteModelError, match="failed 2 times.*not HTTP"):
+    with pytest.raises(RemoteModelError, match=r"failed 2 times.*not HTTP"):
         _model(server.url, retries=1).predict_proba(X)
 
 
@@ -182,7 +183,7 @@ def test_a_header_that_would_split_the_request_is_refused(
     server = canned([_ok()])
     monkeypatch.setenv("TOK", "abc\r\nX-Evil: 1")
     model = _model(server.url, headers={"Authorization": "Bearer ${TOK}"})
-    with pytest.raises(ValueError, match="'Authorization'.*line break"):
+    with pytest.raises(ValueError, match=r"'Authorization'.*line break"):
         model.predict_proba(X)
     assert server.heads == []  # nothing was sent
 

@@ -21,6 +21,7 @@ does what a real, paid, rate-limited API demands:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -230,7 +231,7 @@ class TargetSpec:
             if path is not None:
                 _parse_path(path)
 
-    @property
+    @functools.cached_property
     def one_per_request(self) -> bool:
         """The API takes a single input per request (``"$input"`` in the body)."""
         return list(_placeholders(self.body)) == ["$input"]
@@ -943,8 +944,8 @@ class HTTPClassifier(BaseClassifier):
             )
         # NaN and infinities carry into the sums: one pass finds them (then the rows).
         sums = arr.sum(axis=1)
-        if not np.isfinite(sums).all():
-            bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        bad = 0 if math.isfinite(sums.sum()) else int((~np.isfinite(arr)).any(axis=1).sum())
+        if bad:  # (a finite sum can overflow: then no row is at fault)
             raise RemoteResponseError(
                 f"response field {path!r} holds NaN or infinite scores for {bad} of "
                 f"{len(value)} inputs",
@@ -954,8 +955,9 @@ class HTTPClassifier(BaseClassifier):
             self._note_rounding(arr)
             # Rounding to d decimals moves each entry by up to half a unit of the last place.
             tol = 1e-4 if self.decimals is None else 0.5 * 10.0**-self.decimals * self.n_classes
-            low, high = (arr.min(), arr.max()) if arr.size else (0.0, 0.0)
-            if low < -1e-6 or high > 1 + 1e-6 or np.any(np.abs(sums - 1) > tol + 1e-9):
+            low, high = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+            off = float(np.abs(sums - 1).max()) if sums.size else 0.0
+            if low < -1e-6 or high > 1 + 1e-6 or off > tol + 1e-9:
                 raise RemoteResponseError(
                     f"response field {path!r} should hold probabilities (in [0, 1], each row "
                     f"summing to 1), got values in [{low:.4g}, {high:.4g}] and row "
