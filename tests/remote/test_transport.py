@@ -236,3 +236,78 @@ def test_https_with_a_private_ca(
     )
     model.predict_proba(digits_data.x_test[5:9])
     assert model.retries_done == 0
+
+
+class ForwardProxy:
+    """A plain HTTP forward proxy on 127.0.0.1 (absolute-form requests, no CONNECT) that
+    relays each request to its target and records the request lines it saw."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import http.client
+        import urllib.parse
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, body = data.split(b"\r\n\r\n", 1)
+                first, *rest = head.decode("latin-1").split("\r\n")
+                headers = dict(line.split(": ", 1) for line in rest)
+                length = int(
+                    next((v for k, v in headers.items() if k.lower() == "content-length"), 0)
+                )
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.lines.append(first)
+                method, target, _ = first.split(" ")
+                parts = urllib.parse.urlsplit(target)
+                upstream = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+                upstream.request(method, parts.path, body, headers)
+                answer = upstream.getresponse()
+                payload = answer.read()
+                out = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
+                for k, v in answer.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        out += f"{k}: {v}\r\n"
+                out += f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+                conn.sendall(out.encode("latin-1") + payload)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_target_behind_a_proxy_is_reached_through_it(
+    serve: Callable[..., Server],
+    digits_mlp: TorchClassifier,
+    digits_data,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = serve(digits_mlp)
+    proxy = ForwardProxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        model = HTTPClassifier(s.url, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+        x = digits_data.x_test[:12]
+        np.testing.assert_allclose(
+            model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
+        )
+        assert isinstance(model._transport(), ProxyTransport)
+        assert model._raw_ok  # the server's protocol header came through the proxy
+        assert proxy.lines and all(line.startswith(f"POST {s.url} ") for line in proxy.lines)
+    finally:
+        proxy.close()
