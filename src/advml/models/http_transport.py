@@ -192,8 +192,7 @@ class DirectTransport(_Settings):
                     return self._connect(timeout), False
                 except OSError as err:
                     raise TransportError(_describe(err, self.url, timeout)) from None
-            # Readable while idle means closed by the server (or garbage): not reused.
-            if select.select([sock], [], [], 0)[0]:
+            if _readable(sock):  # while idle: closed by the server (or garbage)
                 sock.close()
                 continue
             sock.settimeout(timeout)
@@ -394,6 +393,15 @@ def _read_response(sock: socket.socket, max_bytes: int) -> tuple[Response, bool]
             raise ResponseTooLargeError(_too_large(max_bytes))
     status = int(reader.parser.get_status_code())
     return Response(status, reader.headers, b"".join(reader.chunks)), reader.keep
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read now (poll: select stops at fd 1024)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def _too_large(max_bytes: int) -> str:
