@@ -96,7 +96,8 @@ class Server:
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Server]]:
     """``serve(model, **create_app_options)`` starts a server (HTTPS with ``tls=(cert,
-    key)``); all stop at the test's end."""
+    key)``, asking clients for a certificate of ``client_ca``); all stop at the test's
+    end."""
     import uvicorn
 
     started: list[tuple[Server, socket.socket]] = []
@@ -107,6 +108,7 @@ def serve() -> Iterator[Callable[..., Server]]:
         faults: Faults | None = None,
         port: int = 0,
         tls: tuple[Any, Any] | None = None,
+        client_ca: Any = None,
         **options: Any,
     ) -> Server:
         faults = faults or Faults()
@@ -122,7 +124,11 @@ def serve() -> Iterator[Callable[..., Server]]:
         # A server restarted on the port of one that went down (a resumed audit).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
-        ssl = {} if tls is None else {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])}
+        ssl: dict[str, Any] = {}
+        if tls is not None:
+            ssl = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])}
+        if client_ca is not None:  # mutual TLS: clients must show a certificate of this CA
+            ssl.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=2)  # ssl.CERT_REQUIRED
         server = uvicorn.Server(uvicorn.Config(app, log_level="critical", **ssl))
         holder["server"] = server
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -311,3 +311,90 @@ def test_a_target_behind_a_proxy_is_reached_through_it(
         assert proxy.lines and all(line.startswith(f"POST {s.url} ") for line in proxy.lines)
     finally:
         proxy.close()
+
+
+def test_mutual_tls_and_a_per_target_ca_bundle(
+    serve: Callable[..., Server],
+    digits_mlp: TorchClassifier,
+    digits_data,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trustme = pytest.importorskip("trustme")
+    from advml.models.http import load_target
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    client_cert = ca.issue_cert("auditor@example.com")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server_cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    server_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client_cert.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    s = serve(
+        digits_mlp,
+        tls=(tmp_path / "server.pem", tmp_path / "server.key"),
+        client_ca=tmp_path / "ca.pem",
+    )
+    x = digits_data.x_test[:4]
+    shape = {"input_shape": (1, 8, 8), "n_classes": 10, "bounds": (0.0, 1.0)}
+
+    # The CA from the target file (relative to it), no certificate: the server refuses.
+    (tmp_path / "no-cert.yaml").write_text(f"url: {s.url}\nca_bundle: ca.pem\nretries: 0\n")
+    spec = load_target(tmp_path / "no-cert.yaml")
+    assert spec.ca_bundle == str(tmp_path / "ca.pem")
+    with pytest.raises(RemoteModelError, match="failed 1 times"):
+        HTTPClassifier(spec, **shape).predict_proba(x)  # type: ignore[arg-type]
+
+    # With the client's certificate and key the same target answers.
+    (tmp_path / "target.yaml").write_text(
+        f"url: {s.url}\nca_bundle: ca.pem\nclient_cert: client.pem\nclient_key: client.key\n"
+    )
+    model = HTTPClassifier(load_target(tmp_path / "target.yaml"), **shape)  # type: ignore[arg-type]
+    np.testing.assert_allclose(
+        model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
+    )
+
+    # An encrypted key: its password from the environment, never from the file.
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(client_cert.private_key_pem.bytes(), None)
+    locked = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret"),
+    )
+    (tmp_path / "locked.key").write_bytes(locked)
+    base = {"url": s.url, "ca_bundle": str(tmp_path / "ca.pem"),
+            "client_cert": str(tmp_path / "client.pem"),
+            "client_key": str(tmp_path / "locked.key")}  # fmt: skip
+    with pytest.raises(ValueError, match="client_key_password must name an environment"):
+        TargetSpec(**base, client_key_password="s3cret")  # type: ignore[arg-type]
+    monkeypatch.setenv("KEY_PASS", "s3cret")
+    spec = TargetSpec(**base, returns="probs", client_key_password="${KEY_PASS}")  # type: ignore[arg-type]
+    np.testing.assert_allclose(
+        HTTPClassifier(spec, **shape).predict_proba(x),  # type: ignore[arg-type]
+        digits_mlp.predict_proba(x),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    monkeypatch.setenv("KEY_PASS", "wrong")
+    wrong = HTTPClassifier(spec, **shape)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"could not be loaded.*client_key_password"):
+        wrong.predict_proba(x)
+
+
+def test_tls_settings_are_checked_when_the_target_is_read(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not https://"):
+        TargetSpec(url="http://127.0.0.1:1/predict", ca_bundle=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="client_cert: no file"):
+        TargetSpec(url="https://127.0.0.1:1/predict", client_cert=str(tmp_path / "nope.pem"))
+    with pytest.raises(ValueError, match="need client_cert"):
+        TargetSpec(url="https://127.0.0.1:1/predict", client_key=str(tmp_path))
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    spec = TargetSpec(url="https://127.0.0.1:1/predict", returns="probs",
+                      ca_bundle=str(tmp_path / "junk.pem"))  # fmt: skip
+    model = HTTPClassifier(spec, input_shape=(3,), n_classes=2, bounds=(0.0, 1.0))
+    with pytest.raises(ValueError, match=r"ca_bundle .*junk.pem.* is not a PEM file"):
+        model.predict_proba(X)
+    assert model.query_count == 0  # refused before anything was counted

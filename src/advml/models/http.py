@@ -49,6 +49,7 @@ from advml.models.http_transport import (
     DirectTransport,
     ProxyTransport,
     ResponseTooLargeError,
+    TLSFiles,
     TransportError,
     open_transport,
 )
@@ -168,6 +169,18 @@ class TargetSpec:
         Most requests per second; ``None``: no limit.
     concurrency : int
         Requests in flight at once; default 4.
+    ca_bundle : str, optional
+        CA certificates (a PEM file, or a folder of them) the API's HTTPS certificate is
+        verified against; default ``$REQUESTS_CA_BUNDLE`` / ``$CURL_CA_BUNDLE``, else
+        certifi's roots. Verification cannot be turned off.
+    client_cert : str, optional
+        A PEM file with the client certificate (and its key, unless ``client_key`` is
+        given) for an API that asks for one (mutual TLS).
+    client_key : str, optional
+        The client certificate's private key (PEM), when not in ``client_cert``.
+    client_key_password : str, optional
+        Password of an encrypted ``client_key``: ``${VAR}`` (read from the environment
+        like a header's secret).
     """
 
     url: str
@@ -185,6 +198,10 @@ class TargetSpec:
     backoff: float = 0.5
     rate_limit: float | None = None
     concurrency: int = 4
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    client_key_password: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not re.match(r"https?://", self.url):
@@ -230,6 +247,34 @@ class TargetSpec:
         for path in (self.scores, self.labels, self.top_k):
             if path is not None:
                 _parse_path(path)
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        files = {"ca_bundle": self.ca_bundle, "client_cert": self.client_cert,
+                 "client_key": self.client_key}  # fmt: skip
+        for name, value in [*files.items(), ("client_key_password", self.client_key_password)]:
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a path (a string), got {type(value).__name__}")
+        given = [name for name, value in files.items() if value is not None]
+        if self.client_key_password is not None:
+            given.append("client_key_password")
+        if given and not self.url.lower().startswith("https://"):
+            raise ValueError(
+                f"{', '.join(given)}: TLS settings, but the url is not https:// ({self.url!r})"
+            )
+        if (self.client_key or self.client_key_password) and not self.client_cert:
+            raise ValueError("client_key and client_key_password need client_cert")
+        if self.client_key_password is not None and not _VAR.fullmatch(self.client_key_password):
+            raise ValueError(
+                "client_key_password must name an environment variable, e.g. "
+                "'${CLIENT_KEY_PASSWORD}': a password is never written in the file"
+            )
+        for name, value in files.items():
+            if value is not None:
+                path = Path(value).expanduser()
+                if not path.exists():
+                    raise FileNotFoundError(f"{name}: no file or folder {str(path)!r}")
+                object.__setattr__(self, name, str(path))
 
     @functools.cached_property
     def one_per_request(self) -> bool:
@@ -259,6 +304,7 @@ class TargetSpec:
         names = _VAR.findall(self.url)
         for v in self.headers.values():
             names += _VAR.findall(v)
+        names += _VAR.findall(self.client_key_password or "")
         return sorted(set(names))
 
     def public(self) -> dict[str, Any]:
@@ -300,7 +346,9 @@ def _fill(obj: Any, value: Any) -> Any:
 _TARGET_KEYS = {
     "url", "method", "headers", "body", "inputs_per_request", "encoding", "returns",
     "scores", "labels", "top_k", "timeout", "retries", "backoff", "rate_limit", "concurrency",
+    "ca_bundle", "client_cert", "client_key", "client_key_password",
 }  # fmt: skip
+_TARGET_FILES = ("ca_bundle", "client_cert", "client_key")
 
 
 def load_target(path: str | os.PathLike[str], *, url: str | None = None) -> TargetSpec:
@@ -329,6 +377,9 @@ def load_target(path: str | os.PathLike[str], *, url: str | None = None) -> Targ
         )
     if url is not None:
         data["url"] = url
+    for key in _TARGET_FILES:  # relative to the file's folder
+        if isinstance(data.get(key), str):
+            data[key] = str(p.parent / Path(data[key]).expanduser())
     if "url" not in data:
         raise ValueError(f"--target-config {str(p)!r} has no url (or pass --target-url)")
     try:
@@ -729,6 +780,7 @@ class HTTPClassifier(BaseClassifier):
         keys, missing = self._cache.missing(arr)
         self.cache_hits += len(keys) - len(missing)
         if missing:
+            self._transport()  # a setting it refuses (a TLS file) refuses before counting
             # Counted once here, before sending: a retried request is not paid again.
             self._count(len(missing))
             self._fetch(list(missing), arr[list(missing.values())])
@@ -780,9 +832,18 @@ class HTTPClassifier(BaseClassifier):
                 transport = self._pool
                 if transport is None:
                     url = self._expand(self.spec.url)
-                    transport = open_transport(url, self.spec.concurrency)
+                    transport = open_transport(url, self.spec.concurrency, self._tls())
                     self._pool = transport
         return transport
+
+    def _tls(self) -> TLSFiles:
+        password = self.spec.client_key_password
+        return TLSFiles(
+            ca_bundle=self.spec.ca_bundle,
+            client_cert=self.spec.client_cert,
+            client_key=self.spec.client_key,
+            password=None if password is None else self._expand(password),
+        )
 
     def _expand(self, text: str) -> str:
         return _VAR.sub(lambda m: os.environ.get(m.group(1), ""), text)

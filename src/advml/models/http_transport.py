@@ -34,10 +34,17 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DirectTransport", "ProxyTransport", "Response", "TransportError", "open_transport"]
+__all__ = [
+    "DirectTransport",
+    "ProxyTransport",
+    "Response",
+    "TLSFiles",
+    "TransportError",
+    "open_transport",
+]
 
 # Header names are tokens; values are visible latin-1 characters and spaces (RFC 9110 §5).
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -55,6 +62,17 @@ class ResponseTooLargeError(TransportError):
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """A target's own TLS files: CA bundle (file or folder), client certificate and key,
+    and the key's password (already read from the environment)."""
+
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Response:
     """A whole HTTP response; ``headers`` are keyed by lower-case name."""
 
@@ -63,7 +81,9 @@ class Response:
     data: bytes
 
 
-def open_transport(url: str, concurrency: int) -> DirectTransport | ProxyTransport:
+def open_transport(
+    url: str, concurrency: int, tls: TLSFiles | None = None
+) -> DirectTransport | ProxyTransport:
     """The transport for ``url``: through the environment's proxy if one applies to it
     (``NO_PROXY`` honoured), else direct."""
     import requests.utils
@@ -72,8 +92,8 @@ def open_transport(url: str, concurrency: int) -> DirectTransport | ProxyTranspo
     scheme = url.split("://", 1)[0].lower()
     proxy = proxies.get(scheme) or proxies.get("all")
     if proxy:
-        return ProxyTransport(url, concurrency, proxy)
-    return DirectTransport(url, concurrency)
+        return ProxyTransport(url, concurrency, proxy, tls)
+    return DirectTransport(url, concurrency, tls)
 
 
 class _Settings:
@@ -81,9 +101,10 @@ class _Settings:
 
     proxy: str | None = None
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tls: TLSFiles | None) -> None:
         import requests.utils
 
+        self.tls_files = tls or TLSFiles()
         parts = urllib.parse.urlsplit(url)
         self.url = url
         self.scheme = parts.scheme.lower()
@@ -100,12 +121,45 @@ class _Settings:
             token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode("ascii")
             self.auth = {"authorization": f"Basic {token}"}
         self.ca_certs: str | None = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+            self.tls_files.ca_bundle
+            or os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or None
         )
         if self.ca_certs is None and self.scheme == "https":
             import certifi  # what requests verifies with by default
 
             self.ca_certs = certifi.where()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """Certificates verified against the CA bundle; the client's own certificate
+        loaded when the target gives one. Errors name the target's setting."""
+        ca = self.ca_certs or ""
+        try:
+            context = (
+                ssl.create_default_context(capath=ca)
+                if os.path.isdir(ca)
+                else ssl.create_default_context(cafile=ca or None)
+            )
+        except (ssl.SSLError, OSError) as err:
+            source = "ca_bundle" if self.tls_files.ca_bundle else "REQUESTS_CA_BUNDLE"
+            if not self.tls_files.ca_bundle and not os.environ.get("REQUESTS_CA_BUNDLE"):
+                source = "CURL_CA_BUNDLE"
+            raise ValueError(
+                f"{source} {ca!r} is not a PEM file (or folder) of CA certificates: {err}"
+            ) from None
+        files = self.tls_files
+        if files.client_cert:
+            password = files.password or ""  # never OpenSSL's prompt on the terminal
+            try:
+                context.load_cert_chain(files.client_cert, files.client_key, lambda: password)
+            except (ssl.SSLError, OSError) as err:
+                raise ValueError(
+                    f"client_cert {files.client_cert!r} (key: {files.client_key or 'in it'}) "
+                    f"could not be loaded ({err}); check that the key matches the "
+                    f"certificate and, if the key is encrypted, set client_key_password"
+                ) from None
+        return context
 
     def with_auth(self, headers: dict[str, str]) -> dict[str, str]:
         if self.auth and not any(k.lower() == "authorization" for k in headers):
@@ -119,8 +173,8 @@ class DirectTransport(_Settings):
     Thread-safe: each request holds a connection of its own; idle ones are shared.
     """
 
-    def __init__(self, url: str, concurrency: int) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, concurrency: int, tls: TLSFiles | None = None) -> None:
+        super().__init__(url, tls)
         parts = urllib.parse.urlsplit(url)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.scheme == "https" else 80)
@@ -128,14 +182,7 @@ class DirectTransport(_Settings):
         name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
         self.host_header = name if default else f"{name}:{self.port}"
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.tls: ssl.SSLContext | None = None
-        if self.scheme == "https":
-            ca = self.ca_certs or ""
-            self.tls = (
-                ssl.create_default_context(capath=ca)
-                if os.path.isdir(ca)
-                else ssl.create_default_context(cafile=ca or None)
-            )
+        self.tls = self._tls_context() if self.scheme == "https" else None
         self.keep = max(1, int(concurrency))
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -220,14 +267,14 @@ class DirectTransport(_Settings):
 class ProxyTransport(_Settings):
     """Requests through an HTTP(S) proxy, by urllib3's ``ProxyManager``."""
 
-    def __init__(self, url: str, concurrency: int, proxy: str) -> None:
+    def __init__(self, url: str, concurrency: int, proxy: str, tls: TLSFiles | None = None) -> None:
         import urllib3
 
-        super().__init__(url)
+        super().__init__(url, tls)
         self.proxy = proxy
         options: dict[str, Any] = {"maxsize": max(1, concurrency), "retries": False}
         if self.scheme == "https":
-            options.update(cert_reqs="CERT_REQUIRED", ca_certs=self.ca_certs)
+            options["ssl_context"] = self._tls_context()
         self.pool = urllib3.ProxyManager(proxy, **options)
         self._timeouts: dict[float, Any] = {}
 
