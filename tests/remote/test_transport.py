@@ -239,8 +239,8 @@ def test_https_with_a_private_ca(
 
 
 class ForwardProxy:
-    """A plain HTTP forward proxy on 127.0.0.1 (absolute-form requests, no CONNECT) that
-    relays each request to its target and records the request lines it saw."""
+    """An HTTP forward proxy on 127.0.0.1 that relays absolute-form requests to their
+    target and tunnels ``CONNECT`` (HTTPS), recording the request lines it saw."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -251,42 +251,64 @@ class ForwardProxy:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
-        import http.client
-        import urllib.parse
-
         while True:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, body = data.split(b"\r\n\r\n", 1)
-                first, *rest = head.decode("latin-1").split("\r\n")
-                headers = dict(line.split(": ", 1) for line in rest)
-                length = int(
-                    next((v for k, v in headers.items() if k.lower() == "content-length"), 0)
-                )
-                while len(body) < length:
-                    body += conn.recv(65536)
-                self.lines.append(first)
-                method, target, _ = first.split(" ")
-                parts = urllib.parse.urlsplit(target)
-                upstream = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-                upstream.request(method, parts.path, body, headers)
-                answer = upstream.getresponse()
-                payload = answer.read()
-                out = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
-                for k, v in answer.getheaders():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        out += f"{k}: {v}\r\n"
-                out += f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
-                conn.sendall(out.encode("latin-1") + payload)
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        import http.client
+        import urllib.parse
+
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, body = data.split(b"\r\n\r\n", 1)
+            first, *rest = head.decode("latin-1").split("\r\n")
+            self.lines.append(first)
+            method, target, _ = first.split(" ")
+            if method == "CONNECT":
+                host, port = target.rsplit(":", 1)
+                with socket.create_connection((host, int(port))) as upstream:
+                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    _pipe(conn, upstream)
+                return
+            headers = dict(line.split(": ", 1) for line in rest)
+            length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), 0))
+            while len(body) < length:
+                body += conn.recv(65536)
+            parts = urllib.parse.urlsplit(target)
+            upstream = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            upstream.request(method, parts.path, body, headers)
+            answer = upstream.getresponse()
+            payload = answer.read()
+            out = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
+            for k, v in answer.getheaders():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    out += f"{k}: {v}\r\n"
+            out += f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+            conn.sendall(out.encode("latin-1") + payload)
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _pipe(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways between ``a`` and ``b`` until one side closes."""
+    import select
+
+    while True:
+        ready, _, _ = select.select([a, b], [], [], 10)
+        if not ready:
+            return
+        for src in ready:
+            data = src.recv(65536)
+            if not data:
+                return
+            (b if src is a else a).sendall(data)
 
 
 def test_a_target_behind_a_proxy_is_reached_through_it(
@@ -398,3 +420,34 @@ def test_tls_settings_are_checked_when_the_target_is_read(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match=r"ca_bundle .*junk.pem.* is not a PEM file"):
         model.predict_proba(X)
     assert model.query_count == 0  # refused before anything was counted
+
+
+def test_an_https_target_behind_a_proxy_is_tunnelled(
+    serve: Callable[..., Server],
+    digits_mlp: TorchClassifier,
+    digits_data,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    s = serve(digits_mlp, tls=(tmp_path / "cert.pem", tmp_path / "key.pem"))
+    proxy = ForwardProxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        spec = TargetSpec(url=s.url, ca_bundle=str(tmp_path / "ca.pem"))
+        model = HTTPClassifier(spec, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+        x = digits_data.x_test[:6]
+        np.testing.assert_allclose(
+            model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
+        )
+        assert isinstance(model._transport(), ProxyTransport)
+        assert proxy.lines[0].startswith(f"CONNECT 127.0.0.1:{s.port} HTTP/1.")
+    finally:
+        proxy.close()
