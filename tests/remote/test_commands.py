@@ -54,6 +54,9 @@ def test_serve_model_serves_the_protocol(
     np.testing.assert_allclose([t["scores"][0] for t in top], np.round(p.max(1), 3), atol=1e-9)
     bad = client.post("/predict", json={"inputs": [[0.5] * 3]}, headers={"X-API-Key": "k-123"})
     assert bad.status_code == 422 and "expects [1, 8, 8]" in bad.json()["error"]
+    ragged = {"inputs": [x[0].tolist(), [[0.5] * 3]]}
+    bad = client.post("/predict", json=ragged, headers={"X-API-Key": "k-123"})
+    assert bad.status_code == 422 and "each input of shape [1, 8, 8]" in bad.json()["error"]
 
 
 def test_serve_model_rate_limit_answers_429(

@@ -36,6 +36,7 @@ class Canned:
     def __init__(self, replies: list[bytes | tuple[bytes, str] | None]) -> None:
         self.replies = list(replies)
         self.heads: list[str] = []
+        self.bodies: list[bytes] = []
         self.connections = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -73,6 +74,7 @@ class Canned:
         while len(body) < length:
             body += conn.recv(65536)
         self.heads.append(text)
+        self.bodies.append(body)
         reply = self.replies.pop(0)
         if reply is None:
             return False
@@ -451,3 +453,14 @@ def test_an_https_target_behind_a_proxy_is_tunnelled(
         assert proxy.lines[0].startswith(f"CONNECT 127.0.0.1:{s.port} HTTP/1.")
     finally:
         proxy.close()
+
+
+def test_json_inputs_carry_the_exact_float32_values(canned: Callable[..., Canned]) -> None:
+    server = canned([_ok(json.dumps({"probabilities": [[0.25, 0.75]] * 2}).encode())])
+    model = _model(server.url, body={"instances": "$inputs", "meta": {1: "int key"}})
+    x = np.array([[0.1, 1 / 3, 2e-8], [0.7, 0.123456789, 1.0]], dtype=np.float32)
+    model.predict_proba(x)
+    sent = json.loads(server.bodies[0])
+    assert sent["meta"] == {"1": "int key"}  # keys written as strings, as json does
+    values = np.array(sent["instances"], dtype=np.float64)
+    np.testing.assert_array_equal(values, x.astype(np.float64))  # no digit lost or added

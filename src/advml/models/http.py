@@ -816,13 +816,14 @@ class HTTPClassifier(BaseClassifier):
             xs = np.ascontiguousarray(xs, dtype=np.float32)
             batch = {"float32": base64.b64encode(xs.tobytes()).decode(), "shape": list(xs.shape)}
             return _fill(self.spec.body, batch)
-        encoded = [self._encode(row) for row in xs]
-        return _fill(self.spec.body, encoded[0] if self.spec.one_per_request else encoded)
-
-    def _encode(self, row: np.ndarray) -> Any:
+        encoded: Any
         if self.spec.encoding == "list":
-            return np.asarray(row, dtype=np.float32).tolist()
-        return encode_png(row, self.bounds)
+            # The float32 values as float64: JSON gets their exact decimal, as json.dumps
+            # of .tolist() wrote them; orjson writes the array without the lists.
+            encoded = np.ascontiguousarray(xs, dtype=np.float32).astype(np.float64)
+        else:
+            encoded = [encode_png(row, self.bounds) for row in xs]
+        return _fill(self.spec.body, encoded[0] if self.spec.one_per_request else encoded)
 
     # -- sending -----------------------------------------------------------------------
     def _transport(self) -> DirectTransport | ProxyTransport:
@@ -863,7 +864,7 @@ class HTTPClassifier(BaseClassifier):
             headers["Content-Type"] = RAW_INPUTS
             headers["X-Advml-Shape"] = ",".join(str(d) for d in body.data.shape)
         else:
-            payload = json.dumps(body).encode("utf-8")
+            payload = dumps_json(body)
             headers.setdefault("Content-Type", "application/json")
         transport = self._transport()
         # The most bytes the answers to n inputs can take, with room for what an API
@@ -937,7 +938,7 @@ class HTTPClassifier(BaseClassifier):
                 ) from None
             return {"probabilities": arr}
         try:
-            return json.loads(r.data)
+            return loads_json(r.data)
         except ValueError:
             start = self._redact(_text(r.data[:60])).strip()
             raise RemoteResponseError(
@@ -1112,6 +1113,34 @@ class _RawBatch:
     """A batch sent as raw float32 bytes (protocol 2)."""
 
     data: np.ndarray
+
+
+def dumps_json(doc: Any) -> bytes:
+    """``doc`` as JSON bytes, numpy arrays as nested lists.
+
+    orjson (its C writer and ryu's shortest round-trip floats) rather than ``json``: a
+    batch of 35 digits inputs took 1.65 ms with ``json.dumps(batch.tolist())`` and 0.12 ms
+    here, the same numbers; keys that are not strings are written as strings, as
+    ``json`` does.
+    """
+    import orjson
+
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+def loads_json(data: bytes | str) -> Any:
+    """Parsed JSON; ``ValueError`` if it is not JSON.
+
+    orjson (~11x faster on a batch of numbers), falling back to ``json`` for what orjson
+    refuses and ``json`` reads: ``NaN``/``Infinity`` literals (which the checks then
+    name) and integers beyond 64 bits.
+    """
+    import orjson
+
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def _text(data: bytes) -> str:

@@ -33,7 +33,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from advml.models.base import Classifier
-from advml.models.http import RAW_INPUTS, RAW_SCORES, decode_png
+from advml.models.http import RAW_INPUTS, RAW_SCORES, decode_png, dumps_json, loads_json
 from advml.validation import check_number
 
 __all__ = ["MAX_INPUTS", "create_app", "parse_outputs"]
@@ -131,14 +131,23 @@ def create_app(
             x = inputs
         elif isinstance(inputs, dict):
             x = _decode_batch(inputs)
-        else:
+        elif not inputs:
+            x = np.empty((0, *model.input_shape), np.float32)
+        elif any(isinstance(v, str) for v in inputs):
             rows = [
                 decode_png(v, model.input_shape, model.bounds)
                 if isinstance(v, str)
                 else np.asarray(v, dtype=np.float32)
                 for v in inputs
             ]
-            x = np.stack(rows) if rows else np.empty((0, *model.input_shape), np.float32)
+            x = np.stack(rows)
+        else:
+            try:
+                x = np.asarray(inputs, dtype=np.float32)  # one conversion for the batch
+            except ValueError:
+                raise ValueError(
+                    f"inputs must be numbers, each input of shape {list(model.input_shape)}"
+                ) from None
         if x.shape[1:] != tuple(model.input_shape):
             raise ValueError(
                 f"inputs have shape {list(x.shape[1:])}; the model expects "
@@ -157,7 +166,7 @@ def create_app(
             if binary:
                 data = base64.b64encode(np.ascontiguousarray(p).tobytes()).decode()
                 return {"probabilities": {"float64": data, "shape": list(p.shape)}}
-            return {"probabilities": p.tolist()}
+            return {"probabilities": np.ascontiguousarray(p)}  # written by orjson
         order = np.argsort(-p, axis=1, kind="stable")[:, :k]
         top = np.take_along_axis(p, order, axis=1)
         top = _rounded(top, round_to)
@@ -198,7 +207,7 @@ def create_app(
                 return 400, _error(str(err)), _JSON
         else:
             try:
-                body = json.loads(raw)
+                body = loads_json(raw)
             except ValueError:
                 return 400, _error("the body is not JSON"), _JSON
             found = body.get("inputs") if isinstance(body, dict) else None
@@ -221,7 +230,7 @@ def create_app(
         if isinstance(result, np.ndarray):
             # The rows follow from the body's size: n x n_classes float64 values.
             return 200, result.tobytes(), RAW_SCORES
-        return 200, json.dumps(result).encode(), _JSON
+        return 200, dumps_json(result), _JSON
 
     # The most bytes a request of MAX_INPUTS inputs written as JSON floats can need
     # (~24 characters a number), checked before the body is read into memory.
