@@ -111,6 +111,21 @@ def _model(url: str, **spec: object) -> HTTPClassifier:
 X = np.array([[0.1, 0.2, 0.3]], dtype=np.float32)
 
 
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    """A private CA (``ca.pem``), a server certificate for 127.0.0.1 (``server.pem``,
+    ``server.key``) and a client certificate (``client.pem``, ``client.key``), in
+    ``tmp_path``."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    for name, identity in (("server", "127.0.0.1"), ("client", "auditor@example.com")):
+        cert = ca.issue_cert(identity)
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / f"{name}.pem"))
+        cert.private_key_pem.write_to_path(str(tmp_path / f"{name}.key"))
+    return tmp_path
+
+
 def test_a_chunked_answer_is_read_whole(canned: Callable[..., Canned]) -> None:
     half = len(PROBS) // 2
     chunks = f"{half:x}\r\n".encode() + PROBS[:half] + b"\r\n"
@@ -212,16 +227,10 @@ def test_https_with_a_private_ca(
     serve: Callable[..., Server],
     digits_mlp: TorchClassifier,
     digits_data,
-    tmp_path: Path,
+    pki: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    s = serve(digits_mlp, tls=(tmp_path / "cert.pem", tmp_path / "key.pem"))
+    s = serve(digits_mlp, tls=(pki / "server.pem", pki / "server.key"))
     assert s.url.startswith("https://")
     x = digits_data.x_test[:5]
 
@@ -231,7 +240,7 @@ def test_https_with_a_private_ca(
     with pytest.raises(RemoteModelError, match="CERTIFICATE_VERIFY_FAILED"):
         untrusted.predict_proba(x)
 
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki / "ca.pem"))
     model = HTTPClassifier(s.url, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
     np.testing.assert_allclose(
         model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
@@ -313,68 +322,65 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
             (b if src is a else a).sendall(data)
 
 
+@pytest.fixture
+def forward_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
+    """A running :class:`ForwardProxy`, with no ``NO_PROXY`` that would skip it."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = ForwardProxy()
+    yield proxy
+    proxy.close()
+
+
 def test_a_target_behind_a_proxy_is_reached_through_it(
     serve: Callable[..., Server],
     digits_mlp: TorchClassifier,
     digits_data,
+    forward_proxy: ForwardProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s = serve(digits_mlp)
-    proxy = ForwardProxy()
-    try:
-        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        model = HTTPClassifier(s.url, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
-        x = digits_data.x_test[:12]
-        np.testing.assert_allclose(
-            model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
-        )
-        assert isinstance(model._transport(), ProxyTransport)
-        assert model._raw_ok  # the server's protocol header came through the proxy
-        assert proxy.lines and all(line.startswith(f"POST {s.url} ") for line in proxy.lines)
-    finally:
-        proxy.close()
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+    model = HTTPClassifier(s.url, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+    x = digits_data.x_test[:12]
+    np.testing.assert_allclose(
+        model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
+    )
+    assert isinstance(model._transport(), ProxyTransport)
+    assert model._raw_ok  # the server's protocol header came through the proxy
+    lines = forward_proxy.lines
+    assert lines and all(line.startswith(f"POST {s.url} ") for line in lines)
 
 
 def test_mutual_tls_and_a_per_target_ca_bundle(
     serve: Callable[..., Server],
     digits_mlp: TorchClassifier,
     digits_data,
-    tmp_path: Path,
+    pki: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    trustme = pytest.importorskip("trustme")
     from advml.models.http import load_target
 
-    ca = trustme.CA()
-    server_cert = ca.issue_cert("127.0.0.1")
-    client_cert = ca.issue_cert("auditor@example.com")
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    server_cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
-    server_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
-    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
-    client_cert.private_key_pem.write_to_path(str(tmp_path / "client.key"))
     s = serve(
         digits_mlp,
-        tls=(tmp_path / "server.pem", tmp_path / "server.key"),
-        client_ca=tmp_path / "ca.pem",
+        tls=(pki / "server.pem", pki / "server.key"),
+        client_ca=pki / "ca.pem",
     )
     x = digits_data.x_test[:4]
     shape = {"input_shape": (1, 8, 8), "n_classes": 10, "bounds": (0.0, 1.0)}
 
     # The CA from the target file (relative to it), no certificate: the server refuses.
-    (tmp_path / "no-cert.yaml").write_text(f"url: {s.url}\nca_bundle: ca.pem\nretries: 0\n")
-    spec = load_target(tmp_path / "no-cert.yaml")
-    assert spec.ca_bundle == str(tmp_path / "ca.pem")
+    (pki / "no-cert.yaml").write_text(f"url: {s.url}\nca_bundle: ca.pem\nretries: 0\n")
+    spec = load_target(pki / "no-cert.yaml")
+    assert spec.ca_bundle == str(pki / "ca.pem")
     with pytest.raises(RemoteModelError, match="failed 1 times"):
         HTTPClassifier(spec, **shape).predict_proba(x)  # type: ignore[arg-type]
 
     # With the client's certificate and key the same target answers.
-    (tmp_path / "target.yaml").write_text(
+    (pki / "target.yaml").write_text(
         f"url: {s.url}\nca_bundle: ca.pem\nclient_cert: client.pem\nclient_key: client.key\n"
     )
-    model = HTTPClassifier(load_target(tmp_path / "target.yaml"), **shape)  # type: ignore[arg-type]
+    model = HTTPClassifier(load_target(pki / "target.yaml"), **shape)  # type: ignore[arg-type]
     np.testing.assert_allclose(
         model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
     )
@@ -382,16 +388,16 @@ def test_mutual_tls_and_a_per_target_ca_bundle(
     # An encrypted key: its password from the environment, never from the file.
     from cryptography.hazmat.primitives import serialization
 
-    key = serialization.load_pem_private_key(client_cert.private_key_pem.bytes(), None)
+    key = serialization.load_pem_private_key((pki / "client.key").read_bytes(), None)
     locked = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"s3cret"),
     )
-    (tmp_path / "locked.key").write_bytes(locked)
-    base = {"url": s.url, "ca_bundle": str(tmp_path / "ca.pem"),
-            "client_cert": str(tmp_path / "client.pem"),
-            "client_key": str(tmp_path / "locked.key")}  # fmt: skip
+    (pki / "locked.key").write_bytes(locked)
+    base = {"url": s.url, "ca_bundle": str(pki / "ca.pem"),
+            "client_cert": str(pki / "client.pem"),
+            "client_key": str(pki / "locked.key")}  # fmt: skip
     with pytest.raises(ValueError, match="client_key_password must name an environment"):
         TargetSpec(**base, client_key_password="s3cret")  # type: ignore[arg-type]
     monkeypatch.setenv("KEY_PASS", "s3cret")
@@ -428,31 +434,20 @@ def test_an_https_target_behind_a_proxy_is_tunnelled(
     serve: Callable[..., Server],
     digits_mlp: TorchClassifier,
     digits_data,
-    tmp_path: Path,
+    pki: Path,
+    forward_proxy: ForwardProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    s = serve(digits_mlp, tls=(tmp_path / "cert.pem", tmp_path / "key.pem"))
-    proxy = ForwardProxy()
-    try:
-        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-        spec = TargetSpec(url=s.url, ca_bundle=str(tmp_path / "ca.pem"))
-        model = HTTPClassifier(spec, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
-        x = digits_data.x_test[:6]
-        np.testing.assert_allclose(
-            model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
-        )
-        assert isinstance(model._transport(), ProxyTransport)
-        assert proxy.lines[0].startswith(f"CONNECT 127.0.0.1:{s.port} HTTP/1.")
-    finally:
-        proxy.close()
+    s = serve(digits_mlp, tls=(pki / "server.pem", pki / "server.key"))
+    monkeypatch.setenv("HTTPS_PROXY", forward_proxy.url)
+    spec = TargetSpec(url=s.url, ca_bundle=str(pki / "ca.pem"))
+    model = HTTPClassifier(spec, input_shape=(1, 8, 8), n_classes=10, bounds=(0.0, 1.0))
+    x = digits_data.x_test[:6]
+    np.testing.assert_allclose(
+        model.predict_proba(x), digits_mlp.predict_proba(x), rtol=1e-5, atol=1e-6
+    )
+    assert isinstance(model._transport(), ProxyTransport)
+    assert forward_proxy.lines[0].startswith(f"CONNECT 127.0.0.1:{s.port} HTTP/1.")
 
 
 def test_json_inputs_carry_the_exact_float32_values(canned: Callable[..., Canned]) -> None:
