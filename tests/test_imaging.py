@@ -57,7 +57,7 @@ def test_bit_depth_keeps_two_to_the_bits_levels_inside_the_bounds() -> None:
     out = reduce_bit_depth(x, 2, (-1.0, 1.0))
     # 2 bits: the levels -1, -1/3, 1/3, 1 (float32 arithmetic of the rescaling).
     levels = torch.tensor([-1.0, -1.0 / 3, 1.0 / 3, 1.0])
-    near = torch.isclose(out.reshape(-1, 1), levels[None, :], atol=1e-6)
+    near = torch.isclose(out.reshape(-1, 1), levels[None, :], rtol=1e-6, atol=1e-6)
     assert near.any(dim=1).all()  # every output is one of the levels
     assert near.any(dim=0).all()  # and every level is used
 

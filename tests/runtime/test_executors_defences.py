@@ -12,17 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 import pytest
 import torch
+from _reports import written_report
 from torch import nn
 
 import advml.audit.sections.defences as defences_section
 from advml.audit import AuditConfig, run_audit
 from advml.data import load_dataset
 from advml.models import TorchClassifier, train
-from advml.report import report_schema
 from advml.runtime.executors import LocalExecutor
 
 DEFENCES = {"feature_squeezing": {"strength": "medium"}, "gaussian_noise": {"strength": "medium"}}
@@ -109,8 +108,7 @@ def test_matrix_covers_every_setting_and_eps_and_keeps_the_configured_figures(
         out=tmp_path,
         show_progress=False,
     )
-    report = json.loads((tmp_path / "report.json").read_text())
-    jsonschema.validate(report, report_schema())
+    written_report(tmp_path)
     sec = result.report["sections"]["defences"]
     assert sec["eps_list"] == [0.05, 0.1] and sec["strengths"] == ["low", "high"]
     assert sec["executor"] == {"executor": "local", "workers": 1}
@@ -335,7 +333,7 @@ def test_the_matrix_on_a_table_keeps_the_defences_that_apply(
     result = run_audit(
         config, model=copy.deepcopy(cancer_model), dataset=cancer, out=tmp_path, show_progress=False
     )
-    jsonschema.validate(json.loads((tmp_path / "report.json").read_text()), report_schema())
+    written_report(tmp_path)
     sec = result.report["sections"]["defences"]
     (skipped,) = sec["skipped"]
     assert skipped["defence"] == "median_smoothing" and "images" in skipped["reason"]

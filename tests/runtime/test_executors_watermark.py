@@ -7,18 +7,16 @@ the new ones."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
+from _reports import written_report
 
 import advml.audit.sections.watermark as section_module
 from advml.audit import AuditConfig, run_audit
 from advml.data import Dataset
 from advml.models import TorchClassifier
-from advml.report import report_schema
 
 TINY: dict[str, Any] = {
     "schemes": ["uchida", "adi"],
@@ -65,8 +63,7 @@ def test_every_key_is_checked_on_every_independent_model_with_the_rate_and_its_i
         out=tmp_path,
         show_progress=False,
     )
-    report = json.loads((tmp_path / "report.json").read_text())
-    jsonschema.validate(report, report_schema())
+    written_report(tmp_path)
     s = result.report["sections"]["watermark"]
     assert s["executor"] == {"executor": "local", "workers": 1}
     assert s["independent_models"]["n"] == 3 and len(s["independent_models"]["accuracies"]) == 3

@@ -367,7 +367,7 @@ def test_npz_upload_keeps_the_values(client: TestClient, digits: Dataset) -> Non
         np.testing.assert_array_equal(np.asarray(r.json()["pixels"], np.float32), digits.x_test[9])
     pixels = np.round(digits.x_test[9] * 255).astype(np.uint8)
     out = client.post("/api/upload", content=_npz(x=pixels)).json()
-    np.testing.assert_allclose(out["pixels"], pixels / 255.0, atol=1e-6)
+    np.testing.assert_allclose(out["pixels"], pixels / 255.0, rtol=1e-6, atol=1e-6)
 
 
 def _object_npz() -> bytes:
